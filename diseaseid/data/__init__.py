@@ -1,0 +1,20 @@
+"""Data: decoding and pre-processing, image-folder data sets, subjects, near-duplicate groups, splits."""
+from diseaseid.data.preprocess import (
+    IMAGE_SIZE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageDecodeError,
+    decode_image,
+    normalize,
+    to_uint8_rgb,
+)
+
+__all__ = [
+    "IMAGE_SIZE",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ImageDecodeError",
+    "decode_image",
+    "normalize",
+    "to_uint8_rgb",
+]

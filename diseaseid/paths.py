@@ -1,0 +1,33 @@
+"""Where things live: the shared data root, shipped weights, caches. Each can be overridden by environment."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_root() -> Path:
+    """The shared data root: $DISEASEID_DATA, else ../shared/data beside the checkout."""
+    env = os.environ.get("DISEASEID_DATA")
+    if env:
+        return Path(env)
+    return REPO_ROOT.parent / "shared" / "data"
+
+
+def task_data_dir(task) -> Path:
+    return data_root() / task.data_dir
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get("DISEASEID_WEIGHTS", REPO_ROOT / "weights"))
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("DISEASEID_CACHE", REPO_ROOT / ".cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fixtures_dir() -> Path:
+    return REPO_ROOT / "tests" / "fixtures"
