@@ -1,0 +1,5 @@
+import sys
+
+from diseaseid.cli import main
+
+sys.exit(main())
