@@ -1,0 +1,133 @@
+"""The two flows behind the image routers: one slice (conclusion, then heatmaps) and one study (an album)."""
+from __future__ import annotations
+
+import logging
+from html import escape
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
+from aiogram.utils.chat_action import ChatActionSender
+
+from .client import DiseaseIdClient, ExplainFailed, InputRejected, ServiceError, ServiceUnavailable
+from .formatting import conclusion_text
+from .media import Rejection, download, image_ref
+from .ratelimit import RateLimiter
+from .schemas import Conclusion, Upload
+from .settings import BotSettings
+from .texts import t, task_name
+
+log = logging.getLogger(__name__)
+
+
+async def show(status: Message, text: str) -> None:
+    """Replace the status message; if Telegram refuses the edit, say it in a new message."""
+    try:
+        await status.edit_text(text)
+    except TelegramBadRequest as exc:
+        log.warning("could not edit the status message: %s", exc.message)
+        await status.answer(text)
+
+
+def failure_text(exc: Exception, lang: str) -> str:
+    if isinstance(exc, Rejection):
+        return t(exc.key, lang, **exc.values)
+    if isinstance(exc, InputRejected):
+        return t("input_rejected", lang, reason=escape(exc.message or str(exc.code or "")))
+    if isinstance(exc, ServiceError):
+        return t("service_down", lang)
+    return t("error", lang)
+
+
+def rate_limited(message: Message, limiter: RateLimiter, settings: BotSettings, lang: str) -> str | None:
+    """The text to answer when the sender is over the limit (the hit is recorded otherwise)."""
+    user_id = message.from_user.id if message.from_user else message.chat.id
+    wait = limiter.hit(user_id)
+    if not wait:
+        return None
+    log.info("user %s is rate limited for %.1f s", user_id, wait)
+    return t("rate_limited", lang, limit=settings.rate_limit_per_minute, seconds=RateLimiter.seconds(wait))
+
+
+async def analyse_slice(message: Message, bot: Bot, client: DiseaseIdClient, settings: BotSettings,
+                        limiter: RateLimiter, lang: str, task: str) -> None:
+    """Status message, conclusion edited in, then the heatmap album once the explain job is done."""
+    try:
+        ref = image_ref(message, settings.max_file_bytes)
+    except Rejection as exc:
+        await message.reply(failure_text(exc, lang))
+        return
+    if (refusal := rate_limited(message, limiter, settings, lang)) is not None:
+        await message.reply(refusal)
+        return
+    status = await message.reply(t("analysing", lang, task=task_name(task, lang)))
+    try:
+        async with ChatActionSender.typing(bot=bot, chat_id=message.chat.id):
+            upload = await download(bot, ref, settings.max_file_bytes)
+            conclusion = await client.predict(upload, task)
+    except (Rejection, ServiceError) as exc:
+        log.info("slice not analysed: %r", exc)
+        await show(status, failure_text(exc, lang))
+        return
+    await show(status, conclusion_text(conclusion, lang))
+    await send_heatmaps(message, bot, client, settings, lang, upload, conclusion)
+
+
+async def send_heatmaps(message: Message, bot: Bot, client: DiseaseIdClient, settings: BotSettings, lang: str,
+                        upload: Upload, conclusion: Conclusion) -> None:
+    try:
+        async with ChatActionSender.upload_photo(bot=bot, chat_id=message.chat.id):
+            result = await client.explain(upload, conclusion.task, timeout_s=settings.explain_timeout_s,
+                                          poll_s=settings.explain_poll_s)
+    except (ExplainFailed, ServiceUnavailable, InputRejected) as exc:
+        log.warning("no heatmaps for this slice: %r", exc)
+        await message.reply(t("heatmaps_failed", lang))
+        return
+    label = escape(conclusion.display(lang))
+    media = [
+        InputMediaPhoto(media=BufferedInputFile(png, filename=f"{name}.png"),
+                        caption=t(f"caption_{name}", lang, label=label))
+        for name, png in result.images.items()
+    ]
+    await message.reply_media_group(media=media)
+
+
+async def analyse_study(messages: list[Message], bot: Bot, client: DiseaseIdClient, settings: BotSettings,
+                        limiter: RateLimiter, lang: str, task: str) -> None:
+    """An album of slices of one subject: one subject-level conclusion from `/predict/study`."""
+    first = messages[0]
+    notes: list[str] = []
+    if len(messages) > settings.max_album_size:
+        notes.append(t("album_trimmed", lang, n=len(messages), limit=settings.max_album_size))
+        messages = messages[: settings.max_album_size]
+    refs, skipped = [], 0
+    for part in messages:
+        try:
+            refs.append(image_ref(part, settings.max_file_bytes))
+        except Rejection:
+            skipped += 1
+    if not refs:
+        await first.reply(t("album_empty", lang))
+        return
+    if (refusal := rate_limited(first, limiter, settings, lang)) is not None:
+        await first.reply(refusal)
+        return
+    status = await first.reply(t("analysing_study", lang, n=len(refs), task=task_name(task, lang)))
+    try:
+        async with ChatActionSender.typing(bot=bot, chat_id=first.chat.id):
+            uploads = []
+            for ref in refs:
+                try:
+                    uploads.append(await download(bot, ref, settings.max_file_bytes))
+                except Rejection:
+                    skipped += 1
+            if not uploads:
+                raise Rejection("album_empty")
+            conclusion = await client.predict_study(uploads, task)
+    except (Rejection, ServiceError) as exc:
+        log.info("study not analysed: %r", exc)
+        await show(status, failure_text(exc, lang))
+        return
+    if skipped:
+        notes.append(t("album_skipped", lang, n=skipped))
+    await show(status, "\n\n".join([conclusion_text(conclusion, lang, study=True), *notes]))

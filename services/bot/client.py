@@ -1,0 +1,146 @@
+"""HTTP client for our inference and explain services (the bot's only way to reach the models)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+
+from .schemas import Conclusion, ExplainImages, Upload, parse_conclusion, parse_study
+
+log = logging.getLogger(__name__)
+
+EXPLAIN_IMAGES = ("gradcam", "lrp", "panel")
+
+
+class ServiceError(Exception):
+    """A service could not give an answer; `code` is the service's error code when it sent one."""
+
+    def __init__(self, service: str, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(f"{service}: {message}")
+        self.service, self.message, self.status, self.code = service, message, status, code
+
+
+class ServiceUnavailable(ServiceError):
+    """Down, overloaded, timing out or misconfigured: the user should simply try again later."""
+
+
+class InputRejected(ServiceError):
+    """The service understood the request and refused the image (unreadable, too large, wrong type)."""
+
+
+class ExplainFailed(ServiceError):
+    """The explain job finished without pictures, or did not finish in time."""
+
+
+def _error_of(response: httpx.Response) -> tuple[str | None, str]:
+    """The `{"error": {"code", "message"}}` body of our services, or FastAPI's `{"detail"}`."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, response.text[:200]
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return error.get("code"), str(error.get("message", ""))
+        if "detail" in body:
+            return None, str(body["detail"])[:200]
+    return None, str(body)[:200]
+
+
+class DiseaseIdClient:
+    def __init__(self, inference_url: str, explain_url: str, *, api_key: str | None = None,
+                 timeout_s: float = 30.0, transport: httpx.AsyncBaseTransport | None = None):
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self.inference_url = inference_url.rstrip("/")
+        self.explain_url = explain_url.rstrip("/")
+        self._http = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s, connect=5.0),
+                                       transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, service: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ServiceUnavailable(service, "timed out") from exc
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(service, type(exc).__name__) from exc
+        if response.is_success:
+            return response
+        code, message = _error_of(response)
+        if response.status_code in (401, 403):
+            log.error("%s refused our API key (HTTP %s): check DISEASEID_API_KEY",
+                      service, response.status_code)
+            raise ServiceUnavailable(service, message, status=response.status_code, code=code)
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise ServiceUnavailable(service, message, status=response.status_code, code=code)
+        raise InputRejected(service, message, status=response.status_code, code=code)
+
+    # inference ---------------------------------------------------------------------------------------------
+    async def predict(self, image: Upload, task: str, model: str | None = None) -> Conclusion:
+        data = {"task": task, **({"model": model} if model else {})}
+        files = {"file": (image.filename, image.content, image.content_type)}
+        response = await self._request("inference", "POST", f"{self.inference_url}/predict",
+                                       data=data, files=files)
+        return parse_conclusion(response.json(), task=task)
+
+    async def predict_study(self, images: list[Upload], task: str, model: str | None = None) -> Conclusion:
+        data = {"task": task, **({"model": model} if model else {})}
+        files = [("files", (im.filename, im.content, im.content_type)) for im in images]
+        response = await self._request("inference", "POST", f"{self.inference_url}/predict/study",
+                                       data=data, files=files)
+        return parse_study(response.json(), task=task, n_files=len(images))
+
+    # explain -----------------------------------------------------------------------------------------------
+    async def submit_explain(self, image: Upload, task: str, model: str | None = None) -> str:
+        data = {"task": task, **({"model": model} if model else {})}
+        files = {"file": (image.filename, image.content, image.content_type)}
+        response = await self._request("explain", "POST", f"{self.explain_url}/explain",
+                                       data=data, files=files)
+        return str(response.json()["job_id"])
+
+    async def explain_status(self, job_id: str) -> dict[str, Any]:
+        response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}")
+        return response.json()
+
+    async def wait_explain(self, job_id: str, *, timeout_s: float, poll_s: float = 0.5) -> dict[str, Any]:
+        """Poll the job until it finishes; ExplainFailed when it fails or runs past `timeout_s`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            status = await self.explain_status(job_id)
+            state = status.get("status")
+            if state == "finished":
+                return status
+            if state in ("failed", "stopped", "canceled", "cancelled"):
+                raise ExplainFailed("explain", str(status.get("error") or state))
+            if loop.time() + poll_s > deadline:
+                raise ExplainFailed("explain", f"not finished after {timeout_s:.0f} s (status {state})")
+            await asyncio.sleep(poll_s)
+
+    async def explain_image(self, job_id: str, name: str) -> bytes:
+        response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}/{name}.png")
+        return response.content
+
+    async def explain(self, image: Upload, task: str, *, timeout_s: float, poll_s: float = 0.5,
+                      model: str | None = None) -> ExplainImages:
+        """Submit, wait, fetch: the Grad-CAM and LRP overlays and the panel of one image."""
+        job_id = await self.submit_explain(image, task, model)
+        status = await self.wait_explain(job_id, timeout_s=timeout_s, poll_s=poll_s)
+        images = {}
+        for name in EXPLAIN_IMAGES:
+            try:
+                images[name] = await self.explain_image(job_id, name)
+            except InputRejected:  # e.g. a job run with fewer methods: show what exists
+                log.warning("explain job %s has no %s.png", job_id, name)
+        if not images:
+            raise ExplainFailed("explain", "job finished without pictures")
+        result = status.get("result") if isinstance(status.get("result"), dict) else status
+        model_name = result.get("model")
+        if isinstance(model_name, dict):
+            model_name = model_name.get("name")
+        return ExplainImages(job_id=job_id, images=images, model_name=str(model_name or ""),
+                             target=str(result.get("target_label") or result.get("target") or ""))

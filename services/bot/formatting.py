@@ -1,0 +1,43 @@
+"""The conclusion message: label, a text bar chart of the probabilities, the model, an OOD warning."""
+from __future__ import annotations
+
+from html import escape
+
+from .schemas import Conclusion
+from .texts import class_name, t, task_name
+
+BAR_WIDTH = 10
+
+
+def bar(p: float, width: int = BAR_WIDTH) -> str:
+    """A fixed-width bar: full blocks for the rounded share, light shade for the rest."""
+    filled = max(0, min(width, round(p * width)))
+    return "█" * filled + "░" * (width - filled)
+
+
+def probability_chart(probabilities: dict[str, float], lang: str) -> str:
+    """Classes sorted by probability, names padded so the bars line up in a monospace block."""
+    rows = sorted(probabilities.items(), key=lambda kv: kv[1], reverse=True)
+    names = [class_name(cls, lang) for cls, _ in rows]
+    pad = max((len(n) for n in names), default=0)
+    lines = [f"{name:<{pad}} {bar(p)} {p * 100:5.1f}%" for name, (_, p) in zip(names, rows, strict=True)]
+    return "<pre>" + escape("\n".join(lines)) + "</pre>"
+
+
+def conclusion_text(c: Conclusion, lang: str, *, study: bool = False) -> str:
+    label = escape(c.display(lang))
+    if study:
+        title = t("study_title", lang, n=c.n_slices, label=label)
+    else:
+        title = t("conclusion_title", lang, label=label)
+    parts = [title, t("task_line", lang, task=escape(task_name(c.task, lang)))]
+    if c.probabilities:
+        parts.append(probability_chart(c.probabilities, lang))
+    if c.model_name:
+        model = c.model_name + (f" v{c.model_version}" if c.model_version else "")
+        parts.append(t("model_line", lang, model=escape(model)))
+    if c.ood:
+        reasons = f" ({escape('; '.join(c.ood_reasons))})" if c.ood_reasons else ""
+        parts.append(t("ood_warning", lang, reasons=reasons))
+    parts.append(t("disclaimer_short", lang))
+    return "\n".join(parts)

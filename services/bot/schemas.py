@@ -1,0 +1,98 @@
+"""What the bot reads from the services' JSON, parsed leniently so small contract drift does not crash it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One image as the bot forwards it: the bytes Telegram gave us plus a name and a media type."""
+
+    filename: str
+    content: bytes
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    """A slice-level or subject-level answer of the inference service."""
+
+    task: str
+    label: str
+    display_en: str
+    display_ru: str
+    probabilities: dict[str, float]
+    model_name: str = ""
+    model_version: str = ""
+    ood: bool = False
+    ood_score: float | None = None
+    ood_reasons: tuple[str, ...] = ()
+    n_slices: int = 1
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def display(self, lang: str) -> str:
+        return (self.display_ru if lang == "ru" else self.display_en) or self.label
+
+
+def _model_info(data: dict[str, Any]) -> tuple[str, str]:
+    model = data.get("model")
+    if isinstance(model, dict):
+        return str(model.get("name", "")), str(model.get("version", ""))
+    if isinstance(model, str):
+        return model, str(data.get("model_version", ""))
+    return "", ""
+
+
+def _ood_info(data: dict[str, Any]) -> tuple[bool, float | None, tuple[str, ...]]:
+    ood = data.get("ood")
+    if isinstance(ood, dict):
+        flag, score, reasons = ood.get("flag", False), ood.get("score"), ood.get("reasons") or ()
+    else:  # the flat shape of Prediction.to_dict()
+        flag, score, reasons = ood or False, data.get("ood_score"), data.get("ood_reasons") or ()
+    if isinstance(reasons, str):
+        reasons = (reasons,)
+    return bool(flag), (float(score) if score is not None else None), tuple(str(r) for r in reasons)
+
+
+def parse_conclusion(data: dict[str, Any], *, task: str = "", n_slices: int = 1,
+                     defaults: dict[str, Any] | None = None) -> Conclusion:
+    """Build a Conclusion from one prediction object; `defaults` fills fields the object leaves out."""
+    merged = {**(defaults or {}), **data}
+    name, version = _model_info(merged)
+    flag, score, reasons = _ood_info(merged)
+    probabilities = {str(k): float(v) for k, v in (merged.get("probabilities") or {}).items()}
+    label = str(merged.get("label") or (max(probabilities, key=probabilities.get) if probabilities else "?"))
+    return Conclusion(
+        task=str(merged.get("task") or task), label=label,
+        display_en=str(merged.get("display_en") or label), display_ru=str(merged.get("display_ru") or label),
+        probabilities=probabilities, model_name=name, model_version=version,
+        ood=flag, ood_score=score, ood_reasons=reasons,
+        n_slices=int(merged.get("n_slices") or n_slices), raw=data,
+    )
+
+
+# Keys under which a study response may carry the subject-level result, most specific first.
+_SUBJECT_KEYS = ("subject", "aggregate", "aggregated", "study", "result")
+_SLICE_KEYS = ("slices", "predictions", "per_slice", "results")
+
+
+def parse_study(data: dict[str, Any], *, task: str, n_files: int) -> Conclusion:
+    """The subject-level conclusion of a `/predict/study` response."""
+    slices = next((data[k] for k in _SLICE_KEYS if isinstance(data.get(k), list)), None)
+    n_slices = len(slices) if slices is not None else n_files
+    subject = next((data[k] for k in _SUBJECT_KEYS if isinstance(data.get(k), dict)), None)
+    # Top-level fields (task, model, ...) stand in for what the subject object leaves out.
+    defaults = {k: v for k, v in data.items() if k not in _SUBJECT_KEYS + _SLICE_KEYS}
+    return parse_conclusion(subject if subject is not None else data, task=task, n_slices=n_slices,
+                            defaults=defaults)
+
+
+@dataclass(frozen=True)
+class ExplainImages:
+    """The pictures of one finished explain job, in the order they are shown."""
+
+    job_id: str
+    images: dict[str, bytes]  # "gradcam", "lrp", "panel" -> PNG bytes
+    model_name: str = ""
+    target: str = ""

@@ -1,0 +1,212 @@
+"""Everything the bot says, in English and Russian; the language follows the user's Telegram language_code."""
+from __future__ import annotations
+
+from aiogram.types import User
+
+LANGS = ("en", "ru")
+
+TASK_NAMES = {
+    "tumor": {"en": "Brain tumor", "ru": "Опухоль мозга"},
+    "dementia": {"en": "Dementia", "ru": "Деменция"},
+}
+
+# Class display names for the probability chart (the services give the display name of the winning
+# class only). Unknown classes fall back to the service's class name.
+CLASS_NAMES = {
+    "glioma": {"en": "Glioma", "ru": "Глиома"},
+    "meningioma": {"en": "Meningioma", "ru": "Менингиома"},
+    "notumor": {"en": "No tumor", "ru": "Нет опухоли"},
+    "pituitary": {"en": "Pituitary", "ru": "Гипофиз"},
+    "NonDemented": {"en": "Non-demented", "ru": "Нет деменции"},
+    "VeryMildDemented": {"en": "Very mild", "ru": "Очень лёгкая"},
+    "MildDemented": {"en": "Mild", "ru": "Лёгкая"},
+    "ModerateDemented": {"en": "Moderate", "ru": "Умеренная"},
+}
+
+TEXTS: dict[str, dict[str, str]] = {
+    "start": {
+        "en": (
+            "<b>diseaseid</b> looks at a brain MRI slice and suggests a finding, with the heatmaps that show "
+            "which parts of the image drove the answer (Grad-CAM and LRP).\n\n"
+            "<b>How to use it</b>\n"
+            "1. Choose the task with /task: brain tumor type (default) or dementia stage.\n"
+            "2. Send one slice as a photo, or as a file (JPEG, PNG or DICOM, up to 20 MB).\n"
+            "3. For dementia, send several axial slices of one subject as an album: you get one "
+            "subject-level conclusion.\n\n"
+            "<b>Disclaimer.</b> This is a research tool, not a medical device. It can be wrong, and it "
+            "must not be used to diagnose or treat anyone. Do not send images that identify a patient."
+        ),
+        "ru": (
+            "<b>diseaseid</b> анализирует срез МРТ головного мозга и предлагает вывод, а тепловые карты "
+            "(Grad-CAM и LRP) показывают, какие участки изображения повлияли на ответ.\n\n"
+            "<b>Как пользоваться</b>\n"
+            "1. Выберите задачу командой /task: тип опухоли мозга (по умолчанию) или стадия деменции.\n"
+            "2. Пришлите один срез фотографией или файлом (JPEG, PNG или DICOM, до 20 МБ).\n"
+            "3. Для деменции пришлите несколько аксиальных срезов одного пациента альбомом: вы получите "
+            "один вывод по пациенту.\n\n"
+            "<b>Важно.</b> Это исследовательский инструмент, а не медицинское изделие. Он может ошибаться; "
+            "не используйте его для диагностики или лечения. Не присылайте изображения, по которым можно "
+            "узнать пациента."
+        ),
+    },
+    "help": {
+        "en": (
+            "/start: what this bot does\n/task: choose brain tumor or dementia\n/help: this message\n\n"
+            "Send a slice as a photo or a file (JPEG, PNG, DICOM, up to 20 MB); an album of slices gives one "
+            "conclusion for the whole study. You may send {limit} analyses per minute.\n"
+            "Current task: <b>{task}</b>.\n\nResearch tool, not a medical device."
+        ),
+        "ru": (
+            "/start: что умеет бот\n/task: выбрать опухоль мозга или деменцию\n/help: эта справка\n\n"
+            "Пришлите срез фотографией или файлом (JPEG, PNG, DICOM, до 20 МБ); альбом срезов даёт один "
+            "вывод по всему исследованию. Можно отправлять {limit} анализов в минуту.\n"
+            "Текущая задача: <b>{task}</b>.\n\nИсследовательский инструмент, не медицинское изделие."
+        ),
+    },
+    "task_prompt": {
+        "en": "Which question should I answer? Current task: <b>{task}</b>.",
+        "ru": "На какой вопрос отвечать? Текущая задача: <b>{task}</b>.",
+    },
+    "task_set": {
+        "en": "Task: <b>{task}</b>. Now send a slice (or an album of slices).",
+        "ru": "Задача: <b>{task}</b>. Теперь пришлите срез (или альбом срезов).",
+    },
+    "task_set_short": {"en": "Task: {task}", "ru": "Задача: {task}"},
+    "task_unknown": {"en": "I do not know this task.", "ru": "Такой задачи нет."},
+    "analysing": {
+        "en": "Analysing the slice ({task})…",
+        "ru": "Анализирую срез ({task})…",
+    },
+    "analysing_study": {
+        "en": "Analysing {n} slices as one study ({task})…",
+        "ru": "Анализирую {n} срезов как одно исследование ({task})…",
+    },
+    "conclusion_title": {"en": "Conclusion: <b>{label}</b>", "ru": "Вывод: <b>{label}</b>"},
+    "study_title": {
+        "en": "Study of {n} slices. Conclusion: <b>{label}</b>",
+        "ru": "Исследование из {n} срезов. Вывод: <b>{label}</b>",
+    },
+    "task_line": {"en": "Task: {task}", "ru": "Задача: {task}"},
+    "model_line": {"en": "Model: {model}", "ru": "Модель: {model}"},
+    "ood_warning": {
+        "en": "⚠️ This image does not look like the MRI slices the model was trained on{reasons}. "
+              "Treat the result with extra caution.",
+        "ru": "⚠️ Изображение не похоже на срезы МРТ, на которых обучалась модель{reasons}. "
+              "Относитесь к результату с особой осторожностью.",
+    },
+    "disclaimer_short": {
+        "en": "<i>Research tool, not a medical device.</i>",
+        "ru": "<i>Исследовательский инструмент, не медицинское изделие.</i>",
+    },
+    "heatmaps_coming": {"en": "Heatmaps are being computed…", "ru": "Строю тепловые карты…"},
+    "caption_gradcam": {
+        "en": "Grad-CAM: regions that most raised the score of “{label}”.",
+        "ru": "Grad-CAM: области, сильнее всего повысившие оценку «{label}».",
+    },
+    "caption_lrp": {
+        "en": "LRP: pixel relevance for “{label}” (red for, blue against).",
+        "ru": "LRP: вклад пикселей в «{label}» (красный — за, синий — против).",
+    },
+    "caption_panel": {
+        "en": "The slice, Grad-CAM and LRP side by side.",
+        "ru": "Срез, Grad-CAM и LRP рядом.",
+    },
+    "heatmaps_failed": {
+        "en": "I could not compute the heatmaps this time; the conclusion above still stands.",
+        "ru": "Тепловые карты сейчас построить не удалось; вывод выше остаётся в силе.",
+    },
+    "service_down": {
+        "en": "Sorry, the analysis service is not reachable right now. Please try again in a few minutes.",
+        "ru": "Извините, сервис анализа сейчас недоступен. Попробуйте ещё раз через несколько минут.",
+    },
+    "input_rejected": {
+        "en": "I could not analyse this image: {reason}\n"
+              "Please send a brain MRI slice as JPEG, PNG or DICOM.",
+        "ru": "Не удалось проанализировать изображение: {reason}\n"
+              "Пришлите срез МРТ мозга в формате JPEG, PNG или DICOM.",
+    },
+    "corrupt_image": {
+        "en": "This file does not look like a readable JPEG, PNG or DICOM image (it may be damaged). "
+              "Please send the slice again.",
+        "ru": "Этот файл не похож на читаемое изображение JPEG, PNG или DICOM (возможно, он повреждён). "
+              "Пришлите срез ещё раз.",
+    },
+    "too_large": {
+        "en": "This file is {size} MB; I can download files up to {limit} MB. Please send a smaller export "
+              "of the slice (a single JPEG or PNG is plenty).",
+        "ru": "Размер файла {size} МБ, а я могу скачать не больше {limit} МБ. Пришлите срез поменьше "
+              "(одного JPEG или PNG достаточно).",
+    },
+    "wrong_document": {
+        "en": "I read JPEG, PNG and DICOM images, and this file is {kind}. "
+              "Please send the slice as an image.",
+        "ru": "Я читаю изображения JPEG, PNG и DICOM, а это {kind}. Пришлите срез как изображение.",
+    },
+    "text_reply": {
+        "en": "I analyse images rather than text. Send a brain MRI slice as a photo or a file, or see /help.",
+        "ru": "Я анализирую изображения, а не текст. Пришлите срез МРТ фотографией или файлом, или "
+              "посмотрите /help.",
+    },
+    "sticker_reply": {
+        "en": "Nice sticker! I only understand MRI slices, though: send one as a photo or a file.",
+        "ru": "Хороший стикер! Но я понимаю только срезы МРТ: пришлите срез фотографией или файлом.",
+    },
+    "video_reply": {
+        "en": "I cannot analyse videos. Please send single slices as photos (or several slices as an album).",
+        "ru": "Видео я анализировать не умею. Пришлите отдельные срезы фотографиями (или альбомом).",
+    },
+    "audio_reply": {
+        "en": "I cannot listen to audio. Please send an MRI slice as a photo or a file.",
+        "ru": "Аудио я не понимаю. Пришлите срез МРТ фотографией или файлом.",
+    },
+    "other_reply": {
+        "en": "I cannot use this kind of message. Send a brain MRI slice as a photo or a file, or see /help.",
+        "ru": "С таким сообщением я работать не умею. Пришлите срез МРТ фотографией или файлом, или "
+              "посмотрите /help.",
+    },
+    "album_trimmed": {
+        "en": "The album has {n} items; I analyse at most {limit} of them together.",
+        "ru": "В альбоме {n} элементов; вместе я анализирую не больше {limit}.",
+    },
+    "album_skipped": {
+        "en": "{n} item(s) of the album were not usable images and were left out.",
+        "ru": "Элементов альбома, не подошедших как изображения: {n}; они пропущены.",
+    },
+    "album_empty": {
+        "en": "None of the album's items is an image I can read (JPEG, PNG or DICOM).",
+        "ru": "В альбоме нет изображений, которые я могу прочитать (JPEG, PNG или DICOM).",
+    },
+    "rate_limited": {
+        "en": "You can send {limit} analyses per minute. Please wait {seconds} s and try again.",
+        "ru": "Можно отправлять {limit} анализов в минуту. Подождите {seconds} с и попробуйте снова.",
+    },
+    "not_allowed": {
+        "en": "Sorry, this bot is private. Ask its operator to add your user id ({user_id}).",
+        "ru": "Извините, это закрытый бот. Попросите администратора добавить ваш id ({user_id}).",
+    },
+    "error": {
+        "en": "Something went wrong on my side. Please try again; if it keeps happening, tell the operator.",
+        "ru": "Что-то пошло не так с моей стороны. Попробуйте ещё раз; если ошибка повторится, сообщите "
+              "администратору.",
+    },
+}
+
+
+def lang_of(user: User | None) -> str:
+    """'ru' for Russian-language Telegram clients, 'en' for everyone else."""
+    code = (user.language_code or "") if user else ""
+    return "ru" if code.lower().startswith("ru") else "en"
+
+
+def t(key: str, lang: str, /, **values: object) -> str:
+    entry = TEXTS[key]
+    text = entry.get(lang) or entry["en"]
+    return text.format(**values) if values else text
+
+
+def task_name(task: str, lang: str) -> str:
+    return TASK_NAMES.get(task, {}).get(lang, task)
+
+
+def class_name(cls: str, lang: str) -> str:
+    return CLASS_NAMES.get(cls, {}).get(lang, cls)
