@@ -1,0 +1,178 @@
+"""One JSON error shape for every service: ``{"error": {"code": "...", "message": "..."}}``.
+
+Raise a :class:`ServiceError` subclass anywhere in a request; :func:`install_error_handlers` turns it, and
+FastAPI's own errors (unknown route, malformed form, body-parsing failures), into that shape with the right
+status. Messages describe the problem in terms of the request, never echo uploaded content or DICOM tags.
+
+=====  =========================  ====================================================================
+code   status                     when
+=====  =========================  ====================================================================
+400    ``malformed_request``      not a multipart form, a missing or invalid field, too many files
+401    ``unauthorized``           missing or wrong ``X-API-Key``
+404    ``not_found``              unknown route or resource
+422    ``unknown_task``           ``task`` is not a registered task
+422    ``unknown_model``          ``model`` is not ``student`` or ``teacher``
+413    ``too_large``              request body or file over the size limit (checked while streaming)
+415    ``unsupported_media_type`` the file is not JPEG, PNG or DICOM
+422    ``invalid_image``          empty, undecodable, degenerate (too small, flat) or unusable DICOM
+422    ``image_too_large``        over the pixel cap (decompression bomb), refused before decoding
+503    ``not_ready``              models still loading
+500    ``internal_error``         a bug; the details go to the log, not to the client
+=====  =========================  ====================================================================
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+
+log = logging.getLogger("services.errors")
+
+
+class ServiceError(Exception):
+    """An expected failure with an HTTP status, a stable machine-readable code and a human message."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class MalformedRequest(ServiceError):
+    status, code = 400, "malformed_request"
+
+
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class UnknownTask(ServiceError):
+    status, code = 422, "unknown_task"
+
+
+class UnknownModel(ServiceError):
+    status, code = 422, "unknown_model"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InvalidImage(ServiceError):
+    status, code = 422, "invalid_image"
+
+
+class ImageTooLarge(InvalidImage):
+    code = "image_too_large"
+
+
+class NotReady(ServiceError):
+    status, code = 503, "not_ready"
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    model_config = ConfigDict(json_schema_extra={
+        "examples": [{"error": {"code": "unsupported_media_type",
+                                "message": "the file is not a JPEG, PNG or DICOM image"}}]})
+
+    error: ErrorDetail
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request (not a multipart form, a missing field, too many files)",
+    401: "Missing or invalid X-API-Key",
+    404: "Not found",
+    413: "Request body or file over the size limit",
+    415: "Unsupported file type (JPEG, PNG and DICOM are accepted)",
+    422: "Unknown task or model, or an unusable image (empty, undecodable, degenerate, decompression bomb)",
+    503: "Models are still loading",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route: each status documented with the error body."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS.get(s, "Error")} for s in statuses}
+
+
+_HTTP_CODES = {400: "malformed_request", 401: "unauthorized", 403: "unauthorized", 404: "not_found",
+               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 503: "not_ready"}
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    # loc and msg only: the offending input may be an upload or a secret and is never echoed.
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "header"))
+        parts.append(f"{loc or 'request'}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    headers = {"WWW-Authenticate": "APIKey"} if exc.status == 401 else None
+    return error_response(exc.status, exc.code, exc.message, headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = str(exc.detail)
+    if isinstance(exc.__cause__, MultiPartException):
+        # Starlette's own form limits (too many files or fields) say exactly what went wrong.
+        message = f"{message}: {exc.__cause__.message}"
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(400, "malformed_request", _validation_message(exc))
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__,
+              exc_info=exc)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error the JSON shape above."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)

@@ -1,0 +1,53 @@
+"""Settings shared by every HTTP service, read from ``DISEASEID_*`` environment variables.
+
+Services subclass :class:`ServiceSettings` to add their own fields; the shared ones are
+
+- ``DISEASEID_API_KEYS``: comma-separated keys for ``X-API-Key``; empty means development mode (no auth);
+- ``DISEASEID_MAX_UPLOAD_BYTES``: the largest accepted image file (default 20 MB);
+- ``DISEASEID_MAX_PIXELS``: the pixel cap checked before decoding (decompression bombs);
+- ``DISEASEID_MIN_IMAGE_SIDE``: smaller images are degenerate (a 1x1 PNG is not an MRI slice);
+- ``DISEASEID_TORCH_THREADS`` and ``DISEASEID_DEVICE`` (cpu | cuda | auto);
+- ``DISEASEID_LOG_LEVEL``.
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from diseaseid.data.preprocess import MAX_PIXELS
+
+MB = 1024 * 1024
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISEASEID_", extra="ignore")
+
+    # SecretStr keeps keys out of reprs, tracebacks and logs.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    max_upload_bytes: int = Field(20 * MB, ge=1)
+    max_pixels: int = Field(MAX_PIXELS, ge=1)
+    min_image_side: int = Field(16, ge=1)
+    torch_threads: int = Field(1, ge=1)
+    device: str = "cpu"
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    def torch_device(self) -> str:
+        """``auto`` picks CUDA when it is there."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

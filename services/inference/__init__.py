@@ -1,0 +1,1 @@
+"""The inference service: ``uvicorn services.inference.main:app`` (see ``main.create_app``)."""

@@ -1,0 +1,44 @@
+"""What this server can answer: tasks, their classes, and the models with their cards."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from diseaseid.models.checkpoint import read_card
+from diseaseid.serving import ROLES, shipped_weights
+from diseaseid.tasks import TASKS
+from services.inference.deps import SettingsDep, StoreDep
+from services.inference.schemas import ModelsResponse
+
+router = APIRouter(tags=["models"])
+
+
+def _card(task: str, role: str, store) -> dict:
+    predictor = store.predictors.get((task, role))
+    if predictor is not None:
+        return predictor.card
+    try:  # not loaded (yet): describe it from disk
+        return read_card(shipped_weights(task, role))
+    except Exception:
+        return {}
+
+
+@router.get("/models", response_model=ModelsResponse)
+async def list_models(store: StoreDep, settings: SettingsDep) -> dict:
+    """Tasks, classes (with English and Russian names) and every model with its model card and metrics."""
+    tasks = []
+    for name, task in TASKS.items():
+        default = settings.default_model_for(name)
+        models = []
+        for role in ROLES:
+            card = _card(name, role, store)
+            arch = str(card.get("arch", ""))
+            models.append({"role": role, "name": f"{name}/{role}:{arch}", "arch": arch,
+                           "version": str(card.get("version", "unknown")), "default": role == default,
+                           "loaded": (name, role) in store.predictors, "card": card})
+        tasks.append({
+            "name": name, "description": task.description, "subject_level": task.subject_level,
+            "classes": [{"name": c, "display_en": task.display(i, "en"), "display_ru": task.display(i, "ru")}
+                        for i, c in enumerate(task.classes)],
+            "models": models,
+        })
+    return {"tasks": tasks}

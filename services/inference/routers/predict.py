@@ -1,0 +1,133 @@
+"""Predictions: one slice (``POST /predict``) or the slices of one subject (``POST /predict/study``)."""
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+
+from diseaseid.serving import Prediction, Predictor
+from services.common.auth import require_api_key
+from services.common.errors import ServiceError, error_responses
+from services.common.images import DecodedImage, decode_image_bytes
+from services.common.settings import ServiceSettings
+from services.common.uploads import read_upload_bytes
+from services.common.validation import resolve_model, resolve_task
+from services.inference.deps import MetricsDep, SettingsDep, StoreDep
+from services.inference.schemas import PredictResponse, StudyResponse
+
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
+
+# Slices per forward pass in a study: bounds activation memory for 64-slice studies.
+STUDY_BATCH = 16
+
+TaskForm = Annotated[str, Form(description="Which diagnosis: `tumor` or `dementia`", examples=["tumor"])]
+ModelForm = Annotated[str | None, Form(
+    description="`student` (fast) or `teacher` (larger); default per task from settings (student)",
+    examples=["student"])]
+
+
+class TooManyFiles(ServiceError):
+    status, code = 422, "too_many_files"
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def model_ref(predictor: Predictor, role: str) -> dict:
+    return {"role": role, "name": predictor.name, "arch": str(predictor.card.get("arch", "")),
+            "version": predictor.version}
+
+
+def conclusion(p: Prediction) -> dict:
+    return {"label": p.label, "label_index": p.label_index, "display_en": p.display_en,
+            "display_ru": p.display_ru, "probabilities": p.probabilities,
+            "ood": {"flag": p.ood, "score": p.ood_score, "reasons": p.ood_reasons}}
+
+
+def _decode_and_predict(predictor: Predictor, data: bytes, settings: ServiceSettings,
+                        content_type: str | None, filename: str | None,
+                        ) -> tuple[DecodedImage, Prediction, float]:
+    """Decode and classify one upload in one hop to the inference threads (also returns decode seconds)."""
+    start = time.perf_counter()
+    image = decode_image_bytes(data, settings, content_type=content_type, filename=filename)
+    decoded = time.perf_counter()
+    return image, predictor.predict(image.array[None])[0], decoded - start
+
+
+@router.post("/predict", response_model=PredictResponse, form_limits={"max_files": 1, "max_fields": 8},
+             responses=error_responses(400, 401, 413, 415, 422, 503))
+async def predict(
+    store: StoreDep, settings: SettingsDep, metrics: MetricsDep,
+    file: Annotated[UploadFile, File(description="One MRI slice: JPEG, PNG or single-frame DICOM")],
+    task: TaskForm,
+    model: ModelForm = None,
+) -> dict:
+    """Classify one MRI slice: calibrated probabilities, label, OOD flag, model version, input facts."""
+    start = time.perf_counter()
+    spec = resolve_task(task)
+    role = resolve_model(model, settings.default_model_for(spec.name))
+    with metrics.observe("predict", spec.name, role):
+        predictor = store.get(spec.name, role)
+        data = await read_upload_bytes(file, settings.max_upload_bytes)
+        t_read = time.perf_counter()
+        image, pred, decode_s = await store.run(_decode_and_predict, predictor, data, settings,
+                                                file.content_type, file.filename)
+        done = time.perf_counter()
+        metrics.slices.labels(spec.name, role).inc()
+    return {"task": spec.name, **conclusion(pred), "model": model_ref(predictor, role), "input": image.info(),
+            "timing_ms": {"decode": _ms(decode_s), "inference": _ms(done - t_read - decode_s),
+                          "total": _ms(done - start)}}
+
+
+Upload = tuple[bytes, str | None, str | None]  # bytes, declared content type, file name
+
+
+def _decode_and_predict_study(predictor: Predictor, uploads: list[Upload], settings: ServiceSettings,
+                              ) -> tuple[list[DecodedImage], list[Prediction], Prediction, float]:
+    start = time.perf_counter()
+    images = []
+    for i, (data, content_type, filename) in enumerate(uploads):
+        try:
+            images.append(decode_image_bytes(data, settings, content_type=content_type, filename=filename))
+        except ServiceError as exc:  # say which file, keep the status and code
+            raise type(exc)(f"file {i}: {exc.message}", code=exc.code, status=exc.status) from None
+    decode_s = time.perf_counter() - start
+    preds: list[Prediction] = []
+    for b in range(0, len(images), STUDY_BATCH):
+        preds += predictor.predict([im.array for im in images[b:b + STUDY_BATCH]])
+    return images, preds, predictor.aggregate(preds), decode_s
+
+
+@router.post("/predict/study", response_model=StudyResponse, form_limits={"max_files": 1024, "max_fields": 8},
+             responses=error_responses(400, 401, 413, 415, 422, 503))
+async def predict_study(
+    store: StoreDep, settings: SettingsDep, metrics: MetricsDep,
+    files: Annotated[list[UploadFile], File(description="Slices of one subject (repeat the field)")],
+    task: TaskForm,
+    model: ModelForm = None,
+) -> dict:
+    """Classify the slices of one subject and aggregate them (mean probability) into one result."""
+    start = time.perf_counter()
+    spec = resolve_task(task)
+    role = resolve_model(model, settings.default_model_for(spec.name))
+    with metrics.observe("predict_study", spec.name, role):
+        if len(files) > settings.max_study_files:
+            raise TooManyFiles(f"{len(files)} files sent; a study takes at most {settings.max_study_files}")
+        predictor = store.get(spec.name, role)
+        uploads = [(await read_upload_bytes(f, settings.max_upload_bytes), f.content_type, f.filename)
+                   for f in files]
+        t_read = time.perf_counter()
+        images, preds, subject, decode_s = await store.run(_decode_and_predict_study, predictor, uploads,
+                                                           settings)
+        done = time.perf_counter()
+        metrics.slices.labels(spec.name, role).inc(len(images))
+    return {
+        "task": spec.name, "model": model_ref(predictor, role), "n_slices": len(images),
+        "subject": conclusion(subject),
+        "slices": [{"index": i, **conclusion(p), "input": im.info()}
+                   for i, (im, p) in enumerate(zip(images, preds, strict=True))],
+        "timing_ms": {"decode": _ms(decode_s), "inference": _ms(done - t_read - decode_s),
+                      "total": _ms(done - start)},
+    }

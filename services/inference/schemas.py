@@ -1,0 +1,118 @@
+"""Response bodies of the inference service, with the examples shown in the OpenAPI docs."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_PROBS = {"glioma": 0.912, "meningioma": 0.041, "notumor": 0.012, "pituitary": 0.035}
+_MODEL = {"role": "student", "name": "tumor/student:convnet1", "arch": "convnet1", "version": "ce377decbd8d"}
+_OOD = {"flag": False, "score": -6.2, "reasons": []}
+_INPUT = {"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "format": "jpeg",
+          "size_bytes": 23816, "width": 512, "height": 512}
+
+
+_SLICE = {"index": 0, "label": "NonDemented", "label_index": 0, "display_en": "Non-demented",
+          "display_ru": "Деменции нет",
+          "probabilities": {"NonDemented": 0.78, "VeryMildDemented": 0.18, "MildDemented": 0.03,
+                            "ModerateDemented": 0.01}, "ood": _OOD, "input": _INPUT}
+
+
+class ModelRef(BaseModel):
+    role: str = Field(description="student (fast, default) or teacher (larger)")
+    name: str
+    arch: str
+    version: str = Field(description="First 12 hex digits of the weights' SHA-256")
+
+
+class Ood(BaseModel):
+    flag: bool = Field(description="True when the input does not look like the images the model knows")
+    score: float = Field(description="Energy score (Liu et al. 2020); higher is less familiar")
+    reasons: list[str]
+
+
+class InputInfo(BaseModel):
+    sha256: str
+    format: str = Field(description="jpeg, png or dicom, detected from the bytes")
+    size_bytes: int
+    width: int
+    height: int
+
+
+class Timing(BaseModel):
+    decode: float = Field(description="Decoding and resizing, ms")
+    inference: float = Field(description="Forward pass, calibration and OOD checks, ms")
+    total: float = Field(description="Whole request inside the server, ms")
+
+
+class Conclusion(BaseModel):
+    label: str
+    label_index: int
+    display_en: str
+    display_ru: str
+    probabilities: dict[str, float] = Field(description="Calibrated (temperature-scaled) class probabilities")
+    ood: Ood
+
+
+class PredictResponse(Conclusion):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "task": "tumor", "label": "glioma", "label_index": 0, "display_en": "Glioma", "display_ru": "Глиома",
+        "probabilities": _PROBS, "ood": _OOD, "model": _MODEL, "input": _INPUT,
+        "timing_ms": {"decode": 1.4, "inference": 3.2, "total": 5.1}}]})
+
+    task: str
+    model: ModelRef
+    input: InputInfo
+    timing_ms: Timing
+
+
+class SliceResult(Conclusion):
+    index: int = Field(description="Position of the file in the request")
+    input: InputInfo
+
+
+class StudyResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "task": "dementia", "model": {**_MODEL, "name": "dementia/student:convnet1"}, "n_slices": 2,
+        "subject": {"label": "NonDemented", "label_index": 0, "display_en": "Non-demented",
+                    "display_ru": "Деменции нет",
+                    "probabilities": {"NonDemented": 0.81, "VeryMildDemented": 0.15, "MildDemented": 0.03,
+                                      "ModerateDemented": 0.01}, "ood": _OOD},
+        "slices": [_SLICE, {**_SLICE, "index": 1}],
+        "timing_ms": {"decode": 3.0, "inference": 7.9, "total": 11.6}}]})
+
+    task: str
+    model: ModelRef
+    n_slices: int
+    subject: Conclusion = Field(description="Subject-level result: mean of the slices' probabilities")
+    slices: list[SliceResult]
+    timing_ms: Timing
+
+
+class ClassInfo(BaseModel):
+    name: str
+    display_en: str
+    display_ru: str
+
+
+class ModelInfo(ModelRef):
+    default: bool = Field(description="Answers requests that name no model")
+    loaded: bool
+    card: dict[str, Any] = Field(description="The model card: training data, metrics, calibration, OOD")
+
+
+class TaskInfo(BaseModel):
+    name: str
+    description: str
+    subject_level: bool = Field(description="Meant to be used per subject via /predict/study")
+    classes: list[ClassInfo]
+    models: list[ModelInfo]
+
+
+class ModelsResponse(BaseModel):
+    tasks: list[TaskInfo]
+
+
+class Health(BaseModel):
+    status: str
+    models_loaded: int = 0

@@ -1,0 +1,28 @@
+"""Inference-service settings: the shared ``DISEASEID_*`` ones plus
+
+- ``DISEASEID_DEFAULT_MODEL`` (``student``) and ``DISEASEID_DEFAULT_MODELS`` (JSON per task, e.g.
+  ``{"dementia": "teacher"}``): which model answers when a request names none;
+- ``DISEASEID_MAX_STUDY_FILES`` (64) and ``DISEASEID_MAX_STUDY_BYTES`` (whole ``/predict/study`` body);
+- ``DISEASEID_INFERENCE_WORKERS``: threads running decode + forward passes (off the event loop).
+"""
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+
+from diseaseid.serving import ROLES
+from services.common.settings import MB, ServiceSettings
+
+
+class InferenceSettings(ServiceSettings):
+    default_model: str = "student"
+    default_models: dict[str, str] = Field(default_factory=dict)
+    max_study_files: int = Field(64, ge=1)
+    max_study_bytes: int = Field(256 * MB, ge=1)
+    # One thread per core: each forward pass uses torch_threads intra-op threads.
+    inference_workers: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1)
+
+    def default_model_for(self, task: str) -> str:
+        role = self.default_models.get(task, self.default_model)
+        return role if role in ROLES else "student"
