@@ -1,0 +1,32 @@
+"""What routes need, as ``Annotated`` dependencies: the settings, the RQ queue, the result store."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from rq import Queue
+
+from services.explain.settings import ExplainSettings
+from services.explain.store import ExplainStore
+
+
+def _settings(request: Request) -> ExplainSettings:
+    return request.app.state.settings
+
+
+def _queue(request: Request) -> Queue:
+    return request.app.state.queue
+
+
+def _store(request: Request) -> ExplainStore:
+    return request.app.state.store
+
+
+Settings = Annotated[ExplainSettings, Depends(_settings)]
+ExplainQueue = Annotated[Queue, Depends(_queue)]
+Store = Annotated[ExplainStore, Depends(_store)]
+
+
+def base_url(request: Request) -> str:
+    """The service's own root URL as the client reached it (results link back to it)."""
+    return str(request.base_url).rstrip("/")

@@ -1,0 +1,100 @@
+"""Explain jobs: submit one (``POST /explain``) and follow it (``GET /explain/{job_id}``)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from diseaseid.tasks import Task
+from services.common.auth import ApiKey
+from services.common.errors import ServiceError, error_responses
+from services.common.uploads import read_image_upload
+from services.common.validation import resolve_model, resolve_task
+from services.explain.deps import ExplainQueue, Settings, base_url
+from services.explain.schemas import JobAccepted, JobView
+from services.explain.settings import METHODS
+from services.explain.submit import ExplainRequest, submit
+from services.explain.views import fetch_job, job_state, job_view, wait_for_outcome
+
+router = APIRouter(prefix="/explain", tags=["explain"])
+
+
+class UnknownMethod(ServiceError):
+    status, code = 422, "unknown_method"
+
+
+class UnknownTarget(ServiceError):
+    status, code = 422, "unknown_target"
+
+
+def parse_methods(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated fields or comma-separated values; none means every method. Order kept, repeats dropped."""
+    names = [n.strip().lower() for v in values or () for n in v.split(",") if n.strip()]
+    if not names:
+        return METHODS
+    unknown = sorted({n for n in names if n not in METHODS})
+    if unknown:
+        shown = ", ".join(repr(n[:20]) for n in unknown[:3])
+        raise UnknownMethod(f"unknown explanation method {shown}; choose from: {', '.join(METHODS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def parse_target(task: Task, value: str | None) -> int | None:
+    """A class name (as in the task's class list) or its index; empty means the predicted class."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isdigit() and int(value) < task.num_classes:
+        return int(value)
+    by_name = {c.lower(): i for i, c in enumerate(task.classes)}
+    if value.lower() in by_name:
+        return by_name[value.lower()]
+    raise UnknownTarget(f"unknown target class for task {task.name!r}; use a name or an index: "
+                        + ", ".join(f"{i}={c}" for i, c in enumerate(task.classes)))
+
+
+@router.post("", status_code=202, response_model=JobAccepted,
+             responses=error_responses(400, 401, 413, 415, 422, 503))
+async def create_explain_job(
+    request: Request,
+    response: Response,
+    _: ApiKey,
+    settings: Settings,
+    queue: ExplainQueue,
+    file: Annotated[UploadFile, File(description="one MRI slice: JPEG, PNG or DICOM")],
+    task: Annotated[str, Form(description="tumor or dementia")],
+    model: Annotated[str | None, Form(description="student (default) or teacher")] = None,
+    methods: Annotated[list[str] | None, Form(description="gradcam, lrp (default: both)")] = None,
+    target: Annotated[str | None, Form(description="class name or index to explain (default: the predicted)")
+                      ] = None,
+) -> JobAccepted:
+    """Queue a Grad-CAM / LRP explanation of one slice; identical requests share one job."""
+    task_ = resolve_task(task)
+    role = resolve_model(model)
+    method_names = parse_methods(methods)
+    target_index = parse_target(task_, target)
+    image = await read_image_upload(file, settings)
+    req = ExplainRequest(pixels=image.array.tobytes(), image_sha256=image.sha256, task=task_.name, role=role,
+                         methods=method_names, target=target_index)
+    job, deduplicated = await run_in_threadpool(submit, queue, settings, req)
+    request.app.state.request_metrics.submitted.labels("deduplicated" if deduplicated else "enqueued").inc()
+    status_url = f"{base_url(request)}/explain/{job.id}"
+    response.headers["Location"] = status_url
+    return JobAccepted(job_id=job.id, status=job_state(job), status_url=status_url, deduplicated=deduplicated)
+
+
+@router.get("/{job_id}", response_model=JobView, response_model_exclude_none=True,
+            responses=error_responses(401, 404, 503))
+def get_explain_job(
+    request: Request,
+    _: ApiKey,
+    settings: Settings,
+    queue: ExplainQueue,
+    job_id: str,
+    wait: Annotated[float, Query(ge=0, description="seconds to wait for the job to end (long poll)")] = 0,
+) -> JobView:
+    """The job's state; its results once finished, the reason once failed; 404 once expired."""
+    job = fetch_job(queue, job_id)
+    job = wait_for_outcome(job, min(wait, settings.max_wait_s))
+    return job_view(queue, job, base_url(request))

@@ -1,0 +1,57 @@
+"""Response bodies of the explain API (they become its OpenAPI schema)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+JobState = Literal["queued", "started", "finished", "failed"]
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobState
+    status_url: str
+    deduplicated: bool = Field(description="an identical request within the TTL already made this job")
+
+
+class ExplainRequestEcho(BaseModel):
+    task: str
+    model: str
+    methods: list[str]
+    target: int | None = Field(description="the class index asked for; null means the predicted class")
+    image_sha256: str
+
+
+class MethodResult(BaseModel):
+    png_url: str = Field(description="the heatmap over the slice")
+    npy_url: str = Field(description="the raw 224 x 224 float32 map (numpy .npy)")
+    min: float
+    max: float
+    seconds: float
+
+
+class ExplainResult(BaseModel):
+    model: dict
+    prediction: dict = Field(description="as POST /predict answers it: label, probabilities, OOD flag")
+    target: dict = Field(description="the class the maps explain")
+    methods: dict[str, MethodResult]
+    panel_url: str
+    timing_ms: dict[str, float]
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: JobState
+    queue_position: int | None = Field(None, description="0 is next; only while queued")
+    request: ExplainRequestEcho
+    enqueued_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    result: ExplainResult | None = None
+    error: JobError | None = None

@@ -1,0 +1,99 @@
+"""An RQ job, as a client sees it: four states, a queue position, URLs for the results, one clear error."""
+from __future__ import annotations
+
+import math
+
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from services.common.errors import NotFound
+from services.explain.schemas import (
+    ExplainRequestEcho,
+    ExplainResult,
+    JobError,
+    JobState,
+    JobView,
+    MethodResult,
+)
+
+# RQ has more states than a client needs: a retried or deferred job is still waiting, a stopped one failed.
+_STATES: dict[JobStatus, JobState] = {
+    JobStatus.CREATED: "queued",
+    JobStatus.QUEUED: "queued",
+    JobStatus.DEFERRED: "queued",
+    JobStatus.SCHEDULED: "queued",
+    JobStatus.READY_TO_ENQUEUE: "queued",
+    JobStatus.RATE_LIMITED: "queued",
+    JobStatus.STARTED: "started",
+    JobStatus.FINISHED: "finished",
+    JobStatus.FAILED: "failed",
+    JobStatus.STOPPED: "failed",
+    JobStatus.CANCELED: "failed",
+}
+
+
+def job_state(job: Job) -> JobState:
+    """The client-facing state from the job as last read (no Redis call)."""
+    return _STATES.get(job.get_status(refresh=False), "queued")
+
+
+def fetch_job(queue: Queue, job_id: str) -> Job:
+    """The job, or 404 when it never existed or its TTL ran out."""
+    try:
+        return Job.fetch(job_id, connection=queue.connection)
+    except NoSuchJobError:
+        raise NotFound(f"no explain job {job_id!r}: it never existed or its results expired") from None
+
+
+def wait_for_outcome(job: Job, seconds: float) -> Job:
+    """Block up to ``seconds`` for the job to finish or fail (RQ's result stream, no polling)."""
+    if seconds > 0 and job_state(job) in ("queued", "started"):
+        job.latest_result(timeout=max(1, math.ceil(seconds)))
+        job.refresh()
+    return job
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def job_view(queue: Queue, job: Job, base_url: str) -> JobView:
+    state = job_state(job)
+    meta = job.meta
+    view = JobView(
+        job_id=job.id,
+        status=state,
+        request=ExplainRequestEcho(task=meta.get("task", ""), model=meta.get("model", ""),
+                                   methods=meta.get("methods", []), target=meta.get("target"),
+                                   image_sha256=meta.get("image_sha256", "")),
+        enqueued_at=_iso(job.enqueued_at),
+        started_at=_iso(job.started_at) if state != "queued" else None,
+        ended_at=_iso(job.ended_at) if state in ("finished", "failed") else None,
+    )
+    if state == "queued":
+        view.queue_position = queue.get_job_position(job.id)
+    elif state == "finished":
+        view.result = _result(job, base_url)
+    elif state == "failed":
+        view.error = JobError(code="job_failed", message=meta.get("error") or _last_line(job))
+    return view
+
+
+def _result(job: Job, base_url: str) -> ExplainResult:
+    value = job.return_value()
+    root = f"{base_url}/explain/{job.id}"
+    methods = {
+        name: MethodResult(png_url=f"{root}/{name}.png", npy_url=f"{root}/{name}.npy", **summary)
+        for name, summary in value["methods"].items()
+    }
+    return ExplainResult(model=value["model"], prediction=value["prediction"], target=value["target"],
+                         methods=methods, panel_url=f"{root}/panel.png", timing_ms=value["timing_ms"])
+
+
+def _last_line(job: Job) -> str:
+    """The exception line of RQ's failure record, for failures no handler described (none expected)."""
+    result = job.latest_result()
+    text = (result.exc_string if result is not None else None) or ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "the job failed"

@@ -1,0 +1,173 @@
+"""The explain worker: ``python -m services.explain.worker``.
+
+A thin subclass of RQ's ``SimpleWorker``: jobs run in the worker process itself, so the models loaded at
+start (on CUDA when present) serve every job without a fork, and a GPU context is never inherited across
+``fork()``. What the subclass adds is recovery:
+
+* While a job runs, a heartbeat thread keeps the job's entry in RQ's StartedJobRegistry alive for
+  ``heartbeat_interval_s + abandoned_grace_s``. A worker that is SIGKILLed stops beating; when the entry
+  expires, the next registry cleanup (every idle worker runs one each ``maintenance_interval_s``) finds the
+  job abandoned and, while it has retries left, puts it back on the queue for another worker.
+* Failures are sorted: bad input (ValueError, LookupError, TypeError) and timeouts fail at once; anything
+  else (a lost Redis connection, CUDA out of memory, a killed worker) is retried up to ``retries`` times.
+  Either way only the job fails: the exception is caught and the worker takes the next job.
+* Redis going away ends ``work()``; ``main`` reconnects with the same loaded models and carries on.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import threading
+import time
+
+import redis
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.exceptions import AbandonedJobError
+from rq.timeouts import JobTimeoutException
+
+from services.explain.models import parse_preload, preload
+from services.explain.settings import ExplainSettings, get_settings
+from services.explain.store import ExplainStore
+
+log = logging.getLogger("services.explain.worker")
+
+# Failures that would repeat on retry: fail the job at once with the message.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (ValueError, LookupError, TypeError, JobTimeoutException)
+
+
+def failure_message(exc_type: type[BaseException], exc_value: BaseException | None,
+                    timeout: int | None) -> str:
+    """A one-line, user-facing reason (the traceback stays in RQ's failure record and the worker log)."""
+    if issubclass(exc_type, AbandonedJobError):
+        return "the worker running this job stopped before finishing it (killed or crashed)"
+    if issubclass(exc_type, JobTimeoutException):
+        return f"the explanation took longer than the {timeout} s job timeout"
+    text = str(exc_value) if exc_value is not None else ""
+    return f"{exc_type.__name__}: {text}" if text else exc_type.__name__
+
+
+class ExplainWorker(SimpleWorker):
+    heartbeat_interval_s: float = 10.0
+    abandoned_grace_s: float = 20.0
+    idle_poll_s: int = 5
+
+    def __init__(self, *args, store: ExplainStore | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.store = store
+        self.push_exc_handler(self._on_failure)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # The base class blocks for worker_ttl - 15 s; maintenance (abandoned-job recovery) only runs
+        # between blocking pops, so an idle worker must wake often enough to run it.
+        return self.idle_poll_s
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        interval = self.heartbeat_interval_s
+        if job.timeout and job.timeout > 0:
+            interval = min(interval, max(job.timeout - working_time, 0.0))
+        return max(1, math.ceil(interval + self.abandoned_grace_s))
+
+    def perform_job(self, job, queue, execution) -> bool:
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(job, execution, stop), name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            stop.set()
+            beat.join()
+
+    def _beat(self, job, execution, stop: threading.Event) -> None:
+        started = time.monotonic()
+        limit = (job.timeout + self.abandoned_grace_s) if job.timeout and job.timeout > 0 else math.inf
+        while not stop.wait(self.heartbeat_interval_s):
+            # A job stuck past its timeout (hung in native code, say) must stop looking alive.
+            if time.monotonic() - started > limit:
+                return
+            try:
+                self.maintain_heartbeats(job, execution)
+            except redis.RedisError as exc:
+                log.warning("heartbeat for job %s failed: %s", job.id, exc)
+
+    def _on_failure(self, job, exc_type, exc_value, tb) -> bool:
+        permanent = issubclass(exc_type, PERMANENT_ERRORS)
+        if permanent:
+            job.retries_left = 0
+        if issubclass(exc_type, AbandonedJobError):
+            kind = "abandoned"
+        else:
+            kind = "permanent" if permanent else "transient"
+        try:
+            job.meta["error"] = failure_message(exc_type, exc_value, job.timeout)
+            job.meta["error_kind"] = kind
+            job.save_meta()
+            if self.store is not None:
+                self.store.count(f"failures_{kind}")
+        except redis.RedisError as exc:
+            log.warning("could not record the failure of job %s: %s", job.id, exc)
+        return True
+
+
+def build_worker(connection: Redis, settings: ExplainSettings) -> ExplainWorker:
+    worker_class = type(
+        "ExplainWorker",
+        (ExplainWorker,),
+        {
+            "heartbeat_interval_s": settings.heartbeat_interval_s,
+            "abandoned_grace_s": settings.abandoned_grace_s,
+            "idle_poll_s": settings.idle_poll_s,
+        },
+    )
+    worker = worker_class(
+        [Queue(settings.queue, connection=connection)],
+        connection=connection,
+        store=ExplainStore(connection, settings.ttl_s),
+        default_result_ttl=settings.ttl_s,
+        worker_ttl=settings.worker_ttl_s,
+        maintenance_interval=settings.maintenance_interval_s,
+        job_monitoring_interval=max(1, math.ceil(settings.heartbeat_interval_s)),
+    )
+    # Reconnecting quickly matters more than sparing a restarted Redis a few pings.
+    worker.max_connection_wait_time = 5
+    return worker
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.explain.worker",
+                                     description="Run one explain worker (RQ) on REDIS_URL.")
+    parser.add_argument("--burst", action="store_true", help="quit when the queue is empty")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    settings = get_settings()
+    import torch
+
+    torch.set_num_threads(settings.torch_threads)
+    loaded = preload(parse_preload(settings.preload), settings.torch_device())
+    log.info("preloaded %d model(s): %s", len(loaded), ", ".join(p.name for p in loaded))
+
+    while True:
+        connection = Redis.from_url(settings.redis_url, health_check_interval=10,
+                                    socket_connect_timeout=settings.redis_connect_timeout_s)
+        worker = build_worker(connection, settings)
+        try:
+            worker.work(burst=args.burst, logging_level=args.log_level)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("lost Redis at %s (%s); reconnecting", settings.redis_url, exc)
+        finally:
+            try:
+                worker.unsubscribe()
+            except Exception:  # noqa: BLE001 - best effort on a connection that is already gone
+                pass
+            connection.close()
+        if worker._stop_requested or args.burst:
+            return 0
+        time.sleep(1.0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
