@@ -1,0 +1,180 @@
+"""services.common in-process: format sniffing, the DICOM grey-level pipeline, limits, auth, form values."""
+from __future__ import annotations
+
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diseaseid.data.preprocess import decode_image, to_uint8_rgb
+from services.common import (
+    ImageTooLarge,
+    InvalidImage,
+    ServiceSettings,
+    UnknownModel,
+    UnknownTask,
+    UnsupportedMediaType,
+    configure_auth,
+    decode_image_bytes,
+    key_is_valid,
+    resolve_model,
+    resolve_task,
+    sniff_format,
+)
+from tests.services.conftest import PATIENT_ID, PATIENT_NAME, fixture_bytes, make_dicom
+
+SETTINGS = ServiceSettings(api_keys="")
+
+
+def png_bytes(arr: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, **kw).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def slice_gray() -> np.ndarray:
+    """A real tumor slice as an 8-bit grayscale array."""
+    return np.asarray(Image.open(io.BytesIO(fixture_bytes("tumor", "glioma"))).convert("L"))
+
+
+def max_diff(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+def relative(gray: np.ndarray) -> np.ndarray:
+    """What a slice looks like after decoding when only relative intensities count (DICOM, 16-bit)."""
+    return to_uint8_rgb(gray.astype(np.float64))
+
+
+def test_sniff_format_reads_magic_bytes_not_declared_types():
+    jpeg = fixture_bytes("tumor", "glioma")
+    assert sniff_format(jpeg, "application/octet-stream") == "jpeg"
+    assert sniff_format(png_bytes(np.zeros((4, 4), np.uint8)), "image/jpeg") == "png"
+    assert sniff_format(b"\0" * 128 + b"DICM" + b"\0" * 8) == "dicom"
+    assert sniff_format(b"\x08\x00\x05\x00", "application/dicom") == "dicom-raw"
+    assert sniff_format(b"\x08\x00\x05\x00", None, "slice.DCM") == "dicom-raw"
+    assert sniff_format(b"GIF89a....", "image/png") is None
+
+
+def test_jpeg_and_png_decode_to_the_training_pipeline_output(slice_gray):
+    jpeg = fixture_bytes("tumor", "glioma")
+    out = decode_image_bytes(jpeg, SETTINGS)
+    assert out.array.shape == (224, 224, 3) and out.array.dtype == np.uint8
+    assert np.array_equal(out.array, decode_image(jpeg))
+    assert (out.format, out.width, out.height, out.size_bytes) == ("jpeg", *slice_gray.shape[::-1], len(jpeg))
+    sixteen = png_bytes(slice_gray.astype(np.uint16) * 257)
+    assert decode_image_bytes(sixteen, SETTINGS).format == "png"
+
+
+def test_dicom_rescale_slope_intercept_matches_the_jpeg(slice_gray):
+    stored = (slice_gray.astype(np.float64) * 4 + 1000) / 2  # value = 2 * stored - 1000 = 4 * gray
+    data = make_dicom(stored.astype(np.uint16), slope=2.0, intercept=-1000.0)
+    out = decode_image_bytes(data, SETTINGS)
+    assert out.format == "dicom" and (out.width, out.height) == slice_gray.shape[::-1]
+    assert max_diff(out.array, relative(slice_gray)) <= 1
+
+
+def test_dicom_monochrome1_is_inverted(slice_gray):
+    stored = (255 - slice_gray).astype(np.uint16) * 16
+    out = decode_image_bytes(make_dicom(stored, photometric="MONOCHROME1"), SETTINGS)
+    assert max_diff(out.array, relative(slice_gray)) <= 1
+
+
+def test_dicom_window_is_applied(slice_gray):
+    stored = slice_gray.astype(np.uint16) * 16  # 0..4080
+    center, width = 1600.0, 1601.0  # keeps 800..2400 and saturates the rest
+    out = decode_image_bytes(make_dicom(stored, window=(center, width)), SETTINGS)
+    windowed = np.clip((stored - (center - 0.5)) / (width - 1) + 0.5, 0, 1)
+    assert max_diff(out.array, relative(windowed)) <= 2
+    assert max_diff(out.array, relative(slice_gray)) > 20  # windowing changed the picture
+
+
+def test_dicom_voi_lut_is_applied(slice_gray):
+    lut = [int(v) for v in (np.arange(256) < 128) * 1000]  # a threshold at 128
+    out = decode_image_bytes(make_dicom(slice_gray.astype(np.uint16), voi_lut=lut), SETTINGS)
+    assert max_diff(out.array, relative((slice_gray < 128).astype(np.float64))) <= 1
+
+
+def test_dicom_without_preamble_needs_a_declared_type(slice_gray):
+    raw = make_dicom(slice_gray.astype(np.uint16), preamble=False)
+    with pytest.raises(UnsupportedMediaType):
+        decode_image_bytes(raw, SETTINGS)
+    assert decode_image_bytes(raw, SETTINGS, content_type="application/dicom").format == "dicom"
+
+
+def test_dicom_rejections_are_clear_and_never_echo_patient_tags(slice_gray):
+    frames = np.stack([slice_gray, slice_gray]).astype(np.uint16)
+    cases = {
+        "multi-frame": make_dicom(frames),
+        "no image": make_dicom(None, with_pixels=False, sop_class="1.2.840.10008.5.1.4.1.1.88.11"),
+        "corrupt": make_dicom(slice_gray.astype(np.uint16))[:600],
+    }
+    for expected, data in cases.items():
+        with pytest.raises(InvalidImage) as info:
+            decode_image_bytes(data, SETTINGS)
+        message = info.value.message
+        assert expected in message or (expected == "corrupt" and "DICOM" in message), message
+        assert PATIENT_NAME.split("^")[0] not in message and PATIENT_ID not in message
+    assert "Basic Text SR" in decode_error(cases["no image"])
+
+
+def decode_error(data: bytes) -> str:
+    try:
+        decode_image_bytes(data, SETTINGS)
+    except InvalidImage as exc:
+        return exc.message
+    raise AssertionError("expected InvalidImage")
+
+
+def bomb_png(side: int) -> bytes:
+    """A valid 1-bit PNG of ``side`` x ``side`` zeros: tiny on disk, ``side**2`` pixels once decoded."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+    row = b"\0" * (1 + (side + 7) // 8)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    ihdr = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_pixel_cap_refuses_bombs_before_decoding():
+    small = ServiceSettings(api_keys="", max_pixels=10_000)
+    with pytest.raises(ImageTooLarge):
+        decode_image_bytes(bomb_png(101), small)
+    assert decode_image_bytes(bomb_png(100), small).array.shape == (224, 224, 3)
+
+
+def test_degenerate_and_empty_images_are_refused():
+    for data in (b"", png_bytes(np.zeros((1, 1), np.uint8)), fixture_bytes("tumor", "glioma")[:300]):
+        with pytest.raises(InvalidImage):
+            decode_image_bytes(data, SETTINGS)
+
+
+def test_api_keys_parse_and_compare():
+    settings = ServiceSettings(api_keys=" k1 , k2,,")
+    assert [k.get_secret_value() for k in settings.api_keys] == ["k1", "k2"]
+    assert "k1" not in repr(settings)
+
+    class App:  # configure_auth only needs a .state namespace
+        class state:  # noqa: N801
+            pass
+
+    configure_auth(App, settings.api_keys)
+    digests = App.state.api_key_digests
+    assert key_is_valid("k2", digests) and not key_is_valid("k3", digests) and not key_is_valid(None, digests)
+    assert key_is_valid(None, ())  # development mode
+
+
+def test_task_and_model_values():
+    assert resolve_task(" tumor").name == "tumor"
+    assert resolve_model(None) == "student" and resolve_model("", "teacher") == "teacher"
+    with pytest.raises(UnknownTask, match="dementia, tumor"):
+        resolve_task("glioma")
+    with pytest.raises(UnknownModel):
+        resolve_model("vgg16")
+    with pytest.raises(UnknownTask) as info:
+        resolve_task("x" * 500)
+    assert "x" * 50 not in info.value.message
