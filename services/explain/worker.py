@@ -11,7 +11,9 @@ start (on CUDA when present) serve every job without a fork, and a GPU context i
 * Failures are sorted: bad input (ValueError, LookupError, TypeError) and timeouts fail at once; anything
   else (a lost Redis connection, CUDA out of memory, a killed worker) is retried up to ``retries`` times.
   Either way only the job fails: the exception is caught and the worker takes the next job.
-* Redis going away ends ``work()``; ``main`` reconnects with the same loaded models and carries on.
+* Redis going away: RQ's loop retries the connection; if Redis came back empty (no persistence), the next
+  heartbeat notices the lost registration and registers again. Should ``work()`` end on a connection
+  error anyway, ``main`` reconnects with the same loaded models and carries on.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import time
 
 import redis
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, worker_registration
 from rq.exceptions import AbandonedJobError
 from rq.timeouts import JobTimeoutException
 
@@ -63,6 +65,21 @@ class ExplainWorker(SimpleWorker):
         # The base class blocks for worker_ttl - 15 s; maintenance (abandoned-job recovery) only runs
         # between blocking pops, so an idle worker must wake often enough to run it.
         return self.idle_poll_s
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None and not self.connection.hexists(self.key, "birth"):
+            # Redis restarted without our registration (no persistence): without registering again
+            # this worker would keep working but /readyz and `rq info` would never see it.
+            self._register_again()
+
+    def _register_again(self) -> None:
+        log.warning("worker %s: registration lost (Redis restarted?); registering again", self.name)
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, mapping=self.serialize())
+            worker_registration.register(self, pipe)
+            pipe.expire(self.key, self.worker_ttl + 60)
+            pipe.execute()
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         interval = self.heartbeat_interval_s

@@ -84,7 +84,7 @@ async def create_explain_job(
     return JobAccepted(job_id=job.id, status=job_state(job), status_url=status_url, deduplicated=deduplicated)
 
 
-@router.get("/{job_id}", response_model=JobView, response_model_exclude_none=True,
+@router.get("/{job_id}", response_model=JobView, response_model_exclude_unset=True,
             responses=error_responses(401, 404, 503))
 def get_explain_job(
     request: Request,
