@@ -1,0 +1,201 @@
+"""The operations a traced model is made of, each with its forward, its gradient and (where it is fixed by the
+layer type rather than chosen per layer) its relevance rule.
+
+Linear operations (convolution, dense, per-channel affine) carry their weights and expose ``fwd``/``bwd`` with
+*any* weight, so an LRP rule can run them with modified weights (``w+``, ``w + gamma w+``, ones ...). ``bwd`` is
+the transposed operation: the input-gradient of ``fwd`` for given output-gradient.
+
+Relevance of the non-linear operations follows Zennit's base layer map (Anders et al. 2021):
+activations pass relevance through unchanged, max-pooling routes it to the winner (its gradient), average
+pooling and sums split it in proportion to each input's contribution (the "Norm" rule).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+# Stabiliser of the proportional rules (sum, average pooling), as Zennit's default.
+NORM_STABILIZER = 1e-6
+
+
+def stabilize(z: Tensor, epsilon: float) -> Tensor:
+    """``z + epsilon * sign(z)`` with sign(0) = +1, so a zero denominator becomes ``+epsilon``."""
+    return z.abs().add_(epsilon).copysign_(z)
+
+
+def divide_stable(r: Tensor, z: Tensor, epsilon: float) -> Tensor:
+    return r / stabilize(z, epsilon)
+
+
+class Op:
+    """One node of the traced graph. ``forward`` returns (output, context kept for the backward passes)."""
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, object]:
+        raise NotImplementedError
+
+    def gradient(self, grad: Tensor, inputs: list[Tensor], output: Tensor, ctx) -> list[Tensor]:
+        """The plain vector-Jacobian product (used by Grad-CAM and the gradient baseline)."""
+        raise NotImplementedError
+
+    def relevance(self, r: Tensor, inputs: list[Tensor], output: Tensor, ctx) -> list[Tensor]:
+        """Relevance for operations whose rule is fixed; linear operations take theirs from the composite."""
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class Linear(Op):
+    """``z = W a + b`` as a 2-D convolution, a dense layer, or a per-channel affine map (an unfolded BatchNorm).
+
+    ``weight`` shapes: conv ``O x I/groups x kh x kw``, dense ``O x I``, affine ``C`` (the scale)."""
+
+    kind: str  # "conv" | "dense" | "affine"
+    weight: Tensor
+    bias: Tensor | None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def fwd(self, a: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        if self.kind == "conv":
+            return F.conv2d(a, w, b, self.stride, self.padding, self.dilation, self.groups)
+        if self.kind == "dense":
+            return F.linear(a, w, b)
+        shape = (1, -1) + (1,) * (a.ndim - 2)
+        z = a * w.view(shape)
+        return z if b is None else z + b.view(shape)
+
+    def bwd(self, g: Tensor, w: Tensor, input_shape: torch.Size) -> Tensor:
+        """``W^T g``: the gradient of ``fwd(a, w)`` with respect to ``a``."""
+        if self.kind == "conv":
+            # conv_transpose2d rather than aten.convolution_backward: on the CPU the latter takes a slow path
+            # for depthwise convolutions (tens of ms where this takes a fraction of one).
+            h, wd = input_shape[-2:]
+            out_h, out_w = g.shape[-2:]
+            kh, kw = w.shape[-2:]
+            pad_h = h - ((out_h - 1) * self.stride[0] - 2 * self.padding[0] + self.dilation[0] * (kh - 1) + 1)
+            pad_w = wd - ((out_w - 1) * self.stride[1] - 2 * self.padding[1] + self.dilation[1] * (kw - 1) + 1)
+            return F.conv_transpose2d(g, w, None, self.stride, self.padding, (pad_h, pad_w), self.groups,
+                                      self.dilation)
+        if self.kind == "dense":
+            return g @ w
+        return g * w.view((1, -1) + (1,) * (g.ndim - 2))
+
+    @property
+    def param_shape(self) -> tuple[int, ...]:
+        """Shape to broadcast a per-output-channel vector against ``weight``."""
+        return (-1,) + (1,) * (self.weight.ndim - 1)
+
+    def forward(self, a: Tensor) -> tuple[Tensor, object]:
+        return self.fwd(a, self.weight, self.bias), None
+
+    def gradient(self, grad, inputs, output, ctx):
+        return [self.bwd(grad, self.weight, inputs[0].shape)]
+
+
+@dataclass(eq=False)
+class Activation(Op):
+    """Elementwise, piecewise-linear activations: relu, relu6 (hardtanh 0..6), identity."""
+
+    fn: str  # "relu" | "relu6"
+
+    def forward(self, z):
+        return (torch.relu(z) if self.fn == "relu" else F.hardtanh(z, 0.0, 6.0)), None
+
+    def gradient(self, grad, inputs, output, ctx):
+        z = inputs[0]
+        if self.fn == "relu":
+            return [grad * (z > 0)]
+        return [grad * ((z > 0) & (z < 6))]
+
+    def relevance(self, r, inputs, output, ctx):
+        # Pass rule: relevance goes through unchanged (also where relu6 saturates and the gradient is zero).
+        return [r]
+
+
+@dataclass(eq=False)
+class MaxPool(Op):
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+
+    def forward(self, a):
+        return F.max_pool2d(a, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            return_indices=True)
+
+    def gradient(self, grad, inputs, output, indices):
+        a = inputs[0]
+        flat = grad.new_zeros(a.shape[0], a.shape[1], a.shape[2] * a.shape[3])
+        flat.scatter_add_(2, indices.flatten(2), grad.flatten(2))
+        return [flat.view_as(a)]
+
+    def relevance(self, r, inputs, output, indices):
+        # Winner takes all: the gradient of max-pooling (Zennit's default for pooling by maximum).
+        return self.gradient(r, inputs, output, indices)
+
+
+@dataclass(eq=False)
+class AvgPool(Op):
+    """``avg_pool2d`` or, with ``output_size`` set, ``adaptive_avg_pool2d``."""
+
+    kernel_size: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    output_size: tuple[int, int] | None = None
+
+    def forward(self, a):
+        if self.output_size is not None:
+            return F.adaptive_avg_pool2d(a, self.output_size), None
+        return F.avg_pool2d(a, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad), None
+
+    def gradient(self, grad, inputs, output, ctx):
+        a = inputs[0]
+        if self.output_size is not None:
+            if tuple(self.output_size) == (1, 1):  # global pooling: spread evenly
+                return [(grad / (a.shape[-1] * a.shape[-2])).expand_as(a)]
+            return [torch.ops.aten._adaptive_avg_pool2d_backward(grad, a)]
+        return [torch.ops.aten.avg_pool2d_backward(grad, a, self.kernel_size, self.stride, self.padding,
+                                                   self.ceil_mode, self.count_include_pad, None)]
+
+    def relevance(self, r, inputs, output, ctx):
+        s = divide_stable(r, output, NORM_STABILIZER)
+        return [inputs[0] * self.gradient(s, inputs, output, ctx)[0]]
+
+
+@dataclass(eq=False)
+class Flatten(Op):
+    start_dim: int = 1
+    end_dim: int = -1
+
+    def forward(self, a):
+        return torch.flatten(a, self.start_dim, self.end_dim), None
+
+    def gradient(self, grad, inputs, output, ctx):
+        return [grad.reshape(inputs[0].shape)]
+
+    def relevance(self, r, inputs, output, ctx):
+        return self.gradient(r, inputs, output, ctx)
+
+
+@dataclass(eq=False)
+class Add(Op):
+    """A residual sum ``x + y``: relevance splits in proportion to each summand's contribution."""
+
+    def forward(self, x, y):
+        return x + y, None
+
+    def gradient(self, grad, inputs, output, ctx):
+        return [grad, grad]
+
+    def relevance(self, r, inputs, output, ctx):
+        s = divide_stable(r, output, NORM_STABILIZER)
+        return [inputs[0] * s, inputs[1] * s]

@@ -1,0 +1,1 @@
+"""Training, distillation, hyper-parameter search, calibration and evaluation."""

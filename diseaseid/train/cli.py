@@ -1,0 +1,170 @@
+"""Sub-commands ``train``, ``evaluate``, ``predict`` and ``search``."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diseaseid.tasks import TASKS
+
+
+def _threads(args) -> None:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def register(sub) -> None:
+    from diseaseid.models import list_models
+    from diseaseid.train.config import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a model on a task's training split")
+    _common(p)
+    p.add_argument("--model", default=d.model, choices=list_models())
+    p.add_argument("--data", default=None, help="image-folder root (default: the shared data set)")
+    p.add_argument("--split", default=None, help="split file (default: splits/<task>.json)")
+    p.add_argument("--per-class", type=int, default=None, help="use a seeded subset of N images per class")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--widths", type=lambda s: [int(v) for v in s.split(",")], default=None,
+                   help="convnet channel widths, e.g. 16,36,45,54")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--select", default=d.select, help="validation metric for early stopping")
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--balanced", action="store_true", help="class-weighted loss")
+    p.add_argument("--teacher", default=None, help="distil from these teacher weights (.safetensors)")
+    p.add_argument("--kd-temperature", type=float, default=d.kd_temperature)
+    p.add_argument("--w-soft", type=float, default=d.w_soft)
+    p.add_argument("--w-ce", type=float, default=d.w_ce)
+    p.add_argument("--kd-online", dest="kd_cache", action="store_false",
+                   help="run the teacher on every augmented batch instead of caching its logits")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--out", default=None, help="output folder (default: runs/<task>-<model>-<time>)")
+    p.add_argument("--ship", choices=("student", "teacher"), default=None,
+                   help="also copy the result to weights/<task>/<role>.*")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a model on any image-folder directory")
+    _common(p)
+    p.add_argument("--data", default=None, help="image-folder root (default: the validation split)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--weights", default=None)
+    g.add_argument("--model", choices=("student", "teacher"), default="student")
+    p.add_argument("--out", default=None, help="report JSON path")
+    p.add_argument("--uncalibrated", action="store_true", help="ignore the card's temperature")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict one image")
+    p.add_argument("image")
+    _common(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--weights", default=None)
+    g.add_argument("--model", choices=("student", "teacher"), default="student")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    from diseaseid.train import search_cli
+
+    search_cli.register(sub)
+
+
+def cmd_train(args) -> int:
+    from diseaseid.train.config import TrainConfig
+    from diseaseid.train.data import default_split_path, load_task_data
+    from diseaseid.train.pipeline import ship, train_and_package
+
+    _threads(args)
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    train, val, split = load_task_data(args.task, args.data, args.split, args.per_class, args.seed)
+    print(f"[{args.task}] train {len(train)} {train.class_counts()}  val {len(val)} {val.class_counts()}")
+    out = Path(args.out or f"runs/{args.task}-{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    split_path = None if args.per_class is not None and args.split is None else (
+        Path(args.split) if args.split else default_split_path(args.task))
+    stem, result = train_and_package(cfg, train, val, split, out, role=args.ship, split_path=split_path,
+                                     progress=not args.quiet)
+    card = json.loads(stem.with_suffix(".json").read_text())
+    keys = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "subject_accuracy", "subject_balanced_accuracy")
+    print(json.dumps({"weights": str(stem.with_suffix(".safetensors")), "best_epoch": result.best_epoch,
+                      "seconds": round(result.seconds, 1),
+                      "validation": {k: round(v, 4) for k, v in result.best.items() if k in keys},
+                      "calibration": {k: card["calibration"][k] for k in ("temperature", "ece_before", "ece_after")},
+                      "ood": {k: card["ood"][k] for k in ("threshold", "val_mri_flagged", "non_mri_flagged")}},
+                     indent=1))
+    if args.ship:
+        print("shipped:", ship(stem, args.task, args.ship))
+    return 0
+
+
+def _load(args):
+    from diseaseid.serving import Predictor
+
+    if args.weights:
+        return Predictor.from_weights(args.weights)
+    return Predictor.from_shipped(args.task, args.model)
+
+
+def cmd_evaluate(args) -> int:
+    from diseaseid.data.dataset import ImageFolder
+    from diseaseid.tasks import get_task
+    from diseaseid.train.data import load_task_data
+    from diseaseid.train.trainer import evaluate_logits, predict_logits
+
+    _threads(args)
+    predictor = _load(args)
+    if args.data:
+        ds = ImageFolder.scan(args.data, get_task(args.task))
+    else:
+        _, ds, _ = load_task_data(args.task)
+    logits = predict_logits(predictor.model, ds.images)
+    temperature = 1.0 if args.uncalibrated else predictor.temperature
+    report = {"task": args.task, "model": predictor.name, "version": predictor.version,
+              "data": str(ds.root), "temperature": temperature, **evaluate_logits(logits, ds, temperature)}
+    probs = torch.softmax(torch.from_numpy(logits) / temperature, 1).numpy()
+    report["predictions"] = [
+        {"file": f, "label": ds.task.classes[y], "predicted": ds.task.classes[int(p.argmax())],
+         "probabilities": {c: round(float(v), 5) for c, v in zip(ds.task.classes, p)}}
+        for f, y, p in zip(ds.files, ds.labels, probs)]
+    summary = {k: v for k, v in report.items() if not isinstance(v, (list, dict)) or k == "classes_absent"}
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        print("report:", args.out)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from diseaseid.data.preprocess import decode_image
+
+    _threads(args)
+    predictor = _load(args)
+    pred = predictor.predict([decode_image(args.image)])[0]
+    if args.json:
+        print(json.dumps({"model": predictor.name, **pred.to_dict()}, indent=1, ensure_ascii=False))
+        return 0
+    print(f"{pred.display_en} ({pred.label})  [{predictor.name}]")
+    for c, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
+        print(f"  {c:<18} {p:6.1%} {'#' * int(round(p * 30))}")
+    if pred.ood:
+        print("  warning: input looks unlike the training data: " + "; ".join(pred.ood_reasons))
+    return 0
+
+
+__all__ = ["register", "np"]

@@ -1,0 +1,29 @@
+"""Load a task's data with its leakage-safe split (``splits/<task>.json``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from diseaseid.data.dataset import ImageFolder
+from diseaseid.data.splits import load_or_make_split
+from diseaseid.paths import REPO_ROOT, task_data_dir
+from diseaseid.tasks import get_task
+
+
+def default_split_path(task: str) -> Path:
+    return REPO_ROOT / "splits" / f"{task}.json"
+
+
+def load_task_data(task: str, data: str | Path | None = None, split: str | Path | None = None,
+                   per_class: int | None = None, seed: int = 0) -> tuple[ImageFolder, ImageFolder, dict]:
+    """(train, val, split). ``per_class`` keeps a seeded subset of each class for quick runs; its split is then
+    made on the subset and not written over the shipped split file."""
+    t = get_task(task)
+    ds = ImageFolder.scan(data or task_data_dir(t), t, per_class=per_class, seed=seed)
+    path = Path(split) if split else default_split_path(task)
+    if per_class is not None and split is None:
+        from diseaseid.data.splits import make_split
+
+        s = make_split(ds, seed=seed)
+    else:
+        s = load_or_make_split(ds, path, seed=seed)
+    return ds.select(s["train"]), ds.select(s["val"]), s

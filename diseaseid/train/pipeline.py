@@ -1,0 +1,107 @@
+"""Train, calibrate, choose the OOD threshold, and write weights + model card + plots in one step."""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diseaseid.data.dataset import ImageFolder
+from diseaseid.models import save_model
+from diseaseid.models.checkpoint import file_sha256
+from diseaseid.paths import REPO_ROOT, weights_dir
+from diseaseid.serving.ood import energy_score
+from diseaseid.train.calibration import calibration_summary
+from diseaseid.train.config import TrainConfig
+from diseaseid.train.ood_eval import choose_threshold, flags, non_mri_images
+from diseaseid.train.plots import confusion_matrix_plot, training_curve
+from diseaseid.train.trainer import FitResult, fit, predict_logits
+
+
+def _relative(path: str | Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def ood_summary(model: torch.nn.Module, val: ImageFolder, val_logits: np.ndarray) -> dict:
+    energy = energy_score(torch.from_numpy(val_logits)).numpy()
+    threshold = choose_threshold(energy, val.images)
+    others = non_mri_images()
+    other_images = np.stack(list(others.values()))
+    other_energy = energy_score(torch.from_numpy(predict_logits(model, other_images))).numpy()
+    other_flags = flags(other_energy, other_images, threshold)
+    return {
+        "method": "image checks (colour, flat, noise, bright background) + energy score > threshold",
+        "threshold": threshold,
+        "val_mri_flagged": float(flags(energy, val.images, threshold).mean()),
+        "non_mri_flagged": float(other_flags.mean()),
+        "non_mri_n": len(others),
+        "non_mri_missed": [k for k, f in zip(others, other_flags) if not f],
+    }
+
+
+def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageFolder, split: dict,
+            out: str | Path, role: str | None = None, split_path: str | Path | None = None,
+            extra_card: dict | None = None) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = result.model
+    val_logits = result.val_logits if result.val_logits is not None else predict_logits(model, val.images)
+    calib = calibration_summary(val_logits, val.labels)
+    ood = ood_summary(model, val, val_logits)
+    metrics = {k: v for k, v in result.best.items()}
+    card = {
+        "task": cfg.task,
+        "role": role or ("student" if cfg.model.startswith("convnet") else "teacher"),
+        "arch": cfg.model,
+        "arch_args": cfg.model_args(),
+        "classes": list(train.task.classes),
+        "training": {**cfg.to_dict(), "best_epoch": result.best_epoch, "seconds": round(result.seconds, 1),
+                     "device": str(next(model.parameters()).device),
+                     "cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
+                     "n_train": len(train), "n_val": len(val)},
+        "split": {"file": _relative(split_path) if split_path else None,
+                  "sha256": file_sha256(split_path) if split_path and Path(split_path).exists() else None,
+                  "groups": split.get("groups"), "seed": split.get("seed")},
+        "data_fingerprint": split.get("data_fingerprint"),
+        "metrics": {"validation": metrics},
+        "calibration": calib,
+        "ood": ood,
+        "history": result.history,
+        "command": " ".join(["python -m diseaseid", *sys.argv[1:]]) if sys.argv and "diseaseid" in sys.argv[0]
+        else None,
+        **(extra_card or {}),
+    }
+    stem = out / card["role"]
+    save_model(model, stem, card)
+    training_curve(result.history, out / f"{card['role']}-curve.png", f"{cfg.task} {cfg.model}")
+    confusion_matrix_plot(metrics["confusion_matrix"], train.task.classes, out / f"{card['role']}-confusion.png",
+                          f"{cfg.task} {cfg.model} validation")
+    return stem
+
+
+def ship(stem: str | Path, task: str, role: str) -> Path:
+    """Copy weights, card and plots into ``weights/<task>/`` under the role's name."""
+    stem = Path(stem)
+    dest = weights_dir() / task
+    dest.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(stem.with_suffix(suffix), dest / f"{role}{suffix}")
+    for plot in ("curve", "confusion"):
+        src = stem.parent / f"{stem.name}-{plot}.png"
+        if src.exists():
+            shutil.copy(src, dest / f"{role}-{plot}.png")
+    card = json.loads((dest / f"{role}.json").read_text())
+    card["role"] = role
+    (dest / f"{role}.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    return dest / f"{role}.safetensors"
+
+
+def train_and_package(cfg: TrainConfig, train: ImageFolder, val: ImageFolder, split: dict, out: str | Path,
+                      role: str | None = None, split_path=None, progress: bool = True) -> tuple[Path, FitResult]:
+    result = fit(cfg, train, val, progress=progress)
+    return package(result, cfg, train, val, split, out, role, split_path), result

@@ -1,0 +1,25 @@
+"""Project-wide test settings: keep torch on few threads (CI has 2 cores) and expose data locations."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(int(os.environ.get("DISEASEID_TEST_THREADS", "2")))
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Decoded-image caches of test runs go to a temporary folder, not the working tree."""
+    os.environ["DISEASEID_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
