@@ -9,7 +9,14 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 from aiogram.utils.chat_action import ChatActionSender
 
-from .client import DiseaseIdClient, ExplainFailed, InputRejected, ServiceError, ServiceUnavailable
+from .client import (
+    DiseaseIdClient,
+    ExplainFailed,
+    InputRejected,
+    ServiceError,
+    ServiceTimeout,
+    ServiceUnavailable,
+)
 from .formatting import conclusion_text
 from .media import Rejection, download, image_ref
 from .ratelimit import RateLimiter
@@ -34,6 +41,8 @@ def failure_text(exc: Exception, lang: str) -> str:
         return t(exc.key, lang, **exc.values)
     if isinstance(exc, InputRejected):
         return t("input_rejected", lang, reason=escape(exc.message or str(exc.code or "")))
+    if isinstance(exc, ServiceTimeout):
+        return t("service_slow", lang)
     if isinstance(exc, ServiceError):
         return t("service_down", lang)
     return t("error", lang)
@@ -77,13 +86,14 @@ async def send_heatmaps(message: Message, bot: Bot, client: DiseaseIdClient, set
                         upload: Upload, conclusion: Conclusion) -> None:
     try:
         async with ChatActionSender.upload_photo(bot=bot, chat_id=message.chat.id):
-            result = await client.explain(upload, conclusion.task, timeout_s=settings.explain_timeout_s,
+            result = await client.explain(upload, conclusion.task, model=conclusion.model_role,
+                                          timeout_s=settings.explain_timeout_s,
                                           poll_s=settings.explain_poll_s)
     except (ExplainFailed, ServiceUnavailable, InputRejected) as exc:
         log.warning("no heatmaps for this slice: %r", exc)
         await message.reply(t("heatmaps_failed", lang))
         return
-    label = escape(conclusion.display(lang))
+    label = escape(result.target(lang) or conclusion.display(lang))
     media = [
         InputMediaPhoto(media=BufferedInputFile(png, filename=f"{name}.png"),
                         caption=t(f"caption_{name}", lang, label=label))

@@ -26,6 +26,10 @@ class ServiceUnavailable(ServiceError):
     """Down, overloaded, timing out or misconfigured: the user should simply try again later."""
 
 
+class ServiceTimeout(ServiceUnavailable):
+    """Reachable but too slow to answer within the request timeout (busy, or stuck)."""
+
+
 class InputRejected(ServiceError):
     """The service understood the request and refused the image (unreadable, too large, wrong type)."""
 
@@ -65,7 +69,7 @@ class DiseaseIdClient:
         try:
             response = await self._http.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
-            raise ServiceUnavailable(service, "timed out") from exc
+            raise ServiceTimeout(service, "timed out") from exc
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(service, type(exc).__name__) from exc
         if response.is_success:
@@ -102,21 +106,28 @@ class DiseaseIdClient:
                                        data=data, files=files)
         return str(response.json()["job_id"])
 
-    async def explain_status(self, job_id: str) -> dict[str, Any]:
-        response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}")
+    async def explain_status(self, job_id: str, wait_s: float = 0.0) -> dict[str, Any]:
+        """The job's state; `wait_s` > 0 asks the service to answer once the job ends (long poll)."""
+        params = {"wait": f"{wait_s:.1f}"} if wait_s > 0 else None
+        response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}",
+                                       params=params, timeout=self._http.timeout.read + wait_s)
         return response.json()
 
-    async def wait_explain(self, job_id: str, *, timeout_s: float, poll_s: float = 0.5) -> dict[str, Any]:
-        """Poll the job until it finishes; ExplainFailed when it fails or runs past `timeout_s`."""
+    async def wait_explain(self, job_id: str, *, timeout_s: float, poll_s: float = 0.5,
+                           long_poll_s: float = 10.0) -> dict[str, Any]:
+        """Follow the job until it finishes; ExplainFailed when it fails or runs past `timeout_s`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            status = await self.explain_status(job_id)
+            wait = max(0.0, min(long_poll_s, deadline - loop.time()))
+            status = await self.explain_status(job_id, wait)
             state = status.get("status")
             if state == "finished":
                 return status
             if state in ("failed", "stopped", "canceled", "cancelled"):
-                raise ExplainFailed("explain", str(status.get("error") or state))
+                error = status.get("error")
+                reason = error.get("message") if isinstance(error, dict) else state
+                raise ExplainFailed("explain", str(reason))
             if loop.time() + poll_s > deadline:
                 raise ExplainFailed("explain", f"not finished after {timeout_s:.0f} s (status {state})")
             await asyncio.sleep(poll_s)
@@ -128,7 +139,7 @@ class DiseaseIdClient:
     async def explain(self, image: Upload, task: str, *, timeout_s: float, poll_s: float = 0.5,
                       model: str | None = None) -> ExplainImages:
         """Submit, wait, fetch: the Grad-CAM and LRP overlays and the panel of one image."""
-        job_id = await self.submit_explain(image, task, model)
+        job_id = await self.submit_explain(image, task, model or None)
         status = await self.wait_explain(job_id, timeout_s=timeout_s, poll_s=poll_s)
         images = {}
         for name in EXPLAIN_IMAGES:
@@ -138,9 +149,9 @@ class DiseaseIdClient:
                 log.warning("explain job %s has no %s.png", job_id, name)
         if not images:
             raise ExplainFailed("explain", "job finished without pictures")
-        result = status.get("result") if isinstance(status.get("result"), dict) else status
-        model_name = result.get("model")
-        if isinstance(model_name, dict):
-            model_name = model_name.get("name")
-        return ExplainImages(job_id=job_id, images=images, model_name=str(model_name or ""),
-                             target=str(result.get("target_label") or result.get("target") or ""))
+        result = status.get("result") if isinstance(status.get("result"), dict) else {}
+        model = result.get("model") if isinstance(result.get("model"), dict) else {}
+        target = result.get("target") if isinstance(result.get("target"), dict) else {}
+        return ExplainImages(job_id=job_id, images=images, model_name=str(model.get("name", "")),
+                             target_en=str(target.get("display_en") or target.get("label") or ""),
+                             target_ru=str(target.get("display_ru") or ""))

@@ -34,7 +34,7 @@ def conclusion_text(c: Conclusion, lang: str, *, study: bool = False) -> str:
     if c.probabilities:
         parts.append(probability_chart(c.probabilities, lang))
     if c.model_name:
-        model = c.model_name + (f" v{c.model_version}" if c.model_version else "")
+        model = c.model_name + (f" ({c.model_version})" if c.model_version else "")
         parts.append(t("model_line", lang, model=escape(model)))
     if c.ood:
         reasons = f" ({escape('; '.join(c.ood_reasons))})" if c.ood_reasons else ""

@@ -29,3 +29,5 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One line per request from httpx is enough; httpcore's connection chatter is not.
+    logging.getLogger("httpcore").setLevel(max(logging.INFO, root.level))

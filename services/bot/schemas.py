@@ -25,6 +25,7 @@ class Conclusion:
     probabilities: dict[str, float]
     model_name: str = ""
     model_version: str = ""
+    model_role: str = ""  # student or teacher: what the explain job is asked to use too
     ood: bool = False
     ood_score: float | None = None
     ood_reasons: tuple[str, ...] = ()
@@ -35,13 +36,13 @@ class Conclusion:
         return (self.display_ru if lang == "ru" else self.display_en) or self.label
 
 
-def _model_info(data: dict[str, Any]) -> tuple[str, str]:
+def _model_info(data: dict[str, Any]) -> tuple[str, str, str]:
     model = data.get("model")
     if isinstance(model, dict):
-        return str(model.get("name", "")), str(model.get("version", ""))
+        return str(model.get("name", "")), str(model.get("version", "")), str(model.get("role", ""))
     if isinstance(model, str):
-        return model, str(data.get("model_version", ""))
-    return "", ""
+        return model, str(data.get("model_version", "")), ""
+    return "", "", ""
 
 
 def _ood_info(data: dict[str, Any]) -> tuple[bool, float | None, tuple[str, ...]]:
@@ -59,14 +60,14 @@ def parse_conclusion(data: dict[str, Any], *, task: str = "", n_slices: int = 1,
                      defaults: dict[str, Any] | None = None) -> Conclusion:
     """Build a Conclusion from one prediction object; `defaults` fills fields the object leaves out."""
     merged = {**(defaults or {}), **data}
-    name, version = _model_info(merged)
+    name, version, role = _model_info(merged)
     flag, score, reasons = _ood_info(merged)
     probabilities = {str(k): float(v) for k, v in (merged.get("probabilities") or {}).items()}
     label = str(merged.get("label") or (max(probabilities, key=probabilities.get) if probabilities else "?"))
     return Conclusion(
         task=str(merged.get("task") or task), label=label,
         display_en=str(merged.get("display_en") or label), display_ru=str(merged.get("display_ru") or label),
-        probabilities=probabilities, model_name=name, model_version=version,
+        probabilities=probabilities, model_name=name, model_version=version, model_role=role,
         ood=flag, ood_score=score, ood_reasons=reasons,
         n_slices=int(merged.get("n_slices") or n_slices), raw=data,
     )
@@ -95,4 +96,8 @@ class ExplainImages:
     job_id: str
     images: dict[str, bytes]  # "gradcam", "lrp", "panel" -> PNG bytes
     model_name: str = ""
-    target: str = ""
+    target_en: str = ""  # display name of the class the maps explain
+    target_ru: str = ""
+
+    def target(self, lang: str) -> str:
+        return self.target_ru if lang == "ru" and self.target_ru else self.target_en

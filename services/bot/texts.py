@@ -79,12 +79,12 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "analysing_study": {
         "en": "Analysing {n} slices as one study ({task})…",
-        "ru": "Анализирую {n} срезов как одно исследование ({task})…",
+        "ru": "Анализирую исследование (срезов: {n}, {task})…",
     },
     "conclusion_title": {"en": "Conclusion: <b>{label}</b>", "ru": "Вывод: <b>{label}</b>"},
     "study_title": {
         "en": "Study of {n} slices. Conclusion: <b>{label}</b>",
-        "ru": "Исследование из {n} срезов. Вывод: <b>{label}</b>",
+        "ru": "Исследование (срезов: {n}). Вывод: <b>{label}</b>",
     },
     "task_line": {"en": "Task: {task}", "ru": "Задача: {task}"},
     "model_line": {"en": "Model: {model}", "ru": "Модель: {model}"},
@@ -118,6 +118,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "service_down": {
         "en": "Sorry, the analysis service is not reachable right now. Please try again in a few minutes.",
         "ru": "Извините, сервис анализа сейчас недоступен. Попробуйте ещё раз через несколько минут.",
+    },
+    "service_slow": {
+        "en": "Sorry, the analysis service is too busy to answer right now. Please try again in a minute.",
+        "ru": "Извините, сервис анализа сейчас перегружен и не успел ответить. Попробуйте через минуту.",
     },
     "input_rejected": {
         "en": "I could not analyse this image: {reason}\n"

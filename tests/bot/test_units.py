@@ -1,0 +1,92 @@
+"""The bot's small pure parts and its HTTP client's failure modes (against real sockets, no mocks)."""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from services.bot.client import DiseaseIdClient, ServiceTimeout, ServiceUnavailable
+from services.bot.formatting import bar, conclusion_text
+from services.bot.media import sniff
+from services.bot.ratelimit import RateLimiter
+from services.bot.schemas import Upload, parse_conclusion, parse_study
+from tests.bot.conftest import png_bytes, tumor_slice
+from tests.services.conftest import free_port
+
+
+def test_rate_limit_window_slides():
+    now = [0.0]
+    limiter = RateLimiter(2, window_s=60, clock=lambda: now[0])
+    assert limiter.hit(1) == 0 and limiter.hit(1) == 0
+    assert limiter.hit(1) == pytest.approx(60)
+    assert limiter.hit(2) == 0, "limits are per user"
+    now[0] = 30.0
+    assert limiter.hit(1) == pytest.approx(30)
+    now[0] = 60.0
+    assert limiter.hit(1) == 0, "the first hit left the window"
+    assert RateLimiter(0).hit(1) == 0, "0 switches the limit off"
+
+
+def test_bar_is_fixed_width():
+    assert bar(0.0) == "░" * 10 and bar(1.0) == "█" * 10 and bar(0.26) == "███░░░░░░░"
+
+
+def test_sniff_tells_formats_by_their_bytes():
+    assert sniff(tumor_slice().read_bytes()) == "image/jpeg"
+    assert sniff(png_bytes(tumor_slice())) == "image/png"
+    assert sniff(b"\0" * 128 + b"DICM" + b"\0" * 16) == "application/dicom"
+    assert sniff(b"GIF89a....") is None
+
+
+STUDY = {"task": "dementia", "n_slices": 2,
+         "model": {"role": "teacher", "name": "dementia/teacher:convnet2", "arch": "convnet2",
+                   "version": "abc"},
+         "subject": {"label": "MildDemented", "label_index": 2, "display_en": "Mild dementia",
+                     "display_ru": "Лёгкая деменция",
+                     "probabilities": {"NonDemented": 0.1, "VeryMildDemented": 0.2, "MildDemented": 0.6,
+                                       "ModerateDemented": 0.1},
+                     "ood": {"flag": True, "score": 3.0, "reasons": ["low contrast"]}},
+         "slices": [{}, {}]}
+
+
+def test_study_conclusion_reads_the_subject_and_warns_when_out_of_distribution():
+    c = parse_study(STUDY, task="dementia", n_files=2)
+    assert (c.label, c.model_role, c.n_slices, c.ood, c.ood_reasons) == (
+        "MildDemented", "teacher", 2, True, ("low contrast",))
+    text = conclusion_text(c, "en", study=True)
+    assert "Study of 2 slices. Conclusion: <b>Mild dementia</b>" in text
+    assert "does not look like the MRI slices the model was trained on (low contrast)" in text
+    assert "dementia/teacher:convnet2 (abc)" in text
+    assert "Лёгкая деменция" in conclusion_text(c, "ru", study=True)
+
+
+def test_flat_prediction_shape_is_read_too():
+    c = parse_conclusion({"label": "glioma", "probabilities": {"glioma": 0.9, "notumor": 0.1},
+                          "ood": True, "ood_score": 2.5, "ood_reasons": "odd"}, task="tumor")
+    assert (c.display_en, c.ood, c.ood_score, c.ood_reasons) == ("glioma", True, 2.5, ("odd",))
+
+
+def _predict(url: str, timeout: float):
+    async def go():
+        client = DiseaseIdClient(url, url, timeout_s=timeout)
+        try:
+            return await client.predict(Upload("a.jpg", b"\xff\xd8\xff"), "tumor")
+        finally:
+            await client.aclose()
+    return asyncio.run(go())
+
+
+def test_closed_port_is_unavailable():
+    with pytest.raises(ServiceUnavailable) as info:
+        _predict(f"http://127.0.0.1:{free_port()}", 5)
+    assert not isinstance(info.value, ServiceTimeout)
+
+
+def test_silent_server_times_out():
+    """A server that accepts connections and never answers (hung): a timeout, told apart from an outage."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        with pytest.raises(ServiceTimeout):
+            _predict(f"http://127.0.0.1:{server.getsockname()[1]}", 0.5)
