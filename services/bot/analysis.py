@@ -78,6 +78,10 @@ async def analyse_slice(message: Message, bot: Bot, client: DiseaseIdClient, set
         log.info("slice not analysed: %r", exc)
         await show(status, failure_text(exc, lang))
         return
+    except Exception:  # e.g. Telegram refusing the download: apologise in place of the status
+        log.exception("slice not analysed")
+        await show(status, t("error", lang))
+        return
     await show(status, conclusion_text(conclusion, lang))
     await send_heatmaps(message, bot, client, settings, lang, upload, conclusion)
 
@@ -137,6 +141,10 @@ async def analyse_study(messages: list[Message], bot: Bot, client: DiseaseIdClie
     except (Rejection, ServiceError) as exc:
         log.info("study not analysed: %r", exc)
         await show(status, failure_text(exc, lang))
+        return
+    except Exception:
+        log.exception("study not analysed")
+        await show(status, t("error", lang))
         return
     if skipped:
         notes.append(t("album_skipped", lang, n=skipped))

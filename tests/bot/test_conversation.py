@@ -17,6 +17,7 @@ from tests.services.redis_server import free_port
 
 ALLOWED = make_user(1001, "en")
 ALLOWED_RU = make_user(1002, "ru")
+THIRD = make_user(1003, "en")
 STRANGER = make_user(1999, "en")
 
 
@@ -25,7 +26,7 @@ def bot(telegram, redis_server):
     dead = f"http://127.0.0.1:{free_port()}"
     with BotProcess(telegram, INFERENCE_URL=dead, EXPLAIN_URL=dead, REDIS_URL=redis_server.url,
                     BOT_RATE_LIMIT_PER_MINUTE="1",
-                    BOT_ALLOWED_USER_IDS=f"{ALLOWED['id']},{ALLOWED_RU['id']}") as process:
+                    BOT_ALLOWED_USER_IDS=f"{ALLOWED['id']},{ALLOWED_RU['id']},{THIRD['id']}") as process:
         yield process
         assert process.alive, f"the bot died:\n{process.log()}"
         assert telegram.token not in process.log(), "the bot token leaked into the log"
@@ -133,6 +134,19 @@ def test_outage_is_answered_politely_then_rate_limit_then_bot_keeps_running(bot,
     assert "1 analyses per minute" in limited.text and "wait" in limited.text
     # The limit covers analyses only: the bot still talks.
     assert "/task" in reply_to(telegram, user, lambda: telegram.send_text(user, "/help")).text
+    assert bot.alive
+
+
+def test_a_failing_update_gets_an_apology_and_the_bot_carries_on(bot, telegram):
+    """A photo whose file the Bot API cannot find: getFile fails inside the handler."""
+    user = THIRD
+    missing = [{"file_id": "no-such-file", "file_unique_id": "x", "width": 512, "height": 512}]
+    mark = telegram.mark()
+    telegram.send_message(user, photo=missing)
+    final = telegram.wait_for(lambda c: c.method == "editMessageText" and c.chat_id == user["id"], after=mark)
+    assert "Something went wrong on my side" in final.text
+    assert telegram.wait_for(lambda c: c.method == "getFile", after=mark).params["file_id"] == "no-such-file"
+    assert "research tool" in reply_to(telegram, user, lambda: telegram.send_text(user, "/start")).text
     assert bot.alive
 
 
