@@ -88,9 +88,10 @@ class ExplainStack:
     _exit: ExitStack = field(default_factory=ExitStack)
 
     @classmethod
-    def start(cls) -> ExplainStack:
+    def start(cls, **env: str) -> ExplainStack:
+        """Redis and the API (no worker yet); ``env`` overrides ``FAST_ENV`` for the API and every worker."""
         redis = RedisServer().start()
-        stack = cls(redis=redis, env={**FAST_ENV, "REDIS_URL": redis.url})
+        stack = cls(redis=redis, env={**FAST_ENV, **env, "REDIS_URL": redis.url})
         try:
             stack.api = stack._exit.enter_context(
                 run_server("services.explain.main:app", stack.env, ready_path="/healthz"))

@@ -56,15 +56,42 @@ def assert_error(response, status: int, code: str) -> dict:
     return body["error"]
 
 
+def metric(client, series: str) -> float:
+    """The value of one Prometheus series, e.g. ``'x_total{kind="a"}'``; 0 when absent."""
+    for line in client.get("/metrics").text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    return 0.0
+
+
 def test_readyz_needs_a_live_worker(stack, client):
     assert client.get("/healthz").json() == {"status": "ok"}
     error = assert_error(client.get("/readyz"), 503, "not_ready")
     assert "worker" in error["message"]
 
 
-def test_sigkill_mid_job_is_finished_by_another_worker(stack, client):
-    # The victim sleeps 1.5 s inside each job, so the kill lands mid-job, deterministically.
-    victim = stack.start_worker(DISEASEID_EXPLAIN_DEBUG_DELAY_S="1.5")
+@pytest.fixture(scope="module")
+def slow_worker(stack):
+    """The only worker until the SIGKILL test kills it: it sleeps 1.5 s inside each job."""
+    return stack.start_worker(DISEASEID_EXPLAIN_DEBUG_DELAY_S="1.5")
+
+
+def test_job_timeout_fails_the_job_not_the_worker(stack, client, slow_worker):
+    with stack.redis_client() as r:
+        job = Queue("explain", connection=r).enqueue(
+            "services.explain.jobs.explain_job", bytes(224 * 224 * 3), "tumor", "student", ["gradcam"], None,
+            job_timeout=1, retry=Retry(max=2), meta={"task": "tumor", "model": "student"})
+    body = wait_for_job(client, job.id)
+    assert body["status"] == "failed" and "1 s job timeout" in body["error"]["message"], body
+    with stack.redis_client() as r:
+        assert Job.fetch(job.id, connection=r).retries_left == 0  # a timeout would only repeat
+    assert slow_worker.alive
+
+
+def test_sigkill_mid_job_is_finished_by_another_worker(stack, client, slow_worker):
+    # The kill lands inside the slow worker's 1.5 s sleep: mid-job, deterministically.
+    victim = slow_worker
     job_id = submit(client, fixture_bytes("tumor", "glioma", 1), methods="gradcam")["job_id"]
     deadline = time.monotonic() + 30
     while (status := client.get(f"/explain/{job_id}").json()["status"]) == "queued":
@@ -82,7 +109,7 @@ def test_sigkill_mid_job_is_finished_by_another_worker(stack, client):
         job = Job.fetch(job_id, connection=r)
         assert job.worker_name == survivor.name != victim.name
         assert job.retries_left == 1  # one of two retries spent on the abandoned attempt
-    assert 'diseaseid_explain_job_failures_total{kind="abandoned"} 1.0' in client.get("/metrics").text
+    assert metric(client, 'diseaseid_explain_job_failures_total{kind="abandoned"}') == 1
 
 
 def test_tumor_student_both_methods(stack, client):
@@ -165,6 +192,8 @@ def test_results_expire_after_the_ttl(stack, client):
 
 def test_poisoned_job_fails_alone(stack, client):
     worker = stack.ensure_worker()
+    failures = 'diseaseid_explain_job_failures_total{kind="permanent"}'
+    failed_before = metric(client, failures)
     with stack.redis_client() as r:
         # Straight onto the queue, past the API's validation: pixels that are no image.
         poisoned = Queue("explain", connection=r).enqueue(
@@ -181,7 +210,7 @@ def test_poisoned_job_fails_alone(stack, client):
     assert wait_for_job(client, healthy["job_id"])["status"] == "finished"
     with stack.redis_client() as r:
         assert Job.fetch(healthy["job_id"], connection=r).worker_name == worker.name
-    assert 'diseaseid_explain_job_failures_total{kind="permanent"} 1.0' in client.get("/metrics").text
+    assert metric(client, failures) == failed_before + 1
 
 
 @pytest.mark.parametrize("form, status, code", [
