@@ -2,27 +2,23 @@
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
-import sys
-import tempfile
+import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.bot.fake_telegram import FakeTelegram
-from tests.services.conftest import TEST_KEYS, run_server
+from tests.services.conftest import run_server
+from tests.services.explain_stack import API_KEY, ExplainStack
 from tests.services.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def redis_server():
     with RedisServer() as server:
         yield server
@@ -56,43 +52,35 @@ def decode_png(content: bytes) -> Image.Image:
     return image
 
 
-@contextmanager
-def run_worker(env: dict[str, str], timeout: float = 60.0) -> Iterator[subprocess.Popen]:
-    """``python -m services.explain.worker`` until the block ends (killed with its process group).
+@pytest.fixture(scope="module")
+def services() -> Iterator[dict[str, str]]:
+    """The real explain service (Redis, API, one worker) and inference service, sharing one API key.
 
-    SIGKILL after a short grace: an idle RQ worker can take over 10 s to honour SIGTERM, and a test worker
-    has nothing to save.
+    Reuses the explain helper's ExplainStack; results live 10 minutes here, not the 4 s its tests use.
+    The worker loads its models while the inference service loads its own.
     """
-    log = tempfile.NamedTemporaryFile(prefix="explain-worker-", suffix=".log", delete=False)
-    full_env = {**os.environ, "DISEASEID_TORCH_THREADS": "1", "PYTHONUNBUFFERED": "1", **env}
-    proc = subprocess.Popen([sys.executable, "-m", "services.explain.worker"], cwd=REPO, env=full_env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    stack = ExplainStack.start(DISEASEID_EXPLAIN_TTL_S="600",
+                               DISEASEID_EXPLAIN_PRELOAD="tumor/student,dementia/student")
     try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+        worker_error: list[BaseException] = []
+
+        def start_worker() -> None:
             try:
-                proc.wait(2)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
-        os.unlink(log.name)
+                stack.ensure_worker()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the fixture's thread
+                worker_error.append(exc)
 
-
-@pytest.fixture(scope="session")
-def services(redis_server) -> Iterator[dict[str, str]]:
-    """The real inference and explain services (API keys on) with Redis and one explain worker behind them."""
-    auth = {"DISEASEID_API_KEYS": ",".join(TEST_KEYS)}
-    explain_env = {**auth, "REDIS_URL": redis_server.url,
-                   "DISEASEID_EXPLAIN_PRELOAD": "tumor/student,dementia/student"}
-    with ExitStack() as stack:
-        # Started together: model loading in the three processes overlaps.
-        stack.enter_context(run_worker(explain_env))
-        inference = stack.enter_context(run_server("services.inference.main:app", auth,
-                                                   ready_path="/readyz"))
-        explain = stack.enter_context(run_server("services.explain.main:app", explain_env,
-                                                 ready_path="/readyz"))
-        yield {"INFERENCE_URL": inference.url, "EXPLAIN_URL": explain.url, "DISEASEID_API_KEY": TEST_KEYS[1],
-               "REDIS_URL": redis_server.url}
+        starting = threading.Thread(target=start_worker)
+        starting.start()
+        try:
+            with run_server("services.inference.main:app", {"DISEASEID_API_KEYS": API_KEY},
+                            ready_path="/readyz") as inference:
+                starting.join()
+                if worker_error:
+                    raise worker_error[0]
+                yield {"INFERENCE_URL": inference.url, "EXPLAIN_URL": stack.api.url,
+                       "DISEASEID_API_KEY": API_KEY, "REDIS_URL": stack.redis.url}
+        finally:
+            starting.join()
+    finally:
+        stack.close()
