@@ -79,9 +79,10 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    from diseaseid.train import search_cli
+    from diseaseid.train import mil_cli, search_cli
 
     search_cli.register(sub)
+    mil_cli.register(sub)
 
 
 def cmd_train(args) -> int:

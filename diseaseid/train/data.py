@@ -15,12 +15,12 @@ def default_split_path(task: str) -> Path:
 
 def load_task_data(task: str, data: str | Path | None = None, split: str | Path | None = None,
                    per_class: int | None = None, seed: int = 0) -> tuple[ImageFolder, ImageFolder, dict]:
-    """(train, val, split). ``per_class`` keeps a seeded subset of each class for quick runs; its split is then
-    made on the subset and not written over the shipped split file."""
+    """(train, val, split). The committed ``splits/<task>.json`` is used only for the default data set; other
+    data (``data`` or a ``per_class`` subset) gets a split made in memory, or read/written at ``split``."""
     t = get_task(task)
     ds = ImageFolder.scan(data or task_data_dir(t), t, per_class=per_class, seed=seed)
     path = Path(split) if split else default_split_path(task)
-    if per_class is not None and split is None:
+    if split is None and (per_class is not None or data is not None):
         from diseaseid.data.splits import make_split
 
         s = make_split(ds, seed=seed)

@@ -1,0 +1,49 @@
+"""CPU latency of the shipped models: one image per call (what a service sees) and throughput at batch 16."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from diseaseid.serving import ROLES, Predictor
+from diseaseid.tasks import TASKS
+
+
+def _time(fn, repeats: int) -> list[float]:
+    fn()  # warm-up
+    fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def run(quick: bool = False) -> dict:
+    repeats = 10 if quick else 50
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (1, 224, 224, 3), dtype=np.uint8)
+    batch = rng.integers(0, 255, (16, 224, 224, 3), dtype=np.uint8)
+    results = {"threads": torch.get_num_threads(), "models": []}
+    for task in TASKS:
+        for role in ROLES:
+            try:
+                p = Predictor.from_shipped(task, role)
+            except FileNotFoundError as exc:
+                print(f"skip {task}/{role}: {exc}")
+                continue
+            single = _time(lambda: p.predict(image), repeats)
+            batched = _time(lambda: p.predict(batch), max(3, repeats // 10))
+            row = {"task": task, "role": role, "arch": p.card["arch"], "parameters": p.card.get("parameters"),
+                   "latency_ms_p50": float(np.median(single)), "latency_ms_p95": float(np.percentile(single, 95)),
+                   "batch16_images_per_s": 16 / (float(np.median(batched)) / 1000)}
+            results["models"].append(row)
+    print(f"\nModel CPU latency ({results['threads']} torch threads, predict() incl. pre-processing of a 224x224 "
+          "uint8 image):")
+    print(f"{'task':<9} {'role':<8} {'arch':<9} {'params':>9} {'p50 ms':>8} {'p95 ms':>8} {'img/s@16':>9}")
+    for r in results["models"]:
+        print(f"{r['task']:<9} {r['role']:<8} {r['arch']:<9} {r['parameters']:>9,} {r['latency_ms_p50']:>8.2f} "
+              f"{r['latency_ms_p95']:>8.2f} {r['batch16_images_per_s']:>9.1f}")
+    return results
