@@ -50,7 +50,10 @@ def wait_for_outcome(job: Job, seconds: float) -> Job:
     """Block up to ``seconds`` for the job to finish or fail (RQ's result stream, no polling)."""
     if seconds > 0 and job_state(job) in ("queued", "started"):
         job.latest_result(timeout=max(1, math.ceil(seconds)))
-        job.refresh()
+        try:
+            job.refresh()
+        except NoSuchJobError:
+            raise NotFound(f"explain job {job.id!r} expired while waiting") from None
     return job
 
 

@@ -98,6 +98,10 @@ def test_sigkill_mid_job_is_finished_by_another_worker(stack, client, slow_worke
         assert time.monotonic() < deadline, "the victim never started the job"
         time.sleep(0.02)
     assert status == "started"
+    # While the only worker is busy, the next job waits at the head of the queue.
+    waiting = submit(client, fixture_bytes("tumor", "glioma", 3), methods="gradcam")["job_id"]
+    view = client.get(f"/explain/{waiting}").json()
+    assert view["status"] == "queued" and view["queue_position"] == 0, view
     victim.kill(signal.SIGKILL)
     assert client.get(f"/explain/{job_id}").json()["status"] == "started"
 
@@ -110,6 +114,7 @@ def test_sigkill_mid_job_is_finished_by_another_worker(stack, client, slow_worke
         assert job.worker_name == survivor.name != victim.name
         assert job.retries_left == 1  # one of two retries spent on the abandoned attempt
     assert metric(client, 'diseaseid_explain_job_failures_total{kind="abandoned"}') == 1
+    assert wait_for_job(client, waiting)["status"] == "finished"
 
 
 def test_tumor_student_both_methods(stack, client):
