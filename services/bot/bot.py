@@ -9,6 +9,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramNetworkError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import RedisStorage
@@ -61,7 +62,10 @@ def create_dispatcher(settings: BotSettings, client: DiseaseIdClient) -> Dispatc
 async def run_polling(settings: BotSettings) -> None:
     bot = create_bot(settings)
     dp = create_dispatcher(settings, create_client(settings))
-    await bot.delete_webhook()  # getUpdates is refused while a webhook is set
+    try:
+        await bot.delete_webhook()  # getUpdates is refused while a webhook is set
+    except TelegramNetworkError as exc:  # polling retries with backoff; no reason to die here
+        log.warning("could not reach Telegram to delete the webhook: %s", exc)
     await dp.start_polling(bot, polling_timeout=settings.polling_timeout_s)
 
 
