@@ -109,18 +109,21 @@ def _summary(latencies: list[float], server_ms: list[float], errors: int, wall: 
 
 
 def _table(rows: list[dict]) -> str:
-    head = f"{'model':<8} {'clients':>7} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} " \
-           f"{'p99 ms':>8} {'req/s':>8} {'server p50':>10}"
+    cols = [("model", "model", "<8", ""), ("clients", "clients", ">7", ""),
+            ("requests", "requests", ">8", ""), ("errors", "errors", ">6", ""),
+            ("p50 ms", "p50_ms", ">8", ".2f"), ("p95 ms", "p95_ms", ">8", ".2f"),
+            ("p99 ms", "p99_ms", ">8", ".2f"), ("req/s", "throughput_rps", ">8", ".1f"),
+            ("server p50", "server_p50_ms", ">10", ".2f")]
+    head = " ".join(f"{title:{align}}" for title, _, align, _ in cols)
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['model']:<8} {r['clients']:>7} {r['requests']:>8} {r['errors']:>6} "
-                     f"{r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['throughput_rps']:>8.1f} "
-                     f"{r['server_p50_ms'] if r['server_p50_ms'] is not None else '-':>10}")
+        cells = [format(r[key], fmt) if r[key] is not None else "-" for _, key, _, fmt in cols]
+        lines.append(" ".join(f"{c:{align}}" for c, (_, _, align, _) in zip(cells, cols, strict=True)))
     return "\n".join(lines)
 
 
 def run(quick: bool = False, env: dict[str, str] | None = None) -> dict:
-    """Benchmark /predict (a bounded number of requests); the rows plus whether the student meets the goals."""
+    """Benchmark /predict with a bounded number of requests; the rows, and whether the goals are met."""
     n_single, n_multi = (100, 400) if quick else (400, 1600)
     threads = os.environ.get("DISEASEID_TORCH_THREADS", "1")
     workers = os.environ.get("DISEASEID_INFERENCE_WORKERS", str(min(4, os.cpu_count() or 1)))
