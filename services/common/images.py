@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,16 +64,15 @@ def _unsupported(data: bytes) -> UnsupportedMediaType:
 
 
 def _decode_raster(data: bytes, fmt: str, settings: ServiceSettings) -> tuple[np.ndarray, int, int]:
-    # Header only: PIL reads the size without touching pixel data.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as probe:
-                width, height = probe.size
-        except Image.DecompressionBombError:
-            raise ImageTooLarge(f"the {fmt.upper()} image is a decompression bomb; not decoded") from None
-        except Exception:
-            raise InvalidImage(f"cannot decode the {fmt.upper()} image: it is corrupt or truncated") from None
+    # Header only: PIL reads the size without touching pixel data. (No warnings.catch_warnings here: it is not
+    # thread-safe, and a bomb warning promoted to an error elsewhere is caught below all the same.)
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLarge(f"the {fmt.upper()} image is a decompression bomb; not decoded") from None
+    except Exception:
+        raise InvalidImage(f"cannot decode the {fmt.upper()} image: it is corrupt or truncated") from None
     if width * height > settings.max_pixels:
         limit = settings.max_pixels
         raise ImageTooLarge(f"image is {width}x{height} pixels, over the limit of {limit:,}; not decoded")
