@@ -123,7 +123,7 @@ def inference_server_auth() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="session")
-def client(inference_server) -> Iterator[httpx.Client]:
+def inference_client(inference_server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=inference_server.url, timeout=60) as c:
         yield c
 

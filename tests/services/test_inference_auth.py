@@ -48,7 +48,7 @@ def test_openapi_documents_the_key(auth_url):
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
 
 
-def test_keys_never_reach_the_log_and_the_mode_is_announced(inference_server_auth, inference_server, client):
+def test_keys_never_reach_the_log_and_the_mode_is_announced(inference_server_auth, inference_server):
     predict(inference_server_auth.url, {"X-API-Key": TEST_KEYS[0]})
     log = inference_server_auth.log_text()
     assert "API-key authentication on (2 keys configured)" in log

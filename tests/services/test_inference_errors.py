@@ -35,33 +35,35 @@ def png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_malformed_forms_are_400(client):
+def test_malformed_forms_are_400(inference_client):
+    client = inference_client
     assert error_of(client.post("/predict", json={"task": "tumor"}), 400)["code"] == "malformed_request"
     assert "file" in error_of(client.post("/predict", data={"task": "tumor"}), 400)["message"]
     assert "task" in error_of(predict(client, task=None), 400)["message"]
     broken = client.post("/predict", content=b"--xyz\r\nnot a part",
                          headers={"content-type": "multipart/form-data; boundary=xyz"})
     error_of(broken, 400)
-    two = client.post("/predict", files=[("file", ("a.jpg", JPEG, "image/jpeg"))] * 2, data={"task": "tumor"})
+    two = client.post("/predict", files=[("file", ("a.jpg", JPEG, "image/jpeg"))] * 2,
+                      data={"task": "tumor"})
     assert "files" in error_of(two, 400)["message"].lower()
     assert error_of(client.post("/predict/study", data={"task": "tumor"}), 400)["code"] == "malformed_request"
 
 
-def test_unknown_task_model_and_route(client):
-    assert error_of(predict(client, task="glioma"), 422)["code"] == "unknown_task"
-    assert error_of(predict(client, model="vgg16"), 422)["code"] == "unknown_model"
-    assert error_of(client.get("/nowhere"), 404)["code"] == "not_found"
-    assert error_of(client.get("/predict"), 405)["code"] == "method_not_allowed"
+def test_unknown_task_model_and_route(inference_client):
+    assert error_of(predict(inference_client, task="glioma"), 422)["code"] == "unknown_task"
+    assert error_of(predict(inference_client, model="vgg16"), 422)["code"] == "unknown_model"
+    assert error_of(inference_client.get("/nowhere"), 404)["code"] == "not_found"
+    assert error_of(inference_client.get("/predict"), 405)["code"] == "method_not_allowed"
 
 
-def test_unsupported_types_are_415(client):
+def test_unsupported_types_are_415(inference_client):
     gif = io.BytesIO()
     Image.new("L", (64, 64)).save(gif, "GIF")
     for data in (gif.getvalue(), b"hello, world", b"%PDF-1.4 ..."):
-        assert error_of(predict(client, data), 415)["code"] == "unsupported_media_type"
+        assert error_of(predict(inference_client, data), 415)["code"] == "unsupported_media_type"
 
 
-def test_unusable_images_are_422(client):
+def test_unusable_images_are_422(inference_client):
     cases = {
         "empty": b"",
         "1x1": png(np.zeros((1, 1), np.uint8)),
@@ -69,34 +71,34 @@ def test_unusable_images_are_422(client):
         "garbage after a PNG signature": b"\x89PNG\r\n\x1a\n" + b"\x00" * 100,
     }
     for name, data in cases.items():
-        assert error_of(predict(client, data), 422)["code"] == "invalid_image", name
+        assert error_of(predict(inference_client, data), 422)["code"] == "invalid_image", name
 
 
-def test_30k_by_30k_png_bomb_is_refused_before_decoding(client, inference_server):
+def test_30k_by_30k_png_bomb_is_refused_before_decoding(inference_client, inference_server):
     bomb = bomb_png(30_000)
     assert len(bomb) < 2 * MB  # the whole point of a bomb
-    err = error_of(predict(client, bomb, name="bomb.png", ctype="image/png"), 422)
+    err = error_of(predict(inference_client, bomb, name="bomb.png", ctype="image/png"), 422)
     assert err["code"] == "image_too_large"
-    assert client.get("/healthz").status_code == 200 and inference_server.alive
+    assert inference_client.get("/healthz").status_code == 200 and inference_server.alive
 
 
-def test_bad_dicoms_are_422_without_patient_tags(client):
+def test_bad_dicoms_are_422_without_patient_tags(inference_client):
     gray = np.asarray(Image.open(io.BytesIO(JPEG)).convert("L")).astype(np.uint16)
     multi = make_dicom(np.stack([gray, gray, gray]))
-    err = error_of(predict(client, multi, name="s.dcm", ctype="application/dicom"), 422)
+    err = error_of(predict(inference_client, multi, name="s.dcm", ctype="application/dicom"), 422)
     assert "multi-frame" in err["message"] and "3 frames" in err["message"]
     report = make_dicom(None, with_pixels=False, sop_class="1.2.840.10008.5.1.4.1.1.88.11")
-    err = error_of(predict(client, report, name="sr.dcm"), 422)
+    err = error_of(predict(inference_client, report, name="sr.dcm"), 422)
     assert "no image" in err["message"] and PATIENT_ID not in err["message"]
-    error_of(predict(client, make_dicom(gray)[:1000], name="cut.dcm"), 422)
+    error_of(predict(inference_client, make_dicom(gray)[:1000], name="cut.dcm"), 422)
 
 
-def test_25_mb_body_is_413_before_it_is_read(client):
+def test_25_mb_body_is_413_before_it_is_read(inference_client):
     big = b"\xff\xd8\xff" + b"\0" * (25 * MB)
-    assert error_of(predict(client, big), 413)["code"] == "too_large"
+    assert error_of(predict(inference_client, big), 413)["code"] == "too_large"
 
 
-def test_oversized_chunked_body_is_cut_off_while_streaming(client):
+def test_oversized_chunked_body_is_cut_off_while_streaming(inference_client):
     # No Content-Length: the limit is enforced on the bytes as they arrive.
     boundary = "b0undary"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"task\"\r\n\r\ntumor\r\n"
@@ -110,29 +112,29 @@ def test_oversized_chunked_body_is_cut_off_while_streaming(client):
         yield f"\r\n--{boundary}--\r\n".encode()
 
     ctype = f"multipart/form-data; boundary={boundary}"
-    r = client.post("/predict", content=body(), headers={"content-type": ctype})
+    r = inference_client.post("/predict", content=body(), headers={"content-type": ctype})
     err = error_of(r, 413)
     assert err["code"] == "too_large" and "request body" in err["message"]
 
 
-def test_one_file_over_the_per_file_limit_in_a_study_is_413(client):
+def test_one_file_over_the_per_file_limit_in_a_study_is_413(inference_client):
     big = b"\xff\xd8\xff" + b"\0" * 21 * MB
     files = [("files", ("a.jpg", JPEG, "image/jpeg")), ("files", ("b.jpg", big, "image/jpeg"))]
-    err = error_of(client.post("/predict/study", files=files, data={"task": "dementia"}), 413)
+    err = error_of(inference_client.post("/predict/study", files=files, data={"task": "dementia"}), 413)
     assert err["code"] == "too_large" and "the file is over" in err["message"]
 
 
-def test_study_errors_name_the_file_and_cap_the_count(client):
+def test_study_errors_name_the_file_and_cap_the_count(inference_client):
     files = [("files", ("a.jpg", JPEG, "image/jpeg")), ("files", ("b.gif", b"GIF89a", "image/gif"))]
-    err = error_of(client.post("/predict/study", files=files, data={"task": "dementia"}), 415)
+    err = error_of(inference_client.post("/predict/study", files=files, data={"task": "dementia"}), 415)
     assert err["message"].startswith("file 1:")
     many = [("files", (f"{i}.jpg", JPEG, "image/jpeg")) for i in range(65)]
-    err = error_of(client.post("/predict/study", files=many, data={"task": "dementia"}), 422)
+    err = error_of(inference_client.post("/predict/study", files=many, data={"task": "dementia"}), 422)
     assert err["code"] == "too_many_files"
 
 
 @pytest.mark.parametrize("path", ["/predict", "/predict/study"])
-def test_server_is_still_healthy_after_the_errors(client, path):
-    assert client.get("/readyz").status_code == 200
+def test_server_is_still_healthy_after_the_errors(inference_client, path):
+    assert inference_client.get("/readyz").status_code == 200
     files = [("files" if path.endswith("study") else "file", ("a.jpg", JPEG, "image/jpeg"))]
-    assert client.post(path, files=files, data={"task": "tumor"}).status_code == 200
+    assert inference_client.post(path, files=files, data={"task": "tumor"}).status_code == 200

@@ -96,9 +96,9 @@ def requests(draw) -> dict:
 @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(req=requests())
-def test_no_request_gets_a_5xx(client, req):
+def test_no_request_gets_a_5xx(inference_client, req):
     path = req.pop("path")
-    r = client.post(path, **req)
+    r = inference_client.post(path, **req)
     assert r.status_code < 500, (r.status_code, r.text)
     if r.status_code >= 400:
         body = r.json()
@@ -109,7 +109,7 @@ def test_no_request_gets_a_5xx(client, req):
         assert conclusion["label"] in TASKS[body["task"]].classes
 
 
-def test_server_survived_the_fuzzing(client, inference_server):
+def test_server_survived_the_fuzzing(inference_client, inference_server):
     assert inference_server.alive
-    assert client.get("/readyz").status_code == 200
+    assert inference_client.get("/readyz").status_code == 200
     assert "Traceback" not in inference_server.log_text()

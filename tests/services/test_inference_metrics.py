@@ -18,18 +18,19 @@ def value(samples, name: str, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_metrics_count_calls_by_task_model_and_status(client):
-    before = scrape(client)
+def test_metrics_count_calls_by_task_model_and_status(inference_client):
+    before = scrape(inference_client)
     jpeg = fixture_bytes("dementia", "MildDemented")
     for _ in range(3):
-        r = client.post("/predict", files={"file": ("a.jpg", jpeg, "image/jpeg")},
+        r = inference_client.post("/predict", files={"file": ("a.jpg", jpeg, "image/jpeg")},
                         data={"task": "dementia", "model": "teacher"})
         assert r.status_code == 200
-    r = client.post("/predict", files={"file": ("a.gif", b"GIF89a", "image/gif")}, data={"task": "dementia"})
+    r = inference_client.post("/predict", files={"file": ("a.gif", b"GIF89a", "image/gif")},
+                              data={"task": "dementia"})
     assert r.status_code == 415
     study = [("files", (f"{i}.jpg", jpeg, "image/jpeg")) for i in range(2)]
-    assert client.post("/predict/study", files=study, data={"task": "dementia"}).status_code == 200
-    after = scrape(client)
+    assert inference_client.post("/predict/study", files=study, data={"task": "dementia"}).status_code == 200
+    after = scrape(inference_client)
 
     def delta(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
@@ -48,17 +49,17 @@ def test_metrics_count_calls_by_task_model_and_status(client):
     assert delta("diseaseid_http_request_duration_seconds_count", method="POST", route="/predict") == 4
 
 
-def test_metrics_report_model_loading(client):
-    samples = scrape(client)
+def test_metrics_report_model_loading(inference_client):
+    samples = scrape(inference_client)
     assert value(samples, "diseaseid_models_loaded") == 2 * len(TASKS)
     for task in TASKS:
         for role in ("student", "teacher"):
             assert value(samples, "diseaseid_model_load_seconds", task=task, model=role) > 0
 
 
-def test_unknown_paths_share_one_label(client):
+def test_unknown_paths_share_one_label(inference_client):
     for i in range(3):
-        client.get(f"/scan/{i}")
-    samples = scrape(client)
+        inference_client.get(f"/scan/{i}")
+    samples = scrape(inference_client)
     assert value(samples, "diseaseid_http_requests_total", method="GET", route="unmatched", status="404") >= 3
     assert not any("/scan/" in str(labels) for _, labels in samples)

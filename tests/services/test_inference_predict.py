@@ -36,9 +36,9 @@ def check_conclusion(body: dict, task: str) -> None:
 
 @pytest.mark.parametrize("task", sorted(TASKS))
 @pytest.mark.parametrize("model", ["student", "teacher"])
-def test_predict_answers_for_every_task_and_model(client, task, model):
+def test_predict_answers_for_every_task_and_model(inference_client, task, model):
     data = fixture_bytes(task, FIRST_CLASS[task])
-    r = post_predict(client, data, task, model)
+    r = post_predict(inference_client, data, task, model)
     assert r.status_code == 200, r.text
     body = r.json()
     check_conclusion(body, task)
@@ -53,28 +53,28 @@ def test_predict_answers_for_every_task_and_model(client, task, model):
     assert 0 < timing["inference"] <= timing["total"] and 0 <= timing["decode"] <= timing["total"]
 
 
-def test_default_model_is_the_student_and_answers_are_deterministic(client):
+def test_default_model_is_the_student_and_answers_are_deterministic(inference_client):
     data = fixture_bytes("tumor", "meningioma")
-    default = post_predict(client, data, "tumor").json()
-    student = post_predict(client, data, "tumor", "student").json()
+    default = post_predict(inference_client, data, "tumor").json()
+    student = post_predict(inference_client, data, "tumor", "student").json()
     assert default["model"]["role"] == "student"
     assert default["probabilities"] == student["probabilities"]
 
 
-def test_png_inputs_of_any_mode_are_accepted(client):
+def test_png_inputs_of_any_mode_are_accepted(inference_client):
     gray = np.asarray(Image.open(io.BytesIO(fixture_bytes("tumor", "pituitary"))).convert("L"))
     for img in (Image.fromarray(gray), Image.fromarray(gray.astype(np.uint16) * 257),
                 Image.fromarray(np.dstack([gray] * 3 + [np.full_like(gray, 255)]), "RGBA")):
         buf = io.BytesIO()
         img.save(buf, "PNG")
-        r = post_predict(client, buf.getvalue(), "tumor", name="x.bin",
+        r = post_predict(inference_client, buf.getvalue(), "tumor", name="x.bin",
                          content_type="application/octet-stream")
         assert r.status_code == 200, r.text
         assert r.json()["input"]["format"] == "png"
         check_conclusion(r.json(), "tumor")
 
 
-def test_dicom_slice_gives_the_same_answer_as_its_jpeg_and_no_patient_tags(client, inference_server):
+def test_dicom_slice_answers_like_its_jpeg_and_hides_patient_tags(inference_client, inference_server):
     jpeg = fixture_bytes("tumor", "glioma", 1)
     gray = np.asarray(Image.open(io.BytesIO(jpeg)).convert("L"))
     lo, hi = int(gray.min()), int(gray.max())
@@ -82,14 +82,15 @@ def test_dicom_slice_gives_the_same_answer_as_its_jpeg_and_no_patient_tags(clien
     # Stored 12-bit values with a rescale, as a scanner would write them; the rescale undoes itself.
     stored = ((gray.astype(np.float64) - lo) * (4000 / (hi - lo))).round().astype(np.uint16)
     dicom = make_dicom(stored, bits_stored=12, slope=0.5, intercept=10.0)
-    from_dicom = post_predict(client, dicom, "tumor", name="slice.dcm", content_type="application/dicom")
+    from_dicom = post_predict(inference_client, dicom, "tumor", name="slice.dcm",
+                              content_type="application/dicom")
     assert from_dicom.status_code == 200, from_dicom.text
     assert from_dicom.json()["input"]["format"] == "dicom"
     # The JPEG path stretches nothing; feed it the same stretched slice as a PNG to compare like with like.
     stretched = ((gray.astype(np.float64) - lo) * (255 / (hi - lo))).round().astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(stretched).save(buf, "PNG")
-    from_png = post_predict(client, buf.getvalue(), "tumor").json()
+    from_png = post_predict(inference_client, buf.getvalue(), "tumor").json()
     a, b = from_dicom.json()["probabilities"], from_png["probabilities"]
     assert max(abs(a[c] - b[c]) for c in a) < 0.02
     top2 = sorted(b.values())[-2:]
@@ -100,11 +101,11 @@ def test_dicom_slice_gives_the_same_answer_as_its_jpeg_and_no_patient_tags(clien
     assert not any(s in inference_server.log_text() for s in secrets)
 
 
-def test_study_returns_every_slice_and_their_mean(client):
+def test_study_returns_every_slice_and_their_mean(inference_client):
     subject = "NonDemented-003"
     paths = sorted((FIXTURES / "dementia" / "NonDemented").glob(f"{subject}_*.jpg"))
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
-    r = client.post("/predict/study", files=files, data={"task": "dementia"})
+    r = inference_client.post("/predict/study", files=files, data={"task": "dementia"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["task"] == "dementia" and body["model"]["role"] == "student"
@@ -117,12 +118,12 @@ def test_study_returns_every_slice_and_their_mean(client):
     mean = np.mean([[s["probabilities"][c] for c in classes] for s in body["slices"]], axis=0)
     assert np.allclose([body["subject"]["probabilities"][c] for c in classes], mean, atol=1e-6)
     # Each slice's answer in the study equals the answer to that slice alone.
-    alone = post_predict(client, paths[0].read_bytes(), "dementia").json()["probabilities"]
+    alone = post_predict(inference_client, paths[0].read_bytes(), "dementia").json()["probabilities"]
     assert all(abs(alone[c] - body["slices"][0]["probabilities"][c]) < 1e-5 for c in classes)
 
 
-def test_models_lists_tasks_classes_and_cards(client):
-    r = client.get("/models")
+def test_models_lists_tasks_classes_and_cards(inference_client):
+    r = inference_client.get("/models")
     assert r.status_code == 200
     tasks = {t["name"]: t for t in r.json()["tasks"]}
     assert set(tasks) == set(TASKS)
@@ -135,16 +136,16 @@ def test_models_lists_tasks_classes_and_cards(client):
             assert m["loaded"] and m["version"] == card["version"] and m["card"]["arch"] == card["arch"]
 
 
-def test_health_readiness_and_docs(client):
-    assert client.get("/healthz").json()["status"] == "alive"
-    ready = client.get("/readyz")
+def test_health_readiness_and_docs(inference_client):
+    assert inference_client.get("/healthz").json()["status"] == "alive"
+    ready = inference_client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["models_loaded"] == 2 * len(TASKS)
-    spec = client.get("/openapi.json").json()
+    spec = inference_client.get("/openapi.json").json()
     for path in ("/predict", "/predict/study", "/models", "/healthz", "/readyz", "/metrics"):
         assert path in spec["paths"]
     assert "examples" in json.dumps(spec["components"]["schemas"]["PredictResponse"])
     assert {"400", "413", "415", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
-    assert client.get("/docs").status_code == 200
+    assert inference_client.get("/docs").status_code == 200
 
 
 def _placeholder_weights() -> bool:
@@ -152,10 +153,10 @@ def _placeholder_weights() -> bool:
 
 
 @pytest.mark.skipif(_placeholder_weights(), reason="shipped weights are untrained placeholders")
-def test_trained_student_gets_most_tumor_fixtures_right(client):
+def test_trained_student_gets_most_tumor_fixtures_right(inference_client):
     right = total = 0
     for cls in TASKS["tumor"].classes:
         for path in sorted((FIXTURES / "tumor" / cls).glob("*.jpg")):
             total += 1
-            right += post_predict(client, path.read_bytes(), "tumor").json()["label"] == cls
+            right += post_predict(inference_client, path.read_bytes(), "tumor").json()["label"] == cls
     assert right >= 0.75 * total, f"{right}/{total}"
