@@ -17,8 +17,9 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Ports, workers and the bot: see scripts/up.sh (e.g. `make up INFERENCE_PORT=9000 EXPLAIN_WORKERS=2`).
 up: $(STAMP)
-	$(VENV)/bin/honcho -f Procfile start
+	VENV=$(VENV) scripts/up.sh
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -165,7 +165,13 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(settings.torch_threads)
     loaded = preload(parse_preload(settings.preload), settings.torch_device())
-    log.info("preloaded %d model(s): %s", len(loaded), ", ".join(p.name for p in loaded))
+    if settings.warmup:
+        from services.explain.jobs import warm_up
+
+        for predictor in loaded:
+            warm_up(predictor)
+    log.info("preloaded %d model(s)%s: %s", len(loaded), " and warmed them up" if settings.warmup else "",
+             ", ".join(p.name for p in loaded))
 
     while True:
         connection = Redis.from_url(settings.redis_url, health_check_interval=10,
@@ -181,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:  # noqa: BLE001 - best effort on a connection that is already gone
                 pass
             connection.close()
-        if worker._stop_requested or args.burst:
+        # An idle worker stops by raising StopRequested inside work(), which leaves _stop_requested unset;
+        # the shutdown date says a signal asked it to stop (else SIGTERM would start a new worker).
+        if worker._stop_requested or worker._shutdown_requested_date is not None or args.burst:
             return 0
         time.sleep(1.0)
 
