@@ -54,7 +54,7 @@ class QueueCollector(Collector):
         yield workers
 
         hist = HistogramMetricFamily(f"{NS}_job_duration_seconds",
-                                     "Worker time per job by stage (predict, gradcam, lrp, render, total)",
+                                     "Worker time per job by stage (predict, explain, render, total)",
                                      labels=["stage"])
         for stage, fields in sorted(self.store.durations().items()):
             buckets = [(le, value) for le, value in fields.items() if le != "sum"]

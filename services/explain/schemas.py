@@ -28,7 +28,7 @@ class MethodResult(BaseModel):
     npy_url: str = Field(description="the raw 224 x 224 float32 map (numpy .npy)")
     min: float
     max: float
-    seconds: float
+    render_ms: float = Field(description="time to draw this method's overlay")
 
 
 class ExplainResult(BaseModel):
@@ -37,7 +37,7 @@ class ExplainResult(BaseModel):
     target: dict = Field(description="the class the maps explain")
     methods: dict[str, MethodResult]
     panel_url: str
-    timing_ms: dict[str, float]
+    timing_ms: dict[str, float] = Field(description="worker time: predict, explain (all maps), render, total")
 
 
 class JobError(BaseModel):

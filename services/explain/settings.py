@@ -52,6 +52,8 @@ class ExplainSettings(ServiceSettings):
 
     # Which models a worker loads at start: "all", "none", or a list like "tumor/student,dementia".
     preload: str = _env("preload", "all")
+    # Explain a blank slice with each preloaded model at start, so no client pays for tracing the model.
+    warmup: bool = _env("warmup", True)
     # Fault injection for tests: each job sleeps this long before computing.
     debug_delay_s: float = _env("debug_delay_s", 0.0, ge=0)
 

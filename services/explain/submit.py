@@ -16,10 +16,11 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from services.explain.jobs import explain_job
 from services.explain.settings import ExplainSettings
 from services.explain.store import ExplainStore
 
+# By name: the API never imports the ML explainers, only the worker runs them.
+JOB_FUNCTION = "services.explain.jobs.explain_job"
 # A job in one of these states cannot produce a result any more; an identical request gets a new job.
 DEAD_STATES = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
@@ -67,7 +68,7 @@ def submit(queue: Queue, settings: ExplainSettings, request: ExplainRequest) -> 
                 job_id = uuid.uuid4().hex
                 pipe.set(dedup_key, job_id, ex=ttl)
                 job = queue.enqueue(
-                    explain_job,
+                    JOB_FUNCTION,
                     request.pixels,
                     request.task,
                     request.role,
