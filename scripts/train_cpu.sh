@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The exact commands that produced the shipped models (CPU, 2 threads; no GPU was lent to this run).
-# Usage: bash scripts/train_cpu.sh [stage ...]   (stages: tumor-teacher tumor-student tumor-ablation
-#         dementia-teacher dementia-student search)
+# Usage: bash scripts/train_cpu.sh [stage ...]   (stages: tumor-teacher tumor-student dementia-teacher
+#         dementia-student dementia-mil tumor-ablation search)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 T=${THREADS:-2}
-stages=${*:-tumor-teacher tumor-student dementia-teacher dementia-student tumor-ablation search}
+stages=${*:-tumor-teacher tumor-student dementia-teacher dementia-student dementia-mil tumor-ablation search}
 for s in $stages; do
   echo "=== $s $(date -u +%FT%TZ)"
   case $s in
@@ -14,24 +14,26 @@ for s in $stages; do
       $PY -m diseaseid train --task tumor --model lite0 --epochs 3 --batch-size 32 --lr 5e-4 --weight-decay 0.01 \
         --label-smoothing 0.1 --warmup-epochs 0.3 --threads $T --out runs/tumor-teacher --ship teacher ;;
     tumor-student)
-      $PY -m diseaseid train --task tumor --model convnet1 --epochs 8 --batch-size 32 --lr 2e-3 --weight-decay 0.05 \
+      $PY -m diseaseid train --task tumor --model convnet1 --epochs 6 --batch-size 32 --lr 2e-3 --weight-decay 0.05 \
         --teacher weights/tumor/teacher.safetensors --kd-temperature 4 --w-soft 0.5 --w-ce 0.5 \
         --threads $T --out runs/tumor-student --ship student ;;
     tumor-ablation)
-      $PY -m diseaseid train --task tumor --model convnet1 --epochs 8 --batch-size 32 --lr 2e-3 --weight-decay 0.05 \
+      $PY -m diseaseid train --task tumor --model convnet1 --epochs 6 --batch-size 32 --lr 2e-3 --weight-decay 0.05 \
         --threads $T --out runs/tumor-student-nokd ;;
     dementia-teacher)
-      $PY -m diseaseid train --task dementia --model lite0 --epochs 3 --batch-size 32 --lr 5e-4 --weight-decay 0.05 \
+      $PY -m diseaseid train --task dementia --model lite0 --epochs 2 --batch-size 32 --lr 5e-4 --weight-decay 0.05 \
         --label-smoothing 0.1 --warmup-epochs 0.3 --balanced --select subject_balanced_accuracy \
         --threads $T --out runs/dementia-teacher --ship teacher ;;
     dementia-student)
-      $PY -m diseaseid train --task dementia --model convnet1 --epochs 8 --batch-size 32 --lr 2e-3 --weight-decay 0.1 \
+      $PY -m diseaseid train --task dementia --model convnet1 --epochs 6 --batch-size 32 --lr 2e-3 --weight-decay 0.1 \
         --dropout 0.4 --balanced --select subject_balanced_accuracy \
         --teacher weights/dementia/teacher.safetensors --kd-temperature 4 --w-soft 0.5 --w-ce 0.5 \
         --threads $T --out runs/dementia-student --ship student ;;
     search)
       $PY -m diseaseid search --task tumor --model convnet1 --teacher weights/tumor/teacher.safetensors \
-        --per-class 150 --trials 8 --epochs 3,6 --threads $T --out runs/search/tumor-convnet1-kd ;;
+        --per-class 100 --trials 6 --epochs 2,4 --threads $T --out runs/search/tumor-convnet1-kd ;;
+    dementia-mil)
+      $PY -m diseaseid train-mil --task dementia --epochs 200 --seeds 5 --threads $T --out runs/dementia-mil --ship ;;
     *) echo "unknown stage $s"; exit 2 ;;
   esac
 done

@@ -1,0 +1,53 @@
+"""The committed models: cards complete, calibrated, and the OOD check separating MRI from everything else."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diseaseid.data.dataset import ImageFolder
+from diseaseid.models import load_model
+from diseaseid.models.checkpoint import file_sha256
+from diseaseid.serving import ROLES, Predictor, shipped_weights
+from diseaseid.tasks import TASKS, get_task
+
+PAIRS = [(t, r) for t in TASKS for r in ROLES]
+
+
+@pytest.mark.parametrize("task,role", PAIRS)
+def test_model_card_is_complete(task, role):
+    path = shipped_weights(task, role)
+    _, card = load_model(path)
+    assert not card.get("placeholder"), "placeholder weights are not to be shipped"
+    for key in ("task", "arch", "arch_args", "classes", "parameters", "training", "split", "data_fingerprint",
+                "metrics", "calibration", "ood", "date", "git_commit", "weights_sha256"):
+        assert key in card, key
+    assert card["task"] == task and card["classes"] == list(get_task(task).classes)
+    assert card["weights_sha256"] == file_sha256(path)
+    assert card["calibration"]["temperature"] > 0
+    if role == "student":
+        assert card["parameters"] <= 1_000_000
+
+
+@pytest.mark.parametrize("task,role", PAIRS)
+def test_ood_flags_non_mri_and_passes_mri(task, role, fixtures_dir):
+    pytest.importorskip("skimage")
+    from diseaseid.train.ood_eval import non_mri_images
+
+    predictor = Predictor.from_shipped(task, role)
+    others = non_mri_images()
+    flagged = [p.ood for p in predictor.predict(np.stack(list(others.values())))]
+    assert np.mean(flagged) >= 0.95, [k for k, f in zip(others, flagged) if not f]
+    mri = ImageFolder.scan(fixtures_dir / task, get_task(task))
+    mri_flags = [p.ood for p in predictor.predict(mri.images)]
+    assert np.mean(mri_flags) <= 0.1, [f for f, x in zip(mri.files, mri_flags) if x]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_tumor_models_classify_fixture_slices(role, fixtures_dir):
+    """Trained tumor models get nearly all committed sample slices right (a real-weights smoke check)."""
+    predictor = Predictor.from_shipped("tumor", role)
+    ds = ImageFolder.scan(fixtures_dir / "tumor", get_task("tumor"))
+    with torch.no_grad():
+        preds = np.array([p.label_index for p in predictor.predict(ds.images)])
+    assert (preds == ds.labels).mean() >= 0.8
