@@ -41,7 +41,8 @@ def explain_worker_alive(hostname: str) -> tuple[bool, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.healthcheck", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m services.healthcheck",
+                                     description=__doc__.split("\n")[0])
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("url", nargs="?", help="an HTTP URL that must answer 200")
     target.add_argument("--explain-worker", action="store_true", help="a worker on this host is alive")

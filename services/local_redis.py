@@ -2,7 +2,7 @@
 
 A fresh machine needs no system Redis and no Docker. Two sub-commands:
 
-    python -m services.local_redis serve --port 6379      # redis-server in the foreground (exec)
+    python -m services.local_redis serve --port 6379      # redis-server in the foreground
     python -m services.local_redis wait --timeout 60      # block until $REDIS_URL answers PING
 
 A process manager stops every process at once, but Redis should go last: an explain worker told to stop
@@ -14,7 +14,8 @@ the kernel stops Redis too, so nothing is ever orphaned. Elsewhere (or with ``--
 simply ``exec``s redis-server.
 
 By default nothing is kept on disk (a restart starts empty, as the explain service expects of its
-queue); ``--persist`` turns on the append-only file in ``--dir`` (``.cache/redis`` by default).
+queue); ``--persist`` turns on the append-only file in ``--dir`` (default ``$DISEASEID_CACHE/redis``,
+that is ``.cache/redis`` in the checkout).
 
 ``wait`` exists because RQ's worker exits when Redis is not there at start-up, and a process manager
 (honcho) stops every process when one exits: the worker's Procfile line waits for Redis first.
@@ -31,7 +32,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_DIR = Path(".cache") / "redis"
 
 
 def redis_server_binary() -> Path:
@@ -151,7 +151,12 @@ def serve_and_drain(argv: list[str], url: str, drain_s: float) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    data_dir = Path(args.dir)
+    if args.dir:
+        data_dir = Path(args.dir)
+    else:
+        from diseaseid.paths import cache_dir
+
+        data_dir = cache_dir() / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = server_argv(args.port, args.bind, data_dir, args.persist, args.log_level)
     sys.stdout.flush()
@@ -170,13 +175,15 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.local_redis", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m services.local_redis",
+                                     description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run redis-server in the foreground")
     serve.add_argument("--port", type=int, default=int(os.environ.get("REDIS_PORT", 6379)))
     serve.add_argument("--bind", default="127.0.0.1", help="address(es) to listen on (default: loopback)")
-    serve.add_argument("--dir", default=str(DEFAULT_DIR), help="working directory (AOF file with --persist)")
+    serve.add_argument("--dir", default=None,
+                       help="working directory, holds the AOF file with --persist (default: .cache/redis)")
     serve.add_argument("--persist", action="store_true", help="keep data across restarts (append-only file)")
     serve.add_argument("--log-level", default="notice", choices=("debug", "verbose", "notice", "warning"))
     serve.add_argument("--drain-s", type=float, default=3.0,
