@@ -178,3 +178,17 @@ def test_task_and_model_values():
     with pytest.raises(UnknownTask) as info:
         resolve_task("x" * 500)
     assert "x" * 50 not in info.value.message
+
+
+def test_compressed_dicom_decodes_like_the_uncompressed_one(slice_gray):
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    plain = make_dicom(slice_gray.astype(np.uint16))
+    ds = pydicom.dcmread(io.BytesIO(plain))
+    ds.compress(RLELossless)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    assert len(buf.getvalue()) < len(plain)
+    assert np.array_equal(decode_image_bytes(buf.getvalue(), SETTINGS).array,
+                          decode_image_bytes(plain, SETTINGS).array)

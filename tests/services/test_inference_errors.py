@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import httpx
 import numpy as np
@@ -138,3 +139,29 @@ def test_server_is_still_healthy_after_the_errors(inference_client, path):
     assert inference_client.get("/readyz").status_code == 200
     files = [("files" if path.endswith("study") else "file", ("a.jpg", JPEG, "image/jpeg"))]
     assert inference_client.post(path, files=files, data={"task": "tumor"}).status_code == 200
+
+
+def test_missing_weights_keep_the_service_unready_but_serving_the_rest(tmp_path):
+    import shutil
+
+    from diseaseid.paths import weights_dir
+    from diseaseid.tasks import TASKS
+    from tests.services.conftest import run_server
+
+    for task in TASKS:  # students only: every teacher is missing
+        (tmp_path / task).mkdir()
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(weights_dir() / task / f"student{suffix}", tmp_path / task)
+    env = {"DISEASEID_API_KEYS": "", "DISEASEID_WEIGHTS": str(tmp_path)}
+    with run_server("services.inference.main:app", env, ready_path="/healthz") as server:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while "still loading" in (ready := error_of(client.get("/readyz"), 503))["message"]:
+                assert time.monotonic() < deadline, "models never finished loading"
+                time.sleep(0.1)
+            assert ready["code"] == "not_ready" and "tumor/teacher" in ready["message"]
+            assert predict(client).status_code == 200
+            assert "not available" in error_of(predict(client, model="teacher"), 503)["message"]
+            models = {t["name"]: t for t in client.get("/models").json()["tasks"]}
+            assert [m["loaded"] for m in models["tumor"]["models"]] == [True, False]
+        assert "cannot load model tumor/teacher" in server.log_text()
