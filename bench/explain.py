@@ -50,7 +50,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def latency(stack: ExplainStack, model: str, n: int, requests) -> dict:
     """One job at a time: POST -> finished, both methods, one slice."""
-    end_to_end, worker = [], []
+    end_to_end, stages = [], {"predict": [], "explain": [], "render": [], "total": []}
     with stack.client() as client:
         image, target = next(requests)
         wait_for_job(client, _post(client, image, target, model))  # warm-up (first-call allocations)
@@ -60,9 +60,10 @@ def latency(stack: ExplainStack, model: str, n: int, requests) -> dict:
             body = wait_for_job(client, _post(client, image, target, model))
             end_to_end.append((time.perf_counter() - start) * 1000)
             assert body["status"] == "finished", body
-            worker.append(body["result"]["timing_ms"]["total"])
+            for stage, values in stages.items():
+                values.append(body["result"]["timing_ms"][stage])
     return {"n": n, "p50_ms": statistics.median(end_to_end), "p90_ms": _pct(end_to_end, 0.9),
-            "worker_p50_ms": statistics.median(worker)}
+            **{f"worker_{stage}_p50_ms": statistics.median(v) for stage, v in stages.items()}}
 
 
 def throughput(stack: ExplainStack, jobs: int, requests) -> dict:
@@ -100,9 +101,12 @@ def run(quick: bool = False) -> dict:
 
 def _print(results: dict) -> None:
     print("\nexplain: POST -> finished, one slice, Grad-CAM + LRP")
-    print(f"{'model/device':<18}{'n':>4}{'p50 ms':>10}{'p90 ms':>10}{'worker p50 ms':>16}")
+    stages = ("predict", "explain", "render", "total")
+    print(f"{'model/device':<14}{'n':>4}{'p50 ms':>9}{'p90 ms':>9}   worker p50 ms: "
+          + " ".join(f"{s:>8}" for s in stages))
     for name, r in results["latency"].items():
-        print(f"{name:<18}{r['n']:>4}{r['p50_ms']:>10.1f}{r['p90_ms']:>10.1f}{r['worker_p50_ms']:>16.1f}")
+        print(f"{name:<14}{r['n']:>4}{r['p50_ms']:>9.1f}{r['p90_ms']:>9.1f}{'':>18}"
+              + " ".join(f"{r[f'worker_{s}_p50_ms']:>8.1f}" for s in stages))
     for name, r in results["throughput"].items():
         print(f"throughput {name}: {r['jobs']} jobs in {r['seconds']:.1f} s = {r['jobs_per_s']:.1f} jobs/s")
 

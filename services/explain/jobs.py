@@ -42,10 +42,13 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def warm_up(predictor: Predictor) -> None:
-    """One throw-away explanation, so that tracing the model and building its LRP rules (cached on the model
-    by ``explain_maps``) happen at worker start rather than in the first client's job."""
-    x = normalize(np.zeros((1, *IMAGE_SHAPE), np.uint8), predictor.device)
-    explain_maps(predictor.model, x, methods=METHODS, target=0)
+    """One throw-away explanation and panel, so that tracing the model, building its LRP rules (both cached
+    on the model by ``explain_maps``) and loading the colormaps and fonts happen at worker start rather
+    than in the first client's job."""
+    image = np.zeros(IMAGE_SHAPE, np.uint8)
+    x = normalize(image[None], predictor.device)
+    maps, _ = explain_maps(predictor.model, x, methods=METHODS, target=0)
+    panel_png(image, maps["gradcam"][0], maps["lrp"][0], "warm-up")
 
 
 def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target: int | None = None) -> dict:

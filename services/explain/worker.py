@@ -26,7 +26,7 @@ import time
 import redis
 from redis import Redis
 from rq import Queue, SimpleWorker, worker_registration
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, StopRequested
 from rq.timeouts import JobTimeoutException
 
 from services.explain.models import parse_preload, preload
@@ -191,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         # the shutdown date says a signal asked it to stop (else SIGTERM would start a new worker).
         if worker._stop_requested or worker._shutdown_requested_date is not None or args.burst:
             return 0
-        time.sleep(1.0)
+        try:
+            time.sleep(1.0)
+        except StopRequested:  # SIGTERM between two connections: the last worker's handler is still set
+            return 0
 
 
 if __name__ == "__main__":
