@@ -90,3 +90,26 @@ def test_silent_server_times_out():
         server.listen(8)
         with pytest.raises(ServiceTimeout):
             _predict(f"http://127.0.0.1:{server.getsockname()[1]}", 0.5)
+
+
+def test_token_is_redacted_from_log_lines_and_tracebacks(capsys):
+    import logging
+
+    from services.bot.logs import setup_logging
+
+    token = "123456:SECRET-token"
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("INFO", [token])
+        log = logging.getLogger("test.bot")
+        log.info("GET https://api.telegram.org/bot%s/getMe", token)
+        try:
+            raise RuntimeError(f"failed https://api.telegram.org/file/bot{token}/photos/1.jpg")
+        except RuntimeError:
+            log.exception("download failed")
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+    err = capsys.readouterr().err
+    assert token not in err and "SECRET" not in err
+    assert err.count("<redacted>") == 2 and "RuntimeError" in err
