@@ -30,7 +30,7 @@ class ServiceSettings(BaseSettings):
     max_pixels: int = Field(MAX_PIXELS, ge=1)
     min_image_side: int = Field(16, ge=1)
     torch_threads: int = Field(1, ge=1)
-    device: str = "cpu"
+    device: str = "auto"  # cpu | cuda | auto (CUDA when available)
     log_level: str = "INFO"
 
     @field_validator("api_keys", mode="before")
