@@ -9,14 +9,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 from aiogram.utils.chat_action import ChatActionSender
 
-from .client import (
-    DiseaseIdClient,
-    ExplainFailed,
-    InputRejected,
-    ServiceError,
-    ServiceTimeout,
-    ServiceUnavailable,
-)
+from .client import DiseaseIdClient, InputRejected, ServiceError, ServiceTimeout
 from .formatting import conclusion_text
 from .media import Rejection, download, image_ref
 from .ratelimit import RateLimiter
@@ -93,7 +86,7 @@ async def send_heatmaps(message: Message, bot: Bot, client: DiseaseIdClient, set
             result = await client.explain(upload, conclusion.task, model=conclusion.model_role,
                                           timeout_s=settings.explain_timeout_s,
                                           poll_s=settings.explain_poll_s)
-    except (ExplainFailed, ServiceUnavailable, InputRejected) as exc:
+    except ServiceError as exc:  # failed, timed out, or the explain service is down
         log.warning("no heatmaps for this slice: %r", exc)
         await message.reply(t("heatmaps_failed", lang))
         return

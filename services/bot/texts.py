@@ -98,7 +98,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "<i>Research tool, not a medical device.</i>",
         "ru": "<i>Исследовательский инструмент, не медицинское изделие.</i>",
     },
-    "heatmaps_coming": {"en": "Heatmaps are being computed…", "ru": "Строю тепловые карты…"},
     "caption_gradcam": {
         "en": "Grad-CAM: regions that most raised the score of “{label}”.",
         "ru": "Grad-CAM: области, сильнее всего повысившие оценку «{label}».",
