@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 
 from services.explain.settings import ExplainSettings
@@ -22,9 +23,15 @@ def _store(request: Request) -> ExplainStore:
     return request.app.state.store
 
 
+def _async_redis(request: Request) -> AsyncRedis:
+    return request.app.state.async_redis
+
+
 Settings = Annotated[ExplainSettings, Depends(_settings)]
 ExplainQueue = Annotated[Queue, Depends(_queue)]
 Store = Annotated[ExplainStore, Depends(_store)]
+# For the long poll only: waiting on Redis from the event loop holds no thread.
+AsyncRedisClient = Annotated[AsyncRedis, Depends(_async_redis)]
 
 
 def base_url(request: Request) -> str:

@@ -12,7 +12,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from rq import Queue
 
 from services.common.auth import configure_auth, log_auth_mode
@@ -37,13 +42,18 @@ async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
                           "the explain queue (Redis) is unreachable; try again in a few seconds")
 
 
-def connect(settings: ExplainSettings) -> Redis:
-    return Redis.from_url(
+def connect(settings: ExplainSettings, asynchronous: bool = False) -> Redis | AsyncRedis:
+    client, retry = (AsyncRedis, AsyncRetry) if asynchronous else (Redis, Retry)
+    return client.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.redis_connect_timeout_s,
         # Long enough for GET /explain/{id}?wait=..., which blocks on Redis.
         socket_timeout=settings.max_wait_s + 5,
         health_check_interval=10,
+        # A pooled connection from before a Redis restart fails once; a quick retry on a fresh one
+        # hides that, while a Redis that is really down still answers 503 within a second.
+        retry=retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry_on_error=[RedisConnectionError],
     )
 
 
@@ -51,6 +61,7 @@ def create_app(settings: ExplainSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     redis = connect(settings)
+    async_redis = connect(settings, asynchronous=True)
     queue = Queue(settings.queue, connection=redis)
     store = ExplainStore(redis, settings.ttl_s)
 
@@ -60,6 +71,7 @@ def create_app(settings: ExplainSettings | None = None) -> FastAPI:
         log.info("explain API on queue %r at %s, results kept %d s", settings.queue,
                  redis.get_connection_kwargs().get("host"), settings.ttl_s)
         yield
+        await async_redis.aclose()
         redis.close()
 
     app = FastAPI(title="diseaseid explain", version="1", lifespan=lifespan,
@@ -67,6 +79,7 @@ def create_app(settings: ExplainSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.queue = queue
     app.state.store = store
+    app.state.async_redis = async_redis
     configure_auth(app, settings.api_keys)
     install_error_handlers(app)
     app.add_exception_handler(RedisError, _queue_unavailable)

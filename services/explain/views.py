@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import math
 
+from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.results import Result
 
 from services.common.errors import NotFound
 from services.explain.schemas import (
@@ -46,15 +48,14 @@ def fetch_job(queue: Queue, job_id: str) -> Job:
         raise NotFound(f"no explain job {job_id!r}: it never existed or its results expired") from None
 
 
-def wait_for_outcome(job: Job, seconds: float) -> Job:
-    """Block up to ``seconds`` for the job to finish or fail (RQ's result stream, no polling)."""
-    if seconds > 0 and job_state(job) in ("queued", "started"):
-        job.latest_result(timeout=max(1, math.ceil(seconds)))
-        try:
-            job.refresh()
-        except NoSuchJobError:
-            raise NotFound(f"explain job {job.id!r} expired while waiting") from None
-    return job
+async def wait_for_outcome(redis: AsyncRedis, job_id: str, seconds: float) -> None:
+    """Return once the job has an outcome or after ``seconds``.
+
+    RQ appends a finished or finally failed job's outcome to its results stream; XREAD blocks on that stream
+    in Redis itself, so a waiting client costs one idle connection, not a polling loop or a thread.
+    """
+    if seconds > 0:
+        await redis.xread({Result.get_key(job_id): "0-0"}, count=1, block=max(1, math.ceil(seconds * 1000)))
 
 
 def _iso(value) -> str | None:

@@ -11,7 +11,7 @@ from services.common.auth import ApiKey
 from services.common.errors import ServiceError, error_responses
 from services.common.uploads import read_image_upload
 from services.common.validation import resolve_model, resolve_task
-from services.explain.deps import ExplainQueue, Settings, base_url
+from services.explain.deps import AsyncRedisClient, ExplainQueue, Settings, base_url
 from services.explain.schemas import JobAccepted, JobView
 from services.explain.settings import METHODS
 from services.explain.submit import ExplainRequest, submit
@@ -86,15 +86,18 @@ async def create_explain_job(
 
 @router.get("/{job_id}", response_model=JobView, response_model_exclude_unset=True,
             responses=error_responses(401, 404, 503))
-def get_explain_job(
+async def get_explain_job(
     request: Request,
     _: ApiKey,
     settings: Settings,
     queue: ExplainQueue,
+    waiter: AsyncRedisClient,
     job_id: str,
     wait: Annotated[float, Query(ge=0, description="seconds to wait for the job to end (long poll)")] = 0,
 ) -> JobView:
     """The job's state; its results once finished, the reason once failed; 404 once expired."""
-    job = fetch_job(queue, job_id)
-    job = wait_for_outcome(job, min(wait, settings.max_wait_s))
-    return job_view(queue, job, base_url(request))
+    job = await run_in_threadpool(fetch_job, queue, job_id)
+    if wait > 0 and job_state(job) in ("queued", "started"):
+        await wait_for_outcome(waiter, job_id, min(wait, settings.max_wait_s))
+        job = await run_in_threadpool(fetch_job, queue, job_id)
+    return await run_in_threadpool(job_view, queue, job, base_url(request))
