@@ -6,14 +6,22 @@
 An explain worker has no HTTP port, so its check asks Redis whether a worker registered from this host
 (a container's hostname is its own) has sent a heartbeat within ``DISEASEID_EXPLAIN_WORKER_TTL_S``: the
 same test the explain API's ``/readyz`` applies to all workers.
+
+The three explain settings it needs are read from the environment here rather than through
+``ExplainSettings``, whose import chain loads torch: a probe that runs every 30 s inside a busy worker
+container should take milliseconds, not seconds. tests/deploy/test_healthcheck.py keeps the two readings
+in agreement.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 
 def http_ok(url: str, timeout_s: float) -> tuple[bool, str]:
@@ -26,14 +34,31 @@ def http_ok(url: str, timeout_s: float) -> tuple[bool, str]:
         return False, f"{url}: {exc}"
 
 
+@dataclass(frozen=True)
+class WorkerProbeSettings:
+    """The explain settings the worker probe needs, read as ``ExplainSettings`` reads them."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue: str = "explain"
+    worker_ttl_s: int = 60
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkerProbeSettings:
+        default = cls()
+        return cls(
+            redis_url=env.get("REDIS_URL") or env.get("DISEASEID_EXPLAIN_REDIS_URL") or default.redis_url,
+            queue=env.get("DISEASEID_EXPLAIN_QUEUE") or default.queue,
+            worker_ttl_s=int(env.get("DISEASEID_EXPLAIN_WORKER_TTL_S") or default.worker_ttl_s),
+        )
+
+
 def explain_worker_alive(hostname: str) -> tuple[bool, str]:
     from redis import Redis
     from rq import Queue
 
     from services.explain.liveness import alive_workers
-    from services.explain.settings import get_settings
 
-    settings = get_settings()
+    settings = WorkerProbeSettings.from_env()
     with Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2) as connection:
         queue = Queue(settings.queue, connection=connection)
         mine = [w for w in alive_workers(queue, settings.worker_ttl_s) if w.hostname == hostname]
