@@ -1,9 +1,9 @@
 """A model as a flat list of operations (``ops.Op``), traced once with ``torch.fx`` and run without autograd.
 
-The explainers walk this list forward (keeping every intermediate value) and then backward, applying a rule per
-operation. Tracing makes residual additions visible, which hook-based tools miss (they see modules, not the ``+``
-in a block's ``forward``). Folding BatchNorm into the preceding linear operation happens here on copies of the
-weights, so the model itself is never touched (a server may be using it from another thread).
+The explainers walk this list forward (keeping every intermediate value) and then backward, applying a rule
+per operation. Tracing makes residual additions visible, which hook-based tools miss (they see modules, not
+the ``+`` in a block's ``forward``). Folding BatchNorm into the preceding linear operation happens here on
+copies of the weights, so the model itself is never touched (a server may be using it from another thread).
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class Graph:
             values[node.output], ctxs[i] = node.op.forward(*[values[j] for j in node.inputs])
         return values, ctxs
 
-    def to(self, device: torch.device | str) -> "Graph":
+    def to(self, device: torch.device | str) -> Graph:
         for node in self.nodes:
             if isinstance(node.op, Linear):
                 node.op.weight = node.op.weight.to(device)
@@ -93,8 +93,7 @@ class Graph:
         return self
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# tracing
+# ---- tracing ----
 
 
 class _Tracer(fx.Tracer):
@@ -167,12 +166,14 @@ def _module_op(m: nn.Module, name: str) -> list[Op | str]:
         if m.return_indices:
             raise UnsupportedModelError(f"{name}: max-pooling that returns indices")
         stride = m.stride if m.stride is not None else m.kernel_size
-        return [MaxPool(_pair(m.kernel_size), _pair(stride), _pair(m.padding), _pair(m.dilation), m.ceil_mode)]
+        return [MaxPool(_pair(m.kernel_size), _pair(stride), _pair(m.padding), _pair(m.dilation),
+                        m.ceil_mode)]
     if isinstance(m, nn.AvgPool2d):
         if m.divisor_override is not None:
             raise UnsupportedModelError(f"{name}: average pooling with divisor_override")
         stride = m.stride if m.stride is not None else m.kernel_size
-        return [AvgPool(_pair(m.kernel_size), _pair(stride), _pair(m.padding), m.ceil_mode, m.count_include_pad)]
+        return [AvgPool(_pair(m.kernel_size), _pair(stride), _pair(m.padding), m.ceil_mode,
+                        m.count_include_pad)]
     if isinstance(m, nn.AdaptiveAvgPool2d):
         return [AvgPool(output_size=_pair(m.output_size))]
     if isinstance(m, nn.Flatten):
@@ -183,16 +184,17 @@ def _module_op(m: nn.Module, name: str) -> list[Op | str]:
 def _function_op(node: fx.Node) -> Op | str:
     target, args, kwargs = node.target, node.args, node.kwargs
     tensor_args = [a for a in args if isinstance(a, fx.Node)]
-    is_add = target in (operator.add, operator.iadd, torch.add) or (node.op == "call_method" and target == "add")
+    method = target if node.op == "call_method" else None
+    is_add = target in (operator.add, operator.iadd, torch.add) or method == "add"
     if is_add and len(tensor_args) == 2 and len(args) == 2 and kwargs.get("alpha", 1) == 1:
         return Add()
-    if target in (torch.flatten,) or (node.op == "call_method" and target == "flatten"):
+    if target in (torch.flatten,) or method == "flatten":
         start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
         end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
         return Flatten(start, end)
-    if target in (F.dropout, F.dropout2d, torch.dropout) or (node.op == "call_method" and target == "contiguous"):
+    if target in (F.dropout, F.dropout2d, torch.dropout) or method == "contiguous":
         return "identity"
-    if target in (F.relu, torch.relu) or (node.op == "call_method" and target == "relu"):
+    if target in (F.relu, torch.relu) or method == "relu":
         return Activation("relu")
     if target is F.relu6:
         return Activation("relu6")
@@ -269,8 +271,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
     return Graph(nodes, graph.num_values, graph.output, dict(graph.module_outputs), folded=True)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# per-model cache
+# ---- per-model cache ----
 
 
 def model_key(model: nn.Module) -> tuple:
@@ -278,7 +279,7 @@ def model_key(model: nn.Module) -> tuple:
     return tuple((t.data_ptr(), t._version, t.dtype) for t in (*model.parameters(), *model.buffers()))
 
 
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
 def cached(model: nn.Module, key: object, build):
@@ -300,3 +301,23 @@ def compile_graph(model: nn.Module, fold: bool = True) -> Graph:
             graph = trace(model)
             return fold_batchnorm(graph) if fold else graph
     return cached(model, ("graph", fold), build)
+
+
+def backprop(graph: Graph, values: list, ctxs: list, seed: Tensor, upto: int = 0) -> Tensor:
+    """The plain gradient of ``(output * seed).sum()`` with respect to value ``upto`` (default: the input)."""
+    grads: list[Tensor | None] = [None] * graph.num_values
+    grads[graph.output] = seed
+    for i in range(len(graph.nodes) - 1, -1, -1):
+        node = graph.nodes[i]
+        if node.output == upto:  # every reader of ``upto`` comes later in the list: its gradient is complete
+            break
+        g = grads[node.output]
+        if g is None:
+            continue
+        grads[node.output] = None
+        back = node.op.gradient(g, [values[j] for j in node.inputs], values[node.output], ctxs[i])
+        for j, gj in zip(node.inputs, back, strict=False):
+            grads[j] = gj if grads[j] is None else grads[j] + gj
+    if grads[upto] is None:
+        raise ValueError("the output does not depend on the requested value")
+    return grads[upto]

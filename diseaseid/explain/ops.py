@@ -2,8 +2,8 @@
 layer type rather than chosen per layer) its relevance rule.
 
 Linear operations (convolution, dense, per-channel affine) carry their weights and expose ``fwd``/``bwd`` with
-*any* weight, so an LRP rule can run them with modified weights (``w+``, ``w + gamma w+``, ones ...). ``bwd`` is
-the transposed operation: the input-gradient of ``fwd`` for given output-gradient.
+*any* weight, so an LRP rule can run them with modified weights (``w+``, ``w + gamma w+``, ones ...).
+``bwd`` is the transposed operation: the input-gradient of ``fwd`` for given output-gradient.
 
 Relevance of the non-linear operations follows Zennit's base layer map (Anders et al. 2021):
 activations pass relevance through unchanged, max-pooling routes it to the winner (its gradient), average
@@ -48,7 +48,8 @@ class Op:
 
 @dataclass(eq=False)
 class Linear(Op):
-    """``z = W a + b`` as a 2-D convolution, a dense layer, or a per-channel affine map (an unfolded BatchNorm).
+    """``z = W a + b`` as a 2-D convolution, a dense layer, or a per-channel affine map (an unfolded
+    BatchNorm).
 
     ``weight`` shapes: conv ``O x I/groups x kh x kw``, dense ``O x I``, affine ``C`` (the scale)."""
 
@@ -77,8 +78,10 @@ class Linear(Op):
             h, wd = input_shape[-2:]
             out_h, out_w = g.shape[-2:]
             kh, kw = w.shape[-2:]
-            pad_h = h - ((out_h - 1) * self.stride[0] - 2 * self.padding[0] + self.dilation[0] * (kh - 1) + 1)
-            pad_w = wd - ((out_w - 1) * self.stride[1] - 2 * self.padding[1] + self.dilation[1] * (kw - 1) + 1)
+            sh, sw = self.stride
+            (ph, pw), (dh, dw) = self.padding, self.dilation
+            pad_h = h - ((out_h - 1) * sh - 2 * ph + dh * (kh - 1) + 1)
+            pad_w = wd - ((out_w - 1) * sw - 2 * pw + dw * (kw - 1) + 1)
             return F.conv_transpose2d(g, w, None, self.stride, self.padding, (pad_h, pad_w), self.groups,
                                       self.dilation)
         if self.kind == "dense":

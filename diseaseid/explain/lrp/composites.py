@@ -1,4 +1,5 @@
-"""Composites: which rule each linear layer of a model gets, by name, position (the input layer), type and depth.
+"""Composites: which rule each linear layer of a model gets, by name, position (the input layer), type and
+depth.
 
 The named composites follow Zennit's (Anders et al. 2021) and the recommendations of Montavon et al. 2019
 ("Layer-wise relevance propagation: an overview"): a rule for bounded pixels at the input (z^B or flat), rules
@@ -6,8 +7,8 @@ that favour positive evidence in the lower convolutional layers (gamma, z+), and
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from diseaseid.explain.graph import Graph, Node
 from diseaseid.explain.lrp.rules import AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
@@ -29,9 +30,9 @@ def _by_depth(rules: DepthRules, depth: float) -> Rule:
 
 @dataclass(frozen=True, eq=False)
 class Composite:
-    """Rules per layer: ``by_name`` (module names, e.g. ``"conv_stem"``) first, then ``first`` for the layer that
-    reads the input, then by type: convolutions take ``conv`` (one rule or depth bands), dense layers ``dense``,
-    BatchNorms that could not be folded ``affine``."""
+    """Rules per layer: ``by_name`` (module names, e.g. ``"conv_stem"``) first, then ``first`` for the
+    layer that reads the input, then by type: convolutions take ``conv`` (one rule or depth bands), dense
+    layers ``dense``, BatchNorms that could not be folded ``affine``."""
 
     name: str
     conv: DepthRules
@@ -73,7 +74,8 @@ def epsilon_composite(epsilon: float = 1e-6) -> Composite:
 EPSILON = epsilon_composite()
 # Zennit's EpsilonPlusFlat: flat for the input layer, z+ for convolutions, epsilon for dense layers.
 EPSILON_PLUS_FLAT = Composite("epsilon_plus_flat", first=Flat(), conv=ZPlus(), dense=Epsilon())
-# Zennit's EpsilonGammaBox: z^B for the (ImageNet-normalised) input, gamma for convolutions, epsilon for dense.
+# Zennit's EpsilonGammaBox: z^B for the (ImageNet-normalised) input, gamma for convolutions, epsilon for
+# dense.
 EPSILON_GAMMA_BOX = Composite("epsilon_gamma_box", first=ZBox(), conv=Gamma(0.25), dense=Epsilon())
 # Zennit's EpsilonAlpha2Beta1.
 EPSILON_ALPHA2_BETA1 = Composite("epsilon_alpha2_beta1", conv=AlphaBeta(2.0, 1.0), dense=Epsilon())

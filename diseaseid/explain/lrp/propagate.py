@@ -1,9 +1,10 @@
 """Layer-wise relevance propagation (Bach et al. 2015; Montavon et al. 2019) over a traced graph.
 
-One forward pass without autograd keeps every layer's input and output; one backward sweep then applies, layer by
-layer, the rule the composite assigned (``rules.py``) or the fixed rule of a non-linear operation (``ops.py``).
-The sweep calls the kernels directly (a transposed convolution per linear layer and rule term), so there is no
-autograd graph to build, no per-call copy of the model, and the modified weights are prepared once per model.
+One forward pass without autograd keeps every layer's input and output; one backward sweep then applies,
+layer by layer, the rule the composite assigned (``rules.py``) or the fixed rule of a non-linear operation
+(``ops.py``). The sweep calls the kernels directly (a transposed convolution per linear layer and rule
+term), so there is no autograd graph to build, no per-call copy of the model, and the modified weights are
+prepared once per model.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ Tensor = torch.Tensor
 
 @dataclass
 class Relevance:
-    """``relevance``: N x C x H x W input relevance; ``logits``: N x K; ``targets``: N class indices explained.
-    With ``record=True``, ``values[i]`` is the relevance of every intermediate value of the graph."""
+    """``relevance``: N x C x H x W input relevance; ``logits``: N x K; ``targets``: N class indices
+    explained. With ``record=True``, ``values[i]`` is the relevance of every intermediate value of the
+    graph."""
 
     relevance: Tensor
     logits: Tensor
@@ -72,16 +74,18 @@ class LRP:
 
     @classmethod
     def for_model(cls, model: nn.Module, composite: Composite | str = EPSILON_GAMMA_BOX,
-                  canonize: bool = True) -> "LRP":
+                  canonize: bool = True) -> LRP:
         composite = get_composite(composite)
         return cached(model, ("lrp", composite, canonize), lambda: cls(model, composite, canonize))
 
     @property
     def rules(self) -> list[tuple[str, object]]:
-        return [("+".join(n.modules) or n.name, p[0]) for n, p in zip(self.graph.nodes, self.plan) if p]
+        pairs = zip(self.graph.nodes, self.plan, strict=True)
+        return [("+".join(n.modules) or n.name, p[0]) for n, p in pairs if p]
 
-    def __call__(self, x: Tensor, target: int | Tensor | list | None = None, record: bool = False) -> Relevance:
-        with torch.inference_mode():
+    def __call__(self, x: Tensor, target: int | Tensor | list | None = None,
+                 record: bool = False) -> Relevance:
+        with torch.no_grad():
             values, ctxs = self.graph.run(x)
             logits = values[self.graph.output]
             targets = select_targets(logits, target)
@@ -107,6 +111,6 @@ class LRP:
             else:
                 rule, prep, nonnegative = step
                 back = [rule.relevance(node.op, inputs[0], values[node.output], r, prep, nonnegative)]
-            for j, rj in zip(node.inputs, back):
+            for j, rj in zip(node.inputs, back, strict=False):
                 rel[j] = rj if rel[j] is None else rel[j] + rj
         return rel

@@ -5,9 +5,9 @@
     c_p = d(sum_k z_p,k s_p,k) / d a_p          (autograd: the transposed layer)
     R_in = reducer(a, c)
 
-Non-linear operations use autograd too: activations pass relevance, max-pooling routes it by its gradient, sums
-and average pooling split it by contribution. It exists to test the fast propagation (``propagate.py``) on models
-where no third-party implementation is right (residual additions, ReLU6).
+Non-linear operations use autograd too: activations pass relevance, max-pooling routes it by its gradient,
+sums and average pooling split it by contribution. It exists to test the fast propagation
+(``propagate.py``) on models where no third-party implementation is right (residual additions, ReLU6).
 """
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ def _linear(node, rule, a: Tensor, r: Tensor) -> Tensor:
     lit = rule.literal(node.op)
     w, b = node.op.weight, node.op.bias
     inputs, outputs = [], []
-    for in_mod, param_mod in zip(lit.input_modifiers, lit.param_modifiers):
+    for in_mod, param_mod in zip(lit.input_modifiers, lit.param_modifiers, strict=False):
         a_p = in_mod(a).detach().requires_grad_()
         outputs.append(node.op.fwd(a_p, *param_mod(w, b)))
         inputs.append(a_p)
     grads = torch.autograd.grad(outputs, inputs, grad_outputs=lit.gradient_mapper(r, outputs),
                                 allow_unused=True)
-    grads = [torch.zeros_like(i) if g is None else g for i, g in zip(inputs, grads)]
+    grads = [torch.zeros_like(i) if g is None else g for i, g in zip(inputs, grads, strict=False)]
     return lit.reducer([i.detach() for i in inputs], grads)
 
 
@@ -41,7 +41,7 @@ def _fixed(node, inputs: list[Tensor], out: Tensor, r: Tensor) -> list[Tensor]:
         leaves = [i.detach().requires_grad_() for i in inputs]
         z, _ = node.op.forward(*leaves)
         grads = torch.autograd.grad(z, leaves, grad_outputs=s)
-        return [leaf.detach() * g for leaf, g in zip(leaves, grads)]
+        return [leaf.detach() * g for leaf, g in zip(leaves, grads, strict=False)]
     leaves = [i.detach().requires_grad_() for i in inputs]  # max-pooling, flatten: the gradient itself
     z, _ = node.op.forward(*leaves)
     return list(torch.autograd.grad(z, leaves, grad_outputs=r))
@@ -57,7 +57,7 @@ def reference_relevance(lrp: LRP, x: Tensor, target=None) -> tuple[Tensor, Tenso
     rel: list[Tensor | None] = [None] * graph.num_values
     rel[graph.output] = output_relevance(logits, targets)
     with torch.enable_grad():
-        for node, step in zip(reversed(graph.nodes), reversed(lrp.plan)):
+        for node, step in zip(reversed(graph.nodes), reversed(lrp.plan), strict=False):
             r = rel[node.output]
             if r is None:
                 continue
@@ -66,6 +66,6 @@ def reference_relevance(lrp: LRP, x: Tensor, target=None) -> tuple[Tensor, Tenso
                 back = [_linear(node, step[0], inputs[0], r)]
             else:
                 back = _fixed(node, inputs, values[node.output], r)
-            for j, rj in zip(node.inputs, back):
+            for j, rj in zip(node.inputs, back, strict=False):
                 rel[j] = rj.detach() if rel[j] is None else rel[j] + rj.detach()
     return rel[0], targets

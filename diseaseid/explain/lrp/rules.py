@@ -1,25 +1,27 @@
 """LRP rules for linear layers: how the relevance ``R_k`` of a layer's outputs goes back to its inputs.
 
 Every rule is the same four steps (Montavon et al. 2019, "Layer-wise relevance propagation: an overview"):
-``z_k = eps + sum_j rho(a_j w_jk)``, ``s_k = R_k / z_k``, ``c_j = sum_k rho(w_jk) s_k`` (the transposed layer),
-``R_j = a_j c_j``; the rules differ in ``rho`` and in which inputs they use. A rule is data in two forms:
+``z_k = eps + sum_j rho(a_j w_jk)``, ``s_k = R_k / z_k``, ``c_j = sum_k rho(w_jk) s_k`` (the transposed
+layer), ``R_j = a_j c_j``; the rules differ in ``rho`` and in which inputs they use. A rule is data in two
+forms:
 
-* ``relevance`` -- the fast form the explainer runs: modified weights are prepared once per model (``prepare``),
-  per-shape constants cached, and algebra shares work between terms (e.g. gamma needs one extra forward
-  convolution, not four);
-* ``literal`` -- Zennit's description of the same rule (input modifiers, parameter modifiers, a gradient mapper
-  and a reducer; Anders et al. 2021), which ``reference.py`` transcribes with autograd, one layer at a time.
-  The tests hold the two forms equal.
+* ``relevance`` -- the fast form the explainer runs: modified weights are prepared once per model
+  (``prepare``), per-shape constants cached, and algebra shares work between terms (e.g. gamma needs one
+  extra forward convolution, not four);
+* ``literal`` -- Zennit's description of the same rule (input modifiers, parameter modifiers, a gradient
+  mapper and a reducer; Anders et al. 2021), which ``reference.py`` transcribes with autograd, one layer at
+  a time. The tests hold the two forms equal.
 
 Rules: epsilon and LRP-0 (Bach et al. 2015), gamma (Montavon et al. 2019; generalised to signed inputs as in
-Zennit), alpha-beta and z-plus (Bach et al. 2015; Montavon et al. 2017), flat (Lapuschkin et al. 2019), w-square
-and z^B for the bounded input (Montavon et al. 2017, "Explaining nonlinear classification decisions with deep
-Taylor decomposition").
+Zennit), alpha-beta and z-plus (Bach et al. 2015; Montavon et al. 2017), flat (Lapuschkin et al. 2019),
+w-square and z^B for the bounded input (Montavon et al. 2017, "Explaining nonlinear classification
+decisions with deep Taylor decomposition").
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -65,8 +67,9 @@ class Rule:
         return {}
 
     def relevance(self, op: Linear, a: Tensor, z: Tensor, r: Tensor, prep: dict, nonnegative: bool) -> Tensor:
-        """Input relevance of ``op`` given its input ``a``, output ``z`` (with bias) and output relevance ``r``.
-        ``nonnegative`` says ``a >= 0`` holds by construction (it follows a ReLU), which allows cheaper forms."""
+        """Input relevance of ``op`` given its input ``a``, output ``z`` (with bias) and output relevance
+        ``r``. ``nonnegative`` says ``a >= 0`` holds by construction (it follows a ReLU), which allows
+        cheaper forms."""
         raise NotImplementedError
 
     def literal(self, op: Linear) -> Literal:
@@ -75,7 +78,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Epsilon(Rule):
-    """``R_j = sum_k a_j w_jk R_k / (z_k + eps sign(z_k))``; ``epsilon`` near 0 is LRP-0 (Bach et al. 2015)."""
+    """``R_j = sum_k a_j w_jk R_k / (z_k + eps sign(z_k))``; ``epsilon`` near 0 is LRP-0 (Bach et al.
+    2015)."""
 
     epsilon: float = 1e-6
 
@@ -91,8 +95,9 @@ class Epsilon(Rule):
 
 @dataclass(frozen=True)
 class AlphaBeta(Rule):
-    """Positive and negative contributions apart: ``R_j = sum_k (alpha z+_jk / z+_k - beta z-_jk / z-_k) R_k``,
-    ``alpha - beta = 1`` (Bach et al. 2015). Positive contributions are ``a+ w+`` and ``a- w-`` (and ``b+``)."""
+    """Positive and negative contributions apart: ``R_j = sum_k (alpha z+_jk / z+_k - beta z-_jk / z-_k)
+    R_k``, ``alpha - beta = 1`` (Bach et al. 2015). Positive contributions are ``a+ w+`` and ``a- w-`` (and
+    ``b+``)."""
 
     alpha: float = 2.0
     beta: float = 1.0
@@ -150,9 +155,9 @@ class ZPlus(AlphaBeta):
 
 @dataclass(frozen=True)
 class Gamma(Rule):
-    """Favour positive contributions: ``rho(w) = w + gamma w+`` (Montavon et al. 2019), in Zennit's form for signed
-    inputs and outputs: outputs ``z > 0`` use ``z + gamma P``, outputs ``z < 0`` use ``z + gamma N``, where ``P``
-    and ``N = z - P`` sum the positive and the negative contributions."""
+    """Favour positive contributions: ``rho(w) = w + gamma w+`` (Montavon et al. 2019), in Zennit's form
+    for signed inputs and outputs: outputs ``z > 0`` use ``z + gamma P``, outputs ``z < 0`` use ``z + gamma
+    N``, where ``P`` and ``N = z - P`` sum the positive and the negative contributions."""
 
     gamma: float = 0.25
     stabilizer: float = 1e-6
@@ -201,7 +206,7 @@ class Gamma(Rule):
             [lambda a: a.clamp(min=0), lambda a: a.clamp(max=0)] * 2 + [_same],
             [with_bias(plus), _no_bias(minus), with_bias(minus), _no_bias(plus), lambda w, b: (w, b)],
             mapper,
-            lambda ins, grads: sum(i * gr for i, gr in zip(ins[:4], grads[:4])))
+            lambda ins, grads: sum(i * gr for i, gr in zip(ins[:4], grads[:4], strict=False)))
 
 
 class _ConstantInput(Rule):
@@ -251,8 +256,8 @@ class WSquare(_ConstantInput):
         return w * w
 
 
-IMAGENET_LOW = tuple((0.0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
-IMAGENET_HIGH = tuple((1.0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
+IMAGENET_LOW = tuple((0.0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=False))
+IMAGENET_HIGH = tuple((1.0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=False))
 
 
 @dataclass(frozen=True)
