@@ -17,7 +17,8 @@ def energy_score(logits: torch.Tensor) -> torch.Tensor:
 def image_checks(img: np.ndarray) -> list[str]:
     """Reasons why a 224x224x3 uint8 image cannot be an MRI slice (empty list when it might be)."""
     reasons = []
-    x = img.astype(np.float32)
+    # Every statistic below is coarse: half resolution keeps them and quarters the cost on the serving path.
+    x = img[::2, ::2].astype(np.float32)
     gray = x.mean(axis=2)
     # MRI is grayscale: channels agree (JPEG chroma noise stays within a few levels).
     chroma = np.abs(x - gray[..., None]).mean()
@@ -29,10 +30,10 @@ def image_checks(img: np.ndarray) -> list[str]:
     a, b = gray[:, :-1].ravel(), gray[:, 1:].ravel()
     if a.std() > 1 and b.std() > 1:
         corr = float(np.corrcoef(a, b)[0, 1])
-        if corr < 0.5:
+        if corr < 0.25:
             reasons.append(f"noise-like image (neighbour correlation {corr:.2f})")
     # An MRI slice has a dark background around the head.
-    border = np.concatenate([gray[:8].ravel(), gray[-8:].ravel(), gray[:, :8].ravel(), gray[:, -8:].ravel()])
+    border = np.concatenate([gray[:4].ravel(), gray[-4:].ravel(), gray[:, :4].ravel(), gray[:, -4:].ravel()])
     if np.median(border) > 80:
         reasons.append("bright background; MRI slices have a dark background")
     return reasons
