@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from services.explain.liveness import alive_workers
-from services.explain.store import ExplainStore
+from services.explain.store import DURATION_BUCKETS, ExplainStore, bucket_label
 
 log = logging.getLogger("services.explain.metrics")
 NS = "diseaseid_explain"
@@ -57,10 +57,8 @@ class QueueCollector(Collector):
                                      "Worker time per job by stage (predict, explain, render, total)",
                                      labels=["stage"])
         for stage, fields in sorted(self.store.durations().items()):
-            buckets = [(le, value) for le, value in fields.items() if le != "sum"]
-            buckets.sort(key=lambda b: float("inf") if b[0] == "+Inf" else float(b[0]))
-            if not buckets or buckets[-1][0] != "+Inf":
-                continue
+            # Buckets below the fastest observation were never written: they count zero.
+            buckets = [(label, fields.get(label, 0.0)) for label in map(bucket_label, DURATION_BUCKETS)]
             hist.add_metric([stage], buckets, sum_value=fields.get("sum", 0.0))
         yield hist
 

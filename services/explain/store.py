@@ -16,7 +16,7 @@ PREFIX = "diseaseid:explain"
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, math.inf)
 
 
-def _bucket_label(le: float) -> str:
+def bucket_label(le: float) -> str:
     return "+Inf" if math.isinf(le) else repr(le)
 
 
@@ -55,7 +55,7 @@ class ExplainStore:
             for stage, seconds in seconds_by_stage.items():
                 for le in DURATION_BUCKETS:
                     if seconds <= le:
-                        pipe.hincrby(self.STATS_DURATIONS, f"{stage}|{_bucket_label(le)}", 1)
+                        pipe.hincrby(self.STATS_DURATIONS, f"{stage}|{bucket_label(le)}", 1)
                 pipe.hincrbyfloat(self.STATS_DURATIONS, f"{stage}|sum", seconds)
             pipe.execute()
 
