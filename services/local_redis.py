@@ -68,15 +68,23 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _client(url: str):
+    """One attempt per call: redis-py's default retries with backoff would blur our own timing."""
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+
+
 def wait_for_redis(url: str, timeout_s: float, interval_s: float = 0.2) -> bool:
     """True once ``url`` answers PING, False after ``timeout_s``."""
-    from redis import Redis
     from redis.exceptions import RedisError
 
     deadline = time.monotonic() + timeout_s
     told = False
     while True:
-        client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        client = _client(url)
         try:
             if client.ping():
                 return True
@@ -108,9 +116,7 @@ def _stop_with_parent():
 
 
 def other_clients(url: str) -> int:
-    from redis import Redis
-
-    with Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
+    with _client(url) as client:
         me = client.client_id()
         return sum(1 for c in client.client_list() if int(c["id"]) != me)
 
@@ -170,7 +176,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_wait(args: argparse.Namespace) -> int:
     if wait_for_redis(args.url, args.timeout):
         return 0
-    print(f"Redis at {redact(args.url)} did not answer within {args.timeout:.0f} s", file=sys.stderr)
+    print(f"Redis at {redact(args.url)} did not answer within {args.timeout:g} s", file=sys.stderr)
     return 1
 
 
