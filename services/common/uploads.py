@@ -8,12 +8,21 @@ from __future__ import annotations
 
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartParser
 
 from services.common.errors import PayloadTooLarge
 from services.common.images import DecodedImage, decode_image_bytes
 from services.common.settings import ServiceSettings
 
 CHUNK = 1 << 20
+
+
+def keep_uploads_in_memory(max_body_bytes: int) -> None:
+    """Starlette spools uploaded files over 1 MB to a temporary file; medical images must never touch the
+    disk. The body limit already caps memory, so let every accepted upload stay in memory.
+
+    (``spool_max_size`` is a class attribute of Starlette's parser: the setting is process-wide.)"""
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, max_body_bytes)
 
 
 async def read_upload_bytes(upload: UploadFile, max_bytes: int) -> bytes:

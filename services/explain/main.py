@@ -25,6 +25,7 @@ from services.common.body_limit import BodyLimitMiddleware
 from services.common.errors import error_response, install_error_handlers
 from services.common.logs import configure_logging
 from services.common.metrics import HttpMetrics, HttpMetricsMiddleware
+from services.common.uploads import keep_uploads_in_memory
 from services.explain.metrics import QueueCollector, RequestMetrics
 from services.explain.routers import health, jobs, results
 from services.explain.settings import ExplainSettings, get_settings
@@ -90,6 +91,7 @@ def create_app(settings: ExplainSettings | None = None) -> FastAPI:
     app.state.request_metrics = RequestMetrics(registry)
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(BodyLimitMiddleware, default=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    keep_uploads_in_memory(settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
 
     app.include_router(jobs.router)
     app.include_router(results.router)

@@ -18,6 +18,7 @@ from services.common.body_limit import BodyLimitMiddleware
 from services.common.errors import install_error_handlers
 from services.common.logs import configure_logging
 from services.common.metrics import HttpMetricsMiddleware
+from services.common.uploads import keep_uploads_in_memory
 from services.inference.metrics import InferenceMetrics
 from services.inference.routers import health, models, predict
 from services.inference.settings import InferenceSettings
@@ -72,6 +73,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
         "/predict": settings.max_upload_bytes + FORM_OVERHEAD,
         "/predict/study": settings.max_study_bytes,
     })
+    keep_uploads_in_memory(max(settings.max_upload_bytes + FORM_OVERHEAD, settings.max_study_bytes))
     return app
 
 
