@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from diseaseid.limits import MAX_PIXELS
+
 IMAGE_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Cap decoded pixels before decoding (a 30k x 30k PNG is a decompression bomb, not an MRI slice).
-MAX_PIXELS = 64_000_000
 
 
 class ImageDecodeError(ValueError):

@@ -61,9 +61,16 @@ def run_search(base: TrainConfig, train: ImageFolder, val: ImageFolder, out: str
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     study_name = study_name or f"{base.task}-{base.model}{'-kd' if base.teacher else ''}"
+    storage = storage_url(storage, out, study_name)
+    # A worker joining a shared study later gets another sampler seed, so it does not replay the trials that
+    # the first worker proposed; workers started at the same moment need distinct --seed values.
+    try:
+        existing = len(optuna.load_study(study_name=study_name, storage=storage).trials)
+    except KeyError:
+        existing = 0
     study = optuna.create_study(
-        study_name=study_name, storage=storage_url(storage, out, study_name), load_if_exists=True,
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+        study_name=study_name, storage=storage, load_if_exists=True,
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed + existing),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
 
     def objective(trial: optuna.Trial) -> float:

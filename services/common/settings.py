@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from diseaseid.data.preprocess import MAX_PIXELS
+from diseaseid.limits import MAX_PIXELS
 
 MB = 1024 * 1024
 

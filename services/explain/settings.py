@@ -19,8 +19,9 @@ METHODS = ("gradcam", "lrp")
 
 def _env(name: str, default: Any, *aliases: str, **kwargs: Any) -> Any:
     """A field read from ``DISEASEID_EXPLAIN_<NAME>`` (or the aliases); shared fields keep their names."""
-    return Field(default, validation_alias=AliasChoices(*aliases, f"DISEASEID_EXPLAIN_{name.upper()}", name),
-                 **kwargs)
+    # No bare field name among the aliases: matching ignores case, and `QUEUE=...` or `RETRIES=...` left in an
+    # unrelated environment must not reconfigure the service.
+    return Field(default, validation_alias=AliasChoices(*aliases, f"DISEASEID_EXPLAIN_{name.upper()}"), **kwargs)
 
 
 class ExplainSettings(ServiceSettings):
