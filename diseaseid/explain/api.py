@@ -14,11 +14,11 @@ import torch.nn as nn
 
 from diseaseid.explain.gradcam import GradCAM
 from diseaseid.explain.graph import backprop, compile_graph
-from diseaseid.explain.lrp.composites import EPSILON_GAMMA_BOX, Composite, get_composite
+from diseaseid.explain.lrp.composites import DEFAULT_COMPOSITE_NAME, Composite, get_composite
 from diseaseid.explain.lrp.propagate import LRP, output_relevance, select_targets
 
 METHODS = ("gradcam", "gradcam++", "lrp", "gradient")
-DEFAULT_COMPOSITE = EPSILON_GAMMA_BOX
+DEFAULT_COMPOSITE = get_composite(DEFAULT_COMPOSITE_NAME)
 
 
 def explain_maps(model: nn.Module, x: torch.Tensor, methods: Sequence[str] = ("gradcam", "lrp"),

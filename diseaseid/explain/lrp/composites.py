@@ -95,3 +95,6 @@ def get_composite(composite: Composite | str) -> Composite:
         return COMPOSITES[composite]
     except KeyError:
         raise KeyError(f"unknown composite {composite!r}; known: {', '.join(sorted(COMPOSITES))}") from None
+
+# The composite ``explain_maps`` uses unless told otherwise.
+DEFAULT_COMPOSITE_NAME = EPSILON_GAMMA_BOX.name

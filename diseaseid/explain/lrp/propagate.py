@@ -14,7 +14,12 @@ import torch
 import torch.nn as nn
 
 from diseaseid.explain.graph import Graph, cached, compile_graph
-from diseaseid.explain.lrp.composites import EPSILON_GAMMA_BOX, Composite, get_composite
+from diseaseid.explain.lrp.composites import (
+    DEFAULT_COMPOSITE_NAME,
+    EPSILON_GAMMA_BOX,
+    Composite,
+    get_composite,
+)
 from diseaseid.explain.ops import Linear
 
 Tensor = torch.Tensor
@@ -23,13 +28,14 @@ Tensor = torch.Tensor
 @dataclass
 class Relevance:
     """``relevance``: N x C x H x W input relevance; ``logits``: N x K; ``targets``: N class indices
-    explained. With ``record=True``, ``values[i]`` is the relevance of every intermediate value of the
-    graph."""
+    explained. With ``record=True``, ``values[v]`` is the relevance of every value ``v`` of the graph and
+    ``edges[(i, v)]`` the part of it that node ``i`` (one of the readers of ``v``) sent back."""
 
     relevance: Tensor
     logits: Tensor
     targets: Tensor
     values: list[Tensor | None] | None = None
+    edges: dict[tuple[int, int], Tensor] | None = None
 
 
 def select_targets(logits: Tensor, target: int | Tensor | list | None) -> Tensor:
@@ -73,7 +79,7 @@ class LRP:
                     self.plan.append(None)
 
     @classmethod
-    def for_model(cls, model: nn.Module, composite: Composite | str = EPSILON_GAMMA_BOX,
+    def for_model(cls, model: nn.Module, composite: Composite | str = DEFAULT_COMPOSITE_NAME,
                   canonize: bool = True) -> LRP:
         composite = get_composite(composite)
         return cached(model, ("lrp", composite, canonize), lambda: cls(model, composite, canonize))
@@ -89,11 +95,15 @@ class LRP:
             values, ctxs = self.graph.run(x)
             logits = values[self.graph.output]
             targets = select_targets(logits, target)
-            by_value = self.propagate(values, ctxs, output_relevance(logits, targets), record)
-            return Relevance(by_value[0], logits, targets, by_value if record else None)
+            edges = {} if record else None
+            by_value = self.propagate(values, ctxs, output_relevance(logits, targets), edges)
+            return Relevance(by_value[0], logits, targets, by_value if record else None, edges)
 
-    def propagate(self, values: list, ctxs: list, seed: Tensor, record: bool = False) -> list[Tensor | None]:
-        """Relevance of every value (only the input's unless ``record``), from ``seed`` at the output."""
+    def propagate(self, values: list, ctxs: list, seed: Tensor,
+                  edges: dict | None = None) -> list[Tensor | None]:
+        """Relevance of every value (only the input's unless ``edges`` is given, then every value's, and in
+        ``edges`` what each node sent to each of its inputs), from ``seed`` at the output."""
+        record = edges is not None
         graph = self.graph
         rel: list[Tensor | None] = [None] * graph.num_values
         rel[graph.output] = seed
@@ -111,6 +121,8 @@ class LRP:
             else:
                 rule, prep, nonnegative = step
                 back = [rule.relevance(node.op, inputs[0], values[node.output], r, prep, nonnegative)]
-            for j, rj in zip(node.inputs, back, strict=False):
+            for j, rj in zip(node.inputs, back, strict=True):
                 rel[j] = rj if rel[j] is None else rel[j] + rj
+                if record:
+                    edges[(i, j)] = rj
         return rel

@@ -20,7 +20,7 @@ decisions with deep Taylor decomposition").
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -149,8 +149,9 @@ class AlphaBeta(Rule):
 class ZPlus(AlphaBeta):
     """z+ (alpha = 1, beta = 0): only positive contributions carry relevance (Montavon et al. 2017)."""
 
-    alpha: float = 1.0
-    beta: float = 0.0
+    alpha: float = field(default=1.0, init=False)
+    beta: float = field(default=0.0, init=False)
+    stabilizer: float = 1e-6
 
 
 @dataclass(frozen=True)
