@@ -16,6 +16,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from diseaseid.explain.allocator import keep_freed_memory
 from diseaseid.explain.ops import Activation, Add, AvgPool, Flatten, Linear, MaxPool, Op
 
 Tensor = torch.Tensor
@@ -80,6 +81,9 @@ class Graph:
         """Forward pass keeping every value and each operation's context (e.g. max-pooling indices)."""
         values: list[Tensor | None] = [None] * self.num_values
         ctxs: list[object] = [None] * len(self.nodes)
+        if x.ndim == 4:
+            # channels-last: oneDNN's preferred layout; max-pooling in it is ten times faster on the CPU
+            x = x.contiguous(memory_format=torch.channels_last)
         values[0] = x
         for i, node in enumerate(self.nodes):
             values[node.output], ctxs[i] = node.op.forward(*[values[j] for j in node.inputs])
@@ -296,6 +300,8 @@ def cached(model: nn.Module, key: object, build):
 
 def compile_graph(model: nn.Module, fold: bool = True) -> Graph:
     """The traced (and by default BatchNorm-folded) graph of a model, cached per model and weights."""
+    keep_freed_memory()
+
     def build() -> Graph:
         with torch.no_grad():
             graph = trace(model)

@@ -115,7 +115,7 @@ class AlphaBeta(Rule):
         wp, wn, eps = prep["w+"], prep["w-"], self.stabilizer
         if nonnegative:  # then a+ = a, a- = 0: the positive part is a w+ (+ b+), the negative a w- (+ b-)
             zp = op.fwd(a, wp, prep["b+"])
-            out = op.bwd(divide_stable(r, zp, eps), wp, a.shape)
+            out = op.bwd(r / (zp + eps), wp, a.shape)  # zp >= 0: its stabiliser is +eps
             if self.alpha != 1.0:
                 out = out * self.alpha
             if self.beta:
@@ -164,24 +164,34 @@ class Gamma(Rule):
     stabilizer: float = 1e-6
 
     def prepare(self, op):
-        return {"w+": op.weight.clamp(min=0), "b+": _positive(op.bias)}
+        wp = op.weight.clamp(min=0)
+        return {"w+": wp, "b+": _positive(op.bias), "g w+": self.gamma * wp}
 
     def relevance(self, op, a, z, r, prep, nonnegative):
-        g, wp, eps = self.gamma, prep["w+"], self.stabilizer
+        g, eps = self.gamma, self.stabilizer
         if nonnegative:
-            p = op.fwd(a, wp, prep["b+"])
+            p = op.fwd(a, prep["w+"], prep["b+"])
         else:
             ap, an = a.clamp(min=0), a.clamp(max=0)
             # a+ w+ + a- w- = |a| w+ + a- w, with w- = w - w+
-            p = op.fwd(ap - an, wp, prep["b+"]) + op.fwd(an, op.weight)
-        sp = divide_stable(r, z + g * p, eps).mul_(z > 0)
-        sn = divide_stable(r, (1 + g) * z - g * p, eps).mul_(z < 0)
+            p = op.fwd(ap - an, prep["w+"], prep["b+"]) + op.fwd(an, op.weight)
+        # P >= 0, so z + g P has the sign of z where z > 0 and (1 + g) z - g P = z + g N where z < 0: the
+        # stabiliser's sign is known and the two denominators are one, chosen by a float mask (no booleans)
+        sign = torch.sign(z)
+        pos = sign.clamp(min=0)
+        neg = pos - sign
+        zp = torch.add(z, p, alpha=g).add_(eps)
+        zn = torch.add(zp, z, alpha=-(2 + g)).neg_()  # (1 + g) z - g P - eps
+        s = r / torch.lerp(zp, zn, neg)
         if nonnegative:
-            # a ((w + g w+)^T sp + (w + g w-)^T sn) = a (w^T (sp + (1 + g) sn) + g w+^T (sp - sn))
-            return a * (op.bwd(sp + (1 + g) * sn, op.weight, a.shape) + g * op.bwd(sp - sn, wp, a.shape))
+            # a ((w + g w+)^T sp + (w + g w-)^T sn) = a (w^T (sp + (1 + g) sn) + g w+^T (sp - sn)),
+            # sp = s pos, sn = s neg (outputs with z = 0 take no part, as in Zennit)
+            c = op.bwd(s * torch.add(pos, neg, alpha=1 + g), op.weight, a.shape)
+            return c.add_(op.bwd(s * sign, prep["g w+"], a.shape)).mul_(a)
+        sp, sn = s * pos, s * neg
         tp = op.bwd(sp, op.weight, a.shape)
         tn = op.bwd(sn, op.weight, a.shape)
-        d = op.bwd(sp - sn, wp, a.shape)
+        d = op.bwd(s * sign, prep["w+"], a.shape)
         # a+ ((w + g w+)^T sp + (w + g w-)^T sn) + a- ((w + g w-)^T sp + (w + g w+)^T sn)
         return a * (tp + tn) + g * (ap * (d + tn) + an * (tp - d))
 
