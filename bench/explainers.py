@@ -5,6 +5,10 @@ the timed loop (Zennit's composite registered, Captum's LRP and grad-cam's objec
 use. Ratios compare numbers from this one run. Captum cannot run Lite0 (no rule for ReLU6; residual additions
 are invisible to it); Zennit runs it but passes relevance through the additions unsplit, so its numbers there
 are timing only. Goals (issue 4), CPU: student LRP <= 30 ms, Grad-CAM <= 15 ms; teacher both <= 100 ms.
+
+On the CPU it runs at the configured torch threads and, when that is more than one, again at one thread: on a
+shared machine two threads wait on each other at every operation and the one-thread numbers are the stable
+ones (the "best" column shows what an idle machine gives).
 """
 from __future__ import annotations
 
@@ -121,17 +125,24 @@ def ratios(rows: dict) -> dict:
 
 
 def run(quick: bool = False) -> dict:
-    repeats = 10 if quick else 40
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    results: dict = {"threads": torch.get_num_threads(), "repeats": repeats, "runs": []}
-    for device in devices:
-        for arch in ARCHS:
-            rows = bench_arch(arch, device, repeats)
-            results["runs"].append({"device": device, "arch": arch, "rows": rows, "ratios": ratios(rows)})
-    print(f"\nExplainer latency at batch 1, random weights ({results['threads']} torch threads on the CPU; "
-          f"median and best of {repeats}):")
+    repeats = 10 if quick else 30
+    threads = torch.get_num_threads()
+    settings = [("cpu", n) for n in sorted({threads, 1}, reverse=True)]
+    if torch.cuda.is_available():
+        settings.append(("cuda", threads))
+    results: dict = {"threads": threads, "repeats": repeats, "runs": []}
+    try:
+        for device, n in settings:
+            torch.set_num_threads(n)
+            for arch in ARCHS:
+                rows = bench_arch(arch, device, repeats)
+                results["runs"].append({"device": device, "threads": n, "arch": arch, "rows": rows,
+                                        "ratios": ratios(rows)})
+    finally:
+        torch.set_num_threads(threads)
+    print(f"\nExplainer latency at batch 1, random weights (median and best of {repeats}):")
     for run_ in results["runs"]:
-        print(f"\n{run_['arch']} on {run_['device']}")
+        print(f"\n{run_['arch']} on {run_['device']} ({run_['threads']} torch threads)")
         for name, r in run_["rows"].items():
             if "error" in r:
                 print(f"  {name:<34} cannot run: {r['error']}")
