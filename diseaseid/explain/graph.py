@@ -89,13 +89,6 @@ class Graph:
             values[node.output], ctxs[i] = node.op.forward(*[values[j] for j in node.inputs])
         return values, ctxs
 
-    def to(self, device: torch.device | str) -> Graph:
-        for node in self.nodes:
-            if isinstance(node.op, Linear):
-                node.op.weight = node.op.weight.to(device)
-                node.op.bias = None if node.op.bias is None else node.op.bias.to(device)
-        return self
-
 
 # ---- tracing ----
 

@@ -31,6 +31,8 @@ SUBTLE = (170, 170, 170)
 CAM_ALPHA = 0.6
 LRP_ALPHA = 0.85
 LRP_PERCENTILE = 99.5
+# zlib level 1: a third of level 6's encoding time (22 vs 68 ms for a panel) for files 10% larger
+PNG_COMPRESS_LEVEL = 1
 
 
 @cache
@@ -102,7 +104,7 @@ def lrp_rgb(image: np.ndarray, relevance: np.ndarray) -> np.ndarray:
 
 def _png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=6)
+    img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
