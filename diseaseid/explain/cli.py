@@ -34,7 +34,8 @@ def register(subparsers) -> None:
     e.add_argument("--model", choices=("student", "teacher"), default="student")
     e.add_argument("--steps", type=int, default=16, help="points per curve")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--composite", choices=sorted(COMPOSITES))
+    e.add_argument("--composite", nargs="+", choices=sorted(COMPOSITES),
+                   help="LRP composite(s) to compare (default: epsilon_gamma_box)")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--data", help="image-folder root (default: the task's data under the shared data root)")
     e.add_argument("--threads", type=int, help="torch CPU threads")

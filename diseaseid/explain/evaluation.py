@@ -18,7 +18,7 @@ from diseaseid.paths import REPO_ROOT, fixtures_dir, task_data_dir
 from diseaseid.serving.predictor import Predictor
 from diseaseid.tasks import Task, get_task
 
-EVAL_METHODS = ("lrp", "gradcam", "gradient", "random")
+BASELINES = ("gradcam", "gradcam++", "gradient", "random")
 
 
 def validation_set(task: Task, n: int, seed: int = 0, data_dir: str | Path | None = None,
@@ -43,38 +43,42 @@ def validation_set(task: Task, n: int, seed: int = 0, data_dir: str | Path | Non
 
 
 def evaluate(task_name: str, n: int = 64, role: str = "student", steps: int = 16, seed: int = 0,
-             composite: str | None = None, batch_size: int = 64, device: str = "cpu",
+             composites: list[str] | None = None, batch_size: int = 64, device: str = "cpu",
              data_dir: str | None = None, log=print) -> Evaluation:
+    """Curves for LRP (one entry per composite; the first is the one ``explain_maps`` uses by default unless
+    told otherwise), Grad-CAM, Grad-CAM++, the gradient and a random map."""
     task = get_task(task_name)
     predictor = Predictor.from_shipped(task.name, role, device)
     model = predictor.model
     ds, source = validation_set(task, n, seed, data_dir)
     images = ds.images
-    composite = get_composite(composite or DEFAULT_COMPOSITE)
+    chosen = [get_composite(c) for c in (composites or [DEFAULT_COMPOSITE])]
+    lrp_names = ["lrp"] if len(chosen) == 1 else [f"lrp ({c.name})" for c in chosen]
     log(f"[explain-eval] {task.name}/{role}: {len(ds)} slices from {source}")
     t0 = time.perf_counter()
-    maps: dict[str, list[np.ndarray]] = {m: [] for m in EVAL_METHODS}
+    maps: dict[str, list[np.ndarray]] = {m: [] for m in (*lrp_names, *BASELINES)}
     targets = []
     rng = np.random.default_rng(seed)
     for i in range(0, len(images), 8):
-        chunk = images[i:i + 8]
-        found, t = explain_maps(model, normalize(chunk, device), ("lrp", "gradcam", "gradient"),
-                                composite=composite)
-        for m in ("lrp", "gradcam", "gradient"):
+        x = normalize(images[i:i + 8], device)
+        found, t = explain_maps(model, x, ("gradcam", "gradcam++", "gradient"))
+        for name, composite in zip(lrp_names, chosen, strict=True):
+            found[name] = explain_maps(model, x, ("lrp",), composite=composite)[0]["lrp"]
+        found["random"] = rng.random((len(x), *x.shape[2:])).astype(np.float32)
+        for m in maps:
             maps[m].append(found[m])
-        maps["random"].append(rng.random((len(chunk), *chunk.shape[1:3])).astype(np.float32))
         targets.append(t)
     target = np.concatenate(targets)
     log(f"[explain-eval] maps in {time.perf_counter() - t0:.1f} s")
-    evaluation = Evaluation(task.name, predictor.name, len(ds), steps, composite.name)
-    for method in EVAL_METHODS:
+    evaluation = Evaluation(task.name, predictor.name, len(ds), steps, ", ".join(c.name for c in chosen))
+    for method in maps:
         t1 = time.perf_counter()
         saliency = np.concatenate(maps[method])
         curves = perturbation_curves(model, images, saliency, target, steps, batch_size, seed)
         evaluation.results[method] = curves.summary()
         r = evaluation.results[method]
-        log(f"[explain-eval] {method:9s} deletion {r['deletion_auc']:.3f}  insertion {r['insertion_auc']:.3f}"
-            f"  ({time.perf_counter() - t1:.1f} s)")
+        log(f"[explain-eval] {method:24s} deletion {r['deletion_auc']:.3f}  "
+            f"insertion {r['insertion_auc']:.3f}  ({time.perf_counter() - t1:.1f} s)")
     return evaluation
 
 

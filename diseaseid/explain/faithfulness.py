@@ -105,7 +105,7 @@ class Evaluation:
 
     def markdown(self) -> str:
         lines = [f"Faithfulness on {self.n} validation slices, task `{self.task}`, model `{self.model}` "
-                 f"(LRP composite `{self.composite}`, {self.steps} steps). Area under the curve of the "
+                 f"(LRP composites: {self.composite}; {self.steps} steps). Area under the curve of the "
                  "explained class's probability, mean +- standard error; deletion: lower is better, "
                  "insertion: higher is better.", "",
                  "| method | deletion AUC (lower better) | insertion AUC (higher better) | insertion - "

@@ -35,12 +35,21 @@ def test_explain_one_method(tmp_path, fixtures_dir):
     assert written == {"gradcam.npy", "gradcam.png", "panel.png"}
 
 
+def test_explain_eval_compares_composites(tmp_path, fixtures_dir):
+    code = main(["explain-eval", "--task", "dementia", "--n", "2", "--steps", "2", "--out", str(tmp_path),
+                 "--data", str(fixtures_dir / "dementia"), "--composite", "epsilon_gamma_box", "epsilon"])
+    assert code == 0
+    result = json.loads((tmp_path / "dementia-student.json").read_text())
+    assert {"lrp (epsilon_gamma_box)", "lrp (epsilon)"} <= set(result["results"])
+
+
 def test_explain_eval_writes_table_and_plot(tmp_path, fixtures_dir):
     code = main(["explain-eval", "--task", "tumor", "--n", "3", "--steps", "4", "--out", str(tmp_path),
                  "--data", str(fixtures_dir / "tumor")])
     assert code == 0
     result = json.loads((tmp_path / "tumor-student.json").read_text())
-    assert result["n"] == 3 and set(result["results"]) == {"lrp", "gradcam", "gradient", "random"}
+    assert result["n"] == 3
+    assert set(result["results"]) == {"lrp", "gradcam", "gradcam++", "gradient", "random"}
     for r in result["results"].values():
         assert 0.0 <= r["deletion_auc"] <= 1.0 and len(r["insertion_curve"]) == 5
     assert "| random |" in (tmp_path / "tumor-student.md").read_text()

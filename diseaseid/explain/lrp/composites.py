@@ -65,13 +65,13 @@ class Composite:
         return [("+".join(n.modules) or n.name, repr(rules[id(n)])) for n in graph.linear_nodes]
 
 
-def epsilon_composite(epsilon: float = 1e-6) -> Composite:
+def epsilon_composite(epsilon: float = 1e-6, name: str | None = None) -> Composite:
     """LRP-epsilon everywhere (what Captum's ``LRP`` does by default, with epsilon = 1e-9)."""
     rule = Epsilon(epsilon)
-    return Composite(f"epsilon({epsilon:g})", conv=rule, dense=rule, affine=rule)
+    return Composite(name or f"epsilon({epsilon:g})", conv=rule, dense=rule, affine=rule)
 
 
-EPSILON = epsilon_composite()
+EPSILON = epsilon_composite(1e-6, "epsilon")
 # Zennit's EpsilonPlusFlat: flat for the input layer, z+ for convolutions, epsilon for dense layers.
 EPSILON_PLUS_FLAT = Composite("epsilon_plus_flat", first=Flat(), conv=ZPlus(), dense=Epsilon())
 # Zennit's EpsilonGammaBox: z^B for the (ImageNet-normalised) input, gamma for convolutions, epsilon for
@@ -85,7 +85,6 @@ DEPTH_GAMMA_EPSILON = Composite("depth_gamma_epsilon", first=ZBox(),
 
 COMPOSITES: dict[str, Composite] = {c.name: c for c in (
     EPSILON, EPSILON_PLUS_FLAT, EPSILON_GAMMA_BOX, EPSILON_ALPHA2_BETA1, DEPTH_GAMMA_EPSILON)}
-COMPOSITES["epsilon"] = EPSILON
 
 
 def get_composite(composite: Composite | str) -> Composite:
