@@ -1,0 +1,44 @@
+"""Print the README's table of shipped models from their model cards and the latest `make bench` results.
+
+    .venv/bin/python scripts/model_table.py
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def main() -> None:
+    latency = {}
+    bench = ROOT / "bench" / "results" / "latest.json"
+    if bench.exists():
+        for row in json.loads(bench.read_text()).get("suites", {}).get("models", {}).get("models", []):
+            latency[(row["task"], row["role"])] = row["latency_ms_p50"]
+    print("| task | model | arch | parameters | size | val accuracy | val balanced acc. | val macro-F1 | "
+          "subject bal. acc. | ECE before -> after | CPU latency p50 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for task_dir in sorted((ROOT / "weights").iterdir()):
+        for role in ("teacher", "student"):
+            card_path = task_dir / f"{role}.json"
+            if not card_path.exists():
+                continue
+            card = json.loads(card_path.read_text())
+            m = card.get("metrics", {}).get("validation", {})
+            cal = card.get("calibration", {})
+            size = (task_dir / f"{role}.safetensors").stat().st_size / 1e6
+            lat = latency.get((task_dir.name, role))
+            print(f"| {task_dir.name} | {role} | {card['arch']} | {card['parameters']:,} | {size:.1f} MB | "
+                  f"{pct(m.get('accuracy'))} | {pct(m.get('balanced_accuracy'))} | {pct(m.get('macro_f1'))} | "
+                  f"{pct(m.get('subject_balanced_accuracy'))} | "
+                  f"{pct(cal.get('ece_before'))} -> {pct(cal.get('ece_after'))} | "
+                  f"{'-' if lat is None else f'{lat:.1f} ms'} |")
+
+
+if __name__ == "__main__":
+    main()
