@@ -79,6 +79,13 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("calibrate", help="recompute temperature and OOD threshold of shipped weights in place")
+    _common(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--weights", default=None)
+    g.add_argument("--model", choices=("student", "teacher"), default="student")
+    p.set_defaults(func=cmd_calibrate)
+
     from diseaseid.train import mil_cli, search_cli
 
     search_cli.register(sub)
@@ -110,6 +117,17 @@ def cmd_train(args) -> int:
                      indent=1))
     if args.ship:
         print("shipped:", ship(stem, args.task, args.ship))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from diseaseid.serving import shipped_weights
+    from diseaseid.train.pipeline import recalibrate
+
+    _threads(args)
+    path = args.weights or shipped_weights(args.task, args.model)
+    result = recalibrate(path)
+    print(json.dumps(result, indent=1))
     return 0
 
 

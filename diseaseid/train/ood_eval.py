@@ -52,11 +52,12 @@ def flags(energy: np.ndarray, images: np.ndarray, threshold: float) -> np.ndarra
 
 def choose_threshold(val_energy: np.ndarray, val_images: np.ndarray, max_mri_flagged: float = 0.05) -> float:
     """The lowest energy threshold that flags at most ``max_mri_flagged`` of validation MRI slices in all
-    (image checks included)."""
+    (image checks included): the slices the image checks pass are sorted by energy, and the threshold sits
+    at the energy of the highest one that must stay unflagged."""
     check = np.array([bool(image_checks(img)) for img in val_images])
-    budget = max(0.0, max_mri_flagged - check.mean())
-    # flag the top `budget` fraction of energies among the slices the image checks pass
-    passed = val_energy[~check]
-    if len(passed) == 0 or budget <= 0:
-        return float(val_energy.max()) + 1e-3
-    return float(np.quantile(passed, 1 - budget))
+    allowed = int(np.floor(max_mri_flagged * len(val_energy))) - int(check.sum())
+    passed = np.sort(val_energy[~check])[::-1]
+    if len(passed) == 0 or allowed <= 0:
+        return float(val_energy.max())
+    allowed = min(allowed, len(passed) - 1)
+    return float(passed[allowed])  # energies strictly above it: at most `allowed` slices

@@ -105,3 +105,19 @@ def train_and_package(cfg: TrainConfig, train: ImageFolder, val: ImageFolder, sp
                       role: str | None = None, split_path=None, progress: bool = True) -> tuple[Path, FitResult]:
     result = fit(cfg, train, val, progress=progress)
     return package(result, cfg, train, val, split, out, role, split_path), result
+
+
+def recalibrate(path: str | Path, data: str | Path | None = None) -> dict:
+    """Recompute calibration and the OOD threshold of saved weights on their task's validation split and
+    update the model card in place (after a change to either method; the weights stay as they are)."""
+    from diseaseid.models import load_model
+    from diseaseid.models.checkpoint import update_card
+    from diseaseid.train.data import load_task_data
+
+    model, card = load_model(path)
+    _, val, _ = load_task_data(card["task"], data)
+    logits = predict_logits(model, val.images)
+    calib = calibration_summary(logits, val.labels)
+    ood = ood_summary(model, val, logits)
+    update_card(path, calibration=calib, ood=ood)
+    return {"calibration": calib, "ood": ood}
