@@ -76,6 +76,10 @@ def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageF
         else None,
         **(extra_card or {}),
     }
+    if card["training"]["device"] == "cpu":
+        card["note"] = (f"trained on the CPU ({torch.get_num_threads()} threads) with a short schedule "
+                        f"({cfg.epochs} epochs) because no GPU was available; a GPU run of the same command "
+                        "with more epochs is expected to do better")
     stem = out / card["role"]
     save_model(model, stem, card)
     training_curve(result.history, out / f"{card['role']}-curve.png", f"{cfg.task} {cfg.model}")
