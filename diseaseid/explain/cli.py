@@ -36,6 +36,7 @@ def register(subparsers) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--composite", nargs="+", choices=sorted(COMPOSITES),
                    help="LRP composite(s) to compare (default: epsilon_gamma_box)")
+    e.add_argument("--patch", type=int, default=8, help="perturb squares of this side (pixels)")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--data", help="image-folder root (default: the task's data under the shared data root)")
     e.add_argument("--threads", type=int, help="torch CPU threads")
@@ -106,7 +107,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     evaluation = evaluate(args.task, args.n, args.model, args.steps, args.seed, args.composite,
-                          args.batch_size, args.device, args.data)
+                          args.batch_size, args.device, args.data, args.patch)
     for path in write(evaluation, args.out):
         print(path)
     print(evaluation.markdown())

@@ -12,7 +12,7 @@ import torch
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.data.preprocess import normalize
 from diseaseid.explain.api import DEFAULT_COMPOSITE, explain_maps
-from diseaseid.explain.faithfulness import Evaluation, perturbation_curves
+from diseaseid.explain.faithfulness import PATCH, Evaluation, perturbation_curves
 from diseaseid.explain.lrp.composites import get_composite
 from diseaseid.paths import REPO_ROOT, fixtures_dir, task_data_dir
 from diseaseid.serving.predictor import Predictor
@@ -44,7 +44,7 @@ def validation_set(task: Task, n: int, seed: int = 0, data_dir: str | Path | Non
 
 def evaluate(task_name: str, n: int = 64, role: str = "student", steps: int = 16, seed: int = 0,
              composites: list[str] | None = None, batch_size: int = 64, device: str = "cpu",
-             data_dir: str | None = None, log=print) -> Evaluation:
+             data_dir: str | None = None, patch: int = PATCH, log=print) -> Evaluation:
     """Curves for LRP (one entry per composite; the first is the one ``explain_maps`` uses by default unless
     told otherwise), Grad-CAM, Grad-CAM++, the gradient and a random map."""
     task = get_task(task_name)
@@ -70,11 +70,12 @@ def evaluate(task_name: str, n: int = 64, role: str = "student", steps: int = 16
         targets.append(t)
     target = np.concatenate(targets)
     log(f"[explain-eval] maps in {time.perf_counter() - t0:.1f} s")
-    evaluation = Evaluation(task.name, predictor.name, len(ds), steps, ", ".join(c.name for c in chosen))
+    evaluation = Evaluation(task.name, predictor.name, len(ds), steps, ", ".join(c.name for c in chosen),
+                            patch)
     for method in maps:
         t1 = time.perf_counter()
         saliency = np.concatenate(maps[method])
-        curves = perturbation_curves(model, images, saliency, target, steps, batch_size, seed)
+        curves = perturbation_curves(model, images, saliency, target, steps, batch_size, seed, patch)
         evaluation.results[method] = curves.summary()
         r = evaluation.results[method]
         log(f"[explain-eval] {method:24s} deletion {r['deletion_auc']:.3f}  "

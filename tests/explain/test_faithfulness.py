@@ -33,6 +33,16 @@ def test_ranking_orders_by_value_and_breaks_ties_at_random():
     assert rank[0, 1] == 0 and rank[0, 0] == 3 and {rank[1, 0], rank[1, 1]} == {1, 2}
 
 
+def test_ranking_by_squares():
+    sal = np.zeros((4, 4))
+    sal[2:, 2:] = 5.0  # the best square
+    sal[0, 0] = 1.0  # one pixel lifts the top-left square above the other two
+    rank = ranking(sal, np.random.default_rng(0), patch=2)
+    assert sorted(rank[2:, 2:].ravel()) == [0, 1, 2, 3]
+    assert sorted(rank[:2, :2].ravel()) == [4, 5, 6, 7]
+    assert sorted(rank.ravel()) == list(range(16))
+
+
 def test_curve_endpoints_and_area():
     model = Quadrant().eval()
     images = checkerboards(2)
