@@ -9,6 +9,7 @@ from PIL import Image
 
 from diseaseid.explain.render import (
     OVERLAY_SIZE,
+    compact_png,
     gradcam_overlay_png,
     gradcam_rgb,
     lrp_overlay_png,
@@ -71,6 +72,14 @@ def test_panel_fits_telegram_and_takes_any_title():
     assert 400 <= img.shape[0] <= 800
     two = decode(panel_png(SLICE, rng.random((224, 224)), None, "Grad-CAM only"))
     assert two.shape[1] < img.shape[1]
+
+
+def test_compact_png_is_smaller_and_looks_the_same():
+    png = panel_png(SLICE, rng.random((224, 224)), rng.normal(size=(224, 224)), "x")
+    small = compact_png(png)
+    assert len(small) < len(png)
+    a, b = decode(png).astype(int), decode(small).astype(int)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 8
 
 
 def test_grayscale_input_and_non_finite_maps():
