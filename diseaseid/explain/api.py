@@ -12,12 +12,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diseaseid.explain.gradcam import GradCAM
+from diseaseid.explain.gradcam import VARIANTS, GradCAM
 from diseaseid.explain.graph import backprop, compile_graph
 from diseaseid.explain.lrp.composites import DEFAULT_COMPOSITE_NAME, Composite, get_composite
 from diseaseid.explain.lrp.propagate import LRP, output_relevance, select_targets
 
-METHODS = ("gradcam", "gradcam++", "lrp", "gradient")
+METHODS = ("gradcam", "gradcam++", "hirescam", "lrp", "gradient")
 DEFAULT_COMPOSITE = get_composite(DEFAULT_COMPOSITE_NAME)
 
 
@@ -30,7 +30,8 @@ def explain_maps(model: nn.Module, x: torch.Tensor, methods: Sequence[str] = ("g
     float32}, targets)``:
 
     * ``"gradcam"`` -- Grad-CAM (Selvaraju et al. 2017) on ``model.gradcam_layer``, scaled to [0, 1];
-      ``"gradcam++"`` -- Grad-CAM++ (Chattopadhay et al. 2018), the same scale;
+      ``"gradcam++"`` -- Grad-CAM++ (Chattopadhay et al. 2018), ``"hirescam"`` -- HiResCAM (Draelos & Carin
+      2020; faithful for flatten + dense heads like the students'), the same scale;
     * ``"lrp"`` -- layer-wise relevance propagation (Bach et al. 2015; Montavon et al. 2019), signed relevance
       summed over colour channels; it sums to about the explained logit (exactly, without biases). The rules
       come from ``composite`` (default: z^B at the input, gamma for convolutions, epsilon for dense layers);
@@ -50,8 +51,8 @@ def explain_maps(model: nn.Module, x: torch.Tensor, methods: Sequence[str] = ("g
         logits = values[graph.output]
         targets = select_targets(logits, target)
         for method in methods:
-            if method in ("gradcam", "gradcam++"):
-                cam = GradCAM.for_model(model, plus=method == "gradcam++")
+            if method in VARIANTS:
+                cam = GradCAM.for_model(model, variant=method)
                 result = (cam.from_forward(values, ctxs, targets, size) if cam.graph is graph
                           else cam(x, targets, size))
                 maps[method] = _numpy(result.maps)

@@ -18,7 +18,7 @@ from diseaseid.paths import REPO_ROOT, fixtures_dir, task_data_dir
 from diseaseid.serving.predictor import Predictor
 from diseaseid.tasks import Task, get_task
 
-BASELINES = ("gradcam", "gradcam++", "gradient", "random")
+BASELINES = ("gradcam", "gradcam++", "hirescam", "gradient", "random")
 
 
 def validation_set(task: Task, n: int, seed: int = 0, data_dir: str | Path | None = None,
@@ -61,7 +61,7 @@ def evaluate(task_name: str, n: int = 64, role: str = "student", steps: int = 16
     rng = np.random.default_rng(seed)
     for i in range(0, len(images), 8):
         x = normalize(images[i:i + 8], device)
-        found, t = explain_maps(model, x, ("gradcam", "gradcam++", "gradient"))
+        found, t = explain_maps(model, x, ("gradcam", "gradcam++", "hirescam", "gradient"))
         for name, composite in zip(lrp_names, chosen, strict=True):
             found[name] = explain_maps(model, x, ("lrp",), composite=composite)[0]["lrp"]
         found["random"] = rng.random((len(x), *x.shape[2:])).astype(np.float32)

@@ -43,11 +43,13 @@ def test_contract_on_the_shipped_model(shipped, slices):
 def test_maps_equal_the_explainers_called_alone():
     model = build("lite0")
     x = batch("lite0", 2)
-    maps, targets = explain_maps(model, x, ("gradcam", "lrp", "gradient", "gradcam++"), target=[1, 2])
+    maps, targets = explain_maps(model, x, ("gradcam", "lrp", "gradient", "gradcam++", "hirescam"),
+                                 target=[1, 2])
     assert targets.tolist() == [1, 2]
     assert np.allclose(maps["gradcam"], GradCAM.for_model(model)(x, [1, 2]).maps.numpy(), atol=1e-6)
-    assert np.allclose(maps["gradcam++"], GradCAM.for_model(model, plus=True)(x, [1, 2]).maps.numpy(),
-                       atol=1e-6)
+    for variant in ("gradcam++", "hirescam"):
+        alone = GradCAM.for_model(model, variant=variant)(x, [1, 2]).maps.numpy()
+        assert np.allclose(maps[variant], alone, atol=1e-6)
     lrp = LRP.for_model(model)(x, [1, 2]).relevance.sum(1).numpy()
     assert np.allclose(maps["lrp"], lrp, rtol=1e-5, atol=1e-9)
     xr = x.clone().requires_grad_()

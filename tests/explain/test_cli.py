@@ -49,7 +49,7 @@ def test_explain_eval_writes_table_and_plot(tmp_path, fixtures_dir):
     assert code == 0
     result = json.loads((tmp_path / "tumor-student.json").read_text())
     assert result["n"] == 3
-    assert set(result["results"]) == {"lrp", "gradcam", "gradcam++", "gradient", "random"}
+    assert set(result["results"]) == {"lrp", "gradcam", "gradcam++", "hirescam", "gradient", "random"}
     for r in result["results"].values():
         assert 0.0 <= r["deletion_auc"] <= 1.0 and len(r["insertion_curve"]) == 5
     assert "| random |" in (tmp_path / "tumor-student.md").read_text()

@@ -1,4 +1,4 @@
-"""Grad-CAM and Grad-CAM++ equal the pytorch-grad-cam package on the same model and layer."""
+"""Grad-CAM, Grad-CAM++ and HiResCAM equal the pytorch-grad-cam package on the same model and layer."""
 from __future__ import annotations
 
 import warnings
@@ -14,8 +14,8 @@ pgc = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
 
-def reference(model, x, targets, plus: bool):
-    cls = pgc.GradCAMPlusPlus if plus else pgc.GradCAM
+def reference(model, x, targets, variant: str):
+    cls = {"gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus, "hirescam": pgc.HiResCAM}[variant]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with cls(model=model, target_layers=[model.get_submodule(model.gradcam_layer)]) as cam:
@@ -24,15 +24,15 @@ def reference(model, x, targets, plus: bool):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("plus", [False, True], ids=["gradcam", "gradcam++"])
-def test_equals_pytorch_grad_cam(arch, plus):
+@pytest.mark.parametrize("variant", ["gradcam", "gradcam++", "hirescam"])
+def test_equals_pytorch_grad_cam(arch, variant):
     model = build(arch)
     x = batch(arch, 2)
-    ours = GradCAM.for_model(model, plus=plus)(x)
+    ours = GradCAM.for_model(model, variant=variant)(x)
     assert ours.maps.shape == (2, *x.shape[-2:])
     assert float(ours.maps.min()) >= 0.0 and float(ours.maps.max()) <= 1.0
     assert torch.equal(ours.targets, ours.logits.argmax(1))
-    theirs = reference(model, x, ours.targets, plus)
+    theirs = reference(model, x, ours.targets, variant)
     assert float((ours.maps - theirs).abs().max()) <= 1e-5
 
 
@@ -41,7 +41,7 @@ def test_explicit_target_and_a_layer_inside_a_residual_block():
     x = torch.randn(2, 3, 32, 32)
     ours = GradCAM(model)(x, target=[3, 1])  # "block": the output of the residual sum
     assert ours.targets.tolist() == [3, 1]
-    theirs = reference(model, x, [3, 1], plus=False)
+    theirs = reference(model, x, [3, 1], "gradcam")
     assert float((ours.maps - theirs).abs().max()) <= 1e-5
 
 
