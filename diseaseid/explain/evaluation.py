@@ -71,7 +71,7 @@ def evaluate(task_name: str, n: int = 64, role: str = "student", steps: int = 16
     target = np.concatenate(targets)
     log(f"[explain-eval] maps in {time.perf_counter() - t0:.1f} s")
     evaluation = Evaluation(task.name, predictor.name, len(ds), steps, ", ".join(c.name for c in chosen),
-                            patch)
+                            patch, predictor.version, source)
     for method in maps:
         t1 = time.perf_counter()
         saliency = np.concatenate(maps[method])

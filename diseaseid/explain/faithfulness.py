@@ -116,6 +116,8 @@ class Evaluation:
     steps: int
     composite: str
     patch: int = PATCH
+    version: str = ""  # the weights' version (model card), so a table names what it measured
+    source: str = ""  # where the slices came from
     results: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -123,6 +125,7 @@ class Evaluation:
 
     def markdown(self) -> str:
         lines = [f"Faithfulness on {self.n} validation slices, task `{self.task}`, model `{self.model}` "
+                 f"(weights {self.version or 'unknown'}) "
                  f"(LRP composites: {self.composite}; {self.steps} steps of {self.patch} x {self.patch} px "
                  "squares). Area under the curve of the "
                  "explained class's probability, mean +- standard error; deletion: lower is better, "
