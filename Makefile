@@ -28,4 +28,4 @@ bench-quick: $(STAMP)
 	$(PY) -m bench --quick
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check diseaseid services tests bench
+	$(VENV)/bin/ruff check diseaseid services tests bench scripts

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = io.StringIO()
-    report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
+    report = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "quick": args.quick,
               "machine": machine(), "suites": {}}
     failed = []
     with contextlib.redirect_stdout(Tee(sys.stdout, text)):

@@ -34,8 +34,8 @@ def run(quick: bool = False) -> dict:
             except FileNotFoundError as exc:
                 print(f"skip {task}/{role}: {exc}")
                 continue
-            single = _time(lambda: p.predict(image), repeats)
-            batched = _time(lambda: p.predict(batch), max(3, repeats // 10))
+            single = _time(lambda p=p: p.predict(image), repeats)
+            batched = _time(lambda p=p: p.predict(batch), max(3, repeats // 10))
             row = {"task": task, "role": role, "arch": p.card["arch"], "parameters": p.card.get("parameters"),
                    "latency_ms_p50": float(np.median(single)), "latency_ms_p95": float(np.percentile(single, 95)),
                    "batch16_images_per_s": 16 / (float(np.median(batched)) / 1000)}

@@ -29,7 +29,7 @@ class ImageFolder:
     _images: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def scan(cls, root: str | Path, task: Task, per_class: int | None = None, seed: int = 0) -> "ImageFolder":
+    def scan(cls, root: str | Path, task: Task, per_class: int | None = None, seed: int = 0) -> ImageFolder:
         """Find ``root/<class>/*`` images for the task's classes (absent class folders are allowed).
 
         ``per_class`` keeps a seeded random subset of that many files per class (for quick runs)."""
@@ -62,7 +62,7 @@ class ImageFolder:
     def __len__(self) -> int:
         return len(self.files)
 
-    def subset(self, index) -> "ImageFolder":
+    def subset(self, index) -> ImageFolder:
         index = np.asarray(index, dtype=np.int64)
         sub = ImageFolder(self.root, self.task, [self.files[i] for i in index], self.labels[index],
                           [self.subjects[i] for i in index], self.slice_ranks[index])
@@ -70,7 +70,7 @@ class ImageFolder:
             sub._images = self._images[index]
         return sub
 
-    def select(self, files: list[str]) -> "ImageFolder":
+    def select(self, files: list[str]) -> ImageFolder:
         pos = {f: i for i, f in enumerate(self.files)}
         missing = [f for f in files if f not in pos]
         if missing:

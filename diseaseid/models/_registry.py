@@ -4,7 +4,7 @@ Models are of a kind: ``image`` models take N x 3 x 224 x 224 slices; ``bag`` mo
 slice embeddings (see ``mil.py``)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 

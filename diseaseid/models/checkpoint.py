@@ -53,7 +53,7 @@ def save_model(model: nn.Module, path: str | Path, card: dict[str, Any], dtype=t
     weights = stem.with_suffix(".safetensors")
     save_file(tensors, str(weights), metadata={"arch": card.get("arch", "")})
     card = dict(card)
-    card.setdefault("date", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    card.setdefault("date", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     card.setdefault("git_commit", git_commit())
     card["parameters"] = count_parameters(model)
     card["weights_file"] = weights.name

@@ -5,7 +5,7 @@ hyper-parameter search found; both take their widths as arguments so the search 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn

@@ -56,12 +56,12 @@ class Predictor:
         self.ood_threshold: float | None = ood.get("threshold")
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+    def from_weights(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
         model, card = load_model(path, device)
         return cls(model, card, device)
 
     @classmethod
-    def from_shipped(cls, task: str, role: str = "student", device: str | torch.device = "cpu") -> "Predictor":
+    def from_shipped(cls, task: str, role: str = "student", device: str | torch.device = "cpu") -> Predictor:
         return cls.from_weights(shipped_weights(task, role), device)
 
     @property

@@ -46,7 +46,8 @@ def suggest_config(trial: optuna.Trial, base: TrainConfig, max_params: int, epoc
                       w_soft=trial.suggest_float("w_soft", 0.0, 0.9))
         cfg = replace(cfg, w_ce=1.0 - cfg.w_soft)
     if base.model in DEFAULT_WIDTHS:
-        widths = [trial.suggest_int(f"width{i}", max(8, w // 2), w * 2) for i, w in enumerate(DEFAULT_WIDTHS[base.model])]
+        widths = [trial.suggest_int(f"width{i}", max(8, w // 2), w * 2)
+                  for i, w in enumerate(DEFAULT_WIDTHS[base.model])]
         cfg = replace(cfg, widths=widths)
     n = count_parameters(create_model(cfg.model, num_classes=get_task(cfg.task).num_classes, **cfg.model_args()))
     trial.set_user_attr("parameters", n)
