@@ -14,7 +14,9 @@ from diseaseid.tasks import TASKS
 def register(sub) -> None:
     p = sub.add_parser("train-mil", help="train a subject-level attention-MIL head on frozen slice embeddings")
     p.add_argument("--task", default="dementia", choices=sorted(TASKS))
-    p.add_argument("--backbone", default=None, help="slice model weights (default: the shipped teacher)")
+    p.add_argument("--backbone", default=None,
+                   help="slice model weights (default: the shipped teacher), or 'imagenet' for Lite0's ImageNet "
+                        "weights without fine-tuning")
     p.add_argument("--data", default=None)
     p.add_argument("--epochs", type=int, default=200, help="fixed; the last epoch is kept (no selection on val)")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -31,6 +33,7 @@ def register(sub) -> None:
 def cmd_train_mil(args) -> int:
     from diseaseid.models import save_model
     from diseaseid.models.checkpoint import file_sha256
+    from diseaseid.paths import weights_dir
     from diseaseid.serving.predictor import Predictor, shipped_weights
     from diseaseid.train.data import load_task_data
     from diseaseid.train.metrics import classification_report, softmax, subject_report
@@ -39,8 +42,16 @@ def cmd_train_mil(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    backbone_path = Path(args.backbone) if args.backbone else shipped_weights(args.task, "teacher")
-    backbone = Predictor.from_weights(backbone_path)
+    if args.backbone == "imagenet":
+        from diseaseid.models import create_model
+
+        backbone_path = Path("imagenet-lite0")
+        net = create_model("lite0", num_classes=1000, pretrained=True).eval()
+        backbone = Predictor(net, {"task": args.task, "arch": "lite0", "role": "imagenet",
+                                   "version": "imagenet", "classes": list(TASKS[args.task].classes)})
+    else:
+        backbone_path = Path(args.backbone) if args.backbone else shipped_weights(args.task, "teacher")
+        backbone = Predictor.from_weights(backbone_path)
     train, val, split = load_task_data(args.task, args.data)
     classes = train.task.classes
     feats_tr = slice_embeddings(backbone.model, train.images)
@@ -49,10 +60,12 @@ def cmd_train_mil(args) -> int:
     print(f"[{args.task}] {len(tr_bags)} train subjects, {len(va_bags)} validation subjects, "
           f"embeddings {feats_tr.shape[1]}-d from {backbone.name}")
 
-    # Baseline: the backbone's own slice predictions, averaged per subject.
-    base_probs = softmax(predict_logits(backbone.model, val.images), backbone.temperature)
-    baseline = subject_report(base_probs, val.labels, val.subjects, classes)
-    slice_base = classification_report(base_probs, val.labels, classes)
+    baseline, slice_base = {}, {}
+    if backbone.card.get("role") != "imagenet":
+        # Baseline: the backbone's own slice predictions, averaged per subject.
+        base_probs = softmax(predict_logits(backbone.model, val.images), backbone.temperature)
+        baseline = subject_report(base_probs, val.labels, val.subjects, classes)
+        slice_base = classification_report(base_probs, val.labels, classes)
 
     runs = []
     for seed in range(args.seeds):
@@ -63,21 +76,22 @@ def cmd_train_mil(args) -> int:
     _, seed, model, best, history = runs[0]  # seed 0 is shipped: no choice made on validation data
     val_logits = best.pop("val_logits")
     summary = {
-        "baseline_mean_of_slices": {"subject_balanced_accuracy": baseline["subject_balanced_accuracy"],
-                                    "subject_accuracy": baseline["subject_accuracy"],
-                                    "slice_balanced_accuracy": slice_base["balanced_accuracy"]},
+        "baseline_mean_of_slices": {"subject_balanced_accuracy": baseline.get("subject_balanced_accuracy"),
+                                    "subject_accuracy": baseline.get("subject_accuracy"),
+                                    "slice_balanced_accuracy": slice_base.get("balanced_accuracy")},
         "mil": {"subject_balanced_accuracy_seed0": best["balanced_accuracy"],
                 "subject_accuracy_seed0": best["accuracy"],
                 "subject_balanced_accuracy_mean_over_seeds": float(scores.mean()),
                 "subject_balanced_accuracy_std_over_seeds": float(scores.std()),
-                "seeds": args.seeds, "best_epoch": best["epoch"],
+                "seeds": args.seeds, "epochs": best["epoch"],
                 "note": "fixed epochs, last epoch kept, seed 0 shipped: no selection on these subjects"},
     }
     out = Path(args.out)
     card = {"task": args.task, "role": "mil", "arch": "attention_mil",
             "arch_args": {"in_features": int(feats_tr.shape[1]), "hidden": args.hidden, "dropout": args.dropout},
             "classes": list(classes), "backbone": {"file": backbone_path.name, "version": backbone.version,
-                                                   "sha256": file_sha256(backbone_path)},
+                                                   "sha256": file_sha256(backbone_path)
+                                                   if backbone_path.exists() else None},
             "training": {k: v for k, v in vars(args).items() if k != "func"} | {"seed": seed},
             "metrics": {"validation": {k: best[k] for k in ("accuracy", "balanced_accuracy", "macro_f1",
                                                             "confusion_matrix", "per_class")},
@@ -88,7 +102,7 @@ def cmd_train_mil(args) -> int:
     save_model(model, stem, card, dtype=torch.float32)
     print(json.dumps(summary, indent=1))
     if args.ship:
-        dest = Path(backbone_path).parent
+        dest = weights_dir() / args.task
         for suffix in (".safetensors", ".json"):
             shutil.copy(stem.with_suffix(suffix), dest / f"mil{suffix}")
         print("shipped:", dest / "mil.safetensors")
