@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(int(os.environ.get("DISEASEID_TEST_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("DISEASEID_TEST_THREADS", "1")))
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
