@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact commands that produced the shipped models (CPU, 2 threads; no GPU was lent to this run).
 # Usage: bash scripts/train_cpu.sh [stage ...]   (stages: tumor-teacher tumor-student dementia-teacher
-#         dementia-student dementia-mil tumor-ablation search)
+#         dementia-student dementia-mil tumor-ablation search dementia-mil-imagenet)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -34,6 +34,9 @@ for s in $stages; do
         --per-class 100 --trials 6 --epochs 2,4 --threads $T --out runs/search/tumor-convnet1-kd ;;
     dementia-mil)
       $PY -m diseaseid train-mil --task dementia --epochs 200 --seeds 5 --threads $T --out runs/dementia-mil --ship ;;
+    dementia-mil-imagenet)  # the same head over ImageNet Lite0 embeddings (no fine-tuning), for comparison
+      $PY -m diseaseid train-mil --task dementia --backbone imagenet --epochs 200 --seeds 5 --threads $T \
+        --out runs/dementia-mil-imagenet ;;
     *) echo "unknown stage $s"; exit 2 ;;
   esac
 done
