@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The exact commands that produced the shipped models (CPU, 2 threads; no GPU was lent to this run).
 # Usage: bash scripts/train_cpu.sh [stage ...]   (stages: tumor-teacher tumor-student dementia-teacher
-#         dementia-student dementia-mil tumor-ablation search dementia-mil-imagenet)
+#         dementia-student dementia-mil tumor-ablation search; comparisons: dementia-mil-balanced
+#         dementia-mil-none dementia-mil-imagenet)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -32,8 +33,14 @@ for s in $stages; do
     search)
       $PY -m diseaseid search --task tumor --model convnet1 --teacher weights/tumor/teacher.safetensors \
         --per-class 100 --trials 6 --epochs 2,4 --threads $T --out runs/search/tumor-convnet1-kd ;;
-    dementia-mil)
-      $PY -m diseaseid train-mil --task dementia --epochs 200 --seeds 5 --threads $T --out runs/dementia-mil --ship ;;
+    dementia-mil)  # shipped: square-root class weights (see the comparison stages below)
+      $PY -m diseaseid train-mil --task dementia --class-weights sqrt --epochs 200 --seeds 5 --threads $T \
+        --out runs/dementia-mil-sqrt --ship ;;
+    dementia-mil-balanced)  # inverse-frequency class weights, as first tried
+      $PY -m diseaseid train-mil --task dementia --epochs 200 --seeds 5 --threads $T --out runs/dementia-mil ;;
+    dementia-mil-none)
+      $PY -m diseaseid train-mil --task dementia --class-weights none --epochs 200 --seeds 5 --threads $T \
+        --out runs/dementia-mil-none ;;
     dementia-mil-imagenet)  # the same head over ImageNet Lite0 embeddings (no fine-tuning), for comparison
       $PY -m diseaseid train-mil --task dementia --backbone imagenet --epochs 200 --seeds 5 --threads $T \
         --out runs/dementia-mil-imagenet ;;

@@ -43,6 +43,20 @@ def subject_bags(ds: ImageFolder, feats: np.ndarray) -> dict:
     return bags
 
 
+def class_weights(y: torch.Tensor, k: int, mode: str = "balanced") -> torch.Tensor | None:
+    """Loss weights per class: ``balanced`` (inverse frequency), ``sqrt`` (its square root: a class of 2 subjects
+    is not worth 30 of another), or ``none``."""
+    if mode == "none":
+        return None
+    counts = torch.bincount(y, minlength=k).float()
+    w = torch.where(counts > 0, counts.sum() / counts.clamp(min=1) / k, torch.zeros_like(counts))
+    if mode == "sqrt":
+        w = w.sqrt()
+    elif mode != "balanced":
+        raise ValueError(f"unknown class weighting {mode!r}")
+    return w
+
+
 def _stack(bags: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     n = max(len(b[0]) for b in bags)
     f = torch.zeros(len(bags), n, bags[0][0].shape[1])
@@ -57,7 +71,8 @@ def _stack(bags: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
 
 def train_mil(train_bags: dict, val_bags: dict, classes, epochs: int = 300, lr: float = 1e-3,
               weight_decay: float = 1e-2, hidden: int = 64, dropout: float = 0.5, slice_dropout: float = 0.3,
-              seed: int = 0, select_on_val: bool = False) -> tuple[nn.Module, dict, list[dict]]:
+              seed: int = 0, select_on_val: bool = False, class_weighting: str = "balanced",
+              ) -> tuple[nn.Module, dict, list[dict]]:
     """Full-batch training (a few hundred subjects) with a class-balanced loss. ``slice_dropout`` hides a random
     share of each bag's slices per step (regularisation).
 
@@ -71,8 +86,7 @@ def train_mil(train_bags: dict, val_bags: dict, classes, epochs: int = 300, lr: 
     vf, vp, vm, vy = _stack(list(val_bags.values()))
     k = len(classes)
     model = create_model("attention_mil", num_classes=k, in_features=f.shape[-1], hidden=hidden, dropout=dropout)
-    counts = torch.bincount(y, minlength=k).float()
-    weights = torch.where(counts > 0, counts.sum() / counts.clamp(min=1) / k, torch.zeros_like(counts))
+    weights = class_weights(y, k, class_weighting)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     best, best_state, history = None, None, []
     start = time.time()

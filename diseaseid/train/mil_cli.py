@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--weight-decay", type=float, default=1e-2)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--class-weights", choices=("balanced", "sqrt", "none"), default="balanced",
+                   help="loss weights per class: inverse frequency, its square root, or none")
     p.add_argument("--seeds", type=int, default=5, help="train this many seeds and report mean and spread")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="runs/dementia-mil")
@@ -70,7 +72,7 @@ def cmd_train_mil(args) -> int:
     runs = []
     for seed in range(args.seeds):
         model, best, history = train_mil(tr_bags, va_bags, classes, args.epochs, args.lr, args.weight_decay,
-                                         args.hidden, args.dropout, seed=seed)
+                                         args.hidden, args.dropout, seed=seed, class_weighting=args.class_weights)
         runs.append((best["balanced_accuracy"], seed, model, best, history))
     scores = np.array([r[0] for r in runs])
     _, seed, model, best, history = runs[0]  # seed 0 is shipped: no choice made on validation data

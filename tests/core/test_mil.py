@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from diseaseid.models import create_model
@@ -37,3 +38,15 @@ def test_learns_a_signal_that_lives_in_a_few_slices():
                                      dropout=0.1, slice_dropout=0.1)
     assert best["balanced_accuracy"] >= 0.9
     assert history[-1]["epoch"] == 150
+
+
+def test_class_weighting_modes():
+    from diseaseid.train.mil import class_weights
+
+    y = torch.tensor([0] * 8 + [1] * 2)
+    balanced = class_weights(y, 3, "balanced")
+    assert balanced.tolist() == pytest.approx([10 / 24, 10 / 6, 0.0])
+    assert class_weights(y, 3, "sqrt").tolist() == pytest.approx(balanced.sqrt().tolist())
+    assert class_weights(y, 3, "none") is None
+    with pytest.raises(ValueError):
+        class_weights(y, 3, "bogus")
