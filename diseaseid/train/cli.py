@@ -6,7 +6,6 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from diseaseid.tasks import TASKS
@@ -185,5 +184,3 @@ def cmd_predict(args) -> int:
         print("  warning: input looks unlike the training data: " + "; ".join(pred.ood_reasons))
     return 0
 
-
-__all__ = ["register", "np"]

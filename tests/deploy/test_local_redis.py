@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,22 +14,13 @@ import pytest
 from redis import Redis
 
 from tests.services.conftest import REPO, free_port
+from tests.services.redis_server import answers_ping as answers
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
 
 
 def local_redis(*args: str) -> list[str]:
     return [sys.executable, "-m", "services.local_redis", *args]
-
-
-def answers(port: int) -> bool:
-    """One raw PING (redis-py would retry a refused connection with backoff for seconds)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def wait_until(condition, timeout: float) -> bool:

@@ -32,7 +32,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _answers_ping(port: int) -> bool:
+def answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
             s.sendall(b"PING\r\n")
@@ -73,7 +73,7 @@ class RedisServer:
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + self.start_timeout
-        while not _answers_ping(self.port):
+        while not answers_ping(self.port):
             if self.proc.poll() is not None:
                 code = self.proc.returncode
                 raise RuntimeError(f"redis-server exited with {code} (port {self.port} taken?)")
