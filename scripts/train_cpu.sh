@@ -30,6 +30,13 @@ for s in $stages; do
         --dropout 0.4 --balanced --select subject_balanced_accuracy \
         --teacher weights/dementia/teacher.safetensors --kd-temperature 4 --w-soft 0.5 --w-ce 0.5 \
         --threads $T --out runs/dementia-student --ship student ;;
+    tumor-student-long)  # 20 epochs, KD with T and w_soft rounded from the CPU search's best trial
+      $PY -m diseaseid train --task tumor --model convnet1 --epochs 20 --batch-size 32 --lr 2e-3 --weight-decay 0.05 \
+        --warmup-epochs 1 --patience 20 --teacher weights/tumor/teacher.safetensors --kd-temperature 2.5 \
+        --w-soft 0.35 --w-ce 0.65 --threads $T --out runs/tumor-student-long ;;
+    tumor-ablation-long)  # the same student, budget and seed without the teacher
+      $PY -m diseaseid train --task tumor --model convnet1 --epochs 20 --batch-size 32 --lr 2e-3 --weight-decay 0.05 \
+        --warmup-epochs 1 --patience 20 --threads $T --out runs/tumor-student-long-nokd ;;
     search)
       $PY -m diseaseid search --task tumor --model convnet1 --teacher weights/tumor/teacher.safetensors \
         --per-class 100 --trials 6 --epochs 2,4 --threads $T --out runs/search/tumor-convnet1-kd ;;

@@ -87,9 +87,11 @@ class Predictor:
         scores = energy_score(logits).numpy()
         return [self._prediction(p, float(s), image_checks(img)) for p, s, img in zip(probs, scores, images)]
 
-    def aggregate(self, predictions: list[Prediction]) -> Prediction:
-        """Subject-level result: the mean of the slices' calibrated probabilities."""
-        probs = np.mean([[p.probabilities[c] for c in self.task.classes] for p in predictions], axis=0)
+    def aggregate(self, predictions: list[Prediction], probabilities: np.ndarray | None = None) -> Prediction:
+        """Subject-level result: the mean of the slices' calibrated probabilities, or ``probabilities`` from a
+        subject-level model (see diseaseid.serving.study); the OOD verdict is the slices' majority either way."""
+        probs = probabilities if probabilities is not None else np.mean(
+            [[p.probabilities[c] for c in self.task.classes] for p in predictions], axis=0)
         score = float(np.mean([p.ood_score for p in predictions]))
         reasons = sorted({r for p in predictions for r in p.ood_reasons})
         out = self._prediction(probs, score, reasons)

@@ -71,6 +71,19 @@ class SliceResult(Conclusion):
     input: InputInfo
 
 
+class AggregationModel(BaseModel):
+    name: str
+    version: str
+
+
+class Aggregation(BaseModel):
+    method: str = Field(description="`attention_mil` (subject-level head over the teacher's slice embeddings) "
+                                    "or `mean` (mean of the slices' probabilities)")
+    model: AggregationModel | None = None
+    attention: list[float] | None = Field(None, description="Weight of each slice in the MIL answer, in the "
+                                                            "order sent (sums to 1)")
+
+
 class StudyResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "task": "dementia", "model": {**_MODEL, "name": "dementia/student:convnet1"}, "n_slices": 2,
@@ -78,13 +91,17 @@ class StudyResponse(BaseModel):
                     "display_ru": "Деменции нет",
                     "probabilities": {"NonDemented": 0.81, "VeryMildDemented": 0.15, "MildDemented": 0.03,
                                       "ModerateDemented": 0.01}, "ood": _OOD},
+        "aggregation": {"method": "attention_mil", "model": {"name": "dementia/mil:attention_mil",
+                                                             "version": "3f2a9c1b7d0e"},
+                        "attention": [0.62, 0.38]},
         "slices": [_SLICE, {**_SLICE, "index": 1}],
         "timing_ms": {"decode": 3.0, "inference": 7.9, "total": 11.6}}]})
 
     task: str
     model: ModelRef
     n_slices: int
-    subject: Conclusion = Field(description="Subject-level result: mean of the slices' probabilities")
+    subject: Conclusion = Field(description="Subject-level result (see `aggregation` for how it was reached)")
+    aggregation: Aggregation
     slices: list[SliceResult]
     timing_ms: Timing
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from diseaseid.data.preprocess import IMAGE_SIZE
-from diseaseid.serving import ROLES, Predictor
+from diseaseid.serving import ROLES, Predictor, StudyModel, shipped_mil
 from diseaseid.tasks import TASKS
 from services.common.errors import NotReady
 from services.inference.metrics import InferenceMetrics
@@ -33,6 +33,8 @@ class ModelStore:
         self.settings = settings
         self.metrics = metrics
         self.predictors: dict[tuple[str, str], Predictor] = {}
+        # Subject-level heads (attention MIL over the teacher's slice embeddings), for tasks that ship one.
+        self.study_models: dict[str, StudyModel] = {}
         self.failures: dict[tuple[str, str], str] = {}
         self.loaded = threading.Event()
         self.executor = ThreadPoolExecutor(settings.inference_workers, thread_name_prefix="inference")
@@ -60,7 +62,25 @@ class ModelStore:
                 self.metrics.model_load.labels(task, role).set(seconds)
                 self.metrics.models_loaded.set(len(self.predictors))
                 log.info("loaded %s version %s in %.2f s", predictor.name, predictor.version, seconds)
+            self._load_study_model(task, blank)
         self.loaded.set()
+
+    def _load_study_model(self, task: str, blank: np.ndarray) -> None:
+        if shipped_mil(task) is None:
+            return
+        backbone = self.predictors.get((task, "teacher"))
+        if backbone is None:
+            self.failures[(task, "mil")] = "its backbone, the teacher, did not load"
+            return
+        try:
+            study = StudyModel.from_shipped(task, backbone)
+            study.predict(np.repeat(blank, 2, axis=0))
+        except Exception as exc:
+            self.failures[(task, "mil")] = f"{type(exc).__name__}: {exc}"
+            log.error("cannot load the subject-level model of %s: %s", task, self.failures[(task, "mil")])
+            return
+        self.study_models[task] = study
+        log.info("loaded %s version %s", study.name, study.version)
 
     def get(self, task: str, role: str) -> Predictor:
         predictor = self.predictors.get((task, role))

@@ -105,10 +105,11 @@ def test_study_returns_every_slice_and_their_mean(inference_client):
     subject = "NonDemented-003"
     paths = sorted((FIXTURES / "dementia" / "NonDemented").glob(f"{subject}_*.jpg"))
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
-    r = inference_client.post("/predict/study", files=files, data={"task": "dementia"})
+    r = inference_client.post("/predict/study", files=files, data={"task": "dementia", "aggregate": "mean"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["task"] == "dementia" and body["model"]["role"] == "student"
+    assert body["aggregation"] == {"method": "mean", "model": None, "attention": None}
     assert body["n_slices"] == len(paths) == len(body["slices"])
     for i, (p, s) in enumerate(zip(paths, body["slices"], strict=True)):
         assert s["index"] == i and s["input"]["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
@@ -120,6 +121,44 @@ def test_study_returns_every_slice_and_their_mean(inference_client):
     # Each slice's answer in the study equals the answer to that slice alone.
     alone = post_predict(inference_client, paths[0].read_bytes(), "dementia").json()["probabilities"]
     assert all(abs(alone[c] - body["slices"][0]["probabilities"][c]) < 1e-5 for c in classes)
+
+
+def test_dementia_study_is_answered_by_the_shipped_mil_head(inference_client):
+    """By default a dementia study goes through the attention-MIL head over the teacher's embeddings, in the
+    order the slices were sent; the answer equals the ML core's on the same decoded slices."""
+    from diseaseid.serving import Predictor, StudyModel
+    from services.common.images import decode_image_bytes
+    from services.common.settings import ServiceSettings
+
+    paths = sorted((FIXTURES / "dementia" / "MildDemented").glob("MildDemented-002_*.jpg"))
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+    body = inference_client.post("/predict/study", files=files, data={"task": "dementia"}).json()
+    agg = body["aggregation"]
+    assert agg["method"] == "attention_mil" and agg["model"]["name"] == "dementia/mil:attention_mil"
+    assert len(agg["attention"]) == len(paths) and abs(sum(agg["attention"]) - 1) < 1e-4
+    check_conclusion(body["subject"], "dementia")
+
+    study = StudyModel.from_shipped("dementia", Predictor.from_shipped("dementia", "teacher"))
+    images = np.stack([decode_image_bytes(p.read_bytes(), ServiceSettings()).array for p in paths])
+    expected = study.predict(images)
+    classes = TASKS["dementia"].classes
+    assert np.allclose([body["subject"]["probabilities"][c] for c in classes], expected.probabilities, atol=1e-5)
+    assert np.allclose(agg["attention"], expected.attention, atol=1e-5)
+    # Slice order is stack order: the same slices sent top first get other positions, so another answer.
+    flipped = inference_client.post("/predict/study", files=files[::-1], data={"task": "dementia"}).json()
+    assert not np.allclose([flipped["subject"]["probabilities"][c] for c in classes], expected.probabilities,
+                           atol=1e-6)
+
+
+def test_study_aggregation_choices(inference_client):
+    files = [("files", ("a.jpg", fixture_bytes("tumor", "glioma"), "image/jpeg"))]
+    tumor = inference_client.post("/predict/study", files=files, data={"task": "tumor"}).json()
+    assert tumor["aggregation"]["method"] == "mean"  # no subject-level head for tumor
+    r = inference_client.post("/predict/study", files=files, data={"task": "tumor", "aggregate": "mil"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_aggregation"
+    assert "aggregate=mean" in r.json()["error"]["message"]
+    r = inference_client.post("/predict/study", files=files, data={"task": "dementia", "aggregate": "median"})
+    assert r.status_code == 422 and "mil, mean" in r.json()["error"]["message"]
 
 
 def test_models_lists_tasks_classes_and_cards(inference_client):

@@ -4,11 +4,13 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+import numpy as np
+
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
-from diseaseid.serving import Prediction, Predictor
+from diseaseid.serving import Prediction, Predictor, StudyModel
 from services.common.auth import require_api_key
-from services.common.errors import ServiceError, error_responses
+from services.common.errors import NotReady, ServiceError, error_responses
 from services.common.images import DecodedImage, decode_image_bytes
 from services.common.settings import ServiceSettings
 from services.common.uploads import read_upload_bytes
@@ -27,8 +29,36 @@ ModelForm = Annotated[str | None, Form(
     examples=["student"])]
 
 
+AggregateForm = Annotated[str | None, Form(
+    description="How slices become one subject-level answer: `mil` (the task's attention-MIL head over the "
+                "teacher's slice embeddings; slices in stack order, lowest first), `mean` (mean of the slices' "
+                "probabilities), or `auto` (default: `mil` where the task ships one, else `mean`)",
+    examples=["auto"])]
+AGGREGATIONS = ("auto", "mil", "mean")
+
+
 class TooManyFiles(ServiceError):
     status, code = 422, "too_many_files"
+
+
+class UnknownAggregation(ServiceError):
+    status, code = 422, "unknown_aggregation"
+
+
+def resolve_aggregation(value: str | None, task: str, store) -> StudyModel | None:
+    """The subject-level model to use, or None for the mean of slice probabilities."""
+    value = (value or "").strip() or "auto"
+    if value not in AGGREGATIONS:
+        shown = repr(value) if len(value) <= 40 and value.isprintable() else "(unprintable or too long)"
+        raise UnknownAggregation(f"unknown aggregate {shown}; choose one of: {', '.join(AGGREGATIONS)}")
+    if value == "mean":
+        return None
+    study = store.study_models.get(task)
+    if study is None and value == "mil":
+        if (task, "mil") in store.failures:
+            raise NotReady(f"the subject-level model of {task} is not available on this server")
+        raise UnknownAggregation(f"task {task!r} has no subject-level model; use aggregate=mean or auto")
+    return study
 
 
 def _ms(seconds: float) -> float:
@@ -85,7 +115,8 @@ Upload = tuple[bytes, str | None, str | None]  # bytes, declared content type, f
 
 
 def _decode_and_predict_study(predictor: Predictor, uploads: list[Upload], settings: ServiceSettings,
-                              ) -> tuple[list[DecodedImage], list[Prediction], Prediction, float]:
+                              study: StudyModel | None = None,
+                              ) -> tuple[list[DecodedImage], list[Prediction], Prediction, dict, float]:
     start = time.perf_counter()
     images = []
     for i, (data, content_type, filename) in enumerate(uploads):
@@ -97,7 +128,13 @@ def _decode_and_predict_study(predictor: Predictor, uploads: list[Upload], setti
     preds: list[Prediction] = []
     for b in range(0, len(images), STUDY_BATCH):
         preds += predictor.predict([im.array for im in images[b:b + STUDY_BATCH]])
-    return images, preds, predictor.aggregate(preds), decode_s
+    if study is None:
+        return images, preds, predictor.aggregate(preds), {"method": "mean", "model": None, "attention": None}, \
+            decode_s
+    result = study.predict(np.stack([im.array for im in images]))
+    aggregation = {"method": "attention_mil", "model": {"name": study.name, "version": study.version},
+                   "attention": [round(float(a), 6) for a in result.attention]}
+    return images, preds, predictor.aggregate(preds, result.probabilities), aggregation, decode_s
 
 
 @router.post("/predict/study", response_model=StudyResponse, form_limits={"max_files": 1024, "max_fields": 8},
@@ -107,8 +144,10 @@ async def predict_study(
     files: Annotated[list[UploadFile], File(description="Slices of one subject (repeat the field)")],
     task: TaskForm,
     model: ModelForm = None,
+    aggregate: AggregateForm = None,
 ) -> dict:
-    """Classify the slices of one subject and aggregate them (mean probability) into one result."""
+    """Classify the slices of one subject and combine them into one subject-level result: the task's
+    attention-MIL head where it ships one (dementia), else the mean of the slices' probabilities."""
     start = time.perf_counter()
     spec = resolve_task(task)
     role = resolve_model(model, settings.default_model_for(spec.name))
@@ -116,16 +155,17 @@ async def predict_study(
         if len(files) > settings.max_study_files:
             raise TooManyFiles(f"{len(files)} files sent; a study takes at most {settings.max_study_files}")
         predictor = store.get(spec.name, role)
+        study = resolve_aggregation(aggregate, spec.name, store)
         uploads = [(await read_upload_bytes(f, settings.max_upload_bytes), f.content_type, f.filename)
                    for f in files]
         t_read = time.perf_counter()
-        images, preds, subject, decode_s = await store.run(_decode_and_predict_study, predictor, uploads,
-                                                           settings)
+        images, preds, subject, aggregation, decode_s = await store.run(
+            _decode_and_predict_study, predictor, uploads, settings, study)
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc(len(images))
     return {
         "task": spec.name, "model": model_ref(predictor, role), "n_slices": len(images),
-        "subject": conclusion(subject),
+        "subject": conclusion(subject), "aggregation": aggregation,
         "slices": [{"index": i, **conclusion(p), "input": im.info()}
                    for i, (im, p) in enumerate(zip(images, preds, strict=True))],
         "timing_ms": {"decode": _ms(decode_s), "inference": _ms(done - t_read - decode_s),

@@ -1,0 +1,96 @@
+"""Subject-level answers from all of a subject's slices: the attention-MIL head (``weights/<task>/mil.*``)
+over the slice teacher's embeddings, where a task ships one.
+
+The head was trained on stacks of consecutive axial slices, lowest first, with each slice's relative height
+(0 = lowest, 1 = highest) as an input. A study is read in the order its slices are given: that order is the
+stack order. The head is meant for whole stacks (32 slices in training); fewer still work, with less to go on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diseaseid.data.preprocess import normalize
+from diseaseid.models.checkpoint import load_model
+from diseaseid.paths import weights_dir
+from diseaseid.serving.predictor import Predictor
+
+
+class BackboneMismatch(RuntimeError):
+    """The MIL head was trained on another slice model's embeddings than the one offered."""
+
+
+def shipped_mil(task: str) -> Path | None:
+    """``weights/<task>/mil.safetensors`` where the task ships a subject-level head, else None."""
+    path = weights_dir() / task / "mil.safetensors"
+    return path if path.exists() else None
+
+
+@dataclass
+class StudyResult:
+    probabilities: np.ndarray  # C, softmax of the head's logits
+    attention: np.ndarray  # N, how much each slice weighed in the answer (sums to 1)
+
+
+class StudyModel:
+    """The attention-MIL head bound to the slice model whose embeddings it reads."""
+
+    def __init__(self, head: torch.nn.Module, card: dict, backbone: Predictor):
+        expected = (card.get("backbone") or {}).get("sha256")
+        actual = backbone.card.get("weights_sha256")
+        if expected and actual and expected != actual:
+            raise BackboneMismatch(
+                f"MIL head {card.get('version')} was trained on embeddings of slice model {expected[:12]}, "
+                f"not {actual[:12]} ({backbone.name}); retrain it with `diseaseid train-mil`")
+        if list(card["classes"]) != list(backbone.task.classes):
+            raise BackboneMismatch(f"MIL head classes {card['classes']} differ from the task's")
+        self.head = head.eval().to(backbone.device)
+        self.card = card
+        self.backbone = backbone
+        self.temperature = float(card.get("calibration", {}).get("temperature", 1.0))
+
+    @classmethod
+    def from_weights(cls, path: str | Path, backbone: Predictor) -> StudyModel:
+        head, card = load_model(path, backbone.device)
+        return cls(head, card, backbone)
+
+    @classmethod
+    def from_shipped(cls, task: str, backbone: Predictor) -> StudyModel | None:
+        path = shipped_mil(task)
+        return None if path is None else cls.from_weights(path, backbone)
+
+    @property
+    def name(self) -> str:
+        return f"{self.backbone.task.name}/mil:{self.card['arch']}"
+
+    @property
+    def version(self) -> str:
+        return self.card.get("version", "unknown")
+
+    @torch.inference_mode()
+    def embed(self, images: np.ndarray, batch_size: int = 16) -> torch.Tensor:
+        """N x 224 x 224 x 3 uint8 -> N x F pooled penultimate features of the backbone."""
+        model = self.backbone.model
+        out = []
+        for s in range(0, len(images), batch_size):
+            x = normalize(images[s:s + batch_size], self.backbone.device)
+            out.append(model.forward_head(model.forward_features(x), pre_logits=True).float())
+        return torch.cat(out)
+
+    @torch.inference_mode()
+    def predict(self, images: np.ndarray) -> StudyResult:
+        """The slices of one subject, in stack order (lowest first)."""
+        if images.ndim == 3:
+            images = images[None]
+        if len(images) == 0:
+            raise ValueError("a study needs at least one slice")
+        feats = self.embed(images)[None]
+        n = feats.shape[1]
+        pos = torch.linspace(0.0, 1.0, n, device=feats.device)[None] if n > 1 else torch.zeros(1, 1,
+                                                                                                device=feats.device)
+        logits, attention = self.head(feats, pos, return_attention=True)
+        probs = torch.softmax(logits.float() / self.temperature, dim=1)[0].cpu().numpy()
+        return StudyResult(probabilities=probs, attention=attention[0].float().cpu().numpy())
