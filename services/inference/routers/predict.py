@@ -5,7 +5,6 @@ import time
 from typing import Annotated
 
 import numpy as np
-
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from diseaseid.serving import Prediction, Predictor, StudyModel
