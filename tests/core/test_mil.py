@@ -50,3 +50,24 @@ def test_class_weighting_modes():
     assert class_weights(y, 3, "none") is None
     with pytest.raises(ValueError):
         class_weights(y, 3, "bogus")
+
+
+def test_shipped_study_model_binds_to_its_teacher_and_reads_slices_in_order():
+    from diseaseid.serving import BackboneMismatch, Predictor, StudyModel, shipped_mil
+
+    teacher = Predictor.from_shipped("dementia", "teacher")
+    study = StudyModel.from_shipped("dementia", teacher)
+    assert shipped_mil("dementia") is not None and shipped_mil("tumor") is None
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (4, 224, 224, 3), dtype=np.uint8)
+    result = study.predict(images)
+    assert result.probabilities.shape == (4,) and abs(result.probabilities.sum() - 1) < 1e-5
+    assert result.attention.shape == (4,) and abs(result.attention.sum() - 1) < 1e-5
+    # Embeddings are the teacher's pooled features, one per slice, independent of the batch.
+    assert torch.allclose(study.embed(images)[1:2], study.embed(images[1:2]), atol=1e-4)
+    with pytest.raises(ValueError, match="at least one slice"):
+        study.predict(images[:0])
+    # A head refuses a slice model it was not trained on (the student here).
+    student = Predictor.from_shipped("dementia", "student")
+    with pytest.raises(BackboneMismatch, match="train-mil"):
+        StudyModel(study.head, study.card, student)
