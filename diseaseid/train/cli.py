@@ -45,6 +45,9 @@ def register(sub) -> None:
     p.add_argument("--select", default=d.select, help="validation metric for early stopping")
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--balanced", action="store_true", help="class-weighted loss")
+    p.add_argument("--init", default=None,
+                   help="start from these weights (.safetensors of the same architecture), e.g. to train a "
+                        "shipped model further")
     p.add_argument("--teacher", default=None, help="distil from these teacher weights (.safetensors)")
     p.add_argument("--kd-temperature", type=float, default=d.kd_temperature)
     p.add_argument("--w-soft", type=float, default=d.w_soft)

@@ -22,6 +22,9 @@ class TrainConfig:
     select: str = "macro_f1"  # validation metric that picks the best epoch
     seed: int = 0
     device: str = "auto"
+    # Start from these weights (same architecture, widths and classes) instead of the architecture's default
+    # initialisation: to train a shipped model further. The card records the file and its version.
+    init: str | None = None
     # Knowledge distillation (teacher = path to weights); see diseaseid.train.distill.
     teacher: str | None = None
     kd_temperature: float = 4.0

@@ -12,7 +12,7 @@ import torch
 
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.models import save_model
-from diseaseid.models.checkpoint import file_sha256
+from diseaseid.models.checkpoint import file_sha256, read_card
 from diseaseid.paths import REPO_ROOT, weights_dir
 from diseaseid.serving.ood import energy_score
 from diseaseid.train.calibration import calibration_summary
@@ -76,6 +76,11 @@ def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageF
         else None,
         **(extra_card or {}),
     }
+    if cfg.init:
+        start = read_card(cfg.init)
+        card["training"]["init_from"] = {"file": _relative(cfg.init), "version": start.get("version"),
+                                         "epochs": start.get("training", {}).get("epochs"),
+                                         "command": start.get("command")}
     if card["training"]["device"] == "cpu":
         card["note"] = (f"trained on the CPU ({torch.get_num_threads()} threads) with a short schedule "
                         f"({cfg.epochs} epochs) because no GPU was available; a GPU run of the same command "

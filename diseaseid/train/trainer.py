@@ -101,6 +101,18 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def init_weights(model: nn.Module, cfg: TrainConfig) -> None:
+    """Load ``cfg.init`` into ``model``; a different architecture, width or class list is refused."""
+    start, card = load_model(cfg.init)
+    if card["arch"] != cfg.model or list(card["classes"]) != list(get_task(cfg.task).classes):
+        raise ValueError(f"--init {cfg.init} holds {card['task']}/{card['arch']}; this run trains "
+                         f"{cfg.task}/{cfg.model}")
+    try:
+        model.load_state_dict(start.state_dict())
+    except RuntimeError as exc:
+        raise ValueError(f"--init {cfg.init} does not fit this model's shape: {exc}") from None
+
+
 def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
         on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True) -> FitResult:
     """Train ``cfg.model`` on ``train``, select the epoch with the best ``cfg.select`` on ``val``.
@@ -113,6 +125,8 @@ def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
     gen = torch.Generator().manual_seed(cfg.seed)
 
     model = create_model(cfg.model, num_classes=task.num_classes, **cfg.model_args()).to(device)
+    if cfg.init:
+        init_weights(model, cfg)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     tr_images, va_images = DeviceImages(train.images, device), DeviceImages(val.images, device)
