@@ -80,7 +80,8 @@ async def analyse_slice(message: Message, bot: Bot, client: DiseaseIdClient, set
 
 
 async def send_heatmaps(message: Message, bot: Bot, client: DiseaseIdClient, settings: BotSettings, lang: str,
-                        upload: Upload, conclusion: Conclusion) -> None:
+                        upload: Upload, conclusion: Conclusion, note: str | None = None) -> None:
+    """The explain job's pictures as an album replying to ``message``; ``note`` heads the first caption."""
     try:
         async with ChatActionSender.upload_photo(bot=bot, chat_id=message.chat.id):
             result = await client.explain(upload, conclusion.task, model=conclusion.model_role,
@@ -91,11 +92,11 @@ async def send_heatmaps(message: Message, bot: Bot, client: DiseaseIdClient, set
         await message.reply(t("heatmaps_failed", lang))
         return
     label = escape(result.target(lang) or conclusion.display(lang))
-    media = [
-        InputMediaPhoto(media=BufferedInputFile(png, filename=f"{name}.png"),
-                        caption=t(f"caption_{name}", lang, label=label))
-        for name, png in result.images.items()
-    ]
+    captions = [t(f"caption_{name}", lang, label=label) for name in result.images]
+    if note and captions:
+        captions[0] = f"{escape(note)}\n{captions[0]}"
+    media = [InputMediaPhoto(media=BufferedInputFile(png, filename=f"{name}.png"), caption=caption)
+             for (name, png), caption in zip(result.images.items(), captions, strict=True)]
     await message.reply_media_group(media=media)
 
 
@@ -110,7 +111,7 @@ async def analyse_study(messages: list[Message], bot: Bot, client: DiseaseIdClie
     refs, skipped = [], 0
     for part in messages:
         try:
-            refs.append(image_ref(part, settings.max_file_bytes))
+            refs.append((part, image_ref(part, settings.max_file_bytes)))
         except Rejection:
             skipped += 1
     if not refs:
@@ -122,10 +123,11 @@ async def analyse_study(messages: list[Message], bot: Bot, client: DiseaseIdClie
     status = await first.reply(t("analysing_study", lang, n=len(refs), task=task_name(task, lang)))
     try:
         async with ChatActionSender.typing(bot=bot, chat_id=first.chat.id):
-            uploads = []
-            for ref in refs:
+            parts, uploads = [], []
+            for part, ref in refs:
                 try:
                     uploads.append(await download(bot, ref, settings.max_file_bytes))
+                    parts.append(part)
                 except Rejection:
                     skipped += 1
             if not uploads:
@@ -142,3 +144,8 @@ async def analyse_study(messages: list[Message], bot: Bot, client: DiseaseIdClie
     if skipped:
         notes.append(t("album_skipped", lang, n=skipped))
     await show(status, "\n\n".join([conclusion_text(conclusion, lang, study=True), *notes]))
+    k = conclusion.key_slice
+    if k is not None and 0 <= k < len(uploads):
+        # Heatmaps of the slice that weighed most, as a reply to that slice's message.
+        await send_heatmaps(parts[k], bot, client, settings, lang, uploads[k], conclusion,
+                            note=t("key_slice", lang, k=k + 1, n=len(uploads)))

@@ -1,7 +1,7 @@
 """What the bot reads from the services' JSON, parsed leniently so small contract drift does not crash it."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -30,6 +30,7 @@ class Conclusion:
     ood_score: float | None = None
     ood_reasons: tuple[str, ...] = ()
     n_slices: int = 1
+    key_slice: int | None = None  # studies: index (in the files sent) of the slice that weighed most
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def display(self, lang: str) -> str:
@@ -85,8 +86,23 @@ def parse_study(data: dict[str, Any], *, task: str, n_files: int) -> Conclusion:
     subject = next((data[k] for k in _SUBJECT_KEYS if isinstance(data.get(k), dict)), None)
     # Top-level fields (task, model, ...) stand in for what the subject object leaves out.
     defaults = {k: v for k, v in data.items() if k not in _SUBJECT_KEYS + _SLICE_KEYS}
-    return parse_conclusion(subject if subject is not None else data, task=task, n_slices=n_slices,
-                            defaults=defaults)
+    conclusion = parse_conclusion(subject if subject is not None else data, task=task, n_slices=n_slices,
+                                  defaults=defaults)
+    return replace(conclusion, key_slice=key_slice(data, slices, conclusion.label, n_slices))
+
+
+def key_slice(data: dict[str, Any], slices: list | None, label: str, n_slices: int) -> int | None:
+    """The slice to show heatmaps of: the highest attention weight where a subject-level head answered,
+    else the slice most confident in the subject's label; None when the response says neither."""
+    aggregation = data.get("aggregation")
+    attention = aggregation.get("attention") if isinstance(aggregation, dict) else None
+    try:
+        if isinstance(attention, list) and len(attention) == n_slices and attention:
+            return max(range(n_slices), key=lambda i: float(attention[i]))
+        scores = [float((s.get("probabilities") or {})[label]) for s in slices or ()]
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+    return max(range(len(scores)), key=scores.__getitem__) if scores else None
 
 
 @dataclass(frozen=True)

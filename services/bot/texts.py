@@ -110,6 +110,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "The slice, Grad-CAM and LRP side by side.",
         "ru": "Срез, Grad-CAM и LRP рядом.",
     },
+    "key_slice": {
+        "en": "Slice {k} of {n}: the one that weighed most in the study's conclusion.",
+        "ru": "Срез {k} из {n}: он сильнее всего повлиял на вывод по исследованию.",
+    },
     "heatmaps_failed": {
         "en": "I could not compute the heatmaps this time; the conclusion above still stands.",
         "ru": "Тепловые карты сейчас построить не удалось; вывод выше остаётся в силе.",

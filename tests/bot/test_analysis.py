@@ -129,7 +129,7 @@ def test_album_of_slices_gets_one_subject_level_conclusion(bot, telegram, servic
     telegram.wait_for(lambda c: c.method == "answerCallbackQuery", after=mark)
 
     mark = telegram.mark()
-    telegram.send_album(user, [p.read_bytes() for p in paths])
+    sent_album = telegram.send_album(user, [p.read_bytes() for p in paths])
     final = telegram.wait_for(lambda c: c.method == "editMessageText" and c.chat_id == user["id"],
                               timeout=30, after=mark)
     sent = [c for c in telegram.calls_to(user["id"], after=mark) if c.method == "sendMessage"]
@@ -142,6 +142,22 @@ def test_album_of_slices_gets_one_subject_level_conclusion(bot, telegram, servic
     subject = response.json()["subject"]
     assert f"Исследование (срезов: {len(paths)}). Вывод: <b>{subject['display_ru']}</b>" in final.text
     assert "Задача: Деменция" in final.text
+
+    # Then the heatmaps of the slice that weighed most (highest MIL attention), replying to that slice.
+    attention = response.json()["aggregation"]["attention"]
+    k = int(np.argmax(attention))
+    heatmaps = telegram.wait_for(lambda c: c.chat_id == user["id"] and (
+        c.method == "sendMediaGroup" or (c.method == "sendMessage" and "карты" in c.text)),
+        timeout=60, after=mark)
+    assert heatmaps.method == "sendMediaGroup", f"{heatmaps.text}\n{bot.log()[-3000:]}"
+    reply = heatmaps.params.get("reply_parameters") or {}
+    if isinstance(reply, str):
+        reply = json.loads(reply)
+    replied_to = reply.get("message_id", heatmaps.params.get("reply_to_message_id"))
+    assert int(replied_to) == sent_album[k]["message_id"]
+    items = heatmaps.media_files()
+    assert items[0][0]["caption"].startswith(f"Срез {k + 1} из {len(paths)}")
+    assert all(decode_png(content) for _, content in items)
 
 
 def dicom_bytes(path: Path) -> bytes:

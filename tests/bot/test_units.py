@@ -61,6 +61,18 @@ def test_study_conclusion_reads_the_subject_and_warns_when_out_of_distribution()
     assert "Лёгкая деменция" in conclusion_text(c, "ru", study=True)
 
 
+def test_key_slice_of_a_study():
+    """Attention picks the slice where a subject-level head answered; else the slice most sure of the label."""
+    slices = [{"probabilities": {"MildDemented": p}} for p in (0.2, 0.7, 0.5)]
+    by_mean = {**STUDY, "n_slices": 3, "slices": slices}
+    assert parse_study(by_mean, task="dementia", n_files=3).key_slice == 1
+    by_mil = {**by_mean, "aggregation": {"method": "attention_mil", "attention": [0.1, 0.2, 0.7]}}
+    assert parse_study(by_mil, task="dementia", n_files=3).key_slice == 2
+    assert parse_study(STUDY, task="dementia", n_files=2).key_slice is None  # slices say nothing
+    odd = {**by_mean, "aggregation": {"attention": [0.5]}, "slices": [{"probabilities": "x"}] * 3}
+    assert parse_study(odd, task="dementia", n_files=3).key_slice is None
+
+
 def test_flat_prediction_shape_is_read_too():
     c = parse_conclusion({"label": "glioma", "probabilities": {"glioma": 0.9, "notumor": 0.1},
                           "ood": True, "ood_score": 2.5, "ood_reasons": "odd"}, task="tumor")
