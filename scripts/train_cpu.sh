@@ -2,7 +2,8 @@
 # The exact commands that produced the shipped models (CPU, 2 threads; no GPU was lent to this run).
 # Usage: bash scripts/train_cpu.sh [stage ...]   (stages: tumor-teacher tumor-student dementia-teacher
 #         dementia-student dementia-mil tumor-ablation search; comparisons: dementia-mil-balanced
-#         dementia-mil-none dementia-mil-imagenet)
+#         dementia-mil-none dementia-mil-imagenet; later, longer runs: tumor-student-long tumor-ablation-long
+#         tumor-teacher-more)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -30,6 +31,10 @@ for s in $stages; do
         --dropout 0.4 --balanced --select subject_balanced_accuracy \
         --teacher weights/dementia/teacher.safetensors --kd-temperature 4 --w-soft 0.5 --w-ce 0.5 \
         --threads $T --out runs/dementia-student --ship student ;;
+    tumor-teacher-more)  # the shipped 3-epoch teacher trained 3 more epochs at a lower learning rate
+      $PY -m diseaseid train --task tumor --model lite0 --init weights/tumor/teacher.safetensors --epochs 3 \
+        --batch-size 32 --lr 2e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.1 --patience 3 \
+        --threads $T --out runs/tumor-teacher-more ;;
     tumor-student-long)  # 20 epochs, KD with T and w_soft rounded from the CPU search's best trial
       $PY -m diseaseid train --task tumor --model convnet1 --epochs 20 --batch-size 32 --lr 2e-3 --weight-decay 0.05 \
         --warmup-epochs 1 --patience 20 --teacher weights/tumor/teacher.safetensors --kd-temperature 2.5 \
