@@ -81,7 +81,7 @@ def main() -> int:
     for slabs in (4, 8):
         x = csf_features(stacks, slabs)
         for c in (0.01, 0.03, 0.1, 0.3):
-            def model():
+            def model(c=c):
                 return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced",
                                                                           max_iter=3000))
             fixed = balanced_accuracy_score(y[is_val], model().fit(x[~is_val], y[~is_val]).predict(x[is_val]))
