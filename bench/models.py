@@ -6,7 +6,7 @@ import time
 import numpy as np
 import torch
 
-from diseaseid.serving import ROLES, Predictor
+from diseaseid.serving import ROLES, Predictor, StudyModel, shipped_mil
 from diseaseid.tasks import TASKS
 
 
@@ -40,10 +40,22 @@ def run(quick: bool = False) -> dict:
                    "latency_ms_p50": float(np.median(single)), "latency_ms_p95": float(np.percentile(single, 95)),
                    "batch16_images_per_s": 16 / (float(np.median(batched)) / 1000)}
             results["models"].append(row)
+    results["studies"] = []
+    stack = rng.integers(0, 255, (32, 224, 224, 3), dtype=np.uint8)
+    for task in TASKS:
+        if shipped_mil(task) is None:
+            continue
+        study = StudyModel.from_shipped(task, Predictor.from_shipped(task, "teacher"))
+        times = _time(lambda s=study: s.predict(stack), max(3, repeats // 10))
+        results["studies"].append({"task": task, "model": study.name, "slices": len(stack),
+                                   "latency_ms_p50": float(np.median(times))})
     print(f"\nModel CPU latency ({results['threads']} torch threads, predict() incl. pre-processing of a 224x224 "
           "uint8 image):")
     print(f"{'task':<9} {'role':<8} {'arch':<9} {'params':>9} {'p50 ms':>8} {'p95 ms':>8} {'img/s@16':>9}")
     for r in results["models"]:
         print(f"{r['task']:<9} {r['role']:<8} {r['arch']:<9} {r['parameters']:>9,} {r['latency_ms_p50']:>8.2f} "
               f"{r['latency_ms_p95']:>8.2f} {r['batch16_images_per_s']:>9.1f}")
+    for r in results["studies"]:
+        print(f"study: {r['model']} over {r['slices']} slices (teacher embeddings + MIL head): "
+              f"p50 {r['latency_ms_p50']:.0f} ms")
     return results
