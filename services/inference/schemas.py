@@ -118,12 +118,18 @@ class ModelInfo(ModelRef):
     card: dict[str, Any] = Field(description="The model card: training data, metrics, calibration, OOD")
 
 
+class StudyModelInfo(AggregationModel):
+    loaded: bool
+    card: dict[str, Any]
+
+
 class TaskInfo(BaseModel):
     name: str
     description: str
     subject_level: bool = Field(description="Meant to be used per subject via /predict/study")
     classes: list[ClassInfo]
     models: list[ModelInfo]
+    study_model: StudyModelInfo | None = Field(None, description="Subject-level head behind /predict/study")
 
 
 class ModelsResponse(BaseModel):

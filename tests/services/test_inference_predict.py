@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from diseaseid.models.checkpoint import read_card
-from diseaseid.serving import shipped_weights
+from diseaseid.serving import shipped_mil, shipped_weights
 from diseaseid.tasks import TASKS
 from tests.services.conftest import FIXTURES, PATIENT_ID, PATIENT_NAME, fixture_bytes, make_dicom
 
@@ -135,6 +135,9 @@ def test_dementia_study_is_answered_by_the_shipped_mil_head(inference_client):
     body = inference_client.post("/predict/study", files=files, data={"task": "dementia"}).json()
     agg = body["aggregation"]
     assert agg["method"] == "attention_mil" and agg["model"]["name"] == "dementia/mil:attention_mil"
+    listed = {t["name"]: t["study_model"] for t in inference_client.get("/models").json()["tasks"]}
+    assert listed["tumor"] is None and listed["dementia"]["loaded"]
+    assert listed["dementia"]["version"] == agg["model"]["version"] == read_card(shipped_mil("dementia"))["version"]
     assert len(agg["attention"]) == len(paths) and abs(sum(agg["attention"]) - 1) < 1e-4
     check_conclusion(body["subject"], "dementia")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from diseaseid.models.checkpoint import read_card
-from diseaseid.serving import ROLES, shipped_weights
+from diseaseid.serving import ROLES, shipped_mil, shipped_weights
 from diseaseid.tasks import TASKS
 from services.inference.deps import SettingsDep, StoreDep
 from services.inference.schemas import ModelsResponse
@@ -20,6 +20,19 @@ def _card(task: str, role: str, store) -> dict:
         return read_card(shipped_weights(task, role))
     except Exception:
         return {}
+
+
+def _study_model(task: str, store) -> dict | None:
+    """The subject-level head `/predict/study` uses for this task, if it ships one."""
+    study = store.study_models.get(task)
+    if study is not None:
+        card = study.card
+    elif (path := shipped_mil(task)) is not None:
+        card = read_card(path)
+    else:
+        return None
+    return {"name": f"{task}/mil:{card.get('arch', '')}", "version": str(card.get("version", "unknown")),
+            "loaded": study is not None, "card": card}
 
 
 @router.get("/models", response_model=ModelsResponse)
@@ -40,5 +53,6 @@ async def list_models(store: StoreDep, settings: SettingsDep) -> dict:
             "classes": [{"name": c, "display_en": task.display(i, "en"), "display_ru": task.display(i, "ru")}
                         for i, c in enumerate(task.classes)],
             "models": models,
+            "study_model": _study_model(name, store),
         })
     return {"tasks": tasks}
