@@ -34,7 +34,8 @@ SMALL_BODY = 64 * 1024
 DESCRIPTION = """Brain-MRI diagnosis support. Send one slice to `POST /predict` (or the slices of one
 subject to `POST /predict/study`) as multipart form data with the `task` (`tumor` or `dementia`); get
 calibrated class probabilities, an out-of-distribution flag and the model version. JPEG, PNG and
-single-frame DICOM are accepted.
+single-frame DICOM are accepted. A study's slices go in stack order (lowest first): for `dementia` the
+subject-level answer comes from an attention-MIL head that reads each slice's position.
 
 Errors always have the body `{"error": {"code", "message"}}`. Send `X-API-Key` unless the server runs in
 development mode. Not a medical device: results support, and never replace, a clinician's judgement."""
