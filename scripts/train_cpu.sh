@@ -3,7 +3,7 @@
 # Usage: bash scripts/train_cpu.sh [stage ...]   (stages: tumor-teacher tumor-student dementia-teacher
 #         dementia-student dementia-mil tumor-ablation search; comparisons: dementia-mil-balanced
 #         dementia-mil-none dementia-mil-imagenet; later, longer runs: tumor-student-long tumor-ablation-long
-#         tumor-teacher-more)
+#         tumor-teacher-more tumor-teacher-more2 tumor-student-more, in that order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -34,7 +34,16 @@ for s in $stages; do
     tumor-teacher-more)  # the shipped 3-epoch teacher trained 3 more epochs at a lower learning rate
       $PY -m diseaseid train --task tumor --model lite0 --init weights/tumor/teacher.safetensors --epochs 3 \
         --batch-size 32 --lr 2e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.1 --patience 3 \
-        --threads $T --out runs/tumor-teacher-more ;;
+        --threads $T --out runs/tumor-teacher-more --ship teacher ;;
+    tumor-teacher-more2)  # and 4 more at a lower learning rate still
+      $PY -m diseaseid train --task tumor --model lite0 --init weights/tumor/teacher.safetensors --epochs 4 \
+        --batch-size 32 --lr 1e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.1 --patience 4 \
+        --threads $T --out runs/tumor-teacher-more2 --ship teacher ;;
+    tumor-student-more)  # the shipped 20-epoch student, 10 more epochs distilled from the improved teacher
+      $PY -m diseaseid train --task tumor --model convnet1 --init weights/tumor/student.safetensors --epochs 10 \
+        --batch-size 32 --lr 5e-4 --weight-decay 0.05 --warmup-epochs 0.2 --patience 10 \
+        --teacher weights/tumor/teacher.safetensors --kd-temperature 2.5 --w-soft 0.35 --w-ce 0.65 \
+        --threads $T --out runs/tumor-student-more --ship student ;;
     tumor-student-long)  # 20 epochs, KD with T and w_soft rounded from the CPU search's best trial
       $PY -m diseaseid train --task tumor --model convnet1 --epochs 20 --batch-size 32 --lr 2e-3 --weight-decay 0.05 \
         --warmup-epochs 1 --patience 20 --teacher weights/tumor/teacher.safetensors --kd-temperature 2.5 \
