@@ -81,6 +81,11 @@ def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageF
         card["training"]["init_from"] = {"file": _relative(cfg.init), "version": start.get("version"),
                                          "epochs": start.get("training", {}).get("epochs"),
                                          "command": start.get("command")}
+    if cfg.teacher:  # the path may be shipped over later: keep which teacher this was
+        teacher = read_card(cfg.teacher)
+        card["training"]["teacher_from"] = {"file": _relative(cfg.teacher), "version": teacher.get("version"),
+                                            "accuracy": teacher.get("metrics", {}).get("validation", {})
+                                            .get("accuracy")}
     if card["training"]["device"] == "cpu":
         card["note"] = (f"trained on the CPU ({torch.get_num_threads()} threads) with a short schedule "
                         f"({cfg.epochs} epochs) because no GPU was available; a GPU run of the same command "

@@ -116,7 +116,7 @@ def test_search_writes_and_resumes_its_storage(tmp_path, fixtures_dir):
 
 def test_training_can_start_from_saved_weights(tmp_path, fixtures_dir):
     """``--init`` loads a saved model first (with lr 0 its weights come out unchanged), records where it
-    started in the card, and refuses weights of another architecture."""
+    started (and which teacher) in the card, and refuses weights of another architecture."""
     from safetensors.torch import load_file
 
     base = ["train", "--task", "dementia", "--model", "convnet2", "--data", str(fixtures_dir / "dementia"),
@@ -124,12 +124,15 @@ def test_training_can_start_from_saved_weights(tmp_path, fixtures_dir):
     common = [*base, "--widths", "8,8,8"]
     assert main([*common, "--out", str(tmp_path / "a")]) == 0
     first = tmp_path / "a" / "student.safetensors"
-    assert main([*common, "--out", str(tmp_path / "b"), "--init", str(first), "--lr", "0"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--init", str(first), "--lr", "0",
+                 "--teacher", str(first)]) == 0
     a, b = load_file(str(first)), load_file(str(tmp_path / "b" / "student.safetensors"))
     assert torch.equal(a["features.0.0.weight"], b["features.0.0.weight"])
     assert torch.equal(a["classifier.weight"], b["classifier.weight"])
     card = json.loads((tmp_path / "b" / "student.json").read_text())
-    assert card["training"]["init_from"]["version"] == json.loads((tmp_path / "a" / "student.json")
-                                                                  .read_text())["version"]
+    first_version = json.loads((tmp_path / "a" / "student.json").read_text())["version"]
+    # Both the starting weights and the teacher are recorded by version: their files may be replaced later.
+    assert card["training"]["init_from"]["version"] == first_version
+    assert card["training"]["teacher_from"]["version"] == first_version
     with pytest.raises(ValueError, match="shape"):
         main([*base, "--widths", "8,8,16", "--out", str(tmp_path / "c"), "--init", str(first)])
