@@ -69,10 +69,9 @@ class ModelStore:
         if shipped_mil(task) is None:
             return
         backbone = self.predictors.get((task, "teacher"))
-        if backbone is None:
-            self.failures[(task, "mil")] = "its backbone, the teacher, did not load"
-            return
         try:
+            if backbone is None:
+                raise RuntimeError("its backbone, the teacher, did not load")
             study = StudyModel.from_shipped(task, backbone)
             study.predict(np.repeat(blank, 2, axis=0))
         except Exception as exc:

@@ -165,3 +165,37 @@ def test_missing_weights_keep_the_service_unready_but_serving_the_rest(tmp_path)
             models = {t["name"]: t for t in client.get("/models").json()["tasks"]}
             assert [m["loaded"] for m in models["tumor"]["models"]] == [True, False]
         assert "cannot load model tumor/teacher" in server.log_text()
+
+
+def test_a_subject_level_head_that_cannot_load_is_reported_and_never_used_silently(tmp_path):
+    """The dementia MIL head ships without its backbone (the teacher): readiness names it, `aggregate=mil`
+    is a 503, and the default answers by the mean of slices, saying so in the response."""
+    import shutil
+
+    from diseaseid.paths import weights_dir
+    from diseaseid.tasks import TASKS
+    from tests.services.conftest import run_server
+
+    for task in TASKS:
+        (tmp_path / task).mkdir()
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(weights_dir() / task / f"student{suffix}", tmp_path / task)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(weights_dir() / "dementia" / f"mil{suffix}", tmp_path / "dementia")
+    env = {"DISEASEID_API_KEYS": "", "DISEASEID_WEIGHTS": str(tmp_path)}
+    with run_server("services.inference.main:app", env, ready_path="/healthz") as server:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while "still loading" in (ready := error_of(client.get("/readyz"), 503))["message"]:
+                assert time.monotonic() < deadline, "models never finished loading"
+                time.sleep(0.1)
+            assert "dementia/mil" in ready["message"]
+            files = [("files", ("a.jpg", JPEG, "image/jpeg"))]
+            err = error_of(client.post("/predict/study", files=files, data={"task": "dementia", "aggregate": "mil"}),
+                           503)
+            assert err["code"] == "not_ready" and "subject-level model of dementia" in err["message"]
+            auto = client.post("/predict/study", files=files, data={"task": "dementia"})
+            assert auto.status_code == 200 and auto.json()["aggregation"]["method"] == "mean"
+            study = {t["name"]: t["study_model"] for t in client.get("/models").json()["tasks"]}["dementia"]
+            assert study is not None and study["loaded"] is False
+        assert "cannot load the subject-level model of dementia" in server.log_text()
