@@ -27,6 +27,7 @@ def run(quick: bool = False) -> dict:
     image = rng.integers(0, 255, (1, 224, 224, 3), dtype=np.uint8)
     batch = rng.integers(0, 255, (16, 224, 224, 3), dtype=np.uint8)
     results = {"threads": torch.get_num_threads(), "models": []}
+    loaded: dict[tuple[str, str], Predictor] = {}
     for task in TASKS:
         for role in ROLES:
             try:
@@ -34,6 +35,7 @@ def run(quick: bool = False) -> dict:
             except FileNotFoundError as exc:
                 print(f"skip {task}/{role}: {exc}")
                 continue
+            loaded[(task, role)] = p
             single = _time(lambda p=p: p.predict(image), repeats)
             batched = _time(lambda p=p: p.predict(batch), max(3, repeats // 10))
             row = {"task": task, "role": role, "arch": p.card["arch"], "parameters": p.card.get("parameters"),
@@ -43,9 +45,9 @@ def run(quick: bool = False) -> dict:
     results["studies"] = []
     stack = rng.integers(0, 255, (32, 224, 224, 3), dtype=np.uint8)
     for task in TASKS:
-        if shipped_mil(task) is None:
+        if shipped_mil(task) is None or (task, "teacher") not in loaded:
             continue
-        study = StudyModel.from_shipped(task, Predictor.from_shipped(task, "teacher"))
+        study = StudyModel.from_shipped(task, loaded[(task, "teacher")])
         times = _time(lambda s=study: s.predict(stack), max(3, repeats // 10))
         results["studies"].append({"task": task, "model": study.name, "slices": len(stack),
                                    "latency_ms_p50": float(np.median(times))})

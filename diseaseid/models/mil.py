@@ -21,6 +21,12 @@ def position_encoding(pos: torch.Tensor, dims: int = 8) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
+def slice_features(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A slice's embedding for the MIL head: the backbone's pooled penultimate features (N x F). Training
+    (diseaseid.train.mil) and serving (diseaseid.serving.study) both call this, so they cannot drift apart."""
+    return backbone.forward_head(backbone.forward_features(x), pre_logits=True)
+
+
 class AttentionMIL(nn.Module):
     def __init__(self, in_features: int = 1280, hidden: int = 64, num_classes: int = 4, dropout: float = 0.5,
                  pos_dims: int = 8):

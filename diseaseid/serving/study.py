@@ -15,6 +15,7 @@ import torch
 
 from diseaseid.data.preprocess import normalize
 from diseaseid.models.checkpoint import load_model
+from diseaseid.models.mil import slice_features
 from diseaseid.paths import weights_dir
 from diseaseid.serving.predictor import Predictor
 
@@ -73,12 +74,9 @@ class StudyModel:
     @torch.inference_mode()
     def embed(self, images: np.ndarray, batch_size: int = 16) -> torch.Tensor:
         """N x 224 x 224 x 3 uint8 -> N x F pooled penultimate features of the backbone."""
-        model = self.backbone.model
-        out = []
-        for s in range(0, len(images), batch_size):
-            x = normalize(images[s:s + batch_size], self.backbone.device)
-            out.append(model.forward_head(model.forward_features(x), pre_logits=True).float())
-        return torch.cat(out)
+        return torch.cat([slice_features(self.backbone.model, normalize(images[s:s + batch_size],
+                                                                        self.backbone.device)).float()
+                          for s in range(0, len(images), batch_size)])
 
     @torch.inference_mode()
     def predict(self, images: np.ndarray) -> StudyResult:
@@ -88,9 +86,7 @@ class StudyModel:
         if len(images) == 0:
             raise ValueError("a study needs at least one slice")
         feats = self.embed(images)[None]
-        n = feats.shape[1]
-        pos = torch.linspace(0.0, 1.0, n, device=feats.device)[None] if n > 1 else torch.zeros(1, 1,
-                                                                                                device=feats.device)
+        pos = torch.linspace(0.0, 1.0, feats.shape[1], device=feats.device)[None]  # one slice: position 0
         logits, attention = self.head(feats, pos, return_attention=True)
         probs = torch.softmax(logits.float() / self.temperature, dim=1)[0].cpu().numpy()
         return StudyResult(probabilities=probs, attention=attention[0].float().cpu().numpy())

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.models import create_model
+from diseaseid.models.mil import slice_features
 from diseaseid.train.metrics import classification_report, softmax
 from diseaseid.train.trainer import DeviceImages, autocast
 
@@ -24,8 +25,7 @@ def slice_embeddings(backbone: nn.Module, images: np.ndarray, batch_size: int = 
     for s in range(0, len(data), batch_size):
         idx = torch.arange(s, min(s + batch_size, len(data)), device=device)
         with autocast(device):
-            out.append(backbone.forward_head(backbone.forward_features(data.batch(idx)), pre_logits=True)
-                       .float().cpu())
+            out.append(slice_features(backbone, data.batch(idx)).float().cpu())
     return torch.cat(out).numpy()
 
 

@@ -20,8 +20,8 @@ In a route (``dependencies=[Depends(require_api_key)]`` on the router)::
 
 Errors raised (all :class:`ServiceError`): 400 ``MalformedRequest``, 401 ``Unauthorized``, 413
 ``PayloadTooLarge``, 415 ``UnsupportedMediaType``, 422 ``UnknownTask`` / ``UnknownModel`` /
-``InvalidImage`` / ``ImageTooLarge``, 503 ``NotReady``. ``error_responses(400, 422, ...)`` documents them
-in a route's OpenAPI ``responses=``.
+``UnknownAggregation`` / ``InvalidImage`` / ``ImageTooLarge``, 503 ``NotReady``. ``error_responses(400, 422,
+...)`` documents them in a route's OpenAPI ``responses=``.
 
 Modules: ``settings`` (ServiceSettings), ``errors``, ``body_limit`` (streaming size limit), ``uploads``
 (read + decode), ``images`` (format sniffing, JPEG/PNG decoding, DecodedImage), ``dicom`` (DICOM grey-level
@@ -39,6 +39,7 @@ from services.common.errors import (
     PayloadTooLarge,
     ServiceError,
     Unauthorized,
+    UnknownAggregation,
     UnknownModel,
     UnknownTask,
     UnsupportedMediaType,
@@ -51,13 +52,14 @@ from services.common.logs import configure_logging
 from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_response
 from services.common.settings import ServiceSettings
 from services.common.uploads import read_image_upload, read_upload_bytes
-from services.common.validation import resolve_model, resolve_task
+from services.common.validation import resolve_aggregation, resolve_model, resolve_task
 
 __all__ = [
     "ApiKey", "BodyLimitMiddleware", "DecodedImage", "ErrorBody", "HttpMetrics", "HttpMetricsMiddleware",
     "ImageTooLarge", "InvalidImage", "MalformedRequest", "NotFound", "NotReady", "PayloadTooLarge",
-    "ServiceError", "ServiceSettings", "Unauthorized", "UnknownModel", "UnknownTask", "UnsupportedMediaType",
+    "ServiceError", "ServiceSettings", "Unauthorized", "UnknownAggregation", "UnknownModel", "UnknownTask",
+    "UnsupportedMediaType",
     "configure_auth", "configure_logging", "decode_image_bytes", "error_response", "error_responses",
     "install_error_handlers", "key_is_valid", "log_auth_mode", "metrics_response", "read_image_upload",
-    "read_upload_bytes", "require_api_key", "resolve_model", "resolve_task", "sniff_format",
+    "read_upload_bytes", "require_api_key", "resolve_aggregation", "resolve_model", "resolve_task", "sniff_format",
 ]

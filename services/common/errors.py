@@ -70,6 +70,10 @@ class UnknownModel(ServiceError):
     status, code = 422, "unknown_model"
 
 
+class UnknownAggregation(ServiceError):
+    status, code = 422, "unknown_aggregation"
+
+
 class PayloadTooLarge(ServiceError):
     status, code = 413, "too_large"
 

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from diseaseid.serving import ROLES
 from diseaseid.tasks import TASKS, Task
-from services.common.errors import UnknownModel, UnknownTask
+from services.common.errors import UnknownAggregation, UnknownModel, UnknownTask
+
+# How a study's slices become one answer (see services.inference.routers.predict).
+AGGREGATIONS = ("auto", "mil", "mean")
 
 # Form values are echoed in messages only when short and printable; anything else is just "unknown".
 _ECHO_MAX = 40
@@ -27,3 +30,11 @@ def resolve_model(role: str | None, default: str = "student") -> str:
     if role not in ROLES:
         raise UnknownModel(f"unknown model {_shown(role)}; choose one of: {', '.join(ROLES)}")
     return role
+
+
+def resolve_aggregation(value: str | None) -> str:
+    """``auto``, ``mil`` or ``mean``; empty or missing means ``auto``; else :class:`UnknownAggregation` (422)."""
+    value = (value or "").strip() or "auto"
+    if value not in AGGREGATIONS:
+        raise UnknownAggregation(f"unknown aggregate {_shown(value)}; choose one of: {', '.join(AGGREGATIONS)}")
+    return value

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from diseaseid.serving import Prediction, Predictor, StudyModel
 from services.common.auth import require_api_key
-from services.common.errors import NotReady, ServiceError, error_responses
+from services.common.errors import NotReady, ServiceError, UnknownAggregation, error_responses
 from services.common.images import DecodedImage, decode_image_bytes
 from services.common.settings import ServiceSettings
 from services.common.uploads import read_upload_bytes
-from services.common.validation import resolve_model, resolve_task
+from services.common.validation import resolve_aggregation, resolve_model, resolve_task
 from services.inference.deps import MetricsDep, SettingsDep, StoreDep
 from services.inference.schemas import PredictResponse, StudyResponse
 
@@ -27,29 +27,20 @@ ModelForm = Annotated[str | None, Form(
     description="`student` (fast) or `teacher` (larger); default per task from settings (student)",
     examples=["student"])]
 
-
 AggregateForm = Annotated[str | None, Form(
     description="How slices become one subject-level answer: `mil` (the task's attention-MIL head over the "
                 "teacher's slice embeddings; slices in stack order, lowest first), `mean` (mean of the slices' "
                 "probabilities), or `auto` (default: `mil` where the task ships one, else `mean`)",
     examples=["auto"])]
-AGGREGATIONS = ("auto", "mil", "mean")
 
 
 class TooManyFiles(ServiceError):
     status, code = 422, "too_many_files"
 
 
-class UnknownAggregation(ServiceError):
-    status, code = 422, "unknown_aggregation"
-
-
-def resolve_aggregation(value: str | None, task: str, store) -> StudyModel | None:
-    """The subject-level model to use, or None for the mean of slice probabilities."""
-    value = (value or "").strip() or "auto"
-    if value not in AGGREGATIONS:
-        shown = repr(value) if len(value) <= 40 and value.isprintable() else "(unprintable or too long)"
-        raise UnknownAggregation(f"unknown aggregate {shown}; choose one of: {', '.join(AGGREGATIONS)}")
+def study_model(value: str | None, task: str, store) -> StudyModel | None:
+    """The subject-level model the ``aggregate`` form value asks for, or None for the mean of slices."""
+    value = resolve_aggregation(value)
     if value == "mean":
         return None
     study = store.study_models.get(task)
@@ -128,12 +119,13 @@ def _decode_and_predict_study(predictor: Predictor, uploads: list[Upload], setti
     for b in range(0, len(images), STUDY_BATCH):
         preds += predictor.predict([im.array for im in images[b:b + STUDY_BATCH]])
     if study is None:
-        return images, preds, predictor.aggregate(preds), {"method": "mean", "model": None, "attention": None}, \
-            decode_s
-    result = study.predict(np.stack([im.array for im in images]))
-    aggregation = {"method": "attention_mil", "model": {"name": study.name, "version": study.version},
-                   "attention": [round(float(a), 6) for a in result.attention]}
-    return images, preds, predictor.aggregate(preds, result.probabilities), aggregation, decode_s
+        aggregation, probabilities = {"method": "mean", "model": None, "attention": None}, None
+    else:
+        result = study.predict(np.stack([im.array for im in images]))
+        aggregation = {"method": "attention_mil", "model": {"name": study.name, "version": study.version},
+                       "attention": [round(float(a), 6) for a in result.attention]}
+        probabilities = result.probabilities
+    return images, preds, predictor.aggregate(preds, probabilities), aggregation, decode_s
 
 
 @router.post("/predict/study", response_model=StudyResponse, form_limits={"max_files": 1024, "max_fields": 8},
@@ -154,7 +146,7 @@ async def predict_study(
         if len(files) > settings.max_study_files:
             raise TooManyFiles(f"{len(files)} files sent; a study takes at most {settings.max_study_files}")
         predictor = store.get(spec.name, role)
-        study = resolve_aggregation(aggregate, spec.name, store)
+        study = study_model(aggregate, spec.name, store)
         uploads = [(await read_upload_bytes(f, settings.max_upload_bytes), f.content_type, f.filename)
                    for f in files]
         t_read = time.perf_counter()
