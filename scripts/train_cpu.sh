@@ -3,7 +3,7 @@
 # Usage: bash scripts/train_cpu.sh [stage ...]   (stages: tumor-teacher tumor-student dementia-teacher
 #         dementia-student dementia-mil tumor-ablation search; comparisons: dementia-mil-balanced
 #         dementia-mil-none dementia-mil-imagenet; later, longer runs: tumor-student-long tumor-ablation-long
-#         tumor-teacher-more tumor-teacher-more2 tumor-student-more, in that order)
+#         tumor-teacher-more tumor-teacher-more2 tumor-student-more, in that order; then tumor-teacher-long)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -51,6 +51,11 @@ for s in $stages; do
     tumor-ablation-long)  # the same student, budget and seed without the teacher
       $PY -m diseaseid train --task tumor --model convnet1 --epochs 20 --batch-size 32 --lr 2e-3 --weight-decay 0.05 \
         --warmup-epochs 1 --patience 20 --threads $T --out runs/tumor-student-long-nokd ;;
+    tumor-teacher-long)  # the shipped 10-epoch teacher, 10 more at full resolution (fp32 + channels-last, the
+      # fastest CPU setting: docs/training.md); a checkpoint every epoch, so rerunning the stage resumes it
+      $PY -m diseaseid train --task tumor --model lite0 --init weights/tumor/teacher.safetensors --epochs 10 \
+        --batch-size 32 --lr 2.5e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.3 --patience 10 \
+        --select accuracy --threads $T --out runs/tumor-teacher-long --resume --ship teacher ;;
     search)
       $PY -m diseaseid search --task tumor --model convnet1 --teacher weights/tumor/teacher.safetensors \
         --per-class 100 --trials 6 --epochs 2,4 --threads $T --out runs/search/tumor-convnet1-kd ;;

@@ -1,6 +1,7 @@
 """What services need from the ML core: loaded predictors with calibrated, OOD-checked outputs."""
+from diseaseid.serving.default import DefaultModel, choose_default, default_model
 from diseaseid.serving.predictor import ROLES, Prediction, Predictor, shipped_weights
 from diseaseid.serving.study import BackboneMismatch, StudyModel, StudyResult, shipped_mil
 
-__all__ = ["ROLES", "BackboneMismatch", "Prediction", "Predictor", "StudyModel", "StudyResult", "shipped_mil",
+__all__ = ["ROLES", "BackboneMismatch", "DefaultModel", "choose_default", "default_model", "Prediction", "Predictor", "StudyModel", "StudyResult", "shipped_mil",
            "shipped_weights"]

@@ -54,9 +54,24 @@ def register(sub) -> None:
     p.add_argument("--w-ce", type=float, default=d.w_ce)
     p.add_argument("--kd-online", dest="kd_cache", action="store_false",
                    help="run the teacher on every augmented batch instead of caching its logits")
+    p.add_argument("--kd-views", type=int, default=d.kd_views,
+                   help="consistent distillation: cache the teacher's logits for K seeded augmented views of "
+                        "every training image (epoch e trains on view e mod K); 0 = un-augmented logits")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=d.precision,
+                   help="auto: bf16 autocast on CUDA, float32 on the CPU")
+    p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None)
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--low-res", type=int, default=None, help="progressive resizing: early epochs at this size")
+    p.add_argument("--low-res-epochs", type=int, default=0, help="how many epochs run at --low-res")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device)
-    p.add_argument("--out", default=None, help="output folder (default: runs/<task>-<model>-<time>)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<task>-<model>-<time>); holds "
+                                                 "checkpoint.pt, written after every epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <out>/checkpoint.pt (same command and --out); ends where an "
+                        "uninterrupted run ends")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after this many epochs in all (resume later with --resume)")
     p.add_argument("--ship", choices=("student", "teacher"), default=None,
                    help="also copy the result to weights/<task>/<role>.*")
     p.add_argument("--quiet", action="store_true")
@@ -108,7 +123,7 @@ def cmd_train(args) -> int:
     split_path = None if args.per_class is not None and args.split is None else (
         Path(args.split) if args.split else default_split_path(args.task))
     stem, result = train_and_package(cfg, train, val, split, out, role=args.ship, split_path=split_path,
-                                     progress=not args.quiet)
+                                     progress=not args.quiet, resume=args.resume, stop_after=args.stop_after)
     card = json.loads(stem.with_suffix(".json").read_text())
     keys = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "subject_accuracy", "subject_balanced_accuracy")
     print(json.dumps({"weights": str(stem.with_suffix(".safetensors")), "best_epoch": result.best_epoch,

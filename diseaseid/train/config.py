@@ -22,6 +22,14 @@ class TrainConfig:
     select: str = "macro_f1"  # validation metric that picks the best epoch
     seed: int = 0
     device: str = "auto"
+    # Speed (docs/training.md has the measurements): "auto" is bf16 autocast on CUDA and float32 on the CPU
+    # (bf16 was 4x slower on the 2-core development CPU, which lacks AVX512-BF16); channels_last None = on
+    # CUDA and for the EfficientNets on the CPU (-25% time per image there), off for the small convnets.
+    precision: str = "auto"
+    channels_last: bool | None = None
+    # Progressive resizing: the first `low_res_epochs` epochs at `low_res` pixels (global-pooling models only).
+    low_res: int | None = None
+    low_res_epochs: int = 0
     # Start from these weights (same architecture, widths and classes) instead of the architecture's default
     # initialisation: to train a shipped model further. The card records the file and its version.
     init: str | None = None
@@ -33,6 +41,11 @@ class TrainConfig:
     # Teacher logits computed once on un-augmented images and reused for augmented batches (cheap on a CPU);
     # False runs the teacher on every augmented batch.
     kd_cache: bool = True
+    # Consistent distillation (Beyer et al. 2022) made cheap (FKD, Shen & Xing 2022): the teacher's logits for
+    # `kd_views` seeded augmented views of every training image are computed once (and kept on disk); epoch e
+    # trains on view e mod kd_views with exactly the logits the teacher gave that view. 0: logits of the
+    # un-augmented images, reused for every augmented batch.
+    kd_views: int = 0
     extra: dict = field(default_factory=dict)
 
     def model_args(self) -> dict:

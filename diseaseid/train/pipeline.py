@@ -87,9 +87,7 @@ def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageF
                                             "accuracy": teacher.get("metrics", {}).get("validation", {})
                                             .get("accuracy")}
     if card["training"]["device"] == "cpu":
-        card["note"] = (f"trained on the CPU ({torch.get_num_threads()} threads) with a short schedule "
-                        f"({cfg.epochs} epochs) because no GPU was available; a GPU run of the same command "
-                        "with more epochs is expected to do better")
+        card["note"] = f"trained on the CPU ({torch.get_num_threads()} threads), {cfg.epochs} epochs"
     stem = out / card["role"]
     save_model(model, stem, card)
     training_curve(result.history, out / f"{card['role']}-curve.png", f"{cfg.task} {cfg.model}")
@@ -116,8 +114,12 @@ def ship(stem: str | Path, task: str, role: str) -> Path:
 
 
 def train_and_package(cfg: TrainConfig, train: ImageFolder, val: ImageFolder, split: dict, out: str | Path,
-                      role: str | None = None, split_path=None, progress: bool = True) -> tuple[Path, FitResult]:
-    result = fit(cfg, train, val, progress=progress)
+                      role: str | None = None, split_path=None, progress: bool = True, resume: bool = False,
+                      stop_after: int | None = None) -> tuple[Path, FitResult]:
+    """Train with a checkpoint after every epoch in ``out/checkpoint.pt`` (``resume`` continues from it),
+    then package."""
+    result = fit(cfg, train, val, progress=progress, checkpoint=Path(out) / "checkpoint.pt", resume=resume,
+                 stop_after=stop_after)
     return package(result, cfg, train, val, split, out, role, split_path), result
 
 

@@ -1,14 +1,18 @@
 """The training loop: AdamW, warm-up + cosine schedule, label smoothing, optional distillation, early stopping.
 
 Data sits on the training device as uint8 (decoded once); batches are augmented there. bf16 autocast and
-channels-last on CUDA; plain float32 on the CPU.
+channels-last on CUDA; float32 (channels-last for the EfficientNets) on the CPU. A checkpoint after every epoch
+(``checkpoint.pt`` in the run folder) lets a long run stop and resume where it left off, bit for bit.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from diseaseid.data.augment import augment
+from diseaseid.data.augment import apply_params, augment, sample_params
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from diseaseid.models import create_model, load_model
@@ -35,41 +39,57 @@ def resolve_device(name: str = "auto") -> torch.device:
 class DeviceImages:
     """uint8 NHWC images on a device, served as normalised float NCHW batches (optionally augmented)."""
 
-    def __init__(self, images: np.ndarray, device: torch.device):
+    def __init__(self, images: np.ndarray, device: torch.device, channels_last: bool | None = None):
         self.data = torch.from_numpy(np.ascontiguousarray(images)).to(device)
         self.device = device
+        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def batch(self, index: torch.Tensor, train_augment: bool = False) -> torch.Tensor:
+    def batch(self, index: torch.Tensor, train_augment: bool = False, views: torch.Tensor | None = None,
+              size: int | None = None) -> torch.Tensor:
+        """Normalised float batch of ``index``; ``views`` (rows of :func:`sample_params`) applies those
+        views, else ``train_augment`` draws random ones; ``size`` resizes (progressive resizing)."""
         x = self.data[index].permute(0, 3, 1, 2).float().div_(255)
-        if train_augment:
+        if views is not None:
+            x = apply_params(x, views)
+        elif train_augment:
             x = augment(x)
+        if size is not None and size != x.shape[-1]:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         x = (x - self.mean) / self.std
-        if self.device.type == "cuda":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
 
-def autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast where it pays: "auto" is bf16 on CUDA, float32 on the CPU (see TrainConfig.precision)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, not {precision!r}")
+    enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    if cfg.channels_last is not None:
+        return cfg.channels_last
+    return device.type == "cuda" or not cfg.model.startswith("convnet")
 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: DeviceImages | np.ndarray, batch_size: int = 128,
-                   device: torch.device | None = None) -> np.ndarray:
+                   device: torch.device | None = None, precision: str = "auto") -> np.ndarray:
     if not isinstance(images, DeviceImages):
         images = DeviceImages(images, device or next(model.parameters()).device)
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(images)), device=images.device)
-        with autocast(images.device):
+        with autocast(images.device, precision):
             out.append(model(images.batch(idx)).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
@@ -113,29 +133,112 @@ def init_weights(model: nn.Module, cfg: TrainConfig) -> None:
         raise ValueError(f"--init {cfg.init} does not fit this model's shape: {exc}") from None
 
 
+def view_params(n: int, views: int, seed: int) -> torch.Tensor:
+    """``views x n x 6`` augmentation parameters: view k of image i is the same in every run with ``seed``."""
+    gen = torch.Generator().manual_seed(10_007 * (seed + 1))
+    return torch.stack([sample_params(n, generator=gen) for _ in range(views)])
+
+
+@torch.inference_mode()
+def teacher_view_logits(teacher: nn.Module, images: DeviceImages, views: torch.Tensor,
+                        batch_size: int = 128, precision: str = "auto") -> torch.Tensor:
+    """The teacher's logits for every image under every view: ``views x n x classes`` (float32, CPU)."""
+    teacher.eval()
+    out = []
+    for k in range(len(views)):
+        rows = []
+        for start in range(0, len(images), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(images)), device=images.device)
+            with autocast(images.device, precision):
+                rows.append(teacher(images.batch(idx, views=views[k][idx.cpu()])).float().cpu())
+        out.append(torch.cat(rows))
+    return torch.stack(out)
+
+
+def cached_teacher_view_logits(cfg: TrainConfig, teacher: nn.Module, teacher_version: str, images: DeviceImages,
+                               labels: np.ndarray, views: torch.Tensor, cache_dir: Path | None,
+                               progress: bool) -> torch.Tensor:
+    """:func:`teacher_view_logits`, read from ``cache_dir`` when the same teacher, images, views and seed made
+    it before (the key hashes all four), else computed and written there."""
+    key = hashlib.sha256()
+    for part in (teacher_version, str(cfg.seed), str(cfg.kd_views)):
+        key.update(part.encode())
+    key.update(np.ascontiguousarray(images.data[:, ::8, ::8].cpu().numpy()).tobytes())
+    key.update(np.ascontiguousarray(labels).tobytes())
+    path = cache_dir / f"kd-views-{key.hexdigest()[:16]}.pt" if cache_dir is not None else None
+    if path is not None and path.exists():
+        return torch.load(path)
+    t0 = time.time()
+    logits = teacher_view_logits(teacher, images, views, precision=cfg.precision)
+    if progress:
+        print(f"teacher logits for {len(views)} views x {len(images)} images: {time.time() - t0:.0f} s", flush=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(logits, path)
+    return logits
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _config_key(cfg: TrainConfig) -> dict:
+    """What must match for a checkpoint to resume this run (not the epoch count, which may be raised)."""
+    d = cfg.to_dict()
+    for k in ("epochs", "patience", "device", "extra"):
+        d.pop(k, None)
+    return d
+
+
 def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
-        on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True) -> FitResult:
+        on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True,
+        checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None) -> FitResult:
     """Train ``cfg.model`` on ``train``, select the epoch with the best ``cfg.select`` on ``val``.
 
-    ``on_epoch(epoch, val_report)`` is called after each epoch (an Optuna pruner raises from there)."""
+    ``on_epoch(epoch, val_report)`` is called after each epoch (an Optuna pruner raises from there).
+    ``checkpoint``: a file written after every epoch (model, optimizer, step, RNG states, history, best so
+    far); with ``resume`` the run continues from it and ends where an uninterrupted run ends. ``stop_after``
+    stops after that many epochs in all (for tests and time-boxed sessions; resume continues it)."""
     task = get_task(cfg.task)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
+    if cfg.low_res and cfg.low_res_epochs and cfg.model.startswith("convnet"):
+        raise ValueError("progressive resizing needs a global-pooling model; the convnets' heads fix the size")
 
     model = create_model(cfg.model, num_classes=task.num_classes, **cfg.model_args()).to(device)
     if cfg.init:
         init_weights(model, cfg)
-    if device.type == "cuda":
+    channels_last = use_channels_last(cfg, device)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    tr_images, va_images = DeviceImages(train.images, device), DeviceImages(val.images, device)
+    tr_images = DeviceImages(train.images, device, channels_last)
+    va_images = DeviceImages(val.images, device, channels_last)
     y_train = torch.from_numpy(train.labels).to(device)
 
-    teacher, teacher_logits = None, None
+    teacher, teacher_logits, views = None, None, None
     if cfg.teacher:
-        teacher, _ = load_model(cfg.teacher, device)
-        if cfg.kd_cache:
+        teacher, teacher_card = load_model(cfg.teacher, device)
+        if cfg.kd_views:
+            views = view_params(len(train), cfg.kd_views, cfg.seed)
+            cache_dir = Path(checkpoint).parent / "kd-cache" if checkpoint else None
+            teacher_logits = cached_teacher_view_logits(
+                cfg, teacher, teacher_card.get("version", cfg.teacher), tr_images, train.labels, views, cache_dir,
+                progress).to(device)
+        elif cfg.kd_cache:
             teacher_logits = torch.from_numpy(predict_logits(teacher, tr_images)).to(device)
 
     class_weights = None
@@ -154,10 +257,29 @@ def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
 
     history, best, best_epoch, best_state, best_logits = [], None, -1, None, None
-    start, step = time.time(), 0
-    for epoch in range(cfg.epochs):
+    step, first_epoch, elapsed = 0, 0, 0.0
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if resume and checkpoint is not None and checkpoint.exists():
+        ck = torch.load(checkpoint, weights_only=False)
+        if ck["config"] != _config_key(cfg) or ck["epochs"] != cfg.epochs:
+            raise ValueError(f"{checkpoint} was written by another configuration; start a new --out folder")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, first_epoch, elapsed = ck["step"], ck["epoch"], ck["seconds"]
+        history, best, best_epoch, best_logits = ck["history"], ck["best"], ck["best_epoch"], ck["best_logits"]
+        best_state = ck["best_state"]
+        gen.set_state(ck["generator"])
+        _set_rng_state(ck["rng"])
+        if progress:
+            print(f"resumed from {checkpoint} after epoch {first_epoch}", flush=True)
+    start = time.time() - elapsed
+    stopped_early = first_epoch > 0 and first_epoch - best_epoch >= cfg.patience
+    for epoch in range(first_epoch, cfg.epochs):
+        if stopped_early or (stop_after is not None and epoch >= stop_after):
+            break
         model.train()
         perm = torch.randperm(len(train), generator=gen).to(device)
+        size = cfg.low_res if cfg.low_res and epoch < cfg.low_res_epochs else None
         running, seen = 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
                    disable=None if progress else True, leave=False)
@@ -165,11 +287,18 @@ def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, warmup, cfg.lr)
-            x, y = tr_images.batch(idx, cfg.augment), y_train[idx]
-            with autocast(device):
+            if views is not None:
+                v = epoch % cfg.kd_views
+                x = tr_images.batch(idx, views=views[v][idx.cpu()], size=size)
+            else:
+                x = tr_images.batch(idx, cfg.augment, size=size)
+            y = y_train[idx]
+            with autocast(device, cfg.precision):
                 logits = model(x)
                 if teacher is not None:
-                    if teacher_logits is not None:
+                    if views is not None:
+                        t_logits = teacher_logits[v][idx]
+                    elif teacher_logits is not None:
                         t_logits = teacher_logits[idx]
                     else:
                         with torch.no_grad():
@@ -186,24 +315,35 @@ def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
             running += loss.item() * len(idx)
             seen += len(idx)
             bar.set_postfix(loss=f"{running / seen:.4f}")
-        val_logits = predict_logits(model, va_images)
+        val_logits = predict_logits(model, va_images, precision=cfg.precision)
         report = evaluate_logits(val_logits, val)
-        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "seconds": time.time() - start,
+        seconds = time.time() - start
+        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "seconds": seconds,
+               **({"resolution": size} if size else {}),
                **{k: report[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece", "nll")},
                **{k: report[k] for k in ("subject_accuracy", "subject_balanced_accuracy") if k in report}}
         history.append(row)
-        if progress:
-            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                  flush=True)
         score = report.get(cfg.select, report["macro_f1"])
         if best is None or score > best.get(cfg.select, best["macro_f1"]):
             best, best_epoch, best_logits = report, epoch + 1, val_logits
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if progress:
+            done = epoch + 1 - first_epoch
+            eta = (time.time() - start - elapsed) / done * (cfg.epochs - epoch - 1)
+            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+                  + f" eta={eta / 60:.1f}min", flush=True)
         if on_epoch is not None:
             on_epoch(epoch, report)
-        if epoch + 1 - best_epoch >= cfg.patience:
-            if progress:
-                print(f"early stop: no {cfg.select} improvement for {cfg.patience} epochs")
-            break
+        stopped_early = epoch + 1 - best_epoch >= cfg.patience
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            tmp = checkpoint.with_suffix(".tmp")
+            torch.save({"config": _config_key(cfg), "epochs": cfg.epochs, "epoch": epoch + 1, "step": step,
+                        "seconds": seconds, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "history": history, "best": best, "best_epoch": best_epoch, "best_state": best_state,
+                        "best_logits": best_logits, "generator": gen.get_state(), "rng": _rng_state()}, tmp)
+            tmp.replace(checkpoint)  # atomic: a kill mid-write leaves the previous epoch's checkpoint
+        if stopped_early and progress:
+            print(f"early stop: no {cfg.select} improvement for {cfg.patience} epochs")
     model.load_state_dict(best_state)
     return FitResult(model.eval(), best, best_epoch, history, time.time() - start, best_logits)

@@ -19,7 +19,8 @@ _SLICE = {"index": 0, "label": "NonDemented", "label_index": 0, "display_en": "N
 
 
 class ModelRef(BaseModel):
-    role: str = Field(description="student (fast, default) or teacher (larger)")
+    role: str = Field(description="student (small, fast) or teacher (larger); the default is per task, see "
+                                  "GET /models")
     name: str
     arch: str
     version: str = Field(description="First 12 hex digits of the weights' SHA-256")
@@ -123,12 +124,19 @@ class StudyModelInfo(AggregationModel):
     card: dict[str, Any]
 
 
+class DefaultModelInfo(BaseModel):
+    role: str = Field(description="The model that answers requests naming none")
+    reason: str = Field(description="Why: the most accurate on validation, unless the student is within 0.5 "
+                                    "points of it, or an operator's setting")
+
+
 class TaskInfo(BaseModel):
     name: str
     description: str
     subject_level: bool = Field(description="Meant to be used per subject via /predict/study")
     classes: list[ClassInfo]
     models: list[ModelInfo]
+    default_model: DefaultModelInfo
     study_model: StudyModelInfo | None = Field(None, description="Subject-level head behind /predict/study")
 
 

@@ -1,7 +1,8 @@
 """Inference-service settings: the shared ``DISEASEID_*`` ones plus
 
-- ``DISEASEID_DEFAULT_MODEL`` (``student``) and ``DISEASEID_DEFAULT_MODELS`` (JSON per task, e.g.
-  ``{"dementia": "teacher"}``): which model answers when a request names none;
+- ``DISEASEID_DEFAULT_MODEL`` and ``DISEASEID_DEFAULT_MODELS`` (JSON per task, e.g.
+  ``{"dementia": "teacher"}``): which model answers when a request names none; unset (or ``auto``), the most
+  accurate shipped model unless the student is within 0.5 points of it (``diseaseid.serving.default``);
 - ``DISEASEID_MAX_STUDY_FILES`` (64) and ``DISEASEID_MAX_STUDY_BYTES`` (whole ``/predict/study`` body);
 - ``DISEASEID_INFERENCE_WORKERS``: threads running decode + forward passes (off the event loop).
 """
@@ -11,12 +12,12 @@ import os
 
 from pydantic import Field
 
-from diseaseid.serving import ROLES
+from diseaseid.serving import ROLES, DefaultModel, default_model
 from services.common.settings import MB, ServiceSettings
 
 
 class InferenceSettings(ServiceSettings):
-    default_model: str = "student"
+    default_model: str = "auto"
     default_models: dict[str, str] = Field(default_factory=dict)
     max_study_files: int = Field(64, ge=1)
     max_study_bytes: int = Field(256 * MB, ge=1)
@@ -24,5 +25,11 @@ class InferenceSettings(ServiceSettings):
     inference_workers: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1)
 
     def default_model_for(self, task: str) -> str:
+        return self.default_choice(task).role
+
+    def default_choice(self, task: str) -> DefaultModel:
+        """The role that answers requests naming none, and why."""
         role = self.default_models.get(task, self.default_model)
-        return role if role in ROLES else "student"
+        if role in ROLES:
+            return DefaultModel(role, "set by DISEASEID_DEFAULT_MODEL(S)")
+        return default_model(task)

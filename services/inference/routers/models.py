@@ -40,7 +40,8 @@ async def list_models(store: StoreDep, settings: SettingsDep) -> dict:
     """Tasks, classes (with English and Russian names) and every model with its model card and metrics."""
     tasks = []
     for name, task in TASKS.items():
-        default = settings.default_model_for(name)
+        choice = settings.default_choice(name)
+        default = choice.role
         models = []
         for role in ROLES:
             card = _card(name, role, store)
@@ -53,6 +54,7 @@ async def list_models(store: StoreDep, settings: SettingsDep) -> dict:
             "classes": [{"name": c, "display_en": task.display(i, "en"), "display_ru": task.display(i, "ru")}
                         for i, c in enumerate(task.classes)],
             "models": models,
+            "default_model": {"role": default, "reason": choice.reason},
             "study_model": _study_model(name, store),
         })
     return {"tasks": tasks}
