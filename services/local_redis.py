@@ -5,20 +5,23 @@ A fresh machine needs no system Redis and no Docker. Two sub-commands:
     python -m services.local_redis serve --port 6379      # redis-server in the foreground
     python -m services.local_redis wait --timeout 60      # block until $REDIS_URL answers PING
 
-A process manager stops every process at once, but Redis should go last: an explain worker told to stop
-finishes its job, stores the result and unregisters, all in Redis. So on Linux ``serve`` keeps
+Redis should stop last: an explain worker told to stop finishes its job, stores the result and unregisters,
+all in Redis. supervisord (``make up``) stops it last by priority; for process managers that stop everything
+at once (and as a second guard), on Linux ``serve`` keeps
 ``redis-server`` as a child in its own session (the manager's signal does not reach it), and on SIGTERM or
 SIGINT waits until the other clients have disconnected (at most ``--drain-s`` seconds) before stopping
 it. The child is tied to this process with ``PR_SET_PDEATHSIG``: if this process is killed outright,
 the kernel stops Redis too, so nothing is ever orphaned. Elsewhere (or with ``--drain-s 0``) ``serve``
 simply ``exec``s redis-server.
 
-By default nothing is kept on disk (a restart starts empty, as the explain service expects of its
-queue); ``--persist`` turns on the append-only file in ``--dir`` (default ``$DISEASEID_CACHE/redis``,
-that is ``.cache/redis`` in the checkout).
+By default nothing is kept on disk; ``--persist`` turns on the append-only file in ``--dir`` (default
+``$DISEASEID_CACHE/redis``, that is ``.cache/redis`` in the checkout). ``make up`` persists to
+``.data/redis``, so queued and finished explain jobs survive a crash or restart of Redis: every write is
+handed to the kernel before Redis answers it, so killing the process loses nothing it acknowledged (only a
+power loss can cost the last second, ``appendfsync everysec``).
 
-``wait`` exists because RQ's worker exits when Redis is not there at start-up, and a process manager
-(honcho) stops every process when one exits: the worker's Procfile line waits for Redis first.
+``wait`` exists because RQ's worker exits when Redis is not there at start-up, and each such exit would
+cost the process manager's start retries: the worker's Procfile line waits for Redis first.
 """
 from __future__ import annotations
 

@@ -21,10 +21,10 @@ NS = "diseaseid_explain"
 
 
 class QueueCollector(Collector):
-    def __init__(self, queue: Queue, store: ExplainStore, worker_ttl_s: float):
+    def __init__(self, queue: Queue, store: ExplainStore, fresh_s: float):
         self.queue = queue
         self.store = store
-        self.worker_ttl_s = worker_ttl_s
+        self.fresh_s = fresh_s
 
     def collect(self):
         up = GaugeMetricFamily(f"{NS}_redis_up", "1 when the API reaches Redis")
@@ -50,7 +50,7 @@ class QueueCollector(Collector):
         yield depth
 
         workers = GaugeMetricFamily(f"{NS}_workers_alive", "Workers heard from within the worker TTL")
-        workers.add_metric([], len(alive_workers(q, self.worker_ttl_s)))
+        workers.add_metric([], len(alive_workers(q, self.fresh_s)))
         yield workers
 
         hist = HistogramMetricFamily(f"{NS}_job_duration_seconds",

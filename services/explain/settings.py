@@ -44,11 +44,12 @@ class ExplainSettings(ServiceSettings):
     max_wait_s: float = _env("max_wait_s", 30.0, ge=0)
 
     # Worker liveness and abandoned-job recovery (worker.py explains how they combine).
-    heartbeat_interval_s: float = _env("heartbeat_interval_s", 10.0, gt=0)
+    heartbeat_interval_s: float = _env("heartbeat_interval_s", 5.0, gt=0)
     abandoned_grace_s: float = _env("abandoned_grace_s", 20.0, ge=0)
     maintenance_interval_s: float = _env("maintenance_interval_s", 15.0, gt=0)
     idle_poll_s: int = _env("idle_poll_s", 5, ge=1)
-    # A worker whose last heartbeat is older than this is not counted as alive by /readyz.
+    # RQ's registration of a worker expires after this; /readyz counts a worker as alive only while its
+    # heartbeat is fresh (heartbeat_fresh_s, 11 s with the defaults), however long it stays registered.
     worker_ttl_s: int = _env("worker_ttl_s", 60, ge=2)
 
     # Which models a worker loads at start: "all", "none", or a list like "tumor/student,dementia".
@@ -57,6 +58,14 @@ class ExplainSettings(ServiceSettings):
     warmup: bool = _env("warmup", True)
     # Fault injection for tests: each job sleeps this long before computing.
     debug_delay_s: float = _env("debug_delay_s", 0.0, ge=0)
+
+
+    @property
+    def heartbeat_fresh_s(self) -> float:
+        """A worker heard from within this many seconds is alive (see services.explain.liveness)."""
+        from services.explain.liveness import fresh_within
+
+        return fresh_within(self.heartbeat_interval_s, self.idle_poll_s, self.worker_ttl_s)
 
 
 @lru_cache(maxsize=1)

@@ -1,8 +1,10 @@
-"""`make up` end to end: scripts/up.sh starts the Procfile under honcho, the printed curl example answers,
-and Ctrl-C leaves no process behind.
+"""`make up` end to end: scripts/up.sh runs the Procfile under supervisord, the printed curl example
+answers, a SIGKILLed process comes back without taking the others down or losing a job, and Ctrl-C leaves no
+process behind.
 
 Every process the script starts inherits a marker variable, so the test finds all of them (also ones in
-other sessions, as honcho puts each Procfile process in its own) by reading ``/proc/<pid>/environ``.
+other sessions and process groups) by reading ``/proc/<pid>/environ``. One stack serves the module; the
+tests run in file order and the last one stops it with Ctrl-C.
 """
 from __future__ import annotations
 
@@ -14,23 +16,36 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
+import xmlrpc.client
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+from supervisor.xmlrpc import SupervisorTransport
 
-from tests.services.conftest import REPO, free_port
+from tests.services.conftest import REPO, fixture_bytes, free_port
 
 UP = REPO / "scripts" / "up.sh"
 READY_TIMEOUT_S = 90
 # What up.sh reads: none may leak in from the environment of whoever runs the tests.
 UP_VARIABLES = {"TELEGRAM_BOT_TOKEN", "REDIS_URL", "INFERENCE_URL", "EXPLAIN_URL", "DISEASEID_API_KEYS",
                 "DISEASEID_API_KEY", "REDIS_PORT", "INFERENCE_PORT", "EXPLAIN_PORT", "BIND_HOST",
-                "EXPLAIN_WORKERS", "SAMPLE"}
+                "EXPLAIN_WORKERS", "SAMPLE", "DISEASEID_DATA_DIR"}
+# Short heartbeats and recovery timings (as in tests/services/explain_stack.py): a killed worker's job is
+# handed to its successor within seconds; each job sleeps a second, so a kill lands mid-job.
+FAST_RECOVERY = {
+    "DISEASEID_EXPLAIN_HEARTBEAT_INTERVAL_S": "0.5",
+    "DISEASEID_EXPLAIN_ABANDONED_GRACE_S": "1",
+    "DISEASEID_EXPLAIN_MAINTENANCE_INTERVAL_S": "1",
+    "DISEASEID_EXPLAIN_IDLE_POLL_S": "1",
+    "DISEASEID_EXPLAIN_WORKER_TTL_S": "5",
+    "DISEASEID_EXPLAIN_DEBUG_DELAY_S": "1",
+}
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 
@@ -67,6 +82,18 @@ def kill_marked(marker: str) -> None:
             pass
 
 
+def child_pids(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
 @dataclass
 class Stack:
     proc: subprocess.Popen
@@ -75,13 +102,15 @@ class Stack:
     inference_url: str
     explain_url: str
     redis_port: int
+    data_dir: Path
+    _rpc: xmlrpc.client.ServerProxy | None = field(default=None, repr=False)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S, explain: bool = True) -> None:
         deadline = time.monotonic() + timeout
-        pending = {self.inference_url + "/readyz", self.explain_url + "/readyz"}
+        pending = {self.inference_url + "/readyz"} | ({self.explain_url + "/readyz"} if explain else set())
         while pending:
             assert self.proc.poll() is None, (
                 f"up.sh exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
@@ -95,33 +124,62 @@ class Stack:
                 raise AssertionError(f"not ready after {timeout} s: {pending}\n{self.log_text()[-4000:]}")
             time.sleep(0.25)
 
+    # -- supervisord, over its XML-RPC socket (what supervisorctl uses) ----------------------------------
+    def supervisor(self):
+        if self._rpc is None:
+            socket_path = self.data_dir / "run" / "supervisor.sock"
+            self._rpc = xmlrpc.client.ServerProxy(
+                "http://127.0.0.1", transport=SupervisorTransport(None, None, f"unix://{socket_path}"))
+        return self._rpc.supervisor
 
-@pytest.fixture
+    def processes(self) -> dict[str, dict]:
+        return {info["name"]: info for info in self.supervisor().getAllProcessInfo()}
+
+    def pid(self, name: str) -> int:
+        return self.processes()[name]["pid"]
+
+    def wait_restarted(self, name: str, old_pid: int, timeout: float = 30) -> int:
+        """The new pid, once supervisord runs ``name`` again under a pid other than ``old_pid``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.processes()[name]
+            if info["statename"] == "RUNNING" and info["pid"] not in (0, old_pid):
+                return info["pid"]
+            assert time.monotonic() < deadline, f"{name} not back after {timeout} s: {info}"
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     marker = f"DISEASEID_UP_TEST={uuid.uuid4().hex}"
     ports = {"REDIS_PORT": free_port(), "INFERENCE_PORT": free_port(), "EXPLAIN_PORT": free_port()}
-    env = base_env(**{k: str(v) for k, v in ports.items()},
+    # A short path: supervisord's unix socket lives under it (at most 107 bytes).
+    data_dir = Path(tempfile.mkdtemp(prefix="dz-up-"))
+    env = base_env(**{k: str(v) for k, v in ports.items()}, **FAST_RECOVERY,
+                   DISEASEID_DATA_DIR=str(data_dir),
                    # One model in the worker keeps the start short; the service itself is unchanged.
                    DISEASEID_EXPLAIN_PRELOAD="tumor/student")
     env[marker.split("=")[0]] = marker.split("=")[1]
-    log = tempfile.NamedTemporaryFile(prefix="make-up-", suffix=".log", delete=False)
-    proc = subprocess.Popen([str(UP)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    stack = Stack(proc, Path(log.name), marker, f"http://127.0.0.1:{ports['INFERENCE_PORT']}",
-                  f"http://127.0.0.1:{ports['EXPLAIN_PORT']}", ports["REDIS_PORT"])
+    log_path = Path(tempfile.mkstemp(prefix="make-up-", suffix=".log")[1])
+    # Append mode: supervisord and each process write to this file through their own descriptors.
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([str(UP)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    stack = Stack(proc, log_path, marker, f"http://127.0.0.1:{ports['INFERENCE_PORT']}",
+                  f"http://127.0.0.1:{ports['EXPLAIN_PORT']}", ports["REDIS_PORT"], data_dir)
     try:
         yield stack
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(15)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
-        kill_marked(marker)  # whatever honcho left, in whatever session
-        log.close()
-        os.unlink(log.name)
+        kill_marked(marker)  # whatever supervisord left, in whatever process group
+        log_path.unlink()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def printed_commands(banner: str) -> list[str]:
@@ -138,12 +196,13 @@ def run_printed(lines: list[str], timeout: float = 60) -> str:
 
 
 @pytest.mark.slow
-def test_up_serves_predict_and_explain_and_ctrl_c_leaves_nothing(stack: Stack) -> None:
+def test_up_serves_predict_and_explain(stack: Stack) -> None:
     stack.wait_ready()
     banner = stack.log_text()
     assert stack.inference_url in banner and stack.explain_url in banner
     commands = printed_commands(banner)
     assert len(commands) == 4, banner
+    assert "-o /tmp/" in commands[3]  # the example writes the panel outside the checkout
 
     if shutil.which("curl"):
         predict = json.loads(run_printed(commands[:1]))
@@ -166,11 +225,123 @@ def test_up_serves_predict_and_explain_and_ctrl_c_leaves_nothing(stack: Stack) -
     panel = httpx.get(f"{stack.explain_url}/explain/{job['job_id']}/panel.png", timeout=30)
     assert panel.status_code == 200 and panel.content.startswith(b"\x89PNG")
 
-    # Ctrl-C: the terminal sends SIGINT to the foreground group, which holds honcho (up.sh exec'd it).
+
+class Pinger(threading.Thread):
+    """POSTs a slice to /predict every 0.2 s until stopped; keeps every answer that was not a 200."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.stop, self.ok, self.failures = url, threading.Event(), 0, []
+        self.image = fixture_bytes("tumor", "notumor")
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.wait(0.2):
+                try:
+                    r = client.post(self.url + "/predict", data={"task": "tumor"},
+                                    files={"file": ("s.jpg", self.image, "image/jpeg")})
+                    if r.status_code == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(r.status_code)
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+
+
+def explain(client: httpx.Client, image: bytes) -> str:
+    r = client.post("/explain", data={"task": "tumor", "methods": "gradcam"},
+                    files={"file": ("s.jpg", image, "image/jpeg")})
+    assert r.status_code == 202, r.text
+    return r.json()["job_id"]
+
+
+def job_status(client: httpx.Client, job_id: str, wait: float = 0) -> str:
+    """The job's status; transient refusals (API restarting, Redis away) read as "unreachable"."""
+    try:
+        r = client.get(f"/explain/{job_id}", params={"wait": wait})
+    except httpx.HTTPError:
+        return "unreachable"
+    if r.status_code == 503:
+        return "unreachable"
+    assert r.status_code == 200, r.text  # a 404 would be a lost job
+    return r.json()["status"]
+
+
+def wait_finished(client: httpx.Client, job_ids: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    for job_id in job_ids:
+        while (status := job_status(client, job_id, wait=5)) != "finished":
+            assert status != "failed", f"job {job_id} failed"
+            assert time.monotonic() < deadline, f"job {job_id} still {status}"
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_sigkill_of_each_process_restarts_it_alone_and_loses_no_job(stack: Stack) -> None:
+    stack.wait_ready()
+    images = [fixture_bytes("tumor", cls, i) for cls in ("glioma", "meningioma") for i in range(2)]
+    pinger = Pinger(stack.inference_url)
+    pinger.start()
+    with httpx.Client(base_url=stack.explain_url, timeout=30) as client:
+        done = explain(client, images[0])
+        wait_finished(client, [done])
+        pending = [explain(client, image) for image in images[1:]]
+        deadline = time.monotonic() + 20
+        while job_status(client, pending[0]) != "started":  # the kill lands mid-job
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+        # The worker (mid-job) and Redis itself (the server, under its wrapper) at once.
+        worker, redis_wrapper = stack.pid("explain-worker"), stack.pid("redis")
+        (redis_server,) = child_pids(redis_wrapper)
+        killed_at = time.monotonic()
+        os.kill(worker, signal.SIGKILL)
+        os.kill(redis_server, signal.SIGKILL)
+        stack.wait_restarted("redis", redis_wrapper)
+        # Readiness counts live workers only: the dead one's heartbeat goes stale while its successor loads.
+        while True:
+            r = client.get("/readyz")
+            if r.status_code == 503:
+                assert r.json()["error"]["code"] in ("not_ready", "queue_unavailable"), r.text
+                break
+            assert time.monotonic() - killed_at < 8, "/readyz kept counting the killed worker"
+            time.sleep(0.1)
+        stack.wait_restarted("explain-worker", worker)
+
+        # Then the explain API.
+        api = stack.pid("explain-api")
+        os.kill(api, signal.SIGKILL)
+        stack.wait_restarted("explain-api", api)
+        stack.wait_ready()
+
+        # Nothing lost: the finished job kept its results through the Redis restart, the interrupted and
+        # the queued ones finish.
+        wait_finished(client, [done, *pending])
+        panel = client.get(f"/explain/{done}/panel.png")
+        assert panel.status_code == 200 and panel.content.startswith(b"\x89PNG")
+    pinger.stop.set()
+    pinger.join()
+    assert pinger.ok > 0 and not pinger.failures, f"inference stopped answering: {pinger.failures}"
+
+    # Inference itself comes back too.
+    inference = stack.pid("inference")
+    os.kill(inference, signal.SIGKILL)
+    stack.wait_restarted("inference", inference)
+    stack.wait_ready()
+    log = stack.log_text()
+    for name in ("explain-worker", "redis", "explain-api", "inference"):
+        assert f"exited: {name} (" in log and "not expected" in log, name
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_everything_in_order(stack: Stack) -> None:
+    stack.wait_ready()
+    # Ctrl-C: the terminal sends SIGINT to the foreground group, which holds supervisord (up.sh exec'd
+    # it); every process it runs sits in a group of its own, so supervisord alone decides the order.
     assert processes_marked(stack.marker), "the marker should find the running processes"
     started = time.monotonic()
     os.killpg(stack.proc.pid, signal.SIGINT)
-    assert stack.proc.wait(20) == 130  # honcho's exit status after SIGINT
+    assert stack.proc.wait(30) == 0
     stopped_in = time.monotonic() - started
     deadline = time.monotonic() + 5  # the kernel may take a moment to reap PDEATHSIG'd children
     while (left := processes_marked(stack.marker)) and time.monotonic() < deadline:
@@ -178,10 +349,13 @@ def test_up_serves_predict_and_explain_and_ctrl_c_leaves_nothing(stack: Stack) -
     assert not left, f"orphans after Ctrl-C: {left}\n{stack.log_text()[-3000:]}"
     log = stack.log_text()
     assert "warm shut down requested" in log  # the worker was asked to stop, not just killed
-    assert "redis.1 stopped (rc=0)" in log  # Redis shut down after its clients left
+    # Redis stopped last, cleanly, after everything that talks to it.
+    stops = re.findall(r"stopped: ([\w-]+) \((.*?)\)", log)
+    assert [name for name, _ in stops][-1] == "redis" and stops[-1][1] == "exit status 0", stops
+    assert list(stack.data_dir.glob("redis/appendonly.aof*")), "Redis kept no append-only file"
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", stack.redis_port)) != 0, "Redis still listening"
-    assert stopped_in < 15
+    assert stopped_in < 20
 
 
 # -- the plan, without starting anything -------------------------------------------------------------
@@ -195,15 +369,15 @@ def ports_env() -> dict[str, str]:
     return {name: str(free_port()) for name in ("REDIS_PORT", "INFERENCE_PORT", "EXPLAIN_PORT")}
 
 
-def honcho_processes(result: subprocess.CompletedProcess) -> list[str]:
+def supervised_processes(result: subprocess.CompletedProcess) -> list[str]:
     command = next(line for line in result.stdout.splitlines() if line.startswith("would run:"))
-    return command.split("explain-worker=")[1].split()[1:]
+    return re.split(r"--workers \d+ ", command)[1].split()
 
 
 def test_dry_run_starts_the_four_processes_without_a_token() -> None:
     result = dry_run(**ports_env())
     assert result.returncode == 0, result.stderr
-    assert honcho_processes(result) == ["redis", "inference", "explain-api", "explain-worker"]
+    assert supervised_processes(result) == ["redis", "inference", "explain-api", "explain-worker"]
     assert "set TELEGRAM_BOT_TOKEN" in result.stdout
 
 
@@ -211,8 +385,8 @@ def test_dry_run_adds_the_bot_with_a_token_and_an_api_key_for_it() -> None:
     result = dry_run(**ports_env(), TELEGRAM_BOT_TOKEN="123:abc", DISEASEID_API_KEYS=" key-one ,key-two",
                      EXPLAIN_WORKERS="3")
     assert result.returncode == 0, result.stderr
-    assert honcho_processes(result) == ["redis", "inference", "explain-api", "explain-worker", "bot"]
-    assert "--concurrency explain-worker=3" in result.stdout
+    assert supervised_processes(result) == ["redis", "inference", "explain-api", "explain-worker", "bot"]
+    assert "--workers 3" in result.stdout
     assert '-H "X-API-Key: $DISEASEID_API_KEY"' in result.stdout
     assert "key-one" not in result.stdout  # keys are never printed
 
@@ -220,7 +394,7 @@ def test_dry_run_adds_the_bot_with_a_token_and_an_api_key_for_it() -> None:
 def test_dry_run_uses_an_external_redis_url_instead_of_starting_one() -> None:
     result = dry_run(**ports_env(), REDIS_URL="redis://10.0.0.5:6379/2")
     assert result.returncode == 0, result.stderr
-    assert "redis" not in honcho_processes(result)
+    assert "redis" not in supervised_processes(result)
     assert "redis://10.0.0.5:6379/2" in result.stdout
 
 

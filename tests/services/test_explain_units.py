@@ -135,7 +135,7 @@ def test_duration_histogram_is_cumulative(redis):
 
 def collector_registry(redis, store):
     registry = CollectorRegistry()
-    registry.register(QueueCollector(Queue("explain", connection=redis), store, worker_ttl_s=5))
+    registry.register(QueueCollector(Queue("explain", connection=redis), store, fresh_s=5))
     return registry
 
 

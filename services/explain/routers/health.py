@@ -19,9 +19,9 @@ def healthz() -> dict:
 
 @router.get("/readyz", responses=error_responses(503))
 def readyz(settings: Settings, queue: ExplainQueue) -> dict:
-    """Ready when Redis answers and at least one worker is alive."""
+    """Ready when Redis answers and at least one worker has sent a heartbeat lately."""
     queue.connection.ping()
-    workers = alive_workers(queue, settings.worker_ttl_s)
+    workers = alive_workers(queue, settings.heartbeat_fresh_s)
     if not workers:
         raise NotReady("no explain worker is alive: start one with `python -m services.explain.worker`")
     return {"status": "ready", "redis": "ok", "workers": len(workers), "queued": queue.count}

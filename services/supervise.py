@@ -1,0 +1,176 @@
+"""Run the Procfile's processes under supervisord: ``make up``'s process manager (scripts/up.sh calls this).
+
+    python -m services.supervise [--data-dir .data] [--workers N] [--dry-run] redis inference explain-api ...
+
+The Procfile stays the one list of what runs (docker compose runs the same entry points); this module turns
+the named lines into a supervisord configuration under ``<data-dir>/run/`` and ``exec``s supervisord in the
+foreground, so that Ctrl-C reaches it alone. What that buys over a plain process runner:
+
+* a process that dies (crash, OOM kill, SIGKILL) is started again, and only that one: the others keep
+  serving. One that dies within ``startsecs`` of starting is retried after 1 s, 2 s, 3 s, ... (supervisord's
+  back-off), up to ``startretries`` times, then left FATAL and reported.
+* start order by priority: Redis first, then the APIs, then the workers and the bot; stop order the reverse,
+  one priority level at a time, so the workers finish their jobs (RQ's warm shutdown on SIGTERM) and
+  unregister while Redis is still there, and Redis stops last, writing its append-only file.
+* every process in its own process group: Ctrl-C in the terminal goes to supervisord only, which stops the
+  rest in order; a stop also reaches what a process started (``stopasgroup``/``killasgroup``).
+* ``supervisorctl -c <data-dir>/run/supervisord.conf status`` (or ``restart explain-worker:*``, ``tail -f
+  inference``) from another terminal.
+
+Each process's output goes to this terminal; supervisord's own lines (``spawned``, ``exited``, ``stopped``)
+say which process did what. A lock in the run directory keeps a second stack off the same data directory.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import re
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Lower starts first and stops last.
+PRIORITY = {"redis": 10, "inference": 20, "explain-api": 20, "explain-worker": 30, "bot": 40}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How supervisord treats one program."""
+
+    startsecs: int = 3  # alive this long = started; dying sooner counts as a failed start (back-off)
+    startretries: int = 20  # failed starts in a row before giving up (FATAL)
+    stopwaitsecs: int = 10  # SIGTERM, then SIGKILL after this long
+
+
+POLICIES = {
+    "redis": Policy(startsecs=1),
+    # A worker told to stop finishes its job first (RQ's warm shutdown): give it the time.
+    "explain-worker": Policy(stopwaitsecs=30),
+}
+
+
+def read_procfile(path: Path) -> dict[str, str]:
+    """``name: command`` lines, comments and blank lines skipped."""
+    processes = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([\w-]+):\s*(.+)$", line)
+        if match:
+            processes[match.group(1)] = match.group(2).strip()
+    return processes
+
+
+def _ini(value: str) -> str:
+    """supervisord expands %(name)s in values: a literal % is written %%."""
+    return value.replace("%", "%%")
+
+
+def program_section(name: str, command: str, root: Path, numprocs: int = 1) -> str:
+    policy = POLICIES.get(name, Policy())
+    lines = [
+        f"[program:{name}]",
+        # bash runs the Procfile line as it is written (variables, `&&`); the line itself `exec`s the server,
+        # so supervisord's signals reach it.
+        f"command={_ini(shlex.join(['/bin/bash', '-c', command]))}",
+        f"directory={_ini(str(root))}",
+        f"priority={PRIORITY.get(name, 50)}",
+        "autostart=true",
+        "autorestart=true",
+        f"startsecs={policy.startsecs}",
+        f"startretries={policy.startretries}",
+        "stopsignal=TERM",
+        f"stopwaitsecs={policy.stopwaitsecs}",
+        "stopasgroup=true",
+        "killasgroup=true",
+        "redirect_stderr=true",
+        "stdout_logfile=/dev/stdout",
+        "stdout_logfile_maxbytes=0",
+    ]
+    if numprocs > 1:
+        lines += [f"numprocs={numprocs}", "process_name=%(program_name)s-%(process_num)d"]
+    return "\n".join(lines) + "\n"
+
+
+def supervisord_conf(processes: dict[str, str], names: list[str], run_dir: Path, root: Path,
+                     workers: int = 1) -> str:
+    unknown = [n for n in names if n not in processes]
+    if unknown:
+        raise SystemExit(f"not in the Procfile: {', '.join(unknown)} (it has: {', '.join(processes)})")
+    run = _ini(str(run_dir))
+    # As root, say so: supervisord otherwise logs a CRIT line about not dropping privileges.
+    user = "user=root\n" if os.geteuid() == 0 else ""
+    head = f"""; Written by `python -m services.supervise` (make up) on each start; edits are lost.
+[supervisord]
+nodaemon=true
+{user}logfile={run}/supervisord.log
+logfile_maxbytes=5MB
+logfile_backups=1
+pidfile={run}/supervisord.pid
+childlogdir={run}
+loglevel=info
+
+[unix_http_server]
+file={run}/supervisor.sock
+chmod=0700
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{run}/supervisor.sock
+"""
+    sections = [program_section(n, processes[n], root, workers if n == "explain-worker" else 1) for n in names]
+    return head + "\n" + "\n".join(sections)
+
+
+def lock_run_dir(run_dir: Path) -> int:
+    """Hold ``run_dir/lock`` for as long as this process (and the supervisord it becomes) lives."""
+    fd = os.open(run_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"another `make up` already runs on {run_dir.parent}; stop it first, or set "
+                         "DISEASEID_DATA_DIR to another directory") from None
+    os.set_inheritable(fd, True)  # survives the exec into supervisord
+    return fd
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.supervise", description=__doc__.split("\n")[0])
+    parser.add_argument("processes", nargs="+", help="Procfile process names to run")
+    parser.add_argument("--procfile", type=Path, default=REPO / "Procfile")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DISEASEID_DATA_DIR", REPO / ".data")),
+                        help="Redis's append-only file and supervisord's files live here (default: .data)")
+    parser.add_argument("--workers", type=int, default=1, help="explain workers to run (default 1)")
+    parser.add_argument("--dry-run", action="store_true", help="print the configuration, start nothing")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+
+    data_dir = args.data_dir.resolve()
+    run_dir = data_dir / "run"
+    conf = supervisord_conf(read_procfile(args.procfile), args.processes, run_dir, args.procfile.parent.resolve(),
+                            args.workers)
+    if args.dry_run:
+        sys.stdout.write(conf)
+        return 0
+    supervisord = shutil.which("supervisord", path=f"{Path(sys.executable).parent}{os.pathsep}"
+                                                   f"{os.environ.get('PATH', '')}")
+    if supervisord is None:
+        raise SystemExit("supervisord not found: install the services extra (`make up` does)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock_run_dir(run_dir)
+    conf_path = run_dir / "supervisord.conf"
+    conf_path.write_text(conf)
+    # The processes find the data directory (Redis's --dir) through this variable.
+    os.environ["DISEASEID_DATA_DIR"] = str(data_dir)
+    sys.stdout.flush()
+    os.execv(supervisord, [supervisord, "--nodaemon", "--configuration", str(conf_path)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
