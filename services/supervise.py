@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         sys.stdout.write(conf)
         return 0
-    supervisord = shutil.which("supervisord", path=f"{Path(sys.executable).parent}{os.pathsep}"
-                                                   f"{os.environ.get('PATH', '')}")
+    beside = Path(sys.executable).parent / "supervisord"  # the virtual environment's, before any other
+    supervisord = str(beside) if os.access(beside, os.X_OK) else shutil.which("supervisord")
     if supervisord is None:
         raise SystemExit("supervisord not found: install the services extra (`make up` does)")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ code   status                     when
 422    ``invalid_image``          empty, undecodable, degenerate (too small, flat) or unusable DICOM
 422    ``image_too_large``        over the pixel cap (decompression bomb), refused before decoding
 503    ``not_ready``              models still loading
+503    ``busy``                   too many large images decoding at once; ``Retry-After`` says when to retry
 500    ``internal_error``         a bug; the details go to the log, not to the client
 =====  =========================  ====================================================================
 """
@@ -40,14 +41,19 @@ class ServiceError(Exception):
 
     status: int = 500
     code: str = "internal_error"
+    # Seconds a client should wait before trying again (sent as Retry-After), for transient refusals.
+    retry_after: int | None = None
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 retry_after: int | None = None):
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         if status is not None:
             self.status = status
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class MalformedRequest(ServiceError):
@@ -94,6 +100,12 @@ class NotReady(ServiceError):
     status, code = 503, "not_ready"
 
 
+class Busy(ServiceError):
+    """Too many large images being decoded at once: try again shortly (Retry-After)."""
+
+    status, code, retry_after = 503, "busy", 1
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -125,7 +137,7 @@ _DESCRIPTIONS = {
     413: "Request body or file over the size limit",
     415: "Unsupported file type (JPEG, PNG and DICOM are accepted)",
     422: "Unknown task or model, or an unusable image (empty, undecodable, degenerate, decompression bomb)",
-    503: "Models are still loading",
+    503: "Not ready (models loading, queue unreachable) or busy decoding large images; see Retry-After",
 }
 
 
@@ -149,8 +161,10 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    headers = {"WWW-Authenticate": "APIKey"} if exc.status == 401 else None
-    return error_response(exc.status, exc.code, exc.message, headers)
+    headers = {"WWW-Authenticate": "APIKey"} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    return error_response(exc.status, exc.code, exc.message, headers or None)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

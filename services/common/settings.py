@@ -4,7 +4,11 @@ Services subclass :class:`ServiceSettings` to add their own fields; the shared o
 
 - ``DISEASEID_API_KEYS``: comma-separated keys for ``X-API-Key``; empty means development mode (no auth);
 - ``DISEASEID_MAX_UPLOAD_BYTES``: the largest accepted image file (default 20 MB);
-- ``DISEASEID_MAX_PIXELS``: the pixel cap checked before decoding (decompression bombs);
+- ``DISEASEID_MAX_PIXELS``: the pixel cap checked before decoding (default 4096 x 4096: an MRI slice is at
+  most a few thousand pixels a side; anything larger is refused from its header, undecoded);
+- ``DISEASEID_HEAVY_DECODE_PIXELS``, ``DISEASEID_MAX_HEAVY_DECODES``, ``DISEASEID_DECODE_WAIT_S``: images
+  over that many pixels are decoded at most that many at a time per process; one that waits longer than
+  ``DECODE_WAIT_S`` for its turn gets a 503 with ``Retry-After`` (see services.common.uploads);
 - ``DISEASEID_MIN_IMAGE_SIDE``: smaller images are degenerate (a 1x1 PNG is not an MRI slice);
 - ``DISEASEID_TORCH_THREADS`` and ``DISEASEID_DEVICE`` (cpu | cuda | auto);
 - ``DISEASEID_LOG_LEVEL``.
@@ -16,9 +20,10 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from diseaseid.limits import MAX_PIXELS
-
 MB = 1024 * 1024
+# Far above any MRI slice, far below what a small file can make a decoder allocate (diseaseid.limits.MAX_PIXELS,
+# the training-time cap, is 64 MP).
+SERVICE_MAX_PIXELS = 4096 * 4096
 
 
 class ServiceSettings(BaseSettings):
@@ -27,7 +32,11 @@ class ServiceSettings(BaseSettings):
     # SecretStr keeps keys out of reprs, tracebacks and logs.
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     max_upload_bytes: int = Field(20 * MB, ge=1)
-    max_pixels: int = Field(MAX_PIXELS, ge=1)
+    max_pixels: int = Field(SERVICE_MAX_PIXELS, ge=1)
+    # About 1400 x 1400 and up: what a typical slice (<= 512 a side) is not.
+    heavy_decode_pixels: int = Field(2_000_000, ge=1)
+    max_heavy_decodes: int = Field(1, ge=1)
+    decode_wait_s: float = Field(2.0, ge=0)
     min_image_side: int = Field(16, ge=1)
     torch_threads: int = Field(1, ge=1)
     device: str = "auto"  # cpu | cuda | auto (CUDA when available)

@@ -1,18 +1,37 @@
-"""Reading multipart uploads with a size limit, then decoding them off the event loop.
+"""Reading multipart uploads with a size limit, then decoding them off the event loop, a few at a time.
 
 The request body as a whole is capped while it streams in by
 :class:`~services.common.body_limit.BodyLimitMiddleware`; :func:`read_upload_bytes` caps each file again
 (a study body may be larger than any one of its files may be).
+
+Bytes are a poor measure of cost: a 182 KB PNG can hold 16 million pixels. :class:`DecodeGate` reads each
+upload's header first (cheap, in a worker thread) and lets images over ``heavy_decode_pixels`` decode only
+``max_heavy_decodes`` at a time per process. One that cannot start within ``decode_wait_s`` is refused with
+503 ``busy`` and ``Retry-After``, so a flood of large images neither queues up without bound (each holding
+its bytes and, once decoding, its pixels) nor delays the ordinary slices, which never wait for the gate.
+After each large decode the freed memory is handed back to the OS.
 """
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartParser
 
-from services.common.errors import PayloadTooLarge
-from services.common.images import DecodedImage, decode_image_bytes
+from services.common.errors import Busy, PayloadTooLarge
+from services.common.images import (
+    DecodedImage,
+    decode_image_bytes,
+    probe_image,
+    refuse_oversized_png,
+    release_memory,
+)
 from services.common.settings import ServiceSettings
+
+Runner = Callable[..., Awaitable[Any]]
 
 CHUNK = 1 << 20
 
@@ -37,12 +56,55 @@ async def read_upload_bytes(upload: UploadFile, max_bytes: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def read_image_upload(upload: UploadFile, settings: ServiceSettings) -> DecodedImage:
+def _decode_heavy(data: bytes, settings: ServiceSettings, content_type: str | None,
+                  filename: str | None) -> DecodedImage:
+    try:
+        return decode_image_bytes(data, settings, content_type=content_type, filename=filename)
+    finally:
+        release_memory()
+
+
+class DecodeGate:
+    """At most ``settings.max_heavy_decodes`` large images decoding at once in this process."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+        self._slots = asyncio.Semaphore(settings.max_heavy_decodes)
+        self.refused = 0  # large decodes turned away as busy, for tests and benchmarks
+
+    async def decode(self, data: bytes, *, content_type: str | None = None, filename: str | None = None,
+                     run: Runner = run_in_threadpool) -> DecodedImage:
+        """Probe, wait for a slot if the image is large, decode; ``run`` puts the work on a thread pool.
+
+        Raises what :func:`decode_image_bytes` raises, and :class:`Busy` (503) when no slot freed up in
+        time."""
+        settings = self.settings
+        refuse_oversized_png(data, settings)
+        probe = await run(probe_image, data, settings, content_type=content_type, filename=filename)
+        if probe.pixels <= settings.heavy_decode_pixels:
+            return await run(decode_image_bytes, data, settings, content_type=content_type, filename=filename)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), settings.decode_wait_s or 0.001)
+        except TimeoutError:
+            self.refused += 1
+            raise Busy("the server is busy decoding other large images; retry in a moment (an MRI slice "
+                       "at its native size, a few hundred pixels a side, never waits)") from None
+        try:
+            return await run(_decode_heavy, data, settings, content_type, filename)
+        finally:
+            self._slots.release()
+
+
+async def read_image_upload(upload: UploadFile, settings: ServiceSettings,
+                            gate: DecodeGate | None = None) -> DecodedImage:
     """Read (size-limited) and decode one upload in a worker thread -> :class:`DecodedImage`.
 
     Raises :class:`PayloadTooLarge` (413), ``UnsupportedMediaType`` (415), ``InvalidImage`` or
-    ``ImageTooLarge`` (422); the installed error handlers turn them into the JSON error body.
+    ``ImageTooLarge`` (422), :class:`Busy` (503); the installed error handlers turn them into the JSON error
+    body. Without a ``gate`` (one per app) large images are not rationed.
     """
     data = await read_upload_bytes(upload, settings.max_upload_bytes)
-    return await run_in_threadpool(decode_image_bytes, data, settings, content_type=upload.content_type,
-                                   filename=upload.filename)
+    if gate is None:
+        return await run_in_threadpool(decode_image_bytes, data, settings, content_type=upload.content_type,
+                                       filename=upload.filename)
+    return await gate.decode(data, content_type=upload.content_type, filename=upload.filename)

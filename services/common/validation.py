@@ -1,32 +1,87 @@
-"""Checking the ``task`` and ``model`` form values against the registries (422 with the valid choices)."""
+"""Form values, checked one way for every endpoint: 422 with the valid choices, never a 500.
+
+Every text value a route takes from a form goes through :func:`form_text` first: missing means empty,
+surrounding white space goes, and a value that is too long or holds control characters is refused before
+anything else looks at it. On top of that:
+
+- :func:`resolve_task`, :func:`resolve_model`, :func:`resolve_aggregation`: a name from a fixed list;
+- :func:`form_index`: a class index given as ASCII digits only. ``str.isdigit`` alone is not enough:
+  it accepts ``"²"`` and ``"①"``, which ``int()`` refuses, and ``int()`` of 4,301 digits raises too;
+- :func:`reject_repeated_fields`: a field that takes one value (``file`` on ``/predict`` and
+  ``/explain``, ``task``, ``model``, ...) sent twice is a 400, on every endpoint alike.
+"""
 from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.datastructures import FormData
 
 from diseaseid.serving import ROLES
 from diseaseid.tasks import TASKS, Task
-from services.common.errors import UnknownAggregation, UnknownModel, UnknownTask
+from services.common.errors import (
+    MalformedRequest,
+    ServiceError,
+    UnknownAggregation,
+    UnknownModel,
+    UnknownTask,
+)
 
 # How a study's slices become one answer (see services.inference.routers.predict).
 AGGREGATIONS = ("auto", "mil", "mean")
 
+# No legitimate value of any of our fields is longer (class names, lists of methods).
+MAX_FORM_CHARS = 200
 # Form values are echoed in messages only when short and printable; anything else is just "unknown".
 _ECHO_MAX = 40
+# An index is a class number: a few digits at most.
+_INDEX_MAX_DIGITS = 6
+
+
+class InvalidFormValue(ServiceError):
+    status, code = 422, "invalid_form_value"
 
 
 def _shown(value: str) -> str:
     return repr(value) if len(value) <= _ECHO_MAX and value.isprintable() else "(unprintable or too long)"
 
 
-def resolve_task(name: str) -> Task:
+def form_text(value: str | None, field: str, *, max_chars: int = MAX_FORM_CHARS,
+              error: type[ServiceError] = InvalidFormValue) -> str:
+    """The value without surrounding white space ("" when missing); ``error`` (422) when it is longer
+    than ``max_chars`` or holds a control character."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):  # an uploaded file where a text field belongs
+        raise MalformedRequest(f"field {field!r} must be a text value, not a file")
+    if len(value) > max_chars:
+        raise error(f"field {field!r} is over {max_chars} characters")
+    value = value.strip()
+    if not value.isprintable():
+        raise error(f"field {field!r} holds control or unprintable characters")
+    return value
+
+
+def form_index(value: str, upper: int) -> int | None:
+    """``value`` as an index in ``0..upper-1`` when it is written in ASCII digits, else None."""
+    if value.isascii() and value.isdigit() and len(value) <= _INDEX_MAX_DIGITS:
+        index = int(value)
+        return index if index < upper else None
+    return None
+
+
+def resolve_task(name: str | None) -> Task:
     """The registered task called ``name``, or :class:`UnknownTask` (422) listing the known ones."""
-    task = TASKS.get(name.strip())
+    choices = ", ".join(sorted(TASKS))
+    value = form_text(name, "task", error=UnknownTask)
+    task = TASKS.get(value)
     if task is None:
-        raise UnknownTask(f"unknown task {_shown(name)}; choose one of: {', '.join(sorted(TASKS))}")
+        raise UnknownTask(f"unknown task {_shown(value)}; choose one of: {choices}")
     return task
 
 
 def resolve_model(role: str | None, default: str = "student") -> str:
     """``student`` or ``teacher``; empty or missing means ``default``; else :class:`UnknownModel` (422)."""
-    role = (role or "").strip() or default
+    role = form_text(role, "model", error=UnknownModel) or default
     if role not in ROLES:
         raise UnknownModel(f"unknown model {_shown(role)}; choose one of: {', '.join(ROLES)}")
     return role
@@ -34,7 +89,21 @@ def resolve_model(role: str | None, default: str = "student") -> str:
 
 def resolve_aggregation(value: str | None) -> str:
     """``auto``, ``mil`` or ``mean``; empty or missing means ``auto``; else :class:`UnknownAggregation` (422)."""
-    value = (value or "").strip() or "auto"
+    value = form_text(value, "aggregate", error=UnknownAggregation) or "auto"
     if value not in AGGREGATIONS:
         raise UnknownAggregation(f"unknown aggregate {_shown(value)}; choose one of: {', '.join(AGGREGATIONS)}")
     return value
+
+
+def reject_repeated_fields(form: FormData, multiple: Iterable[str] = ()) -> None:
+    """:class:`MalformedRequest` (400) when a field that takes one value was sent more than once.
+
+    ``multiple`` names the fields that may repeat (``files`` of a study, ``methods``)."""
+    allowed = set(multiple)
+    seen: dict[str, int] = {}
+    for key, _ in form.multi_items():
+        seen[key] = seen.get(key, 0) + 1
+    repeated = sorted(k for k, n in seen.items() if n > 1 and k not in allowed)
+    if repeated:
+        shown = ", ".join(_shown(k) for k in repeated[:3])
+        raise MalformedRequest(f"field {shown} was sent more than once; send it once")

@@ -25,7 +25,7 @@ from services.common.body_limit import BodyLimitMiddleware
 from services.common.errors import error_response, install_error_handlers
 from services.common.logs import configure_logging
 from services.common.metrics import HttpMetrics, HttpMetricsMiddleware
-from services.common.uploads import keep_uploads_in_memory
+from services.common.uploads import DecodeGate, keep_uploads_in_memory
 from services.explain.metrics import QueueCollector, RequestMetrics
 from services.explain.routers import health, jobs, results
 from services.explain.settings import ExplainSettings, get_settings
@@ -40,7 +40,8 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 async def _queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
     return error_response(503, "queue_unavailable",
-                          "the explain queue (Redis) is unreachable; try again in a few seconds")
+                          "the explain queue (Redis) is unreachable; try again in a few seconds",
+                          headers={"Retry-After": "2"})
 
 
 def connect(settings: ExplainSettings, asynchronous: bool = False) -> Redis | AsyncRedis:
@@ -81,12 +82,13 @@ def create_app(settings: ExplainSettings | None = None) -> FastAPI:
     app.state.queue = queue
     app.state.store = store
     app.state.async_redis = async_redis
+    app.state.decode_gate = DecodeGate(settings)
     configure_auth(app, settings.api_keys)
     install_error_handlers(app)
     app.add_exception_handler(RedisError, _queue_unavailable)
 
     registry = CollectorRegistry()
-    registry.register(QueueCollector(queue, store, settings.worker_ttl_s))
+    registry.register(QueueCollector(queue, store, settings.heartbeat_fresh_s))
     app.state.metrics_registry = registry
     app.state.request_metrics = RequestMetrics(registry)
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))

@@ -33,12 +33,15 @@ class ExplainRequest:
     role: str
     methods: tuple[str, ...]
     target: int | None
+    # Who asked (services.common.auth.tenant_id; "" without keys): jobs are shared within a tenant only.
+    tenant: str = ""
 
     @property
     def key(self) -> str:
-        """Two requests are identical when file bytes, task, model, methods and target all match."""
+        """Two requests are identical when tenant, file bytes, task, model, methods and target all match."""
         target = "" if self.target is None else str(self.target)
-        raw = f"{self.image_sha256}|{self.task}|{self.role}|{','.join(sorted(self.methods))}|{target}"
+        raw = (f"{self.tenant}|{self.image_sha256}|{self.task}|{self.role}|{','.join(sorted(self.methods))}"
+               f"|{target}")
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -82,7 +85,7 @@ def submit(queue: Queue, settings: ExplainSettings, request: ExplainRequest) -> 
                     retry=Retry(max=settings.retries) if settings.retries > 0 else None,
                     description=f"explain {request.task}/{request.role} {','.join(request.methods)}",
                     meta={"task": request.task, "model": request.role, "methods": list(request.methods),
-                          "target": request.target, "image_sha256": request.image_sha256,
+                          "target": request.target, "image_sha256": request.image_sha256, "tenant": request.tenant,
                           "submitted_at": time.time()},
                     pipeline=pipe,
                 )

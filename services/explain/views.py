@@ -40,12 +40,31 @@ def job_state(job: Job) -> JobState:
     return _STATES.get(job.get_status(refresh=False), "queued")
 
 
-def fetch_job(queue: Queue, job_id: str) -> Job:
-    """The job, or 404 when it never existed or its TTL ran out."""
+def _not_found(job_id: str) -> NotFound:
+    return NotFound(f"no explain job {job_id[:64]!r}: it never existed, its results expired, "
+                    "or it belongs to another API key")
+
+
+def fetch_job(queue: Queue, job_id: str, tenant: str = "") -> Job:
+    """The job, or 404 when it never existed, its TTL ran out, or another tenant submitted it."""
     try:
-        return Job.fetch(job_id, connection=queue.connection)
+        job = Job.fetch(job_id, connection=queue.connection)
     except NoSuchJobError:
-        raise NotFound(f"no explain job {job_id!r}: it never existed or its results expired") from None
+        raise _not_found(job_id) from None
+    if job.meta.get("tenant", "") != tenant:
+        raise _not_found(job_id)
+    return job
+
+
+def check_owner(queue: Queue, job_id: str, tenant: str) -> None:
+    """404 unless ``tenant`` submitted the job (reads only its meta, not its payload)."""
+    job = Job(job_id, connection=queue.connection)
+    try:
+        meta = job.get_meta(refresh=True)
+    except Exception:  # noqa: BLE001 - an unreadable meta is no proof of ownership
+        meta = {}
+    if not meta or meta.get("tenant", "") != tenant:
+        raise _not_found(job_id)
 
 
 async def wait_for_outcome(redis: AsyncRedis, job_id: str, seconds: float) -> None:

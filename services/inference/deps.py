@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from services.common.uploads import DecodeGate
 from services.inference.metrics import InferenceMetrics
 from services.inference.settings import InferenceSettings
 from services.inference.store import ModelStore
@@ -26,6 +27,11 @@ async def get_metrics(request: Request) -> InferenceMetrics:
     return request.app.state.metrics
 
 
+async def get_decode_gate(request: Request) -> DecodeGate:
+    return request.app.state.decode_gate
+
+
 SettingsDep = Annotated[InferenceSettings, Depends(get_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 MetricsDep = Annotated[InferenceMetrics, Depends(get_metrics)]
+GateDep = Annotated[DecodeGate, Depends(get_decode_gate)]

@@ -18,7 +18,7 @@ from services.common.body_limit import BodyLimitMiddleware
 from services.common.errors import install_error_handlers
 from services.common.logs import configure_logging
 from services.common.metrics import HttpMetricsMiddleware
-from services.common.uploads import keep_uploads_in_memory
+from services.common.uploads import DecodeGate, keep_uploads_in_memory
 from services.inference.metrics import InferenceMetrics
 from services.inference.routers import health, models, predict
 from services.inference.settings import InferenceSettings
@@ -63,6 +63,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.metrics = metrics
+    app.state.decode_gate = DecodeGate(settings)
     configure_auth(app, settings.api_keys)
     install_error_handlers(app)
     app.include_router(predict.router)

@@ -19,10 +19,13 @@ import httpx
 from redis import Redis
 from rq import Worker
 
+from services.common.auth import tenant_id
 from tests.services.conftest import REPO, ServerProcess, run_server
 from tests.services.redis_server import RedisServer
 
 API_KEY = "explain-test-key-1"
+# What a job queued straight onto Redis needs in its meta for API_KEY to see it (jobs are per key).
+TENANT = tenant_id(API_KEY)
 TTL_S = 4
 
 # Shared by the API and the workers (they must agree on the queue and the TTL).

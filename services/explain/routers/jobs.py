@@ -3,14 +3,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from diseaseid.tasks import Task
-from services.common.auth import ApiKey
+from services.common.auth import Tenant
 from services.common.errors import ServiceError, error_responses
 from services.common.uploads import read_image_upload
-from services.common.validation import resolve_model, resolve_task
+from services.common.validation import (
+    form_index,
+    form_text,
+    reject_repeated_fields,
+    resolve_model,
+    resolve_task,
+)
 from services.explain.deps import AsyncRedisClient, ExplainQueue, Settings, base_url
 from services.explain.schemas import JobAccepted, JobView
 from services.explain.settings import METHODS
@@ -30,7 +36,8 @@ class UnknownTarget(ServiceError):
 
 def parse_methods(values: list[str] | None) -> tuple[str, ...]:
     """Repeated fields or comma-separated values; none means every method. Order kept, repeats dropped."""
-    names = [n.strip().lower() for v in values or () for n in v.split(",") if n.strip()]
+    texts = [form_text(v, "methods", error=UnknownMethod) for v in values or ()]
+    names = [n.strip().lower() for v in texts for n in v.split(",") if n.strip()]
     if not names:
         return METHODS
     unknown = sorted({n for n in names if n not in METHODS})
@@ -42,11 +49,12 @@ def parse_methods(values: list[str] | None) -> tuple[str, ...]:
 
 def parse_target(task: Task, value: str | None) -> int | None:
     """A class name (as in the task's class list) or its index; empty means the predicted class."""
-    value = (value or "").strip()
+    value = form_text(value, "target", error=UnknownTarget)
     if not value:
         return None
-    if value.isdigit() and int(value) < task.num_classes:
-        return int(value)
+    index = form_index(value, task.num_classes)
+    if index is not None:
+        return index
     by_name = {c.lower(): i for i, c in enumerate(task.classes)}
     if value.lower() in by_name:
         return by_name[value.lower()]
@@ -54,12 +62,18 @@ def parse_target(task: Task, value: str | None) -> int | None:
                         + ", ".join(f"{i}={c}" for i, c in enumerate(task.classes)))
 
 
-@router.post("", status_code=202, response_model=JobAccepted,
+async def single_valued_fields(request: Request) -> None:
+    """One ``file``, ``task``, ``model`` and ``target`` per request, as on ``/predict``."""
+    reject_repeated_fields(await request.form(), multiple=("methods",))
+
+
+@router.post("", status_code=202, response_model=JobAccepted, dependencies=[Depends(single_valued_fields)],
+             form_limits={"max_files": 1, "max_fields": 16},
              responses=error_responses(400, 401, 413, 415, 422, 503))
 async def create_explain_job(
     request: Request,
     response: Response,
-    _: ApiKey,
+    tenant: Tenant,
     settings: Settings,
     queue: ExplainQueue,
     file: Annotated[UploadFile, File(description="one MRI slice: JPEG, PNG or DICOM")],
@@ -74,9 +88,9 @@ async def create_explain_job(
     role = resolve_model(model)
     method_names = parse_methods(methods)
     target_index = parse_target(task_, target)
-    image = await read_image_upload(file, settings)
+    image = await read_image_upload(file, settings, request.app.state.decode_gate)
     req = ExplainRequest(pixels=image.array.tobytes(), image_sha256=image.sha256, task=task_.name, role=role,
-                         methods=method_names, target=target_index)
+                         methods=method_names, target=target_index, tenant=tenant)
     job, deduplicated = await run_in_threadpool(submit, queue, settings, req)
     request.app.state.request_metrics.submitted.labels("deduplicated" if deduplicated else "enqueued").inc()
     status_url = f"{base_url(request)}/explain/{job.id}"
@@ -88,7 +102,7 @@ async def create_explain_job(
             responses=error_responses(401, 404, 503))
 async def get_explain_job(
     request: Request,
-    _: ApiKey,
+    tenant: Tenant,
     settings: Settings,
     queue: ExplainQueue,
     waiter: AsyncRedisClient,
@@ -96,8 +110,8 @@ async def get_explain_job(
     wait: Annotated[float, Query(ge=0, description="seconds to wait for the job to end (long poll)")] = 0,
 ) -> JobView:
     """The job's state; its results once finished, the reason once failed; 404 once expired."""
-    job = await run_in_threadpool(fetch_job, queue, job_id)
+    job = await run_in_threadpool(fetch_job, queue, job_id, tenant)
     if wait > 0 and job_state(job) in ("queued", "started"):
         await wait_for_outcome(waiter, job_id, min(wait, settings.max_wait_s))
-        job = await run_in_threadpool(fetch_job, queue, job_id)
+        job = await run_in_threadpool(fetch_job, queue, job_id, tenant)
     return await run_in_threadpool(job_view, queue, job, base_url(request))

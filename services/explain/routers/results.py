@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from services.common.auth import ApiKey
+from services.common.auth import Tenant
 from services.common.errors import NotFound, error_responses
-from services.explain.deps import Store
+from services.explain.deps import ExplainQueue, Store
 from services.explain.settings import METHODS
+from services.explain.views import check_owner
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 
@@ -14,7 +15,8 @@ _PNG = {"content": {"image/png": {}}, "description": "PNG image"}
 _NPY = {"content": {"application/octet-stream": {}}, "description": "224 x 224 float32 numpy array (.npy)"}
 
 
-def _file(store: Store, job_id: str, name: str, media_type: str) -> Response:
+def _file(store: Store, queue: ExplainQueue, tenant: str, job_id: str, name: str, media_type: str) -> Response:
+    check_owner(queue, job_id, tenant)
     data = store.get_result(job_id, name)
     if data is None:
         raise NotFound(f"no {name} for job {job_id!r}: the job is unknown, not finished, "
@@ -31,18 +33,18 @@ def _method(method: str) -> str:
 
 # Declared before the per-method routes so that "panel.png" is not read as a method called "panel".
 @router.get("/{job_id}/panel.png", responses={200: _PNG, **error_responses(401, 404, 503)})
-def get_panel_png(_: ApiKey, store: Store, job_id: str) -> Response:
+def get_panel_png(tenant: Tenant, store: Store, queue: ExplainQueue, job_id: str) -> Response:
     """The slice beside each method's heatmap, titled with the prediction."""
-    return _file(store, job_id, "panel.png", "image/png")
+    return _file(store, queue, tenant, job_id, "panel.png", "image/png")
 
 
 @router.get("/{job_id}/{method}.png", responses={200: _PNG, **error_responses(401, 404, 503)})
-def get_overlay_png(_: ApiKey, store: Store, job_id: str, method: str) -> Response:
+def get_overlay_png(tenant: Tenant, store: Store, queue: ExplainQueue, job_id: str, method: str) -> Response:
     """One method's heatmap over the slice."""
-    return _file(store, job_id, f"{_method(method)}.png", "image/png")
+    return _file(store, queue, tenant, job_id, f"{_method(method)}.png", "image/png")
 
 
 @router.get("/{job_id}/{method}.npy", responses={200: _NPY, **error_responses(401, 404, 503)})
-def get_map_npy(_: ApiKey, store: Store, job_id: str, method: str) -> Response:
+def get_map_npy(tenant: Tenant, store: Store, queue: ExplainQueue, job_id: str, method: str) -> Response:
     """One method's raw map: Grad-CAM in [0, 1]; LRP signed relevance summed over channels."""
-    return _file(store, job_id, f"{_method(method)}.npy", "application/octet-stream")
+    return _file(store, queue, tenant, job_id, f"{_method(method)}.npy", "application/octet-stream")

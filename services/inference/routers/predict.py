@@ -5,16 +5,20 @@ import time
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from diseaseid.serving import Prediction, Predictor, StudyModel
 from services.common.auth import require_api_key
 from services.common.errors import NotReady, ServiceError, UnknownAggregation, error_responses
-from services.common.images import DecodedImage, decode_image_bytes
-from services.common.settings import ServiceSettings
-from services.common.uploads import read_upload_bytes
-from services.common.validation import resolve_aggregation, resolve_model, resolve_task
-from services.inference.deps import MetricsDep, SettingsDep, StoreDep
+from services.common.images import DecodedImage
+from services.common.uploads import DecodeGate, read_upload_bytes
+from services.common.validation import (
+    reject_repeated_fields,
+    resolve_aggregation,
+    resolve_model,
+    resolve_task,
+)
+from services.inference.deps import GateDep, MetricsDep, SettingsDep, StoreDep
 from services.inference.schemas import PredictResponse, StudyResponse
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
@@ -32,6 +36,16 @@ AggregateForm = Annotated[str | None, Form(
                 "teacher's slice embeddings; slices in stack order, lowest first), `mean` (mean of the slices' "
                 "probabilities), or `auto` (default: `mil` where the task ships one, else `mean`)",
     examples=["auto"])]
+
+
+async def single_file_fields(request: Request) -> None:
+    """Every field once: one ``file``, one ``task``, one ``model``."""
+    reject_repeated_fields(await request.form())
+
+
+async def single_study_fields(request: Request) -> None:
+    """``files`` repeats; ``task``, ``model`` and ``aggregate`` come once."""
+    reject_repeated_fields(await request.form(), multiple=("files",))
 
 
 class TooManyFiles(ServiceError):
@@ -66,20 +80,11 @@ def conclusion(p: Prediction) -> dict:
             "ood": {"flag": p.ood, "score": p.ood_score, "reasons": p.ood_reasons}}
 
 
-def _decode_and_predict(predictor: Predictor, data: bytes, settings: ServiceSettings,
-                        content_type: str | None, filename: str | None,
-                        ) -> tuple[DecodedImage, Prediction, float]:
-    """Decode and classify one upload in one hop to the inference threads (also returns decode seconds)."""
-    start = time.perf_counter()
-    image = decode_image_bytes(data, settings, content_type=content_type, filename=filename)
-    decoded = time.perf_counter()
-    return image, predictor.predict(image.array[None])[0], decoded - start
-
-
 @router.post("/predict", response_model=PredictResponse, form_limits={"max_files": 1, "max_fields": 8},
+             dependencies=[Depends(single_file_fields)],
              responses=error_responses(400, 401, 413, 415, 422, 503))
 async def predict(
-    store: StoreDep, settings: SettingsDep, metrics: MetricsDep,
+    store: StoreDep, settings: SettingsDep, metrics: MetricsDep, gate: GateDep,
     file: Annotated[UploadFile, File(description="One MRI slice: JPEG, PNG or single-frame DICOM")],
     task: TaskForm,
     model: ModelForm = None,
@@ -92,8 +97,10 @@ async def predict(
         predictor = store.get(spec.name, role)
         data = await read_upload_bytes(file, settings.max_upload_bytes)
         t_read = time.perf_counter()
-        image, pred, decode_s = await store.run(_decode_and_predict, predictor, data, settings,
-                                                file.content_type, file.filename)
+        # Decoding and the forward pass both run on the inference threads; large images take turns first.
+        image = await gate.decode(data, content_type=file.content_type, filename=file.filename, run=store.run)
+        decode_s = time.perf_counter() - t_read
+        pred = (await store.run(predictor.predict, image.array[None]))[0]
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc()
     return {"task": spec.name, **conclusion(pred), "model": model_ref(predictor, role), "input": image.info(),
@@ -104,17 +111,19 @@ async def predict(
 Upload = tuple[bytes, str | None, str | None]  # bytes, declared content type, file name
 
 
-def _decode_and_predict_study(predictor: Predictor, uploads: list[Upload], settings: ServiceSettings,
-                              study: StudyModel | None = None,
-                              ) -> tuple[list[DecodedImage], list[Prediction], Prediction, dict, float]:
-    start = time.perf_counter()
+async def _decode_study(uploads: list[Upload], gate: DecodeGate, run) -> list[DecodedImage]:
     images = []
     for i, (data, content_type, filename) in enumerate(uploads):
         try:
-            images.append(decode_image_bytes(data, settings, content_type=content_type, filename=filename))
-        except ServiceError as exc:  # say which file, keep the status and code
-            raise type(exc)(f"file {i}: {exc.message}", code=exc.code, status=exc.status) from None
-    decode_s = time.perf_counter() - start
+            images.append(await gate.decode(data, content_type=content_type, filename=filename, run=run))
+        except ServiceError as exc:  # say which file, keep the status, code and Retry-After
+            raise type(exc)(f"file {i}: {exc.message}", code=exc.code, status=exc.status,
+                            retry_after=exc.retry_after) from None
+    return images
+
+
+def _predict_study(predictor: Predictor, images: list[DecodedImage], study: StudyModel | None = None,
+                   ) -> tuple[list[Prediction], Prediction, dict]:
     preds: list[Prediction] = []
     for b in range(0, len(images), STUDY_BATCH):
         preds += predictor.predict([im.array for im in images[b:b + STUDY_BATCH]])
@@ -125,13 +134,14 @@ def _decode_and_predict_study(predictor: Predictor, uploads: list[Upload], setti
         aggregation = {"method": "attention_mil", "model": {"name": study.name, "version": study.version},
                        "attention": [round(float(a), 6) for a in result.attention]}
         probabilities = result.probabilities
-    return images, preds, predictor.aggregate(preds, probabilities), aggregation, decode_s
+    return preds, predictor.aggregate(preds, probabilities), aggregation
 
 
 @router.post("/predict/study", response_model=StudyResponse, form_limits={"max_files": 1024, "max_fields": 8},
+             dependencies=[Depends(single_study_fields)],
              responses=error_responses(400, 401, 413, 415, 422, 503))
 async def predict_study(
-    store: StoreDep, settings: SettingsDep, metrics: MetricsDep,
+    store: StoreDep, settings: SettingsDep, metrics: MetricsDep, gate: GateDep,
     files: Annotated[list[UploadFile], File(description="Slices of one subject (repeat the field)")],
     task: TaskForm,
     model: ModelForm = None,
@@ -150,8 +160,9 @@ async def predict_study(
         uploads = [(await read_upload_bytes(f, settings.max_upload_bytes), f.content_type, f.filename)
                    for f in files]
         t_read = time.perf_counter()
-        images, preds, subject, aggregation, decode_s = await store.run(
-            _decode_and_predict_study, predictor, uploads, settings, study)
+        images = await _decode_study(uploads, gate, store.run)
+        decode_s = time.perf_counter() - t_read
+        preds, subject, aggregation = await store.run(_predict_study, predictor, images, study)
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc(len(images))
     return {
