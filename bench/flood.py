@@ -10,7 +10,10 @@ fixed time, against real servers (uvicorn; the explain API with its Redis, no wo
 
 Meanwhile one client sends an ordinary slice every 100 ms; we report its p50/p99, the answers the flood got,
 the server's peak RSS (sampled every 20 ms) and its RSS two seconds after the flood. Goals: RSS under
-1.5 GB per API process, normal p99 under 1 s.
+1.5 GB per API process, normal p99 under 1 s. The clients run on the same machine as the servers (on the
+2-core development box they take a good share of the CPU themselves).
+
+bench/results/flood.txt and flood.json are ``python -m bench --only flood --out DIR`` copied from DIR.
 """
 from __future__ import annotations
 
