@@ -26,6 +26,24 @@ class Task:
     def display(self, index: int, lang: str = "en") -> str:
         return (self.display_ru if lang == "ru" else self.display_en)[index]
 
+    def class_index(self, value: str | int) -> int:
+        """The class ``value`` names: its index (an int, or ASCII digits) or its name in any case
+        (``"2"``, ``"notumor"``, ``"NoTumor"``). ValueError listing the classes for anything else."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            index = value
+        else:
+            text = str(value).strip()
+            # ASCII digits only: str.isdigit() also accepts "²", which int() refuses; and a few digits at
+            # most, since int() of thousands of digits raises too.
+            if text.isascii() and text.isdigit() and len(text) <= 6:
+                index = int(text)
+            else:
+                index = {c.lower(): i for i, c in enumerate(self.classes)}.get(text.lower(), -1)
+        if 0 <= index < self.num_classes:
+            return index
+        raise ValueError(f"unknown target class for task {self.name!r}; use a name or an index: "
+                         + ", ".join(f"{i}={c}" for i, c in enumerate(self.classes)))
+
 
 TASKS: dict[str, Task] = {}
 

@@ -5,9 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from diseaseid.explain.lrp.composites import COMPOSITES
+from diseaseid.serving import ROLES
 
 METHOD_CHOICES = {"lrp": ("lrp",), "gradcam": ("gradcam",), "both": ("gradcam", "lrp")}
 
@@ -18,7 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("images", nargs="+", help="JPEG/PNG slices")
     p.add_argument("--task", required=True)
     p.add_argument("--method", choices=sorted(METHOD_CHOICES), default="both")
-    p.add_argument("--model", choices=("student", "teacher"), default="student")
+    p.add_argument("--model", choices=ROLES, default="student")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--target", help="class (name or index) to explain; default: the predicted one")
     p.add_argument("--composite", choices=sorted(COMPOSITES), help="LRP rules (default: epsilon_gamma_box)")
@@ -32,7 +31,7 @@ def register(subparsers) -> None:
     e.add_argument("--task", required=True)
     e.add_argument("--n", type=int, default=64, help="number of validation slices")
     e.add_argument("--out", required=True, help="output directory (JSON, markdown table, PNG plot)")
-    e.add_argument("--model", choices=("student", "teacher"), default="student")
+    e.add_argument("--model", choices=ROLES, default="student")
     e.add_argument("--steps", type=int, default=16, help="points per curve")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--composite", nargs="+", choices=sorted(COMPOSITES),
@@ -45,30 +44,17 @@ def register(subparsers) -> None:
     e.set_defaults(func=run_eval)
 
 
-def _target_index(target: str | None, classes: tuple[str, ...]) -> int | None:
-    if target is None:
-        return None
-    if target.isdigit():
-        index = int(target)
-    elif target in classes:
-        index = classes.index(target)
-    else:
-        raise SystemExit(f"unknown class {target!r}; classes: {', '.join(classes)}")
-    if not 0 <= index < len(classes):
-        raise SystemExit(f"class index out of range 0..{len(classes) - 1}")
-    return index
-
-
 def run_explain(args: argparse.Namespace) -> int:
-    from diseaseid.data.preprocess import ImageDecodeError, decode_image, normalize
-    from diseaseid.explain.api import explain_maps
-    from diseaseid.explain.render import compact_png, gradcam_overlay_png, lrp_overlay_png, panel_png
-    from diseaseid.serving.predictor import Predictor
+    from diseaseid.data.preprocess import ImageDecodeError, decode_image
+    from diseaseid.explain.report import explain_slice
+    from diseaseid.serving import Predictor
 
     predictor = Predictor.from_shipped(args.task, args.model, args.device)
     classes = predictor.task.classes
-    target = _target_index(args.target, classes)
-    methods = METHOD_CHOICES[args.method]
+    try:
+        target = None if args.target is None else predictor.task.class_index(args.target)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     status = 0
@@ -79,29 +65,15 @@ def run_explain(args: argparse.Namespace) -> int:
             print(json.dumps({"image": path, "error": str(exc)}))
             status = 1
             continue
-        prediction = predictor.predict([image])[0]
-        maps, targets = explain_maps(predictor.model, normalize(image, args.device), methods, target,
-                                     composite=args.composite)
-        explained = int(targets[0])
-        stem = out / Path(path).stem
-        written = []
-        for method, m in maps.items():
-            np.save(stem.with_name(f"{stem.name}.{method}.npy"), m[0])
-            png = (gradcam_overlay_png if method == "gradcam" else lrp_overlay_png)(image, m[0])
-            png = compact_png(png) if args.compact else png
-            stem.with_name(f"{stem.name}.{method}.png").write_bytes(png)
-            written += [f"{stem.name}.{method}.npy", f"{stem.name}.{method}.png"]
-        prob = prediction.probabilities[classes[explained]]
-        title = f"{predictor.task.display(explained, 'en')}: {prob:.0%} ({predictor.name})"
-        if explained != prediction.label_index:
-            title = f"Why {predictor.task.display(explained, 'en')}? ({prob:.0%}; predicted " \
-                    f"{prediction.display_en}) ({predictor.name})"
-        panel = panel_png(image, maps.get("gradcam", [None])[0], maps.get("lrp", [None])[0], title)
-        panel = compact_png(panel) if args.compact else panel
-        stem.with_name(f"{stem.name}.panel.png").write_bytes(panel)
-        written.append(f"{stem.name}.panel.png")
-        print(json.dumps({"image": path, "prediction": prediction.label, "explained": classes[explained],
-                          "probability": round(prob, 4), "files": written}))
+        report = explain_slice(predictor, image, METHOD_CHOICES[args.method], target, args.composite,
+                               compact=args.compact)
+        stem = Path(path).stem
+        for name, data in report.files.items():
+            (out / f"{stem}.{name}").write_bytes(data)
+        explained = classes[report.target]
+        print(json.dumps({"image": path, "prediction": report.prediction.label, "explained": explained,
+                          "probability": round(report.prediction.probabilities[explained], 4),
+                          "files": [f"{stem}.{name}" for name in report.files]}))
     return status
 
 

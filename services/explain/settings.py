@@ -43,7 +43,7 @@ class ExplainSettings(ServiceSettings):
     # The longest GET /explain/{id}?wait=... blocks for a result.
     max_wait_s: float = _env("max_wait_s", 30.0, ge=0)
 
-    # Worker liveness and abandoned-job recovery (worker.py explains how they combine).
+    # Worker liveness and abandoned-job recovery (worker/main.py explains how they combine).
     heartbeat_interval_s: float = _env("heartbeat_interval_s", 5.0, gt=0)
     abandoned_grace_s: float = _env("abandoned_grace_s", 20.0, ge=0)
     maintenance_interval_s: float = _env("maintenance_interval_s", 15.0, gt=0)
@@ -62,8 +62,8 @@ class ExplainSettings(ServiceSettings):
 
     @property
     def heartbeat_fresh_s(self) -> float:
-        """A worker heard from within this many seconds is alive (see services.explain.liveness)."""
-        from services.explain.liveness import fresh_within
+        """A worker heard from within this many seconds is alive (see services.common.liveness)."""
+        from services.common.liveness import fresh_within
 
         return fresh_within(self.heartbeat_interval_s, self.idle_poll_s, self.worker_ttl_s)
 

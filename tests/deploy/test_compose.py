@@ -32,7 +32,7 @@ PROCFILE = REPO / "Procfile"
 
 PYTHON_SERVICES = ("inference", "explain-api", "explain-worker", "bot")
 HTTP_SERVICES = {"inference": ("services.inference.main:app", "/readyz"),
-                 "explain-api": ("services.explain.main:app", "/healthz")}
+                 "explain-api": ("services.explain.api.main:app", "/healthz")}
 
 
 # -- loading ------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_http_services_publish_and_probe_the_port_they_serve(services, name) -> 
     published = [str(p).rsplit(":", 1)[-1] for p in service["ports"]]
     assert published == [port]
     test = service["healthcheck"]["test"]
-    assert test[:4] == ["CMD", "python", "-m", "services.healthcheck"]
+    assert test[:4] == ["CMD", "python", "-m", "services.common.healthcheck"]
     assert test[4] == f"http://127.0.0.1:{port}{probe_path}"
     module_name, attr = app_target.split(":")
     app = getattr(importlib.import_module(module_name), attr)
@@ -237,7 +237,7 @@ def test_explain_worker_scales_and_reserves_a_gpu(services) -> None:
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert any("gpu" in d["capabilities"] and d["driver"] == "nvidia" for d in devices)
     assert worker["build"]["args"]["TORCH_VARIANT"] == "cuda"
-    assert worker["healthcheck"]["test"][-2:] == ["services.healthcheck", "--explain-worker"]
+    assert worker["healthcheck"]["test"][-2:] == ["services.common.healthcheck", "--explain-worker"]
     assert worker["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     assert int(str(worker["stop_grace_period"]).rstrip("s")) >= 30  # room to finish the job in hand
 

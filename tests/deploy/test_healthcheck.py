@@ -1,4 +1,4 @@
-"""``python -m services.healthcheck``: the container probes, against a real HTTP server and a real Redis."""
+"""``python -m services.common.healthcheck``: the container probes, against a real HTTP server and a real Redis."""
 from __future__ import annotations
 
 import os
@@ -12,14 +12,14 @@ import pytest
 from redis import Redis
 from rq import Queue, Worker
 
+from services.common.healthcheck import WorkerProbeSettings
 from services.explain.settings import ExplainSettings
-from services.healthcheck import WorkerProbeSettings
 from tests.services.conftest import REPO
 from tests.services.redis_server import RedisServer
 
 
 def probe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.healthcheck", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "services.common.healthcheck", *args], cwd=REPO,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=30)
 
 

@@ -5,7 +5,7 @@ until a readiness path answers 200, and always ends the process (and its process
 exits, also on failure. Other service tests reuse it::
 
     from tests.services.conftest import run_server
-    with run_server("services.explain.main:app", {"REDIS_URL": url}, ready_path="/healthz") as server:
+    with run_server("services.explain.api.main:app", {"REDIS_URL": url}, ready_path="/healthz") as server:
         httpx.get(server.url + "/healthz")
 """
 from __future__ import annotations

@@ -97,7 +97,7 @@ class ExplainStack:
         stack = cls(redis=redis, env={**FAST_ENV, **env, "REDIS_URL": redis.url})
         try:
             stack.api = stack._exit.enter_context(
-                run_server("services.explain.main:app", stack.env, ready_path="/healthz"))
+                run_server("services.explain.api.main:app", stack.env, ready_path="/healthz"))
         except BaseException:
             stack.close()
             raise

@@ -15,6 +15,7 @@ import pytest
 from rq import Queue, Retry
 from rq.job import Job
 
+from services.explain.api.submit import JOB_FUNCTION
 from tests.services.conftest import fixture_bytes
 from tests.services.explain_stack import TENANT, TTL_S, ExplainStack, wait_for_job
 
@@ -80,7 +81,7 @@ def slow_worker(stack):
 def test_job_timeout_fails_the_job_not_the_worker(stack, client, slow_worker):
     with stack.redis_client() as r:
         job = Queue("explain", connection=r).enqueue(
-            "services.explain.jobs.explain_job", bytes(224 * 224 * 3), "tumor", "student", ["gradcam"], None,
+            JOB_FUNCTION, bytes(224 * 224 * 3), "tumor", "student", ["gradcam"], None,
             job_timeout=1, retry=Retry(max=2), meta={"tenant": TENANT, "task": "tumor", "model": "student"})
     body = wait_for_job(client, job.id)
     assert body["status"] == "failed" and "1 s job timeout" in body["error"]["message"], body
@@ -202,7 +203,7 @@ def test_poisoned_job_fails_alone(stack, client):
     with stack.redis_client() as r:
         # Straight onto the queue, past the API's validation: pixels that are no image.
         poisoned = Queue("explain", connection=r).enqueue(
-            "services.explain.jobs.explain_job", b"not pixels", "tumor", "student", ["gradcam"], None,
+            JOB_FUNCTION, b"not pixels", "tumor", "student", ["gradcam"], None,
             retry=Retry(max=2), meta={"tenant": TENANT, "task": "tumor", "model": "student", "methods": ["gradcam"]})
     body = wait_for_job(client, poisoned.id)
     assert body["status"] == "failed"

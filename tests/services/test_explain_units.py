@@ -16,14 +16,14 @@ from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 
 from diseaseid.tasks import get_task
-from services.explain.jobs import BadJobPayload, image_from_payload
-from services.explain.metrics import QueueCollector
-from services.explain.models import parse_preload
-from services.explain.routers.jobs import UnknownMethod, UnknownTarget, parse_methods, parse_target
+from services.explain.api.metrics import QueueCollector
+from services.explain.api.routers.jobs import UnknownMethod, UnknownTarget, parse_methods, parse_target
+from services.explain.api.submit import JOB_FUNCTION, ExplainRequest, submit
+from services.explain.redis_store import DURATION_BUCKETS, ExplainStore
 from services.explain.settings import ExplainSettings
-from services.explain.store import DURATION_BUCKETS, ExplainStore
-from services.explain.submit import ExplainRequest, submit
-from services.explain.worker import PERMANENT_ERRORS, failure_message
+from services.explain.worker.explain import BadJobPayload, explain_job, image_from_payload
+from services.explain.worker.main import PERMANENT_ERRORS, failure_message
+from services.explain.worker.models import parse_preload
 from tests.services.redis_server import RedisServer
 
 
@@ -108,7 +108,7 @@ def test_submitted_job_carries_ttl_timeout_and_retries(queue):
     job, _ = submit(queue, settings, request(target=1))
     job = Job.fetch(job.id, connection=queue.connection)
     assert (job.result_ttl, job.failure_ttl, job.timeout, job.retries_left) == (123, 123, 45, 3)
-    assert job.func_name == "services.explain.jobs.explain_job"
+    assert job.func_name == JOB_FUNCTION == f"{explain_job.__module__}.{explain_job.__name__}"
     assert job.args[1:] == ("tumor", "student", ["gradcam", "lrp"], 1)
     assert queue.connection.ttl(ExplainStore.dedup_key(request(target=1).key)) <= 123
 
@@ -168,3 +168,10 @@ def test_parse_preload():
     assert parse_preload("tumor/teacher") == [("tumor", "teacher")]
     assert parse_preload("dementia") == [("dementia", "student"), ("dementia", "teacher")]
     assert len(parse_preload("all")) == 4
+
+
+def test_the_api_offers_the_methods_the_worker_draws():
+    from diseaseid.explain.report import REPORT_METHODS
+    from services.explain.settings import METHODS
+
+    assert METHODS == REPORT_METHODS

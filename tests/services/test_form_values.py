@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from diseaseid.tasks import get_task
 from services.common.validation import InvalidFormValue, form_index, form_text
-from services.explain.routers.jobs import UnknownTarget, parse_target
+from services.explain.api.routers.jobs import UnknownTarget, parse_target
 from tests.services.conftest import fixture_bytes
 from tests.services.explain_stack import ExplainStack
 

@@ -14,7 +14,7 @@ from starlette.formparsers import MultiPartParser
 from services.common.uploads import keep_uploads_in_memory
 
 
-@pytest.mark.parametrize("factory", ["services.inference.main", "services.explain.main"])
+@pytest.mark.parametrize("factory", ["services.inference.main", "services.explain.api.main"])
 def test_apps_raise_the_spool_threshold_to_their_upload_limit(factory):
     import importlib
 

@@ -29,9 +29,9 @@ from rq import Queue, SimpleWorker, worker_registration
 from rq.exceptions import AbandonedJobError, StopRequested
 from rq.timeouts import JobTimeoutException
 
-from services.explain.models import parse_preload, preload
+from services.explain.redis_store import ExplainStore
 from services.explain.settings import ExplainSettings, get_settings
-from services.explain.store import ExplainStore
+from services.explain.worker.models import parse_preload, preload
 
 log = logging.getLogger("services.explain.worker")
 
@@ -51,14 +51,21 @@ def failure_message(exc_type: type[BaseException], exc_value: BaseException | No
 
 
 class ExplainWorker(SimpleWorker):
-    heartbeat_interval_s: float = 10.0
-    abandoned_grace_s: float = 20.0
-    idle_poll_s: int = 5
-
-    def __init__(self, *args, store: ExplainStore | None = None, **kwargs):
+    def __init__(self, *args, store: ExplainStore | None = None, heartbeat_interval_s: float = 10.0,
+                 abandoned_grace_s: float = 20.0, idle_poll_s: int = 5, **kwargs):
+        # Before the base class's __init__, which already reads dequeue_timeout (below).
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.abandoned_grace_s = abandoned_grace_s
+        self.idle_poll_s = idle_poll_s
         super().__init__(*args, **kwargs)
         self.store = store
+        # Set by SIGINT/SIGTERM (through RQ's warm-shutdown hook): main() must not start a new worker then.
+        self.stop_signalled = False
         self.push_exc_handler(self._on_failure)
+
+    def handle_warm_shutdown_request(self) -> None:
+        self.stop_signalled = True
+        super().handle_warm_shutdown_request()
 
     @property
     def dequeue_timeout(self) -> int:
@@ -129,19 +136,13 @@ class ExplainWorker(SimpleWorker):
 
 
 def build_worker(connection: Redis, settings: ExplainSettings) -> ExplainWorker:
-    worker_class = type(
-        "ExplainWorker",
-        (ExplainWorker,),
-        {
-            "heartbeat_interval_s": settings.heartbeat_interval_s,
-            "abandoned_grace_s": settings.abandoned_grace_s,
-            "idle_poll_s": settings.idle_poll_s,
-        },
-    )
-    worker = worker_class(
+    worker = ExplainWorker(
         [Queue(settings.queue, connection=connection)],
         connection=connection,
         store=ExplainStore(connection, settings.ttl_s),
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        abandoned_grace_s=settings.abandoned_grace_s,
+        idle_poll_s=settings.idle_poll_s,
         default_result_ttl=settings.ttl_s,
         worker_ttl=settings.worker_ttl_s,
         maintenance_interval=settings.maintenance_interval_s,
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(settings.torch_threads)
     loaded = preload(parse_preload(settings.preload), settings.torch_device())
     if settings.warmup:
-        from services.explain.jobs import warm_up
+        from services.explain.worker.explain import warm_up
 
         for predictor in loaded:
             warm_up(predictor)
@@ -187,9 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:  # noqa: BLE001 - best effort on a connection that is already gone
                 pass
             connection.close()
-        # An idle worker stops by raising StopRequested inside work(), which leaves _stop_requested unset;
-        # the shutdown date says a signal asked it to stop (else SIGTERM would start a new worker).
-        if worker._stop_requested or worker._shutdown_requested_date is not None or args.burst:
+        # work() also returns when Redis went away; only a signal (or burst mode) ends the process.
+        if worker.stop_signalled or args.burst:
             return 0
         try:
             time.sleep(1.0)

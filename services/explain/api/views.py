@@ -10,7 +10,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 
 from services.common.errors import NotFound
-from services.explain.schemas import (
+from services.explain.api.schemas import (
     ExplainRequestEcho,
     ExplainResult,
     JobError,

@@ -5,9 +5,9 @@ from fastapi import APIRouter, Response
 
 from services.common.auth import Tenant
 from services.common.errors import NotFound, error_responses
-from services.explain.deps import ExplainQueue, Store
+from services.explain.api.deps import ExplainQueue, Store
+from services.explain.api.views import check_owner
 from services.explain.settings import METHODS
-from services.explain.views import check_owner
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 

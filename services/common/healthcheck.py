@@ -1,10 +1,10 @@
 """Container health checks without curl (the slim image has none): exit 0 when healthy, 1 otherwise.
 
-    python -m services.healthcheck http://127.0.0.1:8000/readyz   # an HTTP probe must answer 200
-    python -m services.healthcheck --explain-worker               # a worker on this host beats
+    python -m services.common.healthcheck http://127.0.0.1:8000/readyz   # an HTTP probe must answer 200
+    python -m services.common.healthcheck --explain-worker               # a worker on this host beats
 
 An explain worker has no HTTP port, so its check asks Redis whether a worker registered from this host
-(a container's hostname is its own) has sent a heartbeat lately (services.explain.liveness): the
+(a container's hostname is its own) has sent a heartbeat lately (services.common.liveness): the
 same test the explain API's ``/readyz`` applies to all workers.
 
 The three explain settings it needs are read from the environment here rather than through
@@ -46,7 +46,7 @@ class WorkerProbeSettings:
 
     @property
     def heartbeat_fresh_s(self) -> float:
-        from services.explain.liveness import fresh_within
+        from services.common.liveness import fresh_within
 
         return fresh_within(self.heartbeat_interval_s, self.idle_poll_s, self.worker_ttl_s)
 
@@ -67,7 +67,7 @@ def explain_worker_alive(hostname: str) -> tuple[bool, str]:
     from redis import Redis
     from rq import Queue
 
-    from services.explain.liveness import alive_workers
+    from services.common.liveness import alive_workers
 
     settings = WorkerProbeSettings.from_env()
     with Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2) as connection:
@@ -77,7 +77,7 @@ def explain_worker_alive(hostname: str) -> tuple[bool, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.healthcheck",
+    parser = argparse.ArgumentParser(prog="python -m services.common.healthcheck",
                                      description=__doc__.split("\n")[0])
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("url", nargs="?", help="an HTTP URL that must answer 200")

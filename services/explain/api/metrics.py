@@ -1,6 +1,6 @@
 """Prometheus families read from Redis at scrape time: queue depth, live workers, job durations, failures.
 
-Workers measure and the API reports, so the numbers live in Redis (see store.py), not in one process's
+Workers measure and the API reports, so the numbers live in Redis (see ../redis_store.py), not in one process's
 memory. A scrape while Redis is down still answers, with ``diseaseid_explain_redis_up 0``.
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from rq import Queue
 
-from services.explain.liveness import alive_workers
-from services.explain.store import DURATION_BUCKETS, ExplainStore, bucket_label
+from services.common.liveness import alive_workers
+from services.explain.redis_store import DURATION_BUCKETS, ExplainStore, bucket_label
 
-log = logging.getLogger("services.explain.metrics")
+log = logging.getLogger("services.explain.api.metrics")
 NS = "diseaseid_explain"
 
 

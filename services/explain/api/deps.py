@@ -7,8 +7,8 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 
+from services.explain.redis_store import ExplainStore
 from services.explain.settings import ExplainSettings
-from services.explain.store import ExplainStore
 
 
 def _settings(request: Request) -> ExplainSettings:

@@ -11,17 +11,16 @@ from services.common.auth import Tenant
 from services.common.errors import ServiceError, error_responses
 from services.common.uploads import read_image_upload
 from services.common.validation import (
-    form_index,
     form_text,
     reject_repeated_fields,
     resolve_model,
     resolve_task,
 )
-from services.explain.deps import AsyncRedisClient, ExplainQueue, Settings, base_url
-from services.explain.schemas import JobAccepted, JobView
+from services.explain.api.deps import AsyncRedisClient, ExplainQueue, Settings, base_url
+from services.explain.api.schemas import JobAccepted, JobView
+from services.explain.api.submit import ExplainRequest, submit
+from services.explain.api.views import fetch_job, job_state, job_view, wait_for_outcome
 from services.explain.settings import METHODS
-from services.explain.submit import ExplainRequest, submit
-from services.explain.views import fetch_job, job_state, job_view, wait_for_outcome
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 
@@ -48,18 +47,14 @@ def parse_methods(values: list[str] | None) -> tuple[str, ...]:
 
 
 def parse_target(task: Task, value: str | None) -> int | None:
-    """A class name (as in the task's class list) or its index; empty means the predicted class."""
+    """A class name (as in the task's class list, any case) or its index; empty means the predicted class."""
     value = form_text(value, "target", error=UnknownTarget)
     if not value:
         return None
-    index = form_index(value, task.num_classes)
-    if index is not None:
-        return index
-    by_name = {c.lower(): i for i, c in enumerate(task.classes)}
-    if value.lower() in by_name:
-        return by_name[value.lower()]
-    raise UnknownTarget(f"unknown target class for task {task.name!r}; use a name or an index: "
-                        + ", ".join(f"{i}={c}" for i, c in enumerate(task.classes)))
+    try:
+        return task.class_index(value)
+    except ValueError as exc:
+        raise UnknownTarget(str(exc)) from None
 
 
 async def single_valued_fields(request: Request) -> None:

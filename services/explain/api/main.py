@@ -1,4 +1,4 @@
-"""The explain API: ``uvicorn services.explain.main:app``.
+"""The explain API: ``uvicorn services.explain.api.main:app``.
 
 ``create_app(settings)`` builds a fresh app (tests build theirs with their own settings); ``app`` is the
 one built from the environment.
@@ -26,10 +26,10 @@ from services.common.errors import error_response, install_error_handlers
 from services.common.logs import configure_logging
 from services.common.metrics import HttpMetrics, HttpMetricsMiddleware
 from services.common.uploads import DecodeGate, keep_uploads_in_memory
-from services.explain.metrics import QueueCollector, RequestMetrics
-from services.explain.routers import health, jobs, results
+from services.explain.api.metrics import QueueCollector, RequestMetrics
+from services.explain.api.routers import health, jobs, results
+from services.explain.redis_store import ExplainStore
 from services.explain.settings import ExplainSettings, get_settings
-from services.explain.store import ExplainStore
 
 log = logging.getLogger("services.explain")
 

@@ -16,11 +16,12 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from services.explain.redis_store import ExplainStore
 from services.explain.settings import ExplainSettings
-from services.explain.store import ExplainStore
 
-# By name: the API never imports the ML explainers, only the worker runs them.
-JOB_FUNCTION = "services.explain.jobs.explain_job"
+# By name: the API never imports the worker package (it would load torch and the explainers); a test checks
+# that the name resolves to the worker's job.
+JOB_FUNCTION = "services.explain.worker.explain.explain_job"
 # A job in one of these states cannot produce a result any more; an identical request gets a new job.
 DEAD_STATES = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 

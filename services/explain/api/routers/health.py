@@ -4,9 +4,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from services.common.errors import NotReady, error_responses
+from services.common.liveness import alive_workers
 from services.common.metrics import metrics_response
-from services.explain.deps import ExplainQueue, Settings
-from services.explain.liveness import alive_workers
+from services.explain.api.deps import ExplainQueue, Settings
 
 router = APIRouter(tags=["health"])
 

@@ -1,0 +1,102 @@
+"""``explain_slice``: one slice's whole explanation -- prediction, heatmaps, overlays, raw maps and the panel.
+
+The one function behind ``diseaseid explain`` (files on disk) and the explain worker (files in Redis): both
+get the same bytes under the same names and the same panel title.
+
+Grad-CAM: Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+Localization". LRP: Bach et al. 2015, "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by
+Layer-Wise Relevance Propagation"; Montavon et al. 2019, "Layer-Wise Relevance Propagation: An Overview".
+"""
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from diseaseid.data.preprocess import normalize
+from diseaseid.explain.api import explain_maps
+from diseaseid.explain.lrp.composites import Composite
+from diseaseid.explain.render import compact_png, gradcam_overlay_png, lrp_overlay_png, panel_png
+from diseaseid.serving.predictor import Prediction, Predictor
+
+# The methods a report draws, each with its overlay; the panel shows them in this order.
+OVERLAYS: dict[str, Callable[[np.ndarray, np.ndarray], bytes]] = {
+    "gradcam": gradcam_overlay_png,
+    "lrp": lrp_overlay_png,
+}
+REPORT_METHODS = tuple(OVERLAYS)
+
+
+@dataclass
+class Report:
+    """What ``explain_slice`` made. ``files`` maps ``"<method>.png"``, ``"<method>.npy"`` and ``"panel.png"``
+    to their bytes; ``timing`` holds seconds per stage (predict, explain, render) and ``render_s`` per
+    method."""
+
+    prediction: Prediction
+    target: int  # the explained class index
+    maps: dict[str, np.ndarray]  # method -> H x W float32
+    files: dict[str, bytes]
+    title: str
+    timing: dict[str, float]
+    render_s: dict[str, float]
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def panel_title(predictor: Predictor, prediction: Prediction, target: int) -> str:
+    """``"Glioma: 93% (tumor/student:convnet1)"``; for a class other than the predicted one,
+    ``"Why Meningioma? (4%; predicted Glioma) (...)"``."""
+    task = predictor.task
+    prob = prediction.probabilities[task.classes[target]]
+    if target == prediction.label_index:
+        return f"{task.display(target, 'en')}: {prob:.0%} ({predictor.name})"
+    return f"Why {task.display(target, 'en')}? ({prob:.0%}; predicted {prediction.display_en}) ({predictor.name})"
+
+
+def explain_slice(predictor: Predictor, image: np.ndarray, methods: Sequence[str] = REPORT_METHODS,
+                  target: int | None = None, composite: Composite | str | None = None,
+                  compact: bool = False) -> Report:
+    """Predict ``image`` (H x W x 3 uint8, the model's size) and explain ``target`` (a class index; default
+    the predicted class) with ``methods`` (a subset of ``REPORT_METHODS``), rendered as PNG overlays, raw
+    ``.npy`` maps and a titled panel. ``compact``: palette PNGs, about a third of the size (for documents).
+    """
+    unknown = [m for m in methods if m not in OVERLAYS]
+    if not methods or unknown:
+        raise ValueError(f"unknown explanation method(s) {unknown}; choose from {', '.join(REPORT_METHODS)}")
+    if target is not None:
+        target = predictor.task.class_index(target)
+    png = compact_png if compact else (lambda data: data)
+    timing: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    prediction = predictor.predict(image[None])[0]
+    timing["predict"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    # All methods in one call: they share the forward pass.
+    out, targets = explain_maps(predictor.model, normalize(image[None], predictor.device), methods=tuple(methods),
+                                target=prediction.label_index if target is None else target, composite=composite)
+    maps = {m: np.ascontiguousarray(out[m][0], dtype=np.float32) for m in methods}
+    explained = int(targets[0])
+    timing["explain"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    files: dict[str, bytes] = {}
+    render_s: dict[str, float] = {}
+    for method, heatmap in maps.items():
+        t1 = time.perf_counter()
+        files[f"{method}.png"] = png(OVERLAYS[method](image, heatmap))
+        files[f"{method}.npy"] = npy_bytes(heatmap)
+        render_s[method] = time.perf_counter() - t1
+    title = panel_title(predictor, prediction, explained)
+    files["panel.png"] = png(panel_png(image, maps.get("gradcam"), maps.get("lrp"), title))
+    timing["render"] = time.perf_counter() - t0
+    return Report(prediction, explained, maps, files, title, timing, render_s)

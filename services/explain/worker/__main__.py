@@ -1,0 +1,3 @@
+from services.explain.worker.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The job an explain worker runs: decode the payload, get the loaded model, call the ML core
+(``diseaseid.explain.report.explain_slice``), store the files in Redis. Nothing here computes a map."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rq import get_current_job
+
+from diseaseid.data.preprocess import IMAGE_SIZE
+from diseaseid.explain.report import explain_slice
+from diseaseid.serving import Predictor
+from services.explain.redis_store import ExplainStore
+from services.explain.settings import get_settings
+from services.explain.worker.models import get_predictor
+
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
+
+
+class BadJobPayload(ValueError):
+    """The job's arguments cannot be explained; retrying would fail the same way."""
+
+
+def image_from_payload(pixels: bytes) -> np.ndarray:
+    if not isinstance(pixels, (bytes, bytearray)) or len(pixels) != int(np.prod(IMAGE_SHAPE)):
+        raise BadJobPayload(f"the job's image is not {IMAGE_SIZE}x{IMAGE_SIZE}x3 uint8 pixels")
+    return np.frombuffer(pixels, np.uint8).reshape(IMAGE_SHAPE)
+
+
+def warm_up(predictor: Predictor) -> None:
+    """One throw-away report, so that tracing the model, building its LRP rules (both cached on the model)
+    and loading the colormaps and fonts happen at worker start rather than in the first client's job."""
+    explain_slice(predictor, np.zeros(IMAGE_SHAPE, np.uint8))
+
+
+def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target: int | None = None) -> dict:
+    """Explain one 224x224x3 uint8 slice; PNG and .npy results go to Redis under this job's id.
+
+    Returns the small JSON-able part of the result: the prediction, the explained class, each map's value
+    range, and where the time went. Bad arguments raise ValueError (the worker fails the job at once).
+    """
+    settings = get_settings()
+    started = time.perf_counter()
+    image = image_from_payload(pixels)
+    if settings.debug_delay_s > 0:
+        time.sleep(settings.debug_delay_s)
+    predictor = get_predictor(task, role, settings.torch_device())
+    report = explain_slice(predictor, image, methods, target)
+    timing = {**report.timing, "total": time.perf_counter() - started}
+
+    job = get_current_job()
+    if job is not None:
+        # The API chose the TTL when it queued the job; the files live exactly as long as the job's result.
+        store = ExplainStore(job.connection, job.result_ttl if job.result_ttl and job.result_ttl > 0
+                             else settings.ttl_s)
+        store.put_results(job.id, report.files)
+        timing["total"] = time.perf_counter() - started
+        store.record_durations(timing)
+
+    t = predictor.task
+    return {
+        "task": task,
+        "model": {"role": role, "name": predictor.name, "version": predictor.version,
+                  "device": str(predictor.device)},
+        "prediction": report.prediction.to_dict(),
+        "target": {"index": report.target, "label": t.classes[report.target],
+                   "display_en": t.display(report.target, "en"), "display_ru": t.display(report.target, "ru")},
+        "methods": {m: {"min": float(heatmap.min()), "max": float(heatmap.max()),
+                        "render_ms": round(report.render_s[m] * 1000, 1)} for m, heatmap in report.maps.items()},
+        "timing_ms": {k: round(v * 1000, 1) for k, v in timing.items()},
+    }

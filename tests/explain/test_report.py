@@ -1,0 +1,47 @@
+"""``explain_slice``: the one report behind ``diseaseid explain`` and the explain worker."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diseaseid.data.preprocess import decode_image
+from diseaseid.explain.report import explain_slice
+from diseaseid.serving import Predictor
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.from_shipped("tumor", "student")
+
+
+@pytest.fixture(scope="module")
+def image(fixtures_dir):
+    return decode_image(sorted((fixtures_dir / "tumor" / "glioma").glob("*.jpg"))[0])
+
+
+def test_files_and_title_for_the_predicted_class(predictor, image):
+    report = explain_slice(predictor, image)
+    assert set(report.files) == {"gradcam.png", "gradcam.npy", "lrp.png", "lrp.npy", "panel.png"}
+    assert report.target == report.prediction.label_index
+    assert report.title.startswith(f"{report.prediction.display_en}: ") and predictor.name in report.title
+    assert np.array_equal(np.load(io.BytesIO(report.files["lrp.npy"])), report.maps["lrp"])
+    assert Image.open(io.BytesIO(report.files["gradcam.png"])).size == (448, 448)
+    assert set(report.timing) == {"predict", "explain", "render"} and set(report.render_s) == {"gradcam", "lrp"}
+
+
+def test_another_class_by_name_one_method(predictor, image):
+    predicted = predictor.predict(image[None])[0].label
+    other = next(c for c in predictor.task.classes if c != predicted)
+    report = explain_slice(predictor, image, ["gradcam"], target=other)
+    assert report.target == predictor.task.classes.index(other)
+    assert set(report.files) == {"gradcam.png", "gradcam.npy", "panel.png"}
+    assert report.title.startswith(f"Why {predictor.task.display(report.target)}?")
+
+
+@pytest.mark.parametrize("methods, target", [(["shap"], None), ([], None), (["lrp"], 7)])
+def test_bad_arguments_are_value_errors(predictor, image, methods, target):
+    with pytest.raises(ValueError):
+        explain_slice(predictor, image, methods, target)
