@@ -1,4 +1,6 @@
-"""Sub-commands ``train``, ``evaluate``, ``predict`` and ``search``."""
+"""The training command group: ``train`` and ``evaluate`` here; the other training commands (search, the MIL
+head, cross-validation, ...) register from their own ``*_cli`` modules at the end of ``register``.
+``predict`` and ``calibrate`` live in diseaseid.serving.cli."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from diseaseid.serving.cli import load_predictor, model_args
 from diseaseid.tasks import TASKS
 
 
@@ -78,30 +81,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a model on any image-folder directory")
-    _common(p)
+    model_args(p)
     p.add_argument("--data", default=None, help="image-folder root (default: the validation split)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--weights", default=None)
-    g.add_argument("--model", choices=("student", "teacher"), default="student")
     p.add_argument("--out", default=None, help="report JSON path")
     p.add_argument("--uncalibrated", action="store_true", help="ignore the card's temperature")
     p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("predict", help="predict one image")
-    p.add_argument("image")
-    _common(p)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--weights", default=None)
-    g.add_argument("--model", choices=("student", "teacher"), default="student")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("calibrate", help="recompute temperature and OOD threshold of shipped weights in place")
-    _common(p)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--weights", default=None)
-    g.add_argument("--model", choices=("student", "teacher"), default="student")
-    p.set_defaults(func=cmd_calibrate)
 
     from diseaseid.train import mil_cli, search_cli
 
@@ -137,33 +121,13 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_calibrate(args) -> int:
-    from diseaseid.serving import shipped_weights
-    from diseaseid.train.pipeline import recalibrate
-
-    _threads(args)
-    path = args.weights or shipped_weights(args.task, args.model)
-    result = recalibrate(path)
-    print(json.dumps(result, indent=1))
-    return 0
-
-
-def _load(args):
-    from diseaseid.serving import Predictor
-
-    if args.weights:
-        return Predictor.from_weights(args.weights)
-    return Predictor.from_shipped(args.task, args.model)
-
-
 def cmd_evaluate(args) -> int:
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.tasks import get_task
     from diseaseid.train.data import load_task_data
     from diseaseid.train.trainer import evaluate_logits, predict_logits
 
-    _threads(args)
-    predictor = _load(args)
+    predictor = load_predictor(args)
     if args.data:
         ds = ImageFolder.scan(args.data, get_task(args.task))
     else:
@@ -184,21 +148,3 @@ def cmd_evaluate(args) -> int:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
         print("report:", args.out)
     return 0
-
-
-def cmd_predict(args) -> int:
-    from diseaseid.data.preprocess import decode_image
-
-    _threads(args)
-    predictor = _load(args)
-    pred = predictor.predict([decode_image(args.image)])[0]
-    if args.json:
-        print(json.dumps({"model": predictor.name, **pred.to_dict()}, indent=1, ensure_ascii=False))
-        return 0
-    print(f"{pred.display_en} ({pred.label})  [{predictor.name}]")
-    for c, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
-        print(f"  {c:<18} {p:6.1%} {'#' * int(round(p * 30))}")
-    if pred.ood:
-        print("  warning: input looks unlike the training data: " + "; ".join(pred.ood_reasons))
-    return 0
-
