@@ -23,43 +23,9 @@ Errors raised (all :class:`ServiceError`): 400 ``MalformedRequest``, 401 ``Unaut
 ``UnknownAggregation`` / ``InvalidImage`` / ``ImageTooLarge``, 503 ``NotReady``. ``error_responses(400, 422,
 ...)`` documents them in a route's OpenAPI ``responses=``.
 
-Modules: ``settings`` (ServiceSettings), ``errors``, ``body_limit`` (streaming size limit), ``uploads``
-(read + decode), ``images`` (format sniffing, JPEG/PNG decoding, DecodedImage), ``dicom`` (DICOM grey-level
-pipeline), ``validation`` (task/model values), ``auth``, ``metrics`` (Prometheus), ``logs``.
+Modules (import from each; this package re-exports nothing): ``settings`` (ServiceSettings), ``errors``,
+``body_limit`` (streaming size limit), ``uploads`` (read + decode), ``images`` (format sniffing, JPEG/PNG
+decoding, DecodedImage), ``dicom`` (DICOM grey-level pipeline), ``validation`` (form values), ``auth``,
+``metrics`` (Prometheus), ``logs``, ``liveness`` (which RQ workers beat), ``healthcheck`` (the container
+probes: ``python -m services.common.healthcheck``).
 """
-from services.common.auth import ApiKey, configure_auth, key_is_valid, log_auth_mode, require_api_key
-from services.common.body_limit import BodyLimitMiddleware
-from services.common.errors import (
-    ErrorBody,
-    ImageTooLarge,
-    InvalidImage,
-    MalformedRequest,
-    NotFound,
-    NotReady,
-    PayloadTooLarge,
-    ServiceError,
-    Unauthorized,
-    UnknownAggregation,
-    UnknownModel,
-    UnknownTask,
-    UnsupportedMediaType,
-    error_response,
-    error_responses,
-    install_error_handlers,
-)
-from services.common.images import DecodedImage, decode_image_bytes, sniff_format
-from services.common.logs import configure_logging
-from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_response
-from services.common.settings import ServiceSettings
-from services.common.uploads import read_image_upload, read_upload_bytes
-from services.common.validation import resolve_aggregation, resolve_model, resolve_task
-
-__all__ = [
-    "ApiKey", "BodyLimitMiddleware", "DecodedImage", "ErrorBody", "HttpMetrics", "HttpMetricsMiddleware",
-    "ImageTooLarge", "InvalidImage", "MalformedRequest", "NotFound", "NotReady", "PayloadTooLarge",
-    "ServiceError", "ServiceSettings", "Unauthorized", "UnknownAggregation", "UnknownModel", "UnknownTask",
-    "UnsupportedMediaType",
-    "configure_auth", "configure_logging", "decode_image_bytes", "error_response", "error_responses",
-    "install_error_handlers", "key_is_valid", "log_auth_mode", "metrics_response", "read_image_upload",
-    "read_upload_bytes", "require_api_key", "resolve_aggregation", "resolve_model", "resolve_task", "sniff_format",
-]

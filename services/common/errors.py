@@ -5,19 +5,25 @@ FastAPI's own errors (unknown route, malformed form, body-parsing failures), int
 status. Messages describe the problem in terms of the request, never echo uploaded content or DICOM tags.
 
 =====  =========================  ====================================================================
-code   status                     when
+HTTP   code                       when
 =====  =========================  ====================================================================
 400    ``malformed_request``      not a multipart form, a missing or invalid field, too many files
 401    ``unauthorized``           missing or wrong ``X-API-Key``
-404    ``not_found``              unknown route or resource
-422    ``unknown_task``           ``task`` is not a registered task
-422    ``unknown_model``          ``model`` is not ``student`` or ``teacher``
+404    ``not_found``              unknown route or resource; an explain job unknown, expired or another key's
+405    ``method_not_allowed``     a known route called with the wrong HTTP method
 413    ``too_large``              request body or file over the size limit (checked while streaming)
 415    ``unsupported_media_type`` the file is not JPEG, PNG or DICOM
+422    ``invalid_form_value``     a form value too long or holding control characters
+422    ``unknown_task``           ``task`` is not a registered task
+422    ``unknown_model``          ``model`` is not ``student`` or ``teacher``
+422    ``unknown_aggregation``    ``aggregate`` (``/predict/study``) is not ``auto``, ``mil`` or ``mean``
+422    ``unknown_method``         ``methods`` (``/explain``) names no explainer we offer
+422    ``unknown_target``         ``target`` (``/explain``) is neither a class name nor a class index
 422    ``invalid_image``          empty, undecodable, degenerate (too small, flat) or unusable DICOM
 422    ``image_too_large``        over the pixel cap (decompression bomb), refused before decoding
-503    ``not_ready``              models still loading
+503    ``not_ready``              models still loading; no explain worker alive
 503    ``busy``                   too many large images decoding at once; ``Retry-After`` says when to retry
+503    ``queue_unavailable``      the explain queue (Redis) is unreachable; ``Retry-After`` says when to retry
 500    ``internal_error``         a bug; the details go to the log, not to the client
 =====  =========================  ====================================================================
 """

@@ -9,20 +9,11 @@ import pytest
 from PIL import Image
 
 from diseaseid.data.preprocess import decode_image, to_uint8_rgb
-from services.common import (
-    ImageTooLarge,
-    InvalidImage,
-    ServiceSettings,
-    UnknownModel,
-    UnknownTask,
-    UnsupportedMediaType,
-    configure_auth,
-    decode_image_bytes,
-    key_is_valid,
-    resolve_model,
-    resolve_task,
-    sniff_format,
-)
+from services.common.auth import configure_auth, key_is_valid
+from services.common.errors import ImageTooLarge, InvalidImage, UnknownModel, UnknownTask, UnsupportedMediaType
+from services.common.images import decode_image_bytes, sniff_format
+from services.common.settings import ServiceSettings
+from services.common.validation import resolve_model, resolve_task
 from tests.services.conftest import PATIENT_ID, PATIENT_NAME, fixture_bytes, make_dicom
 
 SETTINGS = ServiceSettings(api_keys="")
