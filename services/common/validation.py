@@ -5,8 +5,8 @@ surrounding white space goes, and a value that is too long or holds control char
 anything else looks at it. On top of that:
 
 - :func:`resolve_task`, :func:`resolve_model`, :func:`resolve_aggregation`: a name from a fixed list;
-- :func:`form_index`: a class index given as ASCII digits only. ``str.isdigit`` alone is not enough:
-  it accepts ``"²"`` and ``"①"``, which ``int()`` refuses, and ``int()`` of 4,301 digits raises too;
+- a class named by index or name (``target``): ``diseaseid.tasks.Task.class_index``, which reads ASCII
+  digits only (``"²"`` and ``"①"`` pass ``str.isdigit`` but not ``int()``; 4,301 digits fail ``int()`` too);
 - :func:`reject_repeated_fields`: a field that takes one value (``file`` on ``/predict`` and
   ``/explain``, ``task``, ``model``, ...) sent twice is a 400, on every endpoint alike.
 """
@@ -33,8 +33,6 @@ AGGREGATIONS = ("auto", "mil", "mean")
 MAX_FORM_CHARS = 200
 # Form values are echoed in messages only when short and printable; anything else is just "unknown".
 _ECHO_MAX = 40
-# An index is a class number: a few digits at most.
-_INDEX_MAX_DIGITS = 6
 
 
 class InvalidFormValue(ServiceError):
@@ -59,14 +57,6 @@ def form_text(value: str | None, field: str, *, max_chars: int = MAX_FORM_CHARS,
     if not value.isprintable():
         raise error(f"field {field!r} holds control or unprintable characters")
     return value
-
-
-def form_index(value: str, upper: int) -> int | None:
-    """``value`` as an index in ``0..upper-1`` when it is written in ASCII digits, else None."""
-    if value.isascii() and value.isdigit() and len(value) <= _INDEX_MAX_DIGITS:
-        index = int(value)
-        return index if index < upper else None
-    return None
 
 
 def resolve_task(name: str | None) -> Task:

@@ -13,7 +13,8 @@ def test_class_index(value, expected):
     assert get_task("tumor").class_index(value) == expected
 
 
-@pytest.mark.parametrize("value", [4, -1, True, "4", "-1", "1.0", "banana", "²", "①", "1" * 4301, ""])
+@pytest.mark.parametrize("value", [4, -1, True, "4", "-1", "1.0", "+1", "banana", "",
+                                   "²", "①", "٣", "𝟚", "1" * 4301, "9" * 7])
 def test_class_index_rejects_with_the_choices(value):
     with pytest.raises(ValueError, match="0=glioma, 1=meningioma, 2=notumor, 3=pituitary"):
         get_task("tumor").class_index(value)
