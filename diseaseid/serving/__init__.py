@@ -3,5 +3,5 @@ from diseaseid.serving.default import DefaultModel, choose_default, default_mode
 from diseaseid.serving.predictor import ROLES, Prediction, Predictor, shipped_weights
 from diseaseid.serving.study import BackboneMismatch, StudyModel, StudyResult, shipped_mil
 
-__all__ = ["ROLES", "BackboneMismatch", "DefaultModel", "choose_default", "default_model", "Prediction", "Predictor", "StudyModel", "StudyResult", "shipped_mil",
-           "shipped_weights"]
+__all__ = ["ROLES", "BackboneMismatch", "DefaultModel", "Prediction", "Predictor", "StudyModel", "StudyResult",
+           "choose_default", "default_model", "shipped_mil", "shipped_weights"]
