@@ -17,6 +17,9 @@ class Task:
     group_by_phash: bool = True
     subject_level: bool = False  # evaluate by subject as well as by slice
     default_student: str = "convnet1"
+    # A screening answer besides the classes: these classes are "normal", the others "impaired"; the
+    # probability of impairment is the sum of the others' probabilities.
+    normal_classes: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
     @property
@@ -43,6 +46,19 @@ class Task:
             return index
         raise ValueError(f"unknown target class for task {self.name!r}; use a name or an index: "
                          + ", ".join(f"{i}={c}" for i, c in enumerate(self.classes)))
+
+    def screening(self, probabilities) -> dict | None:
+        """``{"impaired_probability", "impaired", "display_en", "display_ru"}`` from class probabilities (in
+        class order), or None where the task has no screening answer. Impaired when the probability of any
+        non-normal class is at least one half."""
+        if not self.normal_classes:
+            return None
+        normal = sum(float(probabilities[self.classes.index(c)]) for c in self.normal_classes)
+        impaired = min(1.0, max(0.0, 1.0 - normal))
+        flag = impaired >= 0.5
+        return {"impaired_probability": impaired, "impaired": flag,
+                "display_en": "Cognitive impairment suspected" if flag else "Cognitively normal",
+                "display_ru": "Подозрение на когнитивное нарушение" if flag else "Когнитивная норма"}
 
 
 TASKS: dict[str, Task] = {}
@@ -72,6 +88,7 @@ register_task(Task(
     description="Dementia stage from axial MRI slices (best used per subject)",
     group_by_phash=False,
     subject_level=True,
+    normal_classes=("NonDemented",),
 ))
 
 

@@ -3,7 +3,8 @@
 # Usage: bash scripts/train_cpu.sh [stage ...]   (stages: tumor-teacher tumor-student dementia-teacher
 #         dementia-student dementia-mil tumor-ablation search; comparisons: dementia-mil-balanced
 #         dementia-mil-none dementia-mil-imagenet; later, longer runs: tumor-student-long tumor-ablation-long
-#         tumor-teacher-more tumor-teacher-more2 tumor-student-more, in that order; then tumor-teacher-long)
+#         tumor-teacher-more tumor-teacher-more2 tumor-student-more, in that order; then tumor-teacher-long,
+#         tumor-student-consistent; dementia: dementia-cv dementia-ship)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -56,6 +57,17 @@ for s in $stages; do
       $PY -m diseaseid train --task tumor --model lite0 --init weights/tumor/teacher.safetensors --epochs 10 \
         --batch-size 32 --lr 2.5e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.3 --patience 10 \
         --select accuracy --threads $T --out runs/tumor-teacher-long --resume --ship teacher ;;
+    tumor-student-consistent)  # the shipped student distilled from the shipped teacher on 4 cached augmented
+      # views per image (teacher logits computed once, then every epoch trains on one view: consistent KD)
+      $PY -m diseaseid train --task tumor --model convnet1 --init weights/tumor/student.safetensors --epochs 8 \
+        --batch-size 32 --lr 1e-3 --weight-decay 0.05 --warmup-epochs 0.3 --patience 8 --select accuracy \
+        --teacher weights/tumor/teacher.safetensors --kd-views 4 --kd-temperature 2 --w-soft 0.7 --w-ce 0.3 \
+        --threads $T --out runs/tumor-student-consistent --resume ;;
+    dementia-cv)  # compare the dementia heads by subject-grouped CV on cached embeddings (docs/dementia-cv/)
+      $PY -m diseaseid cv --task dementia --threads $T --out docs/dementia-cv \
+        --heads slice-linear,slice-linear-balanced,slice-linear-multiscale,student-slice-linear,mean-linear,mean-linear-balanced,mean-linear-nested,slab4-linear,mean-ordinal,slab4-ordinal,csf-linear,csf-ordinal,csf-ordinal-nested,mean-linear+csf-ordinal ;;
+    dementia-ship)  # fit the chosen heads on all 160 subjects and ship them with their CV figures
+      $PY -m diseaseid ship-dementia --study-head slice-linear --threads $T --ship ;;
     search)
       $PY -m diseaseid search --task tumor --model convnet1 --teacher weights/tumor/teacher.safetensors \
         --per-class 100 --trials 6 --epochs 2,4 --threads $T --out runs/search/tumor-convnet1-kd ;;

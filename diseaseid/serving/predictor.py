@@ -39,6 +39,7 @@ class Prediction:
     ood_score: float
     ood: bool
     ood_reasons: list[str] = field(default_factory=list)
+    screening: dict | None = None  # normal vs impaired, where the task defines it (Task.screening)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -111,4 +112,5 @@ class Predictor:
             ood_score=score,
             ood=bool(reasons),
             ood_reasons=list(reasons),
+            screening=self.task.screening(probs),
         )

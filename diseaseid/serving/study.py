@@ -68,6 +68,14 @@ class StudyModel:
         return f"{self.backbone.task.name}/mil:{self.card['arch']}"
 
     @property
+    def method(self) -> str:
+        """How the head reads the slices: ``attention_mil``, ``pooled_linear`` or ``pooled_ordinal``."""
+        arch = self.card.get("arch", "")
+        if arch == "pooled_head":
+            return f"pooled_{self.card.get('arch_args', {}).get('kind', 'linear')}"
+        return arch
+
+    @property
     def version(self) -> str:
         return self.card.get("version", "unknown")
 

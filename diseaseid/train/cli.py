@@ -87,10 +87,12 @@ def register(sub) -> None:
     p.add_argument("--uncalibrated", action="store_true", help="ignore the card's temperature")
     p.set_defaults(func=cmd_evaluate)
 
-    from diseaseid.train import mil_cli, search_cli
+    from diseaseid.train import cv_cli, dementia_models, mil_cli, search_cli
 
     search_cli.register(sub)
     mil_cli.register(sub)
+    cv_cli.register(sub)
+    dementia_models.register(sub)
 
 
 def cmd_train(args) -> int:

@@ -33,6 +33,12 @@ def conclusion_text(c: Conclusion, lang: str, *, study: bool = False) -> str:
     parts = [title, t("task_line", lang, task=escape(task_name(c.task, lang)))]
     if c.probabilities:
         parts.append(probability_chart(c.probabilities, lang))
+    if c.screening and "impaired_probability" in c.screening:
+        answer = c.screening.get(f"display_{lang}") or c.screening.get("display_en", "")
+        parts.append(t("screening_line", lang, answer=escape(str(answer)),
+                       p=100 * float(c.screening["impaired_probability"])))
+        if not study:
+            parts.append(t("single_slice_weak", lang))
     if c.model_name:
         model = c.model_name + (f" ({c.model_version})" if c.model_version else "")
         parts.append(t("model_line", lang, model=escape(model)))

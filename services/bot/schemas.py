@@ -30,6 +30,7 @@ class Conclusion:
     ood_score: float | None = None
     ood_reasons: tuple[str, ...] = ()
     n_slices: int = 1
+    screening: dict[str, Any] | None = None  # tasks with a screening answer: impaired_probability, display_*
     key_slice: int | None = None  # studies: index (in the files sent) of the slice that weighed most
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -71,6 +72,7 @@ def parse_conclusion(data: dict[str, Any], *, task: str = "", n_slices: int = 1,
         probabilities=probabilities, model_name=name, model_version=version, model_role=role,
         ood=flag, ood_score=score, ood_reasons=reasons,
         n_slices=int(merged.get("n_slices") or n_slices), raw=data,
+        screening=merged.get("screening") if isinstance(merged.get("screening"), dict) else None,
     )
 
 

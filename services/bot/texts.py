@@ -87,6 +87,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Исследование (срезов: {n}). Вывод: <b>{label}</b>",
     },
     "task_line": {"en": "Task: {task}", "ru": "Задача: {task}"},
+    "screening_line": {
+        "en": "Screening: <b>{answer}</b> (probability of impairment {p:.0f}%)",
+        "ru": "Скрининг: <b>{answer}</b> (вероятность нарушения {p:.0f}%)",
+    },
+    "single_slice_weak": {
+        "en": "One slice is weak evidence for dementia staging. For a real answer send the subject's whole "
+              "axial study (all slices, lowest first) as an album.",
+        "ru": "Один срез — слабое основание для оценки деменции. Для настоящего ответа пришлите всё аксиальное "
+              "исследование пациента (все срезы, снизу вверх) одним альбомом.",
+    },
     "model_line": {"en": "Model: {model}", "ru": "Модель: {model}"},
     "ood_warning": {
         "en": "⚠️ This image does not look like the MRI slices the model was trained on{reasons}. "

@@ -46,6 +46,13 @@ class Timing(BaseModel):
     total: float = Field(description="Whole request inside the server, ms")
 
 
+class Screening(BaseModel):
+    impaired_probability: float = Field(description="Probability of any stage of impairment (1 - P(normal))")
+    impaired: bool = Field(description="impaired_probability >= 0.5")
+    display_en: str
+    display_ru: str
+
+
 class Conclusion(BaseModel):
     label: str
     label_index: int
@@ -53,6 +60,8 @@ class Conclusion(BaseModel):
     display_ru: str
     probabilities: dict[str, float] = Field(description="Calibrated (temperature-scaled) class probabilities")
     ood: Ood
+    screening: Screening | None = Field(None, description="Tasks with a screening answer (dementia): "
+                                                          "cognitively normal vs impaired")
 
 
 class PredictResponse(Conclusion):
@@ -78,11 +87,12 @@ class AggregationModel(BaseModel):
 
 
 class Aggregation(BaseModel):
-    method: str = Field(description="`attention_mil` (subject-level head over the teacher's slice embeddings) "
+    method: str = Field(description="the subject-level head over the teacher's slice embeddings "
+                                    "(`pooled_linear`, `pooled_ordinal` or `attention_mil`, see its model card) "
                                     "or `mean` (mean of the slices' probabilities)")
     model: AggregationModel | None = None
-    attention: list[float] | None = Field(None, description="Weight of each slice in the MIL answer, in the "
-                                                            "order sent (sums to 1)")
+    attention: list[float] | None = Field(None, description="Weight of each slice in the subject-level "
+                                                            "answer, in the order sent (sums to 1)")
 
 
 class StudyResponse(BaseModel):

@@ -125,3 +125,19 @@ def test_token_is_redacted_from_log_lines_and_tracebacks(capsys):
     err = capsys.readouterr().err
     assert token not in err and "SECRET" not in err
     assert err.count("<redacted>") == 2 and "RuntimeError" in err
+
+
+def test_screening_answer_and_the_single_slice_caveat():
+    screening = {"impaired_probability": 0.734, "impaired": True, "display_en": "Cognitive impairment suspected",
+                 "display_ru": "Подозрение на когнитивное нарушение"}
+    one = parse_conclusion({**STUDY["subject"], "task": "dementia", "screening": screening})
+    text = conclusion_text(one, "en")
+    assert "Screening: <b>Cognitive impairment suspected</b> (probability of impairment 73%)" in text
+    assert "One slice is weak evidence" in text and "whole axial study" in text
+    assert "Подозрение на когнитивное нарушение" in conclusion_text(one, "ru")
+    study = parse_study({**STUDY, "subject": {**STUDY["subject"], "screening": screening}}, task="dementia",
+                        n_files=2)
+    text = conclusion_text(study, "en", study=True)
+    assert "probability of impairment 73%" in text and "One slice is weak evidence" not in text
+    tumor = parse_conclusion({**STUDY["subject"], "task": "tumor", "screening": None})
+    assert "Screening" not in conclusion_text(tumor, "en")

@@ -64,6 +64,7 @@ def test_default_model_follows_the_cards_and_answers_are_deterministic(inference
     named = post_predict(inference_client, data, "tumor", expected).json()
     assert default["model"]["role"] == expected
     assert default["probabilities"] == named["probabilities"]
+    assert default["screening"] is None  # tumor has no screening answer; dementia's is checked with studies
     tumor = next(t for t in inference_client.get("/models").json()["tasks"] if t["name"] == "tumor")
     assert tumor["default_model"]["role"] == expected
     assert [m["role"] for m in tumor["models"] if m["default"]] == [expected]
@@ -119,7 +120,9 @@ def test_study_returns_every_slice_and_their_mean(inference_client):
     r = inference_client.post("/predict/study", files=files, data={"task": "dementia", "aggregate": "mean"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["task"] == "dementia" and body["model"]["role"] == "student"
+    from diseaseid.serving import default_model
+
+    assert body["task"] == "dementia" and body["model"]["role"] == default_model("dementia").role
     assert body["aggregation"] == {"method": "mean", "model": None, "attention": None}
     assert body["n_slices"] == len(paths) == len(body["slices"])
     for i, (p, s) in enumerate(zip(paths, body["slices"], strict=True)):
@@ -135,8 +138,8 @@ def test_study_returns_every_slice_and_their_mean(inference_client):
 
 
 def test_dementia_study_is_answered_by_the_shipped_mil_head(inference_client):
-    """By default a dementia study goes through the attention-MIL head over the teacher's embeddings, in the
-    order the slices were sent; the answer equals the ML core's on the same decoded slices."""
+    """By default a dementia study goes through the shipped subject-level head over the teacher's embeddings,
+    in the order the slices were sent; the answer equals the ML core's on the same decoded slices."""
     from diseaseid.serving import Predictor, StudyModel
     from services.common.images import decode_image_bytes
     from services.common.settings import ServiceSettings
@@ -145,14 +148,19 @@ def test_dementia_study_is_answered_by_the_shipped_mil_head(inference_client):
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
     body = inference_client.post("/predict/study", files=files, data={"task": "dementia"}).json()
     agg = body["aggregation"]
-    assert agg["method"] == "attention_mil" and agg["model"]["name"] == "dementia/mil:attention_mil"
+    study = StudyModel.from_shipped("dementia", Predictor.from_shipped("dementia", "teacher"))
+    assert agg["method"] == study.method and agg["model"]["name"] == study.name
+    assert agg["method"] in ("attention_mil", "pooled_linear", "pooled_ordinal")
     listed = {t["name"]: t["study_model"] for t in inference_client.get("/models").json()["tasks"]}
     assert listed["tumor"] is None and listed["dementia"]["loaded"]
     assert listed["dementia"]["version"] == agg["model"]["version"] == read_card(shipped_mil("dementia"))["version"]
     assert len(agg["attention"]) == len(paths) and abs(sum(agg["attention"]) - 1) < 1e-4
     check_conclusion(body["subject"], "dementia")
+    screening = body["subject"]["screening"]
+    assert screening["impaired_probability"] == pytest.approx(1 - body["subject"]["probabilities"]["NonDemented"],
+                                                              abs=1e-6)
+    assert screening["impaired"] == (screening["impaired_probability"] >= 0.5)
 
-    study = StudyModel.from_shipped("dementia", Predictor.from_shipped("dementia", "teacher"))
     images = np.stack([decode_image_bytes(p.read_bytes(), ServiceSettings()).array for p in paths])
     expected = study.predict(images)
     classes = TASKS["dementia"].classes
@@ -183,7 +191,10 @@ def test_models_lists_tasks_classes_and_cards(inference_client):
     for name, info in tasks.items():
         assert [c["name"] for c in info["classes"]] == list(TASKS[name].classes)
         roles = {m["role"]: m for m in info["models"]}
-        assert set(roles) == {"student", "teacher"} and roles["student"]["default"]
+        from diseaseid.serving import default_model
+
+        assert set(roles) == {"student", "teacher"} and roles[default_model(name).role]["default"]
+        assert sum(m["default"] for m in roles.values()) == 1
         for role, m in roles.items():
             card = read_card(shipped_weights(name, role))
             assert m["loaded"] and m["version"] == card["version"] and m["card"]["arch"] == card["arch"]

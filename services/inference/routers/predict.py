@@ -77,7 +77,7 @@ def model_ref(predictor: Predictor, role: str) -> dict:
 def conclusion(p: Prediction) -> dict:
     return {"label": p.label, "label_index": p.label_index, "display_en": p.display_en,
             "display_ru": p.display_ru, "probabilities": p.probabilities,
-            "ood": {"flag": p.ood, "score": p.ood_score, "reasons": p.ood_reasons}}
+            "ood": {"flag": p.ood, "score": p.ood_score, "reasons": p.ood_reasons}, "screening": p.screening}
 
 
 @router.post("/predict", response_model=PredictResponse, form_limits={"max_files": 1, "max_fields": 8},
@@ -131,7 +131,7 @@ def _predict_study(predictor: Predictor, images: list[DecodedImage], study: Stud
         aggregation, probabilities = {"method": "mean", "model": None, "attention": None}, None
     else:
         result = study.predict(np.stack([im.array for im in images]))
-        aggregation = {"method": "attention_mil", "model": {"name": study.name, "version": study.version},
+        aggregation = {"method": study.method, "model": {"name": study.name, "version": study.version},
                        "attention": [round(float(a), 6) for a in result.attention]}
         probabilities = result.probabilities
     return preds, predictor.aggregate(preds, probabilities), aggregation
