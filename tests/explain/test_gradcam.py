@@ -33,7 +33,10 @@ def test_equals_pytorch_grad_cam(arch, variant):
     assert float(ours.maps.min()) >= 0.0 and float(ours.maps.max()) <= 1.0
     assert torch.equal(ours.targets, ours.logits.argmax(1))
     theirs = reference(model, x, ours.targets, variant)
-    assert float((ours.maps - theirs).abs().max()) <= 1e-5
+    # Maps are normalised to [0, 1], which magnifies float32 rounding: on CPUs without AVX-512 (this project's
+    # 2-core machines) the random convnet1's map differs by 4.3e-5 from the package's, at the same commit that
+    # passed 1e-5 elsewhere. A wrong weighting or gradient differs by orders of magnitude more.
+    assert float((ours.maps - theirs).abs().max()) <= 1e-4
 
 
 def test_explicit_target_and_a_layer_inside_a_residual_block():
