@@ -65,6 +65,14 @@ class PooledHead(nn.Module):
             logits = torch.log((cum[:, :-1] - cum[:, 1:]).clamp_min(1e-9))
         if not return_attention:
             return logits
+        if self.kind == "slices":
+            # Each slice's support for the subject's answer: a softmax over the slices of their
+            # log-probability of the answered class (sums to 1; the slice surest of it weighs most).
+            label = logits.argmax(1)
+            support = per_slice.gather(2, label[:, None, None].expand(-1, per_slice.shape[1], 1)).squeeze(2)
+            if mask is not None:
+                support = support.masked_fill(~mask, float("-inf"))
+            return logits, torch.softmax(support, dim=1)
         n = feats.shape[1]
         weights = torch.full(feats.shape[:2], 1.0 / n, device=feats.device)
         if mask is not None:

@@ -92,6 +92,7 @@ def cmd_ship_dementia(args) -> int:
     from diseaseid.paths import weights_dir
     from diseaseid.train.cv import cross_validate
     from diseaseid.train.cv_cli import load_bags
+    from diseaseid.train.calibration import calibration_summary
     from diseaseid.train.subject_heads import HEADS, LinearHead, OrdinalHead, slab_means
 
     if args.threads:
@@ -165,7 +166,9 @@ def cmd_ship_dementia(args) -> int:
             "metrics": {"validation": {"balanced_accuracy": result["balanced_accuracy_3"]["mean"],
                                        "note": "3-class subject-level balanced accuracy, out-of-fold CV"},
                         "cv": _cv_summary(result)},
-            "calibration": {"temperature": 1.0, "note": "probabilities as fitted (uncalibrated)"},
+            "calibration": {**calibration_summary(np.log(np.clip(result["oof_probabilities"], 1e-9, 1)),
+                                                  bags.labels),
+                            "fitted_on": "out-of-fold subject predictions"},
             "data_fingerprint": ds.fingerprint(), "command": f"python -m diseaseid ship-dementia --study-head "
                                                             f"{args.study_head} --ship"}
     written["mil"] = save_model(head_model, out / "mil", card, dtype=torch.float32)

@@ -63,3 +63,9 @@ def test_slice_head_is_the_geometric_mean_of_the_slices():
     p = fit.predict_proba(bags[30]["final"])
     g = np.exp(np.log(p).mean(0))
     assert np.allclose(probs[0], g / g.sum(), atol=1e-6)
+    # Its per-slice weights: a softmax over slices of log p(answered class); the surest slice weighs most.
+    _, att = head.double()(feats[:1], None, None, return_attention=True)
+    label = probs[0].argmax()
+    expected = p[:, label] / p[:, label].sum()
+    assert np.allclose(att[0].detach().numpy(), expected, atol=1e-6)
+    assert int(att[0].argmax()) == int(p[:, label].argmax())
