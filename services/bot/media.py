@@ -38,10 +38,6 @@ class ImageRef:
     extra: dict = field(default_factory=dict, compare=False)
 
 
-def has_image(message: Message) -> bool:
-    return bool(message.photo) or message.document is not None
-
-
 def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.1f}".rstrip("0").rstrip(".")
 
