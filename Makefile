@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test up bench bench-quick lint clean
+.PHONY: install test up bench bench-quick lint clean mutation
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,3 +29,14 @@ bench-quick: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check diseaseid services tests bench scripts
+
+# Mutation testing of the safety-critical modules ([tool.mutmut] in pyproject.toml; docs/testing.md). Not part
+# of `make test`: slow. Restrict it with mutant-name globs, e.g.
+#   make mutation MUTANTS='diseaseid.train.distill.* services.common.body_limit.*'
+# Results stay in mutants/ (resumable); MUTATION_MIN is the per-module score that `make mutation` requires.
+MUTANTS ?=
+MUTATION_MIN ?= 85
+mutation: $(STAMP)
+	DISEASEID_WEIGHTS=$(CURDIR)/weights DISEASEID_TEST_THREADS=1 nice -n 19 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS)
+	$(PY) -m tests.mutation_report --mutmut $(VENV)/bin/mutmut --min $(MUTATION_MIN)
+

@@ -107,6 +107,11 @@ def test_shipped_split_files_are_leakage_free(task):
     groups = leakage_groups(ds, verbose=False)
     by_file = dict(zip(ds.files, groups))
     assert {by_file[f] for f in train}.isdisjoint({by_file[f] for f in val})
+    # the same partition of the files (ids may be numbered differently): each stored group is exactly one
+    # recomputed group and the other way round
+    stored = [split["group_of"][f] for f in ds.files]
+    links = set(zip(stored, groups.tolist()))
+    assert len(links) == len(set(stored)) == len(set(groups.tolist())), "stored groups differ from recomputed"
     subjects = dict(zip(ds.files, ds.subjects))
     if task == "dementia":
         assert {subjects[f] for f in train}.isdisjoint({subjects[f] for f in val})

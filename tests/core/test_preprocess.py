@@ -52,18 +52,45 @@ def test_one_pixel_wide_image():
 
 
 def test_grayscale_and_palette_and_jpeg():
+    """Palette and CMYK versions of a gray slice decode to that slice's values, not just to the right shape."""
     gray = Image.fromarray((gradient(100, 120) % 256).astype(np.uint8), "L")
-    for img in (gray, gray.convert("P"), gray.convert("CMYK")):
+    reference = decode_image(png_bytes(gray)).astype(int)
+    assert np.array_equal(reference[..., 0], reference[..., 2]) and reference.std() > 30
+    # a palette whose indices are not the gray levels (index i is gray 255 - i): decoding must look them up
+    palette = Image.fromarray(255 - np.asarray(gray), "L")
+    palette.putpalette([v for i in range(256) for v in (255 - i,) * 3])
+    for img, tolerance in ((palette, 0), (gray.convert("CMYK"), 4)):
         buf = io.BytesIO()
-        img.save(buf, format="JPEG" if img.mode == "CMYK" else "PNG")
+        img.save(buf, format="JPEG", quality=95) if img.mode == "CMYK" else img.save(buf, format="PNG")
         out = decode_image(buf.getvalue())
         assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - reference).mean() <= tolerance, img.mode
+        assert np.abs(out.astype(int) - reference).max() <= 8 * tolerance + 1, img.mode
 
 
 def test_arrays_of_any_dtype():
     for arr in (np.random.rand(30, 40), np.random.randint(0, 65535, (30, 40, 1)).astype(np.uint16),
                 np.random.randint(0, 255, (30, 40, 3)).astype(np.uint8)):
         assert to_uint8_rgb(arr).shape == (224, 224, 3)
+
+
+def test_uint16_and_float_arrays_are_scaled_by_their_own_range():
+    """224 x 224 (no resize): out = round((x - min) * 255 / (max - min)), the same in every channel."""
+    rng = np.random.default_rng(0)
+    arr = rng.integers(1000, 5001, (224, 224)).astype(np.uint16)
+    arr[0, 0], arr[0, 1] = 1000, 5000
+    expected = np.floor((arr.astype(np.float64) - 1000) * 255 / 4000 + 0.5).astype(np.uint8)
+    for x in (arr, arr[..., None]):
+        out = to_uint8_rgb(x)
+        for ch in range(3):
+            assert np.array_equal(out[..., ch], expected)
+    f = (arr.astype(np.float64) - 3000) / 777.0  # negative and positive floats
+    f[5, 5], f[6, 6], f[7, 7] = np.nan, np.inf, -np.inf  # non-finite pixels take the minimum (black)
+    out = to_uint8_rgb(f)[..., 0]
+    mask = np.isfinite(f)
+    assert np.abs(out[mask].astype(int) - expected[mask].astype(int)).max() <= 1
+    assert out[5, 5] == out[6, 6] == out[7, 7] == 0
+    assert np.array_equal(to_uint8_rgb(np.full((224, 224), 7, np.uint16)), np.zeros((224, 224, 3), np.uint8))
 
 
 @pytest.mark.parametrize("data", [b"", b"not an image", b"\x89PNG\r\n\x1a\n" + b"\0" * 50])

@@ -87,3 +87,29 @@ def test_grayscale_input_and_non_finite_maps():
     cam = np.full((224, 224), np.nan, np.float32)
     rel = np.full((224, 224), np.inf, np.float32)
     assert decode(panel_png(gray, cam, rel, "x")).ndim == 3
+
+
+def test_non_finite_map_pixels_are_drawn_as_their_nearest_finite_meaning():
+    """NaN is no evidence (the gray slice), +inf the hottest / most positive colour, -inf the coldest / most
+    negative; every other pixel looks as it would in the finite map."""
+    cam = rng.random((224, 224)).astype(np.float32)
+    bad = cam.copy()
+    bad[10, 10:20], bad[20, 10:20], bad[30, 10:20] = np.nan, np.inf, -np.inf
+    ref = cam.copy()
+    ref[10, 10:20], ref[20, 10:20], ref[30, 10:20] = 0.0, 1.0, 0.0
+    assert np.array_equal(gradcam_rgb(SLICE, bad), gradcam_rgb(SLICE, ref))
+    rel = rng.normal(size=(224, 224)).astype(np.float32)
+    bad = rel.copy()
+    bad[10, 10:20], bad[20, 10:20], bad[30, 10:20] = np.nan, np.inf, -np.inf
+    ref = rel.copy()
+    ref[10, 10:20], ref[20, 10:20], ref[30, 10:20] = 0.0, 1e30, -1e30
+    assert lrp_scale(bad) == pytest.approx(lrp_scale(ref))
+    out = lrp_rgb(SLICE, bad)
+    assert np.array_equal(out, lrp_rgb(SLICE, ref))
+    gray = np.round(SLICE @ np.array([0.299, 0.587, 0.114])).astype(int)
+    assert np.abs(out[10, 10:20].astype(int) - gray[10, 10:20, None]).max() <= 1  # NaN: untouched slice
+    assert (out[20, 10:20, 0] > out[20, 10:20, 2] + 50).all()  # +inf: red
+    assert (out[30, 10:20, 2] > out[30, 10:20, 0] + 50).all()  # -inf: blue
+    all_nan = np.full((224, 224), np.nan, np.float32)
+    assert np.array_equal(gradcam_rgb(SLICE, all_nan), gradcam_rgb(SLICE, np.zeros((224, 224), np.float32)))
+    assert np.array_equal(lrp_rgb(SLICE, all_nan), lrp_rgb(SLICE, np.zeros((224, 224), np.float32)))
