@@ -27,9 +27,10 @@ def _relative(path: str | Path) -> str:
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
-def ood_summary(model: torch.nn.Module, val: ImageFolder, val_logits: np.ndarray) -> dict:
+def ood_summary(model: torch.nn.Module, val: ImageFolder, val_logits: np.ndarray,
+                max_mri_flagged: float = 0.05) -> dict:
     energy = energy_score(torch.from_numpy(val_logits)).numpy()
-    threshold = choose_threshold(energy, val.images)
+    threshold = choose_threshold(energy, val.images, max_mri_flagged)
     others = non_mri_images()
     other_images = np.stack(list(others.values()))
     other_energy = energy_score(torch.from_numpy(predict_logits(model, other_images))).numpy()
@@ -41,6 +42,8 @@ def ood_summary(model: torch.nn.Module, val: ImageFolder, val_logits: np.ndarray
         "non_mri_flagged": float(other_flags.mean()),
         "non_mri_n": len(others),
         "non_mri_missed": [k for k, f in zip(others, other_flags) if not f],
+        "max_mri_flagged": max_mri_flagged,
+        "non_mri_flagged_by_energy_alone": float((other_energy > threshold).mean()),
     }
 
 
