@@ -71,7 +71,8 @@ def run_explain(args: argparse.Namespace) -> int:
         for name, data in report.files.items():
             (out / f"{stem}.{name}").write_bytes(data)
         explained = classes[report.target]
-        print(json.dumps({"image": path, "prediction": report.prediction.label, "explained": explained,
+        print(json.dumps({"image": path, "outcome": report.prediction.outcome,
+                          "prediction": report.prediction.label, "explained": explained,
                           "probability": round(report.prediction.probabilities[explained], 4),
                           "files": [f"{stem}.{name}" for name in report.files]}))
     return status

@@ -145,11 +145,11 @@ def _legend(panel: Image.Image, x: int, y: int, width: int, cmap: str, left: str
 
 
 def panel_png(image_uint8: np.ndarray, cam: np.ndarray | None, relevance: np.ndarray | None,
-              title: str) -> bytes:
+              title: str, original: str = "MRI slice") -> bytes:
     """Original | Grad-CAM | LRP side by side under ``title`` (e.g. class and probability); a tile whose
-    map is None is left out. At most 1264 px wide."""
+    map is None is left out; ``original`` captions the input's tile. At most 1264 px wide."""
     gray = np.round(_gray(image_uint8) * 255).astype(np.uint8)
-    tiles = [("MRI slice", gray, None)]
+    tiles = [(original, gray, None)]
     if cam is not None:
         tiles.append(("Grad-CAM", gradcam_rgb(image_uint8, cam), ("turbo", "low", "high")))
     if relevance is not None:

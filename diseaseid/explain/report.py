@@ -53,9 +53,13 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def panel_title(predictor: Predictor, prediction: Prediction, target: int) -> str:
     """``"Glioma: 93% (tumor/student:convnet1)"``; for a class other than the predicted one,
-    ``"Why Meningioma? (4%; predicted Glioma) (...)"``."""
+    ``"Why Meningioma? (4%; predicted Glioma) (...)"``; for an image flagged as not a brain MRI slice, that
+    first and no diagnosis: ``"Not a brain MRI slice: no diagnosis (maps of the model's score for ...)"``."""
     task = predictor.task
     prob = prediction.probabilities[task.classes[target]]
+    if not prediction.is_diagnosis:
+        return (f"{prediction.display_en}: no diagnosis (maps of the model's score for "
+                f"{task.display(target, 'en')}, {prob:.0%}) ({predictor.name})")
     if target == prediction.label_index:
         return f"{task.display(target, 'en')}: {prob:.0%} ({predictor.name})"
     return f"Why {task.display(target, 'en')}? ({prob:.0%}; predicted {prediction.display_en}) ({predictor.name})"
@@ -66,7 +70,8 @@ def explain_slice(predictor: Predictor, image: np.ndarray, methods: Sequence[str
                   compact: bool = False) -> Report:
     """Predict ``image`` (H x W x 3 uint8, the model's size) and explain ``target`` (a class index; default
     the predicted class) with ``methods`` (a subset of ``REPORT_METHODS``), rendered as PNG overlays, raw
-    ``.npy`` maps and a titled panel. ``compact``: palette PNGs, about a third of the size (for documents).
+    ``.npy`` maps and a titled panel (an image flagged as not a brain MRI slice gets no diagnosis, and the
+    panel says so first). ``compact``: palette PNGs, about a third of the size (for documents).
     """
     unknown = [m for m in methods if m not in OVERLAYS]
     if not methods or unknown:
@@ -83,7 +88,7 @@ def explain_slice(predictor: Predictor, image: np.ndarray, methods: Sequence[str
     t0 = time.perf_counter()
     # All methods in one call: they share the forward pass.
     out, targets = explain_maps(predictor.model, normalize(image[None], predictor.device), methods=tuple(methods),
-                                target=prediction.label_index if target is None else target, composite=composite)
+                                target=prediction.top_index if target is None else target, composite=composite)
     maps = {m: np.ascontiguousarray(out[m][0], dtype=np.float32) for m in methods}
     explained = int(targets[0])
     timing["explain"] = time.perf_counter() - t0
@@ -97,6 +102,7 @@ def explain_slice(predictor: Predictor, image: np.ndarray, methods: Sequence[str
         files[f"{method}.npy"] = npy_bytes(heatmap)
         render_s[method] = time.perf_counter() - t1
     title = panel_title(predictor, prediction, explained)
-    files["panel.png"] = png(panel_png(image, maps.get("gradcam"), maps.get("lrp"), title))
+    files["panel.png"] = png(panel_png(image, maps.get("gradcam"), maps.get("lrp"), title,
+                                       original="MRI slice" if prediction.is_diagnosis else "Input image"))
     timing["render"] = time.perf_counter() - t0
     return Report(prediction, explained, maps, files, title, timing, render_s)

@@ -1,7 +1,16 @@
 """What services need from the ML core: loaded predictors with calibrated, OOD-checked outputs."""
 from diseaseid.serving.default import DefaultModel, choose_default, default_model
+from diseaseid.serving.ood import DIAGNOSIS, NOT_A_BRAIN_MRI
 from diseaseid.serving.predictor import ROLES, Prediction, Predictor, shipped_weights
-from diseaseid.serving.study import BackboneMismatch, StudyModel, StudyResult, shipped_mil
+from diseaseid.serving.study import (
+    BackboneMismatch,
+    StudyAnswer,
+    StudyModel,
+    StudyResult,
+    answer_study,
+    shipped_mil,
+)
 
-__all__ = ["ROLES", "BackboneMismatch", "DefaultModel", "Prediction", "Predictor", "StudyModel", "StudyResult",
-           "choose_default", "default_model", "shipped_mil", "shipped_weights"]
+__all__ = ["DIAGNOSIS", "NOT_A_BRAIN_MRI", "ROLES", "BackboneMismatch", "DefaultModel", "Prediction", "Predictor",
+           "StudyAnswer", "StudyModel", "StudyResult", "answer_study", "choose_default", "default_model",
+           "shipped_mil", "shipped_weights"]

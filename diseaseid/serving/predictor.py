@@ -1,9 +1,16 @@
 """Loaded models ready to answer: calibrated probabilities and an out-of-distribution flag per slice.
 
 Services use this and nothing below it: ``Predictor.from_shipped(task, role)`` then ``predict(images)``.
+
+The OOD verdict does not depend on the model that answers: a shipped predictor carries the task's detector
+(``diseaseid.serving.ood.detector_of``), whose energy score at its card threshold decides with the image
+checks. A flagged image gets no diagnosis: ``label`` and ``label_index`` are None and ``outcome`` is
+``not_a_brain_mri``; the probabilities stay for tools that ask.
 """
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,10 +20,18 @@ import torch
 from diseaseid.data.preprocess import normalize
 from diseaseid.models.checkpoint import load_model
 from diseaseid.paths import weights_dir
-from diseaseid.serving.ood import energy_score, image_checks
+from diseaseid.serving.ood import (
+    DIAGNOSIS,
+    NOT_A_BRAIN_MRI,
+    NOT_A_BRAIN_MRI_DISPLAY,
+    detector_of,
+    energy_score,
+    image_checks,
+)
 from diseaseid.tasks import Task, get_task
 
 ROLES = ("student", "teacher")
+log = logging.getLogger(__name__)
 
 
 def shipped_weights(task: str, role: str) -> Path:
@@ -31,22 +46,54 @@ def shipped_weights(task: str, role: str) -> Path:
 
 @dataclass
 class Prediction:
-    label_index: int
-    label: str
+    label_index: int | None  # None: no diagnosis (the image was flagged as not a brain MRI slice)
+    label: str | None
     display_en: str
     display_ru: str
     probabilities: dict[str, float]
     ood_score: float
     ood: bool
     ood_reasons: list[str] = field(default_factory=list)
-    screening: dict | None = None  # normal vs impaired, where the task defines it (Task.screening)
+    screening: dict | None = None  # normal vs impaired, where the task defines it (Task.screening); None if ood
+    outcome: str = DIAGNOSIS  # or NOT_A_BRAIN_MRI (then label, label_index and screening are None)
+    ood_detector: str | None = None  # the model whose energy score decided (name), None: image checks only
+
+    @property
+    def is_diagnosis(self) -> bool:
+        return self.outcome == DIAGNOSIS
+
+    @property
+    def top_index(self) -> int:
+        """The class with the highest probability, diagnosis or not (what explanations explain by default)."""
+        return int(np.argmax(list(self.probabilities.values())))
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+_detectors: dict[tuple, Predictor] = {}
+_detectors_lock = threading.Lock()
+
+
+def shipped_detector(task: str, device: str | torch.device = "cpu") -> Predictor | None:
+    """The task's OOD detector (``detector_of(task)``), loaded once per process and weights file; None (logged)
+    where it is not shipped. Used only for forward passes, so every predictor may share it."""
+    try:
+        path = shipped_weights(*detector_of(task))
+    except FileNotFoundError as exc:
+        log.warning("no OOD detector for %s (%s); each model's own energy score decides", task, exc)
+        return None
+    key = (str(path), path.stat().st_mtime_ns, str(device))
+    with _detectors_lock:
+        detector = _detectors.get(key)
+        if detector is None:
+            detector = _detectors[key] = Predictor.from_weights(path, device)
+    return detector
+
+
 class Predictor:
-    def __init__(self, model: torch.nn.Module, card: dict, device: str | torch.device = "cpu"):
+    def __init__(self, model: torch.nn.Module, card: dict, device: str | torch.device = "cpu",
+                 detector: Predictor | None = None):
         self.model = model.eval()
         self.card = card
         self.device = torch.device(device)
@@ -55,6 +102,8 @@ class Predictor:
         self.temperature: float = float(card.get("calibration", {}).get("temperature", 1.0))
         ood = card.get("ood", {})
         self.ood_threshold: float | None = ood.get("threshold")
+        # Whose energy score decides OOD: ``detector`` (the task's shipped detector), else this model.
+        self.detector: Predictor = detector if detector is not None else self
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
@@ -63,7 +112,11 @@ class Predictor:
 
     @classmethod
     def from_shipped(cls, task: str, role: str = "student", device: str | torch.device = "cpu") -> Predictor:
-        return cls.from_weights(shipped_weights(task, role), device)
+        """A shipped model with the task's OOD detector (itself when it is that model)."""
+        predictor = cls.from_weights(shipped_weights(task, role), device)
+        if (task, role) != detector_of(task):
+            predictor.detector = shipped_detector(task, device) or predictor
+        return predictor
 
     @property
     def name(self) -> str:
@@ -85,32 +138,48 @@ class Predictor:
             images = images[None]
         logits = self.logits(images)
         probs = torch.softmax(logits / self.temperature, dim=1).numpy()
-        scores = energy_score(logits).numpy()
-        return [self._prediction(p, float(s), image_checks(img)) for p, s, img in zip(probs, scores, images)]
+        detector = self.detector
+        scores = energy_score(logits if detector is self else detector.logits(images)).numpy()
+        return [self._prediction(p, float(s), image_checks(img), detector.ood_threshold)
+                for p, s, img in zip(probs, scores, images)]
 
     def aggregate(self, predictions: list[Prediction], probabilities: np.ndarray | None = None) -> Prediction:
-        """Subject-level result: the mean of the slices' calibrated probabilities, or ``probabilities`` from a
-        subject-level model (see diseaseid.serving.study); the OOD verdict is the slices' majority either way."""
-        probs = probabilities if probabilities is not None else np.mean(
-            [[p.probabilities[c] for c in self.task.classes] for p in predictions], axis=0)
-        score = float(np.mean([p.ood_score for p in predictions]))
-        reasons = sorted({r for p in predictions for r in p.ood_reasons})
-        out = self._prediction(probs, score, reasons)
-        out.ood = sum(p.ood for p in predictions) * 2 > len(predictions)
-        return out
+        """Subject-level result from the slices not flagged as OOD: the mean of their calibrated probabilities,
+        or ``probabilities`` from a subject-level model run on those slices only (diseaseid.serving.study).
+        When every slice is flagged the subject gets no diagnosis (probabilities: the mean over all slices)."""
+        used = [p for p in predictions if not p.ood]
+        reasons: list[str] = []
+        if not used:  # every slice flagged: no diagnosis
+            used = predictions
+            reasons = sorted({r for p in predictions for r in p.ood_reasons}) or ["every slice was flagged"]
+        probs = probabilities if probabilities is not None and not reasons else np.mean(
+            [[p.probabilities[c] for c in self.task.classes] for p in used], axis=0)
+        score = float(np.mean([p.ood_score for p in used]))
+        return self._prediction(probs, score, reasons, None)
 
-    def _prediction(self, probs: np.ndarray, score: float, reasons: list[str]) -> Prediction:
+    def _prediction(self, probs: np.ndarray, score: float, reasons: list[str],
+                    threshold: float | None) -> Prediction:
+        """``threshold``: the detector's energy threshold (None: ``reasons`` alone decide)."""
+        if threshold is not None and score > threshold:
+            reasons = [*reasons, f"unusual for the {self.detector.name} detector "
+                                 f"(energy {score:.2f} > {threshold:.2f})"]
+        probabilities = {c: float(p) for c, p in zip(self.task.classes, probs)}
+        detector = self.detector.name if self.detector.ood_threshold is not None else None
+        if reasons:
+            return Prediction(label_index=None, label=None, display_en=NOT_A_BRAIN_MRI_DISPLAY["en"],
+                              display_ru=NOT_A_BRAIN_MRI_DISPLAY["ru"], probabilities=probabilities,
+                              ood_score=score, ood=True, ood_reasons=list(reasons), screening=None,
+                              outcome=NOT_A_BRAIN_MRI, ood_detector=detector)
         i = int(np.argmax(probs))
-        if self.ood_threshold is not None and score > self.ood_threshold:
-            reasons = [*reasons, f"unusual for this model (energy {score:.2f} > {self.ood_threshold:.2f})"]
         return Prediction(
             label_index=i,
             label=self.task.classes[i],
             display_en=self.task.display(i, "en"),
             display_ru=self.task.display(i, "ru"),
-            probabilities={c: float(p) for c, p in zip(self.task.classes, probs)},
+            probabilities=probabilities,
             ood_score=score,
-            ood=bool(reasons),
-            ood_reasons=list(reasons),
+            ood=False,
+            ood_reasons=[],
             screening=self.task.screening(probs),
+            ood_detector=detector,
         )

@@ -4,6 +4,10 @@ over the slice teacher's embeddings, where a task ships one.
 The head was trained on stacks of consecutive axial slices, lowest first, with each slice's relative height
 (0 = lowest, 1 = highest) as an input. A study is read in the order its slices are given: that order is the
 stack order. The head is meant for whole stacks (32 slices in training); fewer still work, with less to go on.
+
+``answer_study`` is the whole study path: per-slice predictions, then the subject-level result from the slices
+not flagged as out-of-distribution only (each flagged slice is reported and left out; when all are, the
+subject gets no diagnosis).
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from diseaseid.data.preprocess import normalize
 from diseaseid.models.checkpoint import load_model
 from diseaseid.models.mil import slice_features
 from diseaseid.paths import weights_dir
-from diseaseid.serving.predictor import Predictor
+from diseaseid.serving.predictor import Prediction, Predictor
 
 
 class BackboneMismatch(RuntimeError):
@@ -98,3 +102,35 @@ class StudyModel:
         logits, attention = self.head(feats, pos, return_attention=True)
         probs = torch.softmax(logits.float() / self.temperature, dim=1)[0].cpu().numpy()
         return StudyResult(probabilities=probs, attention=attention[0].float().cpu().numpy())
+
+
+@dataclass
+class StudyAnswer:
+    slices: list[Prediction]  # one per slice, in the order given
+    subject: Prediction  # from the ``used`` slices only; no diagnosis when there are none
+    used: list[int]  # indices of the slices the subject-level result rests on
+    excluded: list[int]  # indices of the slices flagged as not brain MRI, left out
+    method: str  # "mean" or the subject-level head's method
+    attention: np.ndarray | None  # N, each slice's weight in the head's answer (0 for excluded slices)
+
+
+def answer_study(predictor: Predictor, images: np.ndarray | list[np.ndarray], study: StudyModel | None = None,
+                 batch_size: int = 16) -> StudyAnswer:
+    """The slices of one subject (stack order) -> per-slice predictions and one subject-level result: the
+    ``study`` head over the unflagged slices (kept in their order), or the mean of their probabilities."""
+    images = np.stack(images) if isinstance(images, list) else images
+    if images.ndim == 3:
+        images = images[None]
+    slices: list[Prediction] = []
+    for b in range(0, len(images), batch_size):
+        slices += predictor.predict(images[b:b + batch_size])
+    used = [i for i, p in enumerate(slices) if not p.ood]
+    excluded = [i for i, p in enumerate(slices) if p.ood]
+    probabilities, attention = None, None
+    if study is not None and used:
+        result = study.predict(images[used])
+        probabilities = result.probabilities
+        attention = np.zeros(len(images), np.float32)
+        attention[used] = result.attention
+    method = study.method if study is not None else "mean"
+    return StudyAnswer(slices, predictor.aggregate(slices, probabilities), used, excluded, method, attention)

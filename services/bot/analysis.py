@@ -76,7 +76,8 @@ async def analyse_slice(message: Message, bot: Bot, client: DiseaseIdClient, set
         await show(status, t("error", lang))
         return
     await show(status, conclusion_text(conclusion, lang))
-    await send_heatmaps(message, bot, client, settings, lang, upload, conclusion)
+    if conclusion.diagnosis:  # no heatmaps of a diagnosis that was not given
+        await send_heatmaps(message, bot, client, settings, lang, upload, conclusion)
 
 
 async def send_heatmaps(message: Message, bot: Bot, client: DiseaseIdClient, settings: BotSettings, lang: str,

@@ -1,4 +1,5 @@
-"""The conclusion message: label, a text bar chart of the probabilities, the model, an OOD warning."""
+"""The conclusion message: label, a text bar chart of the probabilities, the model, an OOD warning; for an
+image that is not a brain MRI slice, that first and no diagnosis."""
 from __future__ import annotations
 
 from html import escape
@@ -24,13 +25,43 @@ def probability_chart(probabilities: dict[str, float], lang: str) -> str:
     return "<pre>" + escape("\n".join(lines)) + "</pre>"
 
 
+def _reasons(c: Conclusion) -> str:
+    return f" ({escape('; '.join(c.ood_reasons))})" if c.ood_reasons else ""
+
+
+def _model_line(c: Conclusion, lang: str) -> list[str]:
+    if not c.model_name:
+        return []
+    return [t("model_line", lang, model=escape(c.model_name + (f" ({c.model_version})" if c.model_version else "")))]
+
+
+def not_mri_text(c: Conclusion, lang: str, *, study: bool = False) -> str:
+    """An image (or every image of a study) that is not a brain MRI slice: that first, and no diagnosis, no
+    probability chart."""
+    title = (t("not_mri_study_title", lang, n=c.n_slices, reasons=_reasons(c)) if study
+             else t("not_mri_title", lang, reasons=_reasons(c)))
+    return "\n".join([title, t("task_line", lang, task=escape(task_name(c.task, lang))), *_model_line(c, lang),
+                      t("disclaimer_short", lang)])
+
+
+def excluded_line(c: Conclusion, lang: str) -> str:
+    """Which slices of a study were left out (numbered from 1, as the album shows them)."""
+    numbers = t("slice_numbers", lang, numbers=", ".join(str(i + 1) for i in c.excluded))
+    return t("study_excluded", lang, k=len(c.excluded), n=c.n_slices, which=numbers)
+
+
 def conclusion_text(c: Conclusion, lang: str, *, study: bool = False) -> str:
+    if not c.diagnosis:
+        return not_mri_text(c, lang, study=study)
     label = escape(c.display(lang))
     if study:
         title = t("study_title", lang, n=c.n_slices, label=label)
     else:
         title = t("conclusion_title", lang, label=label)
-    parts = [title, t("task_line", lang, task=escape(task_name(c.task, lang)))]
+    parts = [title]
+    if study and c.excluded:
+        parts.append(excluded_line(c, lang))
+    parts.append(t("task_line", lang, task=escape(task_name(c.task, lang))))
     if c.probabilities:
         parts.append(probability_chart(c.probabilities, lang))
     if c.screening and "impaired_probability" in c.screening:
@@ -39,11 +70,8 @@ def conclusion_text(c: Conclusion, lang: str, *, study: bool = False) -> str:
                        p=100 * float(c.screening["impaired_probability"])))
         if not study:
             parts.append(t("single_slice_weak", lang))
-    if c.model_name:
-        model = c.model_name + (f" ({c.model_version})" if c.model_version else "")
-        parts.append(t("model_line", lang, model=escape(model)))
-    if c.ood:
-        reasons = f" ({escape('; '.join(c.ood_reasons))})" if c.ood_reasons else ""
-        parts.append(t("ood_warning", lang, reasons=reasons))
+    parts += _model_line(c, lang)
+    if c.ood:  # a service that flags and still labels (older contract): warn
+        parts.append(t("ood_warning", lang, reasons=_reasons(c)))
     parts.append(t("disclaimer_short", lang))
     return "\n".join(parts)

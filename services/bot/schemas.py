@@ -32,6 +32,9 @@ class Conclusion:
     n_slices: int = 1
     screening: dict[str, Any] | None = None  # tasks with a screening answer: impaired_probability, display_*
     key_slice: int | None = None  # studies: index (in the files sent) of the slice that weighed most
+    # False when the service found the image is not a brain MRI slice (outcome not_a_brain_mri): no diagnosis.
+    diagnosis: bool = True
+    excluded: tuple[int, ...] = ()  # studies: indices of the slices flagged as not brain MRI and left out
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def display(self, lang: str) -> str:
@@ -65,14 +68,21 @@ def parse_conclusion(data: dict[str, Any], *, task: str = "", n_slices: int = 1,
     name, version, role = _model_info(merged)
     flag, score, reasons = _ood_info(merged)
     probabilities = {str(k): float(v) for k, v in (merged.get("probabilities") or {}).items()}
-    label = str(merged.get("label") or (max(probabilities, key=probabilities.get) if probabilities else "?"))
+    # No diagnosis: the service says so (outcome), or it flags the image and gives no label.
+    diagnosis = merged.get("outcome", "diagnosis") != "not_a_brain_mri" and not (
+        flag and "label" in merged and merged["label"] is None)
+    if diagnosis:
+        label = str(merged.get("label") or (max(probabilities, key=probabilities.get) if probabilities else "?"))
+    else:
+        label = ""
     return Conclusion(
         task=str(merged.get("task") or task), label=label,
         display_en=str(merged.get("display_en") or label), display_ru=str(merged.get("display_ru") or label),
         probabilities=probabilities, model_name=name, model_version=version, model_role=role,
         ood=flag, ood_score=score, ood_reasons=reasons,
         n_slices=int(merged.get("n_slices") or n_slices), raw=data,
-        screening=merged.get("screening") if isinstance(merged.get("screening"), dict) else None,
+        screening=merged.get("screening") if isinstance(merged.get("screening"), dict) and diagnosis else None,
+        diagnosis=diagnosis,
     )
 
 
@@ -90,21 +100,39 @@ def parse_study(data: dict[str, Any], *, task: str, n_files: int) -> Conclusion:
     defaults = {k: v for k, v in data.items() if k not in _SUBJECT_KEYS + _SLICE_KEYS}
     conclusion = parse_conclusion(subject if subject is not None else data, task=task, n_slices=n_slices,
                                   defaults=defaults)
-    return replace(conclusion, key_slice=key_slice(data, slices, conclusion.label, n_slices))
+    excluded = _excluded(data, slices)
+    key = key_slice(data, slices, conclusion.label, n_slices, excluded) if conclusion.diagnosis else None
+    return replace(conclusion, key_slice=key, excluded=excluded)
 
 
-def key_slice(data: dict[str, Any], slices: list | None, label: str, n_slices: int) -> int | None:
+def _excluded(data: dict[str, Any], slices: list | None) -> tuple[int, ...]:
+    """Indices of the slices left out of the subject-level result: the response's ``excluded``, else the
+    slices it marks unused or flagged."""
+    try:
+        if isinstance(data.get("excluded"), list):
+            return tuple(sorted(int(i) for i in data["excluded"]))
+        return tuple(i for i, s in enumerate(slices or ()) if isinstance(s, dict) and (
+            s.get("used") is False or s.get("outcome") == "not_a_brain_mri"))
+    except (TypeError, ValueError):
+        return ()
+
+
+def key_slice(data: dict[str, Any], slices: list | None, label: str, n_slices: int,
+              excluded: tuple[int, ...] = ()) -> int | None:
     """The slice to show heatmaps of: the highest attention weight where a subject-level head answered,
-    else the slice most confident in the subject's label; None when the response says neither."""
+    else the slice most confident in the subject's label; never an ``excluded`` slice; None when the response
+    says neither."""
     aggregation = data.get("aggregation")
     attention = aggregation.get("attention") if isinstance(aggregation, dict) else None
+    candidates = [i for i in range(n_slices) if i not in excluded]
     try:
         if isinstance(attention, list) and len(attention) == n_slices and attention:
-            return max(range(n_slices), key=lambda i: float(attention[i]))
-        scores = [float((s.get("probabilities") or {})[label]) for s in slices or ()]
+            return max(candidates, key=lambda i: float(attention[i])) if candidates else None
+        scores = {i: float((s.get("probabilities") or {})[label]) for i, s in enumerate(slices or ())
+                  if i not in excluded}
     except (TypeError, ValueError, KeyError, AttributeError):
         return None
-    return max(range(len(scores)), key=scores.__getitem__) if scores else None
+    return max(scores, key=scores.__getitem__) if scores else None
 
 
 @dataclass(frozen=True)

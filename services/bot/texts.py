@@ -86,6 +86,24 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Study of {n} slices. Conclusion: <b>{label}</b>",
         "ru": "Исследование (срезов: {n}). Вывод: <b>{label}</b>",
     },
+    "not_mri_title": {
+        "en": "⚠️ <b>This does not look like a brain MRI slice</b>{reasons}. No conclusion is given. "
+              "Please send an MRI slice of the brain.",
+        "ru": "⚠️ <b>Изображение не похоже на срез МРТ головного мозга</b>{reasons}. Вывода нет. "
+              "Пришлите срез МРТ мозга.",
+    },
+    "not_mri_study_title": {
+        "en": "⚠️ <b>None of the {n} images looks like a brain MRI slice</b>{reasons}. No conclusion is given "
+              "for this study.",
+        "ru": "⚠️ <b>Ни одно из изображений ({n}) не похоже на срез МРТ головного мозга</b>{reasons}. "
+              "Вывода по исследованию нет.",
+    },
+    "study_excluded": {
+        "en": "⚠️ {k} of {n} images did not look like brain MRI slices and were left out of the conclusion: "
+              "{which}.",
+        "ru": "⚠️ Изображения, не похожие на срезы МРТ мозга ({k} из {n}), не учитывались в выводе: {which}.",
+    },
+    "slice_numbers": {"en": "no. {numbers}", "ru": "№ {numbers}"},
     "task_line": {"en": "Task: {task}", "ru": "Задача: {task}"},
     "screening_line": {
         "en": "Screening: <b>{answer}</b> (probability of impairment {p:.0f}%)",

@@ -1,21 +1,22 @@
 """Response bodies of the inference service, with the examples shown in the OpenAPI docs."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 _PROBS = {"glioma": 0.912, "meningioma": 0.041, "notumor": 0.012, "pituitary": 0.035}
 _MODEL = {"role": "student", "name": "tumor/student:convnet1", "arch": "convnet1", "version": "ce377decbd8d"}
-_OOD = {"flag": False, "score": -6.2, "reasons": []}
+_OOD = {"flag": False, "score": -6.2, "reasons": [], "detector": "tumor/teacher:lite0"}
 _INPUT = {"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "format": "jpeg",
           "size_bytes": 23816, "width": 512, "height": 512}
 
 
-_SLICE = {"index": 0, "label": "NonDemented", "label_index": 0, "display_en": "Non-demented",
-          "display_ru": "Деменции нет",
+_SLICE = {"index": 0, "outcome": "diagnosis", "used": True, "label": "NonDemented", "label_index": 0,
+          "display_en": "Non-demented", "display_ru": "Деменции нет",
           "probabilities": {"NonDemented": 0.78, "VeryMildDemented": 0.18, "MildDemented": 0.03,
-                            "ModerateDemented": 0.01}, "ood": _OOD, "input": _INPUT}
+                            "ModerateDemented": 0.01}, "ood": {**_OOD, "detector": "dementia/teacher:lite0"},
+          "input": _INPUT}
 
 
 class ModelRef(BaseModel):
@@ -27,9 +28,13 @@ class ModelRef(BaseModel):
 
 
 class Ood(BaseModel):
-    flag: bool = Field(description="True when the input does not look like the images the model knows")
-    score: float = Field(description="Energy score (Liu et al. 2020); higher is less familiar")
+    flag: bool = Field(description="True when the input does not look like a brain MRI slice: then there is no "
+                                   "diagnosis (`outcome` not_a_brain_mri, `label` null)")
+    score: float = Field(description="Energy score (Liu et al. 2020) of the detector model; higher is less "
+                                     "familiar")
     reasons: list[str]
+    detector: str | None = Field(None, description="The model whose energy score decides, the same for every "
+                                                   "model of a task (null: image checks only)")
 
 
 class InputInfo(BaseModel):
@@ -53,9 +58,16 @@ class Screening(BaseModel):
     display_ru: str
 
 
+Outcome = Literal["diagnosis", "not_a_brain_mri"]
+
+
 class Conclusion(BaseModel):
-    label: str
-    label_index: int
+    outcome: Outcome = Field("diagnosis", description="`not_a_brain_mri` when the OOD check flags the input: "
+                                                      "then `label`, `label_index` and `screening` are null and "
+                                                      "`display_*` say so; the probabilities stay for tools "
+                                                      "that ask, and are no diagnosis")
+    label: str | None = Field(description="The suspected class; null when `outcome` is not_a_brain_mri")
+    label_index: int | None
     display_en: str
     display_ru: str
     probabilities: dict[str, float] = Field(description="Calibrated (temperature-scaled) class probabilities")
@@ -66,7 +78,8 @@ class Conclusion(BaseModel):
 
 class PredictResponse(Conclusion):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "task": "tumor", "label": "glioma", "label_index": 0, "display_en": "Glioma", "display_ru": "Глиома",
+        "task": "tumor", "outcome": "diagnosis", "label": "glioma", "label_index": 0, "display_en": "Glioma",
+        "display_ru": "Глиома",
         "probabilities": _PROBS, "ood": _OOD, "model": _MODEL, "input": _INPUT,
         "timing_ms": {"decode": 1.4, "inference": 3.2, "total": 5.1}}]})
 
@@ -78,6 +91,8 @@ class PredictResponse(Conclusion):
 
 class SliceResult(Conclusion):
     index: int = Field(description="Position of the file in the request")
+    used: bool = Field(True, description="Whether the subject-level result rests on this slice (false: flagged "
+                                         "as not brain MRI and left out)")
     input: InputInfo
 
 
@@ -88,20 +103,23 @@ class AggregationModel(BaseModel):
 
 class Aggregation(BaseModel):
     method: str = Field(description="the subject-level head over the teacher's slice embeddings "
-                                    "(`pooled_linear`, `pooled_ordinal` or `attention_mil`, see its model card) "
+                                    "(`pooled_slices`, `pooled_linear`, `pooled_ordinal` or `attention_mil`; see its card) "
                                     "or `mean` (mean of the slices' probabilities)")
     model: AggregationModel | None = None
     attention: list[float] | None = Field(None, description="Weight of each slice in the subject-level "
-                                                            "answer, in the order sent (sums to 1)")
+                                                            "answer, in the order sent (sums to 1; 0 for "
+                                                            "excluded slices; null when every slice is excluded)")
 
 
 class StudyResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "task": "dementia", "model": {**_MODEL, "name": "dementia/student:convnet1"}, "n_slices": 2,
-        "subject": {"label": "NonDemented", "label_index": 0, "display_en": "Non-demented",
-                    "display_ru": "Деменции нет",
+        "n_used": 2, "excluded": [],
+        "subject": {"outcome": "diagnosis", "label": "NonDemented", "label_index": 0,
+                    "display_en": "Non-demented", "display_ru": "Деменции нет",
                     "probabilities": {"NonDemented": 0.81, "VeryMildDemented": 0.15, "MildDemented": 0.03,
-                                      "ModerateDemented": 0.01}, "ood": _OOD},
+                                      "ModerateDemented": 0.01},
+                    "ood": {**_OOD, "detector": "dementia/teacher:lite0"}},
         "aggregation": {"method": "attention_mil", "model": {"name": "dementia/mil:attention_mil",
                                                              "version": "3f2a9c1b7d0e"},
                         "attention": [0.62, 0.38]},
@@ -111,7 +129,11 @@ class StudyResponse(BaseModel):
     task: str
     model: ModelRef
     n_slices: int
-    subject: Conclusion = Field(description="Subject-level result (see `aggregation` for how it was reached)")
+    n_used: int = Field(description="Slices the subject-level result rests on: those not flagged as OOD")
+    excluded: list[int] = Field(description="Indices of the slices flagged as not brain MRI and left out of the "
+                                            "subject-level result (each is reported in `slices`)")
+    subject: Conclusion = Field(description="Subject-level result from the slices not flagged (see `aggregation` "
+                                            "for how it was reached); no diagnosis when every slice is flagged")
     aggregation: Aggregation
     slices: list[SliceResult]
     timing_ms: Timing

@@ -73,6 +73,56 @@ def test_key_slice_of_a_study():
     assert parse_study(odd, task="dementia", n_files=3).key_slice is None
 
 
+NOT_MRI = {"task": "tumor", "outcome": "not_a_brain_mri", "label": None, "label_index": None,
+           "display_en": "Not a brain MRI slice", "display_ru": "Не похоже на срез МРТ мозга",
+           "probabilities": {"glioma": 0.02, "meningioma": 0.03, "notumor": 0.94, "pituitary": 0.01},
+           "ood": {"flag": True, "score": 1.5, "reasons": ["unusual for the tumor/teacher:lite0 detector"]},
+           "screening": None, "model": {"role": "student", "name": "tumor/student:convnet1", "version": "v1"}}
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_an_image_that_is_not_mri_gets_no_conclusion(lang):
+    """Issue 14: say first that it is not a brain MRI slice; no label, no probability chart."""
+    c = parse_conclusion(NOT_MRI, task="tumor")
+    assert not c.diagnosis and c.label == "" and c.ood and c.screening is None
+    text = conclusion_text(c, lang)
+    first = text.splitlines()[0]
+    assert first.startswith("⚠️") and ("not look like a brain MRI slice" if lang == "en" else "не похоже") in first
+    assert "unusual for the tumor/teacher:lite0 detector" in first
+    for word in ("Conclusion", "Вывод:", "No tumor", "Нет опухоли", "█", "94"):
+        assert word not in text
+    assert "tumor/student:convnet1 (v1)" in text
+    # A service that still labels a flagged image (older contract) gets the old warning under its label.
+    old = parse_conclusion({**NOT_MRI, "outcome": None, "label": "notumor"}, task="tumor")
+    assert old.diagnosis and old.label == "notumor"
+
+
+def test_a_study_says_which_slices_were_left_out():
+    slices = [{"probabilities": {"MildDemented": 0.2}, "used": True},
+              {"probabilities": {"MildDemented": 0.9}, "used": False, "outcome": "not_a_brain_mri"},
+              {"probabilities": {"MildDemented": 0.5}, "used": True}]
+    subject = {**STUDY["subject"], "ood": {"flag": False, "score": -3.0, "reasons": []}}
+    body = {**STUDY, "n_slices": 3, "n_used": 2, "excluded": [1], "subject": subject, "slices": slices}
+    c = parse_study(body, task="dementia", n_files=3)
+    assert c.diagnosis and c.excluded == (1,) and c.key_slice == 2, "never the heatmaps of a left-out slice"
+    lines = conclusion_text(c, "en", study=True).splitlines()
+    assert lines[0] == "Study of 3 slices. Conclusion: <b>Mild dementia</b>"
+    assert lines[1] == ("⚠️ 1 of 3 images did not look like brain MRI slices and were left out of the "
+                        "conclusion: no. 2.")
+    assert "не учитывались в выводе: № 2" in conclusion_text(c, "ru", study=True)
+    # Without the top-level list, the slices' own marks say it.
+    assert parse_study({**body, "excluded": None}, task="dementia", n_files=3).excluded == (1,)
+    by_mil = {**body, "aggregation": {"method": "attention_mil", "attention": [0.3, 0.0, 0.7]}}
+    assert parse_study(by_mil, task="dementia", n_files=3).key_slice == 2
+    none = {**body, "n_used": 0, "excluded": [0, 1, 2],
+            "subject": {**NOT_MRI, "task": "dementia", "probabilities": subject["probabilities"]}}
+    c = parse_study(none, task="dementia", n_files=3)
+    assert not c.diagnosis and c.key_slice is None
+    text = conclusion_text(c, "en", study=True)
+    assert text.startswith("⚠️ <b>None of the 3 images looks like a brain MRI slice</b>")
+    assert "Conclusion:" not in text and "█" not in text
+
+
 def test_flat_prediction_shape_is_read_too():
     c = parse_conclusion({"label": "glioma", "probabilities": {"glioma": 0.9, "notumor": 0.1},
                           "ood": True, "ood_score": 2.5, "ood_reasons": "odd"}, task="tumor")

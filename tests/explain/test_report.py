@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,3 +46,33 @@ def test_another_class_by_name_one_method(predictor, image):
 def test_bad_arguments_are_value_errors(predictor, image, methods, target):
     with pytest.raises(ValueError):
         explain_slice(predictor, image, methods, target)
+
+
+def test_an_image_that_is_not_mri_gets_no_diagnosis_in_the_panel(predictor, monkeypatch):
+    """Issue 14: a grayscale cat on black was titled "Meningioma (97%)" and called "MRI slice"."""
+    pytest.importorskip("skimage")
+    import diseaseid.explain.report as report_module
+    from tests.ood_images import cat_on_black
+
+    drawn = {}
+    panel_png = report_module.panel_png
+
+    def spy(*args, **kwargs):
+        drawn.update(kwargs, title=args[3])
+        return panel_png(*args, **kwargs)
+
+    monkeypatch.setattr(report_module, "panel_png", spy)
+    report = explain_slice(predictor, cat_on_black())
+    p = report.prediction
+    assert p.ood and p.label is None and p.outcome == "not_a_brain_mri"
+    assert report.target == p.top_index == int(np.argmax(list(p.probabilities.values())))
+    assert report.title.startswith(f"{p.display_en}: no diagnosis") and predictor.name in report.title
+    for name in predictor.task.classes:
+        assert not report.title.startswith(predictor.task.display(predictor.task.classes.index(name), "en"))
+    assert drawn["title"] == report.title and drawn["original"] == "Input image"
+    # A diagnosis keeps its title and caption.
+    image = decode_image(sorted((Path(__file__).parents[1] / "fixtures" / "tumor" / "glioma").glob("*.jpg"))[0])
+    drawn.clear()
+    report = explain_slice(predictor, image)
+    if report.prediction.is_diagnosis:
+        assert drawn["original"] == "MRI slice" and report.title.startswith(report.prediction.display_en + ": ")

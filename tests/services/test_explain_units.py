@@ -175,3 +175,16 @@ def test_the_api_offers_the_methods_the_worker_draws():
     from services.explain.settings import METHODS
 
     assert METHODS == REPORT_METHODS
+
+
+def test_a_job_on_an_image_that_is_not_mri_says_so_first():
+    """Issue 14: the explain result of a flagged image leads with `not_a_brain_mri` and a notice; the
+    prediction has no label, and the maps are labelled as the model's score, not a diagnosis."""
+    pytest.importorskip("skimage")
+    from tests.ood_images import cat_on_black
+
+    result = explain_job(cat_on_black().tobytes(), "tumor", "student", ["gradcam"])
+    assert list(result)[:2] == ["outcome", "notice"]
+    assert result["outcome"] == "not_a_brain_mri" and result["notice"].startswith("Not a brain MRI slice: no")
+    assert result["prediction"]["label"] is None and result["prediction"]["ood"] is True
+    assert result["target"]["display_en"] in result["notice"]

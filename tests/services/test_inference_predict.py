@@ -28,10 +28,15 @@ def check_conclusion(body: dict, task: str) -> None:
     assert list(body["probabilities"]) == list(classes)
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-4
     probs = body["probabilities"]
+    assert isinstance(body["ood"]["flag"], bool) and isinstance(body["ood"]["score"], float)
+    if body["ood"]["flag"]:  # not a brain MRI slice: no diagnosis, the probabilities stay
+        assert body["outcome"] == "not_a_brain_mri" and body["label"] is None and body["label_index"] is None
+        assert body["screening"] is None and body["ood"]["reasons"]
+        return
+    assert body["outcome"] == "diagnosis"
     assert body["label"] == classes[body["label_index"]] == max(probs, key=probs.get)
     assert body["display_en"] == TASKS[task].display(body["label_index"], "en")
     assert body["display_ru"] == TASKS[task].display(body["label_index"], "ru")
-    assert isinstance(body["ood"]["flag"], bool) and isinstance(body["ood"]["score"], float)
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -130,7 +135,10 @@ def test_study_returns_every_slice_and_their_mean(inference_client):
         check_conclusion(s, "dementia")
     check_conclusion(body["subject"], "dementia")
     classes = TASKS["dementia"].classes
-    mean = np.mean([[s["probabilities"][c] for c in classes] for s in body["slices"]], axis=0)
+    used = [s for s in body["slices"] if s["used"]]  # flagged slices are left out
+    assert body["excluded"] == [s["index"] for s in body["slices"] if s["ood"]["flag"]]
+    assert body["n_used"] == len(used) == len(paths) - len(body["excluded"]) > 0
+    mean = np.mean([[s["probabilities"][c] for c in classes] for s in used], axis=0)
     assert np.allclose([body["subject"]["probabilities"][c] for c in classes], mean, atol=1e-6)
     # Each slice's answer in the study equals the answer to that slice alone.
     alone = post_predict(inference_client, paths[0].read_bytes(), "dementia").json()["probabilities"]
@@ -147,10 +155,15 @@ def test_dementia_study_is_answered_by_the_shipped_mil_head(inference_client):
     paths = sorted((FIXTURES / "dementia" / "MildDemented").glob("MildDemented-002_*.jpg"))
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
     body = inference_client.post("/predict/study", files=files, data={"task": "dementia"}).json()
+    # The head reads the slices the OOD check passes (all of them, unless one is flagged).
+    paths = [p for p, s in zip(paths, body["slices"], strict=True) if s["used"]]
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+    body = inference_client.post("/predict/study", files=files, data={"task": "dementia"}).json()
+    assert body["excluded"] == [] and body["n_used"] == len(paths) >= 2
     agg = body["aggregation"]
     study = StudyModel.from_shipped("dementia", Predictor.from_shipped("dementia", "teacher"))
     assert agg["method"] == study.method and agg["model"]["name"] == study.name
-    assert agg["method"] in ("attention_mil", "pooled_linear", "pooled_ordinal")
+    assert agg["method"] in ("attention_mil", "pooled_linear", "pooled_ordinal", "pooled_slices")
     listed = {t["name"]: t["study_model"] for t in inference_client.get("/models").json()["tasks"]}
     assert listed["tumor"] is None and listed["dementia"]["loaded"]
     assert listed["dementia"]["version"] == agg["model"]["version"] == read_card(shipped_mil("dementia"))["version"]
@@ -170,6 +183,55 @@ def test_dementia_study_is_answered_by_the_shipped_mil_head(inference_client):
     flipped = inference_client.post("/predict/study", files=files[::-1], data={"task": "dementia"}).json()
     assert not np.allclose([flipped["subject"]["probabilities"][c] for c in classes], expected.probabilities,
                            atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cat_on_black", "text_on_black"])
+def test_non_mri_image_gets_no_diagnosis_from_any_model(inference_client, name):
+    """Issue 14: the student answered a grayscale cat on black "notumor 94%", unflagged. Now every model's
+    answer carries the task's detector's verdict: no label, probabilities kept."""
+    pytest.importorskip("skimage")
+    from diseaseid.serving.ood import detector_of
+    from tests import ood_images
+
+    data = ood_images.png_bytes(getattr(ood_images, name)())
+    for task in sorted(TASKS):
+        det_task, det_role = detector_of(task)
+        detector = f"{det_task}/{det_role}:{read_card(shipped_weights(det_task, det_role))['arch']}"
+        bodies = {}
+        for model in ("student", "teacher"):
+            r = post_predict(inference_client, data, task, model, name="x.png", content_type="image/png")
+            assert r.status_code == 200, r.text
+            body = bodies[model] = r.json()
+            check_conclusion(body, task)
+            assert body["ood"]["flag"] and body["outcome"] == "not_a_brain_mri" and body["label"] is None
+            assert body["display_en"] == "Not a brain MRI slice" and body["ood"]["detector"] == detector
+        assert bodies["student"]["ood"] == pytest.approx(bodies["teacher"]["ood"])
+
+
+def test_study_leaves_a_cat_out_and_says_so(inference_client):
+    """Issue 14: one cat among two meningioma slices left the subject "meningioma" with the flag false."""
+    pytest.importorskip("skimage")
+    from tests.ood_images import cat_on_black, png_bytes
+
+    mri = [fixture_bytes("tumor", "meningioma", i) for i in range(4)]
+    mri = [d for d in mri if not post_predict(inference_client, d, "tumor").json()["ood"]["flag"]][:2]
+    assert len(mri) == 2
+    files = [("files", ("a.jpg", mri[0], "image/jpeg")), ("files", ("cat.png", png_bytes(cat_on_black()), "image/png")),
+             ("files", ("b.jpg", mri[1], "image/jpeg"))]
+    body = inference_client.post("/predict/study", files=files, data={"task": "tumor"}).json()
+    assert (body["n_slices"], body["n_used"], body["excluded"]) == (3, 2, [1])
+    assert [s["used"] for s in body["slices"]] == [True, False, True]
+    assert body["slices"][1]["outcome"] == "not_a_brain_mri" and body["slices"][1]["label"] is None
+    without = inference_client.post("/predict/study", files=files[::2], data={"task": "tumor"}).json()
+    assert without["excluded"] == [] and without["n_used"] == 2
+    subject = body["subject"]
+    check_conclusion(subject, "tumor")
+    assert subject["outcome"] == "diagnosis" and subject["label"] == without["subject"]["label"] is not None
+    assert subject["probabilities"] == pytest.approx(without["subject"]["probabilities"], abs=1e-6)
+    # Every slice flagged: the subject gets no diagnosis.
+    only = inference_client.post("/predict/study", files=files[1:2], data={"task": "tumor"}).json()
+    assert (only["n_used"], only["excluded"]) == (0, [0])
+    assert only["subject"]["outcome"] == "not_a_brain_mri" and only["subject"]["label"] is None
 
 
 def test_study_aggregation_choices(inference_client):

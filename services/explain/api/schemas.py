@@ -32,8 +32,14 @@ class MethodResult(BaseModel):
 
 
 class ExplainResult(BaseModel):
+    outcome: Literal["diagnosis", "not_a_brain_mri"] = Field(
+        "diagnosis", description="`not_a_brain_mri` when the OOD check flags the image: then there is no "
+                                 "diagnosis (`prediction.label` is null) and the maps only show what drives the "
+                                 "model's score")
+    notice: str | None = Field(None, description="What to tell a reader first, when there is no diagnosis")
     model: dict
-    prediction: dict = Field(description="as POST /predict answers it: label, probabilities, OOD flag")
+    prediction: dict = Field(description="the model's prediction: outcome, label (null when not a brain MRI "
+                                         "slice), probabilities, OOD flag and reasons")
     target: dict = Field(description="the class the maps explain")
     methods: dict[str, MethodResult]
     panel_url: str

@@ -110,7 +110,8 @@ def _result(job: Job, base_url: str) -> ExplainResult:
         name: MethodResult(png_url=f"{root}/{name}.png", npy_url=f"{root}/{name}.npy", **summary)
         for name, summary in value["methods"].items()
     }
-    return ExplainResult(model=value["model"], prediction=value["prediction"], target=value["target"],
+    return ExplainResult(outcome=value.get("outcome", "diagnosis"), notice=value.get("notice"),
+                         model=value["model"], prediction=value["prediction"], target=value["target"],
                          methods=methods, panel_url=f"{root}/panel.png", timing_ms=value["timing_ms"])
 
 

@@ -58,11 +58,17 @@ def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target:
         store.record_durations(timing)
 
     t = predictor.task
+    prediction = report.prediction
     return {
+        # First: whether there is a diagnosis at all (not for an image flagged as not a brain MRI slice).
+        "outcome": prediction.outcome,
+        "notice": None if prediction.is_diagnosis else (
+            f"{prediction.display_en}: no diagnosis ({'; '.join(prediction.ood_reasons)}). The maps show what "
+            f"raised the model's score for {t.display(report.target, 'en')}, nothing more."),
         "task": task,
         "model": {"role": role, "name": predictor.name, "version": predictor.version,
                   "device": str(predictor.device)},
-        "prediction": report.prediction.to_dict(),
+        "prediction": prediction.to_dict(),
         "target": {"index": report.target, "label": t.classes[report.target],
                    "display_en": t.display(report.target, "en"), "display_ru": t.display(report.target, "ru")},
         "methods": {m: {"min": float(heatmap.min()), "max": float(heatmap.max()),

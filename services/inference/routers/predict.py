@@ -4,10 +4,9 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
-from diseaseid.serving import Prediction, Predictor, StudyModel
+from diseaseid.serving import Prediction, Predictor, StudyAnswer, StudyModel, answer_study
 from services.common.auth import require_api_key
 from services.common.errors import NotReady, ServiceError, UnknownAggregation, error_responses
 from services.common.images import DecodedImage
@@ -75,9 +74,11 @@ def model_ref(predictor: Predictor, role: str) -> dict:
 
 
 def conclusion(p: Prediction) -> dict:
-    return {"label": p.label, "label_index": p.label_index, "display_en": p.display_en,
+    """A flagged image: ``outcome`` not_a_brain_mri, ``label`` and ``label_index`` null, probabilities kept."""
+    return {"outcome": p.outcome, "label": p.label, "label_index": p.label_index, "display_en": p.display_en,
             "display_ru": p.display_ru, "probabilities": p.probabilities,
-            "ood": {"flag": p.ood, "score": p.ood_score, "reasons": p.ood_reasons}, "screening": p.screening}
+            "ood": {"flag": p.ood, "score": p.ood_score, "reasons": p.ood_reasons, "detector": p.ood_detector},
+            "screening": p.screening}
 
 
 @router.post("/predict", response_model=PredictResponse, form_limits={"max_files": 1, "max_fields": 8},
@@ -89,7 +90,8 @@ async def predict(
     task: TaskForm,
     model: ModelForm = None,
 ) -> dict:
-    """Classify one MRI slice: calibrated probabilities, label, OOD flag, model version, input facts."""
+    """Classify one MRI slice: calibrated probabilities, label, OOD flag, model version, input facts. An image
+    flagged as out-of-distribution gets no diagnosis: `outcome` is `not_a_brain_mri` and `label` is null."""
     start = time.perf_counter()
     spec = resolve_task(task)
     role = resolve_model(model, settings.default_model_for(spec.name))
@@ -123,18 +125,14 @@ async def _decode_study(uploads: list[Upload], gate: DecodeGate, run) -> list[De
 
 
 def _predict_study(predictor: Predictor, images: list[DecodedImage], study: StudyModel | None = None,
-                   ) -> tuple[list[Prediction], Prediction, dict]:
-    preds: list[Prediction] = []
-    for b in range(0, len(images), STUDY_BATCH):
-        preds += predictor.predict([im.array for im in images[b:b + STUDY_BATCH]])
-    if study is None:
-        aggregation, probabilities = {"method": "mean", "model": None, "attention": None}, None
-    else:
-        result = study.predict(np.stack([im.array for im in images]))
-        aggregation = {"method": study.method, "model": {"name": study.name, "version": study.version},
-                       "attention": [round(float(a), 6) for a in result.attention]}
-        probabilities = result.probabilities
-    return preds, predictor.aggregate(preds, probabilities), aggregation
+                   ) -> tuple[StudyAnswer, dict]:
+    answer = answer_study(predictor, [im.array for im in images], study, batch_size=STUDY_BATCH)
+    aggregation = {"method": answer.method, "model": None, "attention": None}
+    if study is not None:
+        aggregation["model"] = {"name": study.name, "version": study.version}
+        if answer.attention is not None:
+            aggregation["attention"] = [round(float(a), 6) for a in answer.attention]
+    return answer, aggregation
 
 
 @router.post("/predict/study", response_model=StudyResponse, form_limits={"max_files": 1024, "max_fields": 8},
@@ -148,7 +146,9 @@ async def predict_study(
     aggregate: AggregateForm = None,
 ) -> dict:
     """Classify the slices of one subject and combine them into one subject-level result: the task's
-    attention-MIL head where it ships one (dementia), else the mean of the slices' probabilities."""
+    attention-MIL head where it ships one (dementia), else the mean of the slices' probabilities. Slices
+    flagged as not brain MRI are reported and left out of the subject-level result (`excluded`); when all
+    are, the subject gets no diagnosis."""
     start = time.perf_counter()
     spec = resolve_task(task)
     role = resolve_model(model, settings.default_model_for(spec.name))
@@ -162,14 +162,15 @@ async def predict_study(
         t_read = time.perf_counter()
         images = await _decode_study(uploads, gate, store.run)
         decode_s = time.perf_counter() - t_read
-        preds, subject, aggregation = await store.run(_predict_study, predictor, images, study)
+        answer, aggregation = await store.run(_predict_study, predictor, images, study)
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc(len(images))
     return {
         "task": spec.name, "model": model_ref(predictor, role), "n_slices": len(images),
-        "subject": conclusion(subject), "aggregation": aggregation,
-        "slices": [{"index": i, **conclusion(p), "input": im.info()}
-                   for i, (im, p) in enumerate(zip(images, preds, strict=True))],
+        "n_used": len(answer.used), "excluded": answer.excluded,
+        "subject": conclusion(answer.subject), "aggregation": aggregation,
+        "slices": [{"index": i, **conclusion(p), "used": not p.ood, "input": im.info()}
+                   for i, (im, p) in enumerate(zip(images, answer.slices, strict=True))],
         "timing_ms": {"decode": _ms(decode_s), "inference": _ms(done - t_read - decode_s),
                       "total": _ms(done - start)},
     }
