@@ -103,8 +103,8 @@ class AggregationModel(BaseModel):
 
 class Aggregation(BaseModel):
     method: str = Field(description="the subject-level head over the teacher's slice embeddings "
-                                    "(`pooled_slices`, `pooled_linear`, `pooled_ordinal` or `attention_mil`; see its card) "
-                                    "or `mean` (mean of the slices' probabilities)")
+                                    "(`pooled_slices`, `pooled_linear`, `pooled_ordinal` or `attention_mil`; "
+                                    "see its card) or `mean` (mean of the slices' probabilities)")
     model: AggregationModel | None = None
     attention: list[float] | None = Field(None, description="Weight of each slice in the subject-level "
                                                             "answer, in the order sent (sums to 1; 0 for "
