@@ -59,8 +59,8 @@ for s in $stages; do
         --select accuracy --threads $T --out runs/tumor-teacher-long --resume --ship teacher ;;
     tumor-student-consistent)  # the shipped student distilled from the shipped teacher on 4 cached augmented
       # views per image (teacher logits computed once, then every epoch trains on one view: consistent KD)
-      $PY -m diseaseid train --task tumor --model convnet1 --init weights/tumor/student.safetensors --epochs 8 \
-        --batch-size 32 --lr 1e-3 --weight-decay 0.05 --warmup-epochs 0.3 --patience 8 --select accuracy \
+      $PY -m diseaseid train --task tumor --model convnet1 --init weights/tumor/student.safetensors --epochs 6 \
+        --batch-size 32 --lr 1e-3 --weight-decay 0.05 --warmup-epochs 0.3 --patience 6 --select accuracy \
         --teacher weights/tumor/teacher.safetensors --kd-views 4 --kd-temperature 2 --w-soft 0.7 --w-ce 0.3 \
         --threads $T --out runs/tumor-student-consistent --resume ;;
     dementia-cv)  # compare the dementia heads by subject-grouped CV on cached embeddings (docs/dementia-cv/)
