@@ -138,3 +138,9 @@ def test_fit_passes_label_smoothing_to_the_distillation_loss(tiny_tumor, tmp_pat
     plain = distillation_loss(*args, label_smoothing=0.0).item()
     _assert_smoothing_discriminates(smoothed, plain, logged)
     assert np.isfinite(logged)
+
+
+def test_kd_loss_defaults_are_hintons_settings():
+    """T = 4, half soft and half hard, no smoothing: what a caller that passes nothing gets."""
+    got = distillation_loss(torch.tensor(S), torch.tensor(TEACH), torch.tensor(Y))
+    assert float(got) == pytest.approx(_hand_kd(4.0, 0.5, 0.5), rel=1e-6)

@@ -30,9 +30,12 @@ class App:
         await send({"type": "http.response.body", "body": str(len(self.body)).encode()})
 
 
-def run(middleware, *, path="/predict", declared: int | None, chunks: list[bytes]):
+def run(middleware, *, path="/predict", declared: int | None, chunks: list[bytes], with_headers: bool = True,
+        response_headers: list | None = None):
     headers = [] if declared is None else [(b"content-length", str(declared).encode())]
     scope = {"type": "http", "path": path, "method": "POST", "headers": headers}
+    if not with_headers:
+        del scope["headers"]
     reads, sent = [], []
     pending = list(chunks)
 
@@ -45,7 +48,10 @@ def run(middleware, *, path="/predict", declared: int | None, chunks: list[bytes
         sent.append(message)
 
     asyncio.run(middleware(scope, receive, send))
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    status = start["status"]
+    if response_headers is not None:
+        response_headers.extend(start["headers"])
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return status, body, reads
 
@@ -82,3 +88,25 @@ def test_streamed_body_is_counted_and_cut_at_the_limit(declared):
 def test_streamed_body_at_the_limit_goes_through():
     status, body, _ = run(BodyLimitMiddleware(App(), LIMIT), declared=None, chunks=[b"x" * 500, b"x" * 500])
     assert (status, body) == (200, b"1000")
+
+
+def test_scope_without_headers_is_counted_as_it_streams():
+    assert run(BodyLimitMiddleware(App(), LIMIT), declared=None, chunks=[b"x" * 10], with_headers=False)[0] == 200
+    assert run(BodyLimitMiddleware(App(), LIMIT), declared=None, chunks=[b"x" * 2000], with_headers=False)[0] == 413
+
+
+@pytest.mark.parametrize("declared", [30 * 1024 * 1024, None])
+def test_413_is_a_complete_json_response_with_sizes_in_megabytes(declared):
+    limit = 25 * 1024 * 1024
+    headers: list = []
+    chunks = [b"x" * (13 * 1024 * 1024)] * 2  # 26 MB streamed when no length is declared
+    status, body, _ = run(BodyLimitMiddleware(App(), limit), declared=declared, chunks=chunks,
+                          response_headers=headers)
+    assert status == 413
+    assert dict(headers) == {b"content-type": b"application/json", b"content-length": str(len(body)).encode(),
+                             b"connection": b"close"}
+    message = json.loads(body)["error"]["message"]
+    assert "over the limit of 25.0 MB" in message
+    if declared:
+        assert message.startswith("request body of 30.0 MB")
+
