@@ -101,9 +101,9 @@ def _slice_model_card(role: str, arch: str, ds, bags, result: dict, logits: np.n
 def cmd_ship_dementia(args) -> int:
     from diseaseid.models import create_model, load_model, save_model
     from diseaseid.paths import weights_dir
+    from diseaseid.train.calibration import calibration_summary
     from diseaseid.train.cv import cross_validate
     from diseaseid.train.cv_cli import load_bags
-    from diseaseid.train.calibration import calibration_summary
     from diseaseid.train.subject_heads import HEADS, LinearHead, OrdinalHead, slab_means
 
     if args.threads:

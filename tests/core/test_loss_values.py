@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from diseaseid.data.dataset import ImageFolder
-from diseaseid.models.checkpoint import load_model, save_model
 from diseaseid.models._registry import create_model
+from diseaseid.models.checkpoint import load_model, save_model
 from diseaseid.tasks import get_task
 from diseaseid.train.config import TrainConfig
 from diseaseid.train.distill import distillation_loss
