@@ -106,7 +106,12 @@ def test_no_request_gets_a_5xx(inference_client, req):
     else:
         body = r.json()
         conclusion = body["subject"] if path.endswith("study") else body
-        assert conclusion["label"] in TASKS[body["task"]].classes
+        # A diagnosis names a class; an image flagged as not an MRI slice gets none (issue 14.4).
+        if conclusion["outcome"] == "diagnosis":
+            assert conclusion["label"] in TASKS[body["task"]].classes
+        else:
+            assert conclusion["outcome"] == "not_a_brain_mri" and conclusion["label"] is None
+            assert conclusion["ood"]["flag"]
 
 
 def test_server_survived_the_fuzzing(inference_client, inference_server):
