@@ -66,16 +66,11 @@ def cached_embeddings(ds: ImageFolder, cache_dir: Path = CACHE_DIR) -> dict[str,
     return feats
 
 
-@torch.inference_mode()
 def model_features(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """The pre-logit features of any shipped slice model (``slice_features``): N x F."""
-    from diseaseid.models.mil import slice_features
+    from diseaseid.train.mil import slice_embeddings
 
-    device = next(model.parameters()).device
-    data = DeviceImages(images, device)
-    model.eval()
-    return torch.cat([slice_features(model, data.batch(torch.arange(s, min(s + batch_size, len(data)))))
-                      .float().cpu() for s in range(0, len(data), batch_size)]).numpy()
+    return slice_embeddings(model, images, batch_size)
 
 
 def cached_model_embeddings(ds: ImageFolder, weights: str | Path, cache_dir: Path = CACHE_DIR) -> np.ndarray:

@@ -128,17 +128,23 @@ def _decode_raster(data: bytes, fmt: str, settings: ServiceSettings) -> tuple[np
     return array, width, height
 
 
+def _known_format(data: bytes, content_type: str | None, filename: str | None) -> str:
+    """The upload's format, or the 422 (empty) / 415 (unsupported) refusal every reader gives."""
+    if not data:
+        raise InvalidImage("the file is empty")
+    fmt = sniff_format(data, content_type, filename)
+    if fmt is None:
+        raise _unsupported(data)
+    return fmt
+
+
 def probe_image(data: bytes, settings: ServiceSettings, *, content_type: str | None = None,
                 filename: str | None = None) -> ImageProbe:
     """Format and size from the header alone (cheap); the same 413/415/422 refusals as decoding.
 
     A DICOM's size is not read here (its header parse is most of the work); its byte count stands in for
     the pixel count, which is about right for the uncompressed slices DICOM usually holds."""
-    if not data:
-        raise InvalidImage("the file is empty")
-    fmt = sniff_format(data, content_type, filename)
-    if fmt is None:
-        raise _unsupported(data)
+    fmt = _known_format(data, content_type, filename)
     if fmt.startswith("dicom"):
         return ImageProbe("dicom", len(data), 1)
     with _open_header(data, fmt, settings) as img:
@@ -185,11 +191,7 @@ def _check_side(width: int, height: int, settings: ServiceSettings) -> None:
 def decode_image_bytes(data: bytes, settings: ServiceSettings, *, content_type: str | None = None,
                        filename: str | None = None) -> DecodedImage:
     """Validate and decode one uploaded file. Raises a :class:`~services.common.errors.ServiceError`."""
-    if not data:
-        raise InvalidImage("the file is empty")
-    fmt = sniff_format(data, content_type, filename)
-    if fmt is None:
-        raise _unsupported(data)
+    fmt = _known_format(data, content_type, filename)
     if fmt.startswith("dicom"):
         arr, width, height = read_dicom(data, max_pixels=settings.max_pixels,
                                         min_side=settings.min_image_side, force=fmt == "dicom-raw")

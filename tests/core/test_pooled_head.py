@@ -11,15 +11,25 @@ def _bags(rng, n=40, slices=7, f=6):
     return [{"final": rng.normal(size=(slices, f)) + y_[None, None] * 0.8} for y_ in y], y
 
 
+def _head(kind: str, fit, slabs: int = 1):
+    """A pooled head carrying ``fit``'s parameters."""
+    head = create_model("pooled_head", num_classes=4, in_features=6, slabs=slabs, kind=kind)
+    with torch.no_grad():
+        if kind == "ordinal":
+            head.weight.copy_(torch.from_numpy(fit.weight))
+            head.thresholds.copy_(torch.from_numpy(fit.thresholds))
+        else:
+            head.linear.weight.copy_(torch.from_numpy(fit.weight))
+            head.linear.bias.copy_(torch.from_numpy(fit.bias))
+    return head
+
+
 def test_slab_pooling_matches_numpy_and_linear_head():
     rng = np.random.default_rng(0)
     bags, y = _bags(rng)
     x = np.stack([slab_means(b["final"], 3) for b in bags])
     fit = LinearHead(l2=1.0).fit(x, y)
-    head = create_model("pooled_head", num_classes=4, in_features=6, slabs=3, kind="linear")
-    with torch.no_grad():
-        head.linear.weight.copy_(torch.from_numpy(fit.weight))
-        head.linear.bias.copy_(torch.from_numpy(fit.bias))
+    head = _head("linear", fit, slabs=3)
     feats = torch.from_numpy(np.stack([b["final"] for b in bags])).float()
     assert torch.allclose(head.pool(feats), torch.from_numpy(x).float(), atol=1e-6)
     probs = torch.softmax(head(feats), 1).detach().numpy()
@@ -38,10 +48,7 @@ def test_ordinal_pooled_head_matches_the_fitted_model():
     bags, y = _bags(rng)
     x = np.stack([slab_means(b["final"], 1) for b in bags])
     fit = OrdinalHead(l2=1.0).fit(x, y)
-    head = create_model("pooled_head", num_classes=4, in_features=6, slabs=1, kind="ordinal")
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(fit.weight))
-        head.thresholds.copy_(torch.from_numpy(fit.thresholds))
+    head = _head("ordinal", fit)
     feats = torch.from_numpy(np.stack([b["final"] for b in bags])).double()
     probs = torch.softmax(head.double()(feats), 1).detach().numpy()
     assert np.allclose(probs, fit.predict_proba(x) / fit.predict_proba(x).sum(1, keepdims=True), atol=1e-6)
@@ -52,10 +59,7 @@ def test_slice_head_is_the_geometric_mean_of_the_slices():
     bags, y = _bags(rng)
     res = slice_linear(bags[:30], y[:30], bags[30:], l2=1.0, balanced=False)
     fit = LinearHead(l2=1.0).fit(np.concatenate([b["final"] for b in bags[:30]]), np.repeat(y[:30], 7))
-    head = create_model("pooled_head", num_classes=4, in_features=6, kind="slices")
-    with torch.no_grad():
-        head.linear.weight.copy_(torch.from_numpy(fit.weight))
-        head.linear.bias.copy_(torch.from_numpy(fit.bias))
+    head = _head("slices", fit)
     feats = torch.from_numpy(np.stack([b["final"] for b in bags[30:]])).double()
     probs = torch.softmax(head.double()(feats), 1).detach().numpy()
     assert np.allclose(probs, res.subject_probs, atol=1e-6)
