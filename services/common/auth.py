@@ -4,10 +4,11 @@ Keys come from ``DISEASEID_API_KEYS`` (comma-separated, through the service's se
 configured the service runs in development mode, accepts every request, and says so loudly at start-up.
 Keys are never logged: settings hold them as ``SecretStr`` and this module only logs how many there are.
 
-Use: ``configure_auth(app, settings.api_keys)`` when building the app, ``log_auth_mode(...)`` at start-up,
-and ``dependencies=[Depends(require_api_key)]`` (or the :data:`ApiKey` alias) on protected routers; the
-dependency also documents the header in OpenAPI. :data:`Tenant` does the same and gives the route who is
-asking: a short digest of the key (never the key), so that what one key created another cannot reach.
+Use: ``configure_auth(app, settings.api_keys)`` when building the app (services.common.app does both),
+``log_auth_mode(...)`` at start-up, and ``dependencies=[Depends(require_api_key)]`` on every protected router,
+in every service; the dependency also documents the header in OpenAPI. A route that needs to know who is
+asking takes :data:`TenantDep`: a short digest of the key (never the key), so that what one key created
+another cannot reach.
 
 A key sent in the query string (``?api_key=...``) is refused with a 401 that says where it belongs: URLs
 end up in access logs, proxies and browser histories. :func:`redact_query_secrets` keeps such a key (and
@@ -84,15 +85,16 @@ async def require_api_key(request: Request,
         raise Unauthorized("invalid X-API-Key header" if key else "the X-API-Key header is required")
 
 
-async def require_tenant(request: Request,
+async def require_tenant(request: Request, _: Annotated[None, Depends(require_api_key)],
                          key: Annotated[str | None, Security(api_key_header)] = None) -> str:
-    """:func:`require_api_key`, then the caller's :func:`tenant_id`."""
-    await require_api_key(request, key)
+    """:func:`require_api_key` (run once per request, however many times it is named), then the caller's
+    :func:`tenant_id`."""
     return tenant_id(key, bool(getattr(request.app.state, "api_key_digests", ())))
 
 
-ApiKey = Annotated[None, Depends(require_api_key)]
-Tenant = Annotated[str, Depends(require_tenant)]
+# Routers that need a key say so once: ``APIRouter(..., dependencies=[Depends(require_api_key)])``; a route
+# that needs to know who is asking takes ``tenant: TenantDep`` as well.
+TenantDep = Annotated[str, Depends(require_tenant)]
 
 
 def _redact_target(target: str) -> str:

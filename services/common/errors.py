@@ -19,6 +19,7 @@ HTTP   code                       when
 422    ``unknown_aggregation``    ``aggregate`` (``/predict/study``) is not ``auto``, ``mil`` or ``mean``
 422    ``unknown_method``         ``methods`` (``/explain``) names no explainer we offer
 422    ``unknown_target``         ``target`` (``/explain``) is neither a class name nor a class index
+422    ``too_many_files``         a study (``/predict/study``) over ``DISEASEID_MAX_STUDY_FILES`` files
 422    ``invalid_image``          empty, undecodable, degenerate (too small, flat) or unusable DICOM
 422    ``image_too_large``        over the pixel cap (decompression bomb), refused before decoding
 503    ``not_ready``              models still loading; no explain worker alive
@@ -30,6 +31,7 @@ HTTP   code                       when
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -86,6 +88,22 @@ class UnknownAggregation(ServiceError):
     status, code = 422, "unknown_aggregation"
 
 
+class UnknownMethod(ServiceError):
+    status, code = 422, "unknown_method"
+
+
+class UnknownTarget(ServiceError):
+    status, code = 422, "unknown_target"
+
+
+class InvalidFormValue(ServiceError):
+    status, code = 422, "invalid_form_value"
+
+
+class TooManyFiles(ServiceError):
+    status, code = 422, "too_many_files"
+
+
 class PayloadTooLarge(ServiceError):
     status, code = 413, "too_large"
 
@@ -110,6 +128,12 @@ class Busy(ServiceError):
     """Too many large images being decoded at once: try again shortly (Retry-After)."""
 
     status, code, retry_after = 503, "busy", 1
+
+
+class QueueUnavailable(ServiceError):
+    """The explain queue (Redis) is unreachable: try again in a few seconds (Retry-After)."""
+
+    status, code, retry_after = 503, "queue_unavailable", 2
 
 
 class ErrorDetail(BaseModel):
@@ -194,8 +218,22 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal server error")
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that give every error the JSON shape above."""
+def _translated(make: Callable[[Exception], ServiceError]):
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        error = make(exc)
+        log.warning("%s on %s %s: %s", error.code, request.method, request.url.path, exc)
+        return await _service_error(request, error)
+
+    return handler
+
+
+def install_error_handlers(app: FastAPI,
+                           translate: Mapping[type[Exception], Callable[[Exception], ServiceError]] | None = None,
+                           ) -> None:
+    """Register the handlers that give every error the JSON shape above; ``translate`` turns a library's
+    exception (say, a lost Redis connection) into the service error it means, logged as a warning."""
+    for exc_type, make in (translate or {}).items():
+        app.add_exception_handler(exc_type, _translated(make))
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

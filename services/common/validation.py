@@ -19,6 +19,7 @@ from starlette.datastructures import FormData
 from diseaseid.serving import ROLES
 from diseaseid.tasks import TASKS, Task
 from services.common.errors import (
+    InvalidFormValue,
     MalformedRequest,
     ServiceError,
     UnknownAggregation,
@@ -33,10 +34,6 @@ AGGREGATIONS = ("auto", "mil", "mean")
 MAX_FORM_CHARS = 200
 # Form values are echoed in messages only when short and printable; anything else is just "unknown".
 _ECHO_MAX = 40
-
-
-class InvalidFormValue(ServiceError):
-    status, code = 422, "invalid_form_value"
 
 
 def _shown(value: str) -> str:

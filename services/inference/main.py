@@ -2,34 +2,23 @@
 
 Endpoints: ``POST /predict``, ``POST /predict/study``, ``GET /models``, ``/healthz``, ``/readyz``,
 ``/metrics``; OpenAPI docs at ``/docs``. Configuration comes from ``DISEASEID_*`` environment variables
-(see :mod:`services.inference.settings` and :mod:`services.common.settings`).
+(see :mod:`services.inference.settings` and :mod:`services.common.settings`). ``create_app(settings)``
+builds a fresh app (tests build theirs with their own settings); ``app`` is the one built from the
+environment.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI
 
-from services.common.auth import configure_auth, log_auth_mode
-from services.common.body_limit import BodyLimitMiddleware
-from services.common.errors import install_error_handlers
-from services.common.logs import configure_logging
-from services.common.metrics import HttpMetricsMiddleware
-from services.common.uploads import DecodeGate, keep_uploads_in_memory
+from services.common.app import FORM_OVERHEAD, build_app
 from services.inference.metrics import InferenceMetrics
+from services.inference.model_runner import ModelRunner
 from services.inference.routers import health, models, predict
-from services.inference.settings import InferenceSettings
-from services.inference.store import ModelStore
-
-log = logging.getLogger("services.inference")
-
-# Room for the multipart framing and the small form fields around one file.
-FORM_OVERHEAD = 64 * 1024
-# Bodies of the routes that take no upload.
-SMALL_BODY = 64 * 1024
+from services.inference.settings import InferenceSettings, get_settings
 
 DESCRIPTION = """Brain-MRI diagnosis support. Send one slice to `POST /predict` (or the slices of one
 subject to `POST /predict/study`) as multipart form data with the `task` (`tumor` or `dementia`); get
@@ -42,41 +31,27 @@ development mode. Not a medical device: results support, and never replace, a cl
 
 
 def create_app(settings: InferenceSettings | None = None) -> FastAPI:
-    settings = settings or InferenceSettings()
-    configure_logging(settings.log_level)
+    settings = settings or get_settings()
     metrics = InferenceMetrics()
-    store = ModelStore(settings, metrics)
+    runner = ModelRunner(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         torch.set_num_threads(settings.torch_threads)
-        log_auth_mode(settings.api_keys, "inference")
         # Load in the background so /healthz answers while /readyz waits for the models.
-        loading = asyncio.get_running_loop().run_in_executor(None, store.load_all)
+        loading = asyncio.get_running_loop().run_in_executor(None, runner.load_all)
         try:
             yield
         finally:
             loading.cancel()
-            store.close()
+            runner.close()
 
-    app = FastAPI(title="diseaseid inference", version="1.0", description=DESCRIPTION, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.store = store
-    app.state.metrics = metrics
-    app.state.decode_gate = DecodeGate(settings)
-    configure_auth(app, settings.api_keys)
-    install_error_handlers(app)
-    app.include_router(predict.router)
-    app.include_router(models.router)
-    app.include_router(health.router)
-    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
-    # Outermost: oversized bodies are refused before anything else reads them.
-    app.add_middleware(BodyLimitMiddleware, default=SMALL_BODY, per_path={
-        "/predict": settings.max_upload_bytes + FORM_OVERHEAD,
-        "/predict/study": settings.max_study_bytes,
-    })
-    keep_uploads_in_memory(max(settings.max_upload_bytes + FORM_OVERHEAD, settings.max_study_bytes))
-    return app
+    return build_app(
+        name="inference", title="diseaseid inference", version="1.0", description=DESCRIPTION,
+        settings=settings, lifespan=lifespan, routers=(predict.router, models.router, health.router),
+        state={"models": runner, "metrics": metrics}, http_metrics=metrics.http,
+        body_limits={"/predict": settings.max_upload_bytes + FORM_OVERHEAD, "/predict/study": settings.max_study_bytes},
+    )
 
 
 app = create_app()

@@ -1,8 +1,11 @@
-"""The loaded models and the threads that run them.
+"""The inference service's models and the threads that run them.
 
-Every task's student and teacher load once, in a background thread started by the app's lifespan, so that
-``/healthz`` answers at once and ``/readyz`` turns 200 when all models are loaded and warmed up. Decoding
-and forward passes run on a dedicated thread pool, never on the event loop.
+:class:`ModelRunner` holds the process's :class:`~diseaseid.serving.ModelPool` (the same pool an explain worker
+uses) and adds what an HTTP service needs around it: every task's student, teacher and subject-level head load
+once, in a background thread started by the app's lifespan, so that ``/healthz`` answers at once and
+``/readyz`` turns 200 when all are loaded and warmed up; a model that is missing is a 503 ``not_ready``, never
+a load in the middle of a request. Decoding and forward passes run on a dedicated thread pool, never on the
+event loop.
 """
 from __future__ import annotations
 
@@ -10,16 +13,11 @@ import asyncio
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-import numpy as np
-
-from diseaseid.data.preprocess import IMAGE_SIZE
-from diseaseid.serving import ROLES, Predictor, StudyModel, shipped_mil
-from diseaseid.tasks import TASKS
+from diseaseid.serving import ModelPool, Predictor, StudyModel, all_models, warm_up_predict
 from services.common.errors import NotReady
 from services.inference.metrics import InferenceMetrics
 from services.inference.settings import InferenceSettings
@@ -28,66 +26,51 @@ log = logging.getLogger("services.inference")
 T = TypeVar("T")
 
 
-class ModelStore:
+class ModelRunner:
     def __init__(self, settings: InferenceSettings, metrics: InferenceMetrics):
         self.settings = settings
         self.metrics = metrics
-        self.predictors: dict[tuple[str, str], Predictor] = {}
-        # Subject-level heads (attention MIL over the teacher's slice embeddings), for tasks that ship one.
-        self.study_models: dict[str, StudyModel] = {}
-        self.failures: dict[tuple[str, str], str] = {}
+        self.pool = ModelPool(settings.torch_device())
         self.loaded = threading.Event()
         self.executor = ThreadPoolExecutor(settings.inference_workers, thread_name_prefix="inference")
 
     @property
     def ready(self) -> bool:
-        return self.loaded.is_set() and not self.failures
+        return self.loaded.is_set() and not self.pool.failures
+
+    @property
+    def failures(self) -> dict[tuple[str, str], str]:
+        return self.pool.failures
 
     def load_all(self) -> None:
-        """Load and warm up every (task, role); a failure is logged and keeps the service unready."""
-        device = self.settings.torch_device()
-        blank = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-        for task in TASKS:
-            for role in ROLES:
-                start = time.perf_counter()
-                try:
-                    predictor = Predictor.from_shipped(task, role, device)
-                    predictor.predict(blank)  # the first forward pass is slow; pay it here
-                except Exception as exc:
-                    self.failures[(task, role)] = f"{type(exc).__name__}: {exc}"
-                    log.error("cannot load model %s/%s: %s", task, role, self.failures[(task, role)])
-                    continue
-                self.predictors[(task, role)] = predictor
-                seconds = time.perf_counter() - start
-                self.metrics.model_load.labels(task, role).set(seconds)
-                self.metrics.models_loaded.set(len(self.predictors))
-                log.info("loaded %s version %s in %.2f s", predictor.name, predictor.version, seconds)
-            self._load_study_model(task, blank)
+        """Load and warm up every (task, role) and subject-level head; a failure is logged and keeps the
+        service unready."""
+        self.pool.preload(all_models(), warm_up=warm_up_predict, study_models=True, keep_going=True,
+                          on_loaded=self._on_loaded)
+        for (task, role), reason in self.pool.failures.items():
+            if role == "mil":
+                log.error("cannot load the subject-level model of %s: %s", task, reason)
+            else:
+                log.error("cannot load model %s/%s: %s", task, role, reason)
         self.loaded.set()
 
-    def _load_study_model(self, task: str, blank: np.ndarray) -> None:
-        if shipped_mil(task) is None:
-            return
-        backbone = self.predictors.get((task, "teacher"))
-        try:
-            if backbone is None:
-                raise RuntimeError("its backbone, the teacher, did not load")
-            study = StudyModel.from_shipped(task, backbone)
-            study.predict(np.repeat(blank, 2, axis=0))
-        except Exception as exc:
-            self.failures[(task, "mil")] = f"{type(exc).__name__}: {exc}"
-            log.error("cannot load the subject-level model of %s: %s", task, self.failures[(task, "mil")])
-            return
-        self.study_models[task] = study
-        log.info("loaded %s version %s", study.name, study.version)
+    def _on_loaded(self, key: tuple[str, str], predictor: Predictor, seconds: float) -> None:
+        self.metrics.model_load.labels(*key).set(seconds)
+        self.metrics.models_loaded.set(len(self.pool.predictors))
+        log.info("loaded %s version %s in %.2f s", predictor.name, predictor.version, seconds)
 
-    def get(self, task: str, role: str) -> Predictor:
-        predictor = self.predictors.get((task, role))
+    def predictor(self, task: str, role: str) -> Predictor:
+        """The loaded predictor, or :class:`NotReady` (503) while loading or when it failed to load."""
+        predictor = self.pool.loaded(task, role)
         if predictor is None:
             if not self.loaded.is_set():
                 raise NotReady("models are still loading; retry shortly")
             raise NotReady(f"model {task}/{role} is not available on this server")
         return predictor
+
+    def study_model(self, task: str) -> StudyModel | None:
+        """The task's loaded subject-level head, if it has one and it loaded."""
+        return self.pool.study_models.get(task)
 
     async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Run ``fn`` on the inference thread pool and await its result."""

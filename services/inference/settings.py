@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 from pydantic import Field
 
@@ -33,3 +34,9 @@ class InferenceSettings(ServiceSettings):
         if role in ROLES:
             return DefaultModel(role, "set by DISEASEID_DEFAULT_MODEL(S)")
         return default_model(task)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> InferenceSettings:
+    """The settings read from the environment, once per process."""
+    return InferenceSettings()

@@ -16,8 +16,9 @@ from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 
 from diseaseid.tasks import get_task
+from services.common.errors import UnknownMethod, UnknownTarget
 from services.explain.api.metrics import QueueCollector
-from services.explain.api.routers.jobs import UnknownMethod, UnknownTarget, parse_methods, parse_target
+from services.explain.api.routers.jobs import parse_methods, parse_target
 from services.explain.api.submit import JOB_FUNCTION, ExplainRequest, submit
 from services.explain.redis_store import DURATION_BUCKETS, ExplainStore
 from services.explain.settings import ExplainSettings

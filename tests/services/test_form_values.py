@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from diseaseid.tasks import get_task
-from services.common.validation import InvalidFormValue, form_text
-from services.explain.api.routers.jobs import UnknownTarget, parse_target
+from services.common.errors import InvalidFormValue, UnknownTarget
+from services.common.validation import form_text
+from services.explain.api.routers.jobs import parse_target
 from tests.services.conftest import fixture_bytes
 from tests.services.explain_stack import ExplainStack
 

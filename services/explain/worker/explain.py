@@ -12,7 +12,7 @@ from diseaseid.explain.report import explain_slice
 from diseaseid.serving import Predictor
 from services.explain.redis_store import ExplainStore
 from services.explain.settings import get_settings
-from services.explain.worker.models import get_predictor
+from services.explain.worker.models import model_pool
 
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
 
@@ -44,7 +44,7 @@ def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target:
     image = image_from_payload(pixels)
     if settings.debug_delay_s > 0:
         time.sleep(settings.debug_delay_s)
-    predictor = get_predictor(task, role, settings.torch_device())
+    predictor = model_pool().get(task, role)
     report = explain_slice(predictor, image, methods, target)
     timing = {**report.timing, "total": time.perf_counter() - started}
 

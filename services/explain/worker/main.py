@@ -31,7 +31,7 @@ from rq.timeouts import JobTimeoutException
 
 from services.explain.redis_store import ExplainStore
 from services.explain.settings import ExplainSettings, get_settings
-from services.explain.worker.models import parse_preload, preload
+from services.explain.worker.models import model_pool, parse_preload
 
 log = logging.getLogger("services.explain.worker")
 
@@ -165,12 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(settings.torch_threads)
-    loaded = preload(parse_preload(settings.preload), settings.torch_device())
-    if settings.warmup:
-        from services.explain.worker.explain import warm_up
+    from services.explain.worker.explain import warm_up
 
-        for predictor in loaded:
-            warm_up(predictor)
+    loaded = model_pool().preload(parse_preload(settings.preload), warm_up=warm_up if settings.warmup else None)
     log.info("preloaded %d model(s)%s: %s", len(loaded), " and warmed them up" if settings.warmup else "",
              ", ".join(p.name for p in loaded))
 

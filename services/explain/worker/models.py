@@ -1,20 +1,16 @@
-"""The worker's loaded models: one ``Predictor`` per (task, role), loaded once per process and kept.
+"""The worker's models: one :class:`~diseaseid.serving.ModelPool` per process (the inference service holds one
+too), on the device the settings name.
 
 Loading a model costs far more than explaining one slice, so a worker preloads what it serves before it
-takes its first job and every job after that reuses the same objects.
+takes its first job and every job after that reuses the same objects; a model no one preloaded loads on
+its first job.
 """
 from __future__ import annotations
 
-import logging
-import threading
+from functools import lru_cache
 
-from diseaseid.serving import ROLES, Predictor
-from diseaseid.tasks import TASKS
-
-log = logging.getLogger(__name__)
-
-_predictors: dict[tuple[str, str], Predictor] = {}
-_lock = threading.Lock()
+from diseaseid.serving import ROLES, ModelPool, all_models
+from services.explain.settings import get_settings
 
 
 def parse_preload(spec: str) -> list[tuple[str, str]]:
@@ -22,7 +18,7 @@ def parse_preload(spec: str) -> list[tuple[str, str]]:
     if spec.strip() in ("", "none"):
         return []
     if spec.strip() == "all":
-        return [(t, r) for t in TASKS for r in ROLES]
+        return all_models()
     pairs = []
     for item in spec.split(","):
         task, _, role = item.strip().partition("/")
@@ -30,19 +26,7 @@ def parse_preload(spec: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def get_predictor(task: str, role: str, device: str = "cpu") -> Predictor:
-    """The process-wide predictor for ``task``/``role``, loading it on first use."""
-    key = (task, role)
-    predictor = _predictors.get(key)
-    if predictor is None:
-        with _lock:
-            predictor = _predictors.get(key)
-            if predictor is None:
-                predictor = Predictor.from_shipped(task, role, device)
-                _predictors[key] = predictor
-                log.info("loaded %s (%s) on %s", predictor.name, predictor.version, predictor.device)
-    return predictor
-
-
-def preload(pairs: list[tuple[str, str]], device: str = "cpu") -> list[Predictor]:
-    return [get_predictor(task, role, device) for task, role in pairs]
+@lru_cache(maxsize=1)
+def model_pool() -> ModelPool:
+    """This process's models."""
+    return ModelPool(get_settings().torch_device())

@@ -6,14 +6,15 @@ from fastapi import APIRouter
 from diseaseid.models.checkpoint import read_card
 from diseaseid.serving import ROLES, shipped_mil, shipped_weights
 from diseaseid.tasks import TASKS
-from services.inference.deps import SettingsDep, StoreDep
+from services.inference.deps import ModelsDep, SettingsDep
+from services.inference.model_runner import ModelRunner
 from services.inference.schemas import ModelsResponse
 
 router = APIRouter(tags=["models"])
 
 
-def _card(task: str, role: str, store) -> dict:
-    predictor = store.predictors.get((task, role))
+def _card(task: str, role: str, models: ModelRunner) -> dict:
+    predictor = models.pool.loaded(task, role)
     if predictor is not None:
         return predictor.card
     try:  # not loaded (yet): describe it from disk
@@ -22,9 +23,9 @@ def _card(task: str, role: str, store) -> dict:
         return {}
 
 
-def _study_model(task: str, store) -> dict | None:
+def _study_model(task: str, models: ModelRunner) -> dict | None:
     """The subject-level head `/predict/study` uses for this task, if it ships one."""
-    study = store.study_models.get(task)
+    study = models.study_model(task)
     if study is not None:
         card = study.card
     elif (path := shipped_mil(task)) is not None:
@@ -36,25 +37,25 @@ def _study_model(task: str, store) -> dict | None:
 
 
 @router.get("/models", response_model=ModelsResponse)
-async def list_models(store: StoreDep, settings: SettingsDep) -> dict:
+async def list_models(models: ModelsDep, settings: SettingsDep) -> dict:
     """Tasks, classes (with English and Russian names) and every model with its model card and metrics."""
     tasks = []
     for name, task in TASKS.items():
         choice = settings.default_choice(name)
         default = choice.role
-        models = []
+        entries = []
         for role in ROLES:
-            card = _card(name, role, store)
+            card = _card(name, role, models)
             arch = str(card.get("arch", ""))
-            models.append({"role": role, "name": f"{name}/{role}:{arch}", "arch": arch,
+            entries.append({"role": role, "name": f"{name}/{role}:{arch}", "arch": arch,
                            "version": str(card.get("version", "unknown")), "default": role == default,
-                           "loaded": (name, role) in store.predictors, "card": card})
+                           "loaded": models.pool.loaded(name, role) is not None, "card": card})
         tasks.append({
             "name": name, "description": task.description, "subject_level": task.subject_level,
             "classes": [{"name": c, "display_en": task.display(i, "en"), "display_ru": task.display(i, "ru")}
                         for i, c in enumerate(task.classes)],
-            "models": models,
+            "models": entries,
             "default_model": {"role": default, "reason": choice.reason},
-            "study_model": _study_model(name, store),
+            "study_model": _study_model(name, models),
         })
     return {"tasks": tasks}

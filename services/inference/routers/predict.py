@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from diseaseid.serving import Prediction, Predictor, StudyAnswer, StudyModel, answer_study
 from services.common.auth import require_api_key
-from services.common.errors import NotReady, ServiceError, UnknownAggregation, error_responses
+from services.common.errors import NotReady, ServiceError, TooManyFiles, UnknownAggregation, error_responses
 from services.common.images import DecodedImage
 from services.common.uploads import DecodeGate, read_upload_bytes
 from services.common.validation import (
@@ -17,7 +17,8 @@ from services.common.validation import (
     resolve_model,
     resolve_task,
 )
-from services.inference.deps import GateDep, MetricsDep, SettingsDep, StoreDep
+from services.inference.deps import DecodeGateDep, MetricsDep, ModelsDep, SettingsDep
+from services.inference.model_runner import ModelRunner
 from services.inference.schemas import PredictResponse, StudyResponse
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
@@ -47,18 +48,14 @@ async def single_study_fields(request: Request) -> None:
     reject_repeated_fields(await request.form(), multiple=("files",))
 
 
-class TooManyFiles(ServiceError):
-    status, code = 422, "too_many_files"
-
-
-def study_model(value: str | None, task: str, store) -> StudyModel | None:
+def study_model(value: str | None, task: str, models: ModelRunner) -> StudyModel | None:
     """The subject-level model the ``aggregate`` form value asks for, or None for the mean of slices."""
     value = resolve_aggregation(value)
     if value == "mean":
         return None
-    study = store.study_models.get(task)
+    study = models.study_model(task)
     if study is None and value == "mil":
-        if (task, "mil") in store.failures:
+        if (task, "mil") in models.failures:
             raise NotReady(f"the subject-level model of {task} is not available on this server")
         raise UnknownAggregation(f"task {task!r} has no subject-level model; use aggregate=mean or auto")
     return study
@@ -85,7 +82,7 @@ def conclusion(p: Prediction) -> dict:
              dependencies=[Depends(single_file_fields)],
              responses=error_responses(400, 401, 413, 415, 422, 503))
 async def predict(
-    store: StoreDep, settings: SettingsDep, metrics: MetricsDep, gate: GateDep,
+    models: ModelsDep, settings: SettingsDep, metrics: MetricsDep, gate: DecodeGateDep,
     file: Annotated[UploadFile, File(description="One MRI slice: JPEG, PNG or single-frame DICOM")],
     task: TaskForm,
     model: ModelForm = None,
@@ -96,13 +93,13 @@ async def predict(
     spec = resolve_task(task)
     role = resolve_model(model, settings.default_model_for(spec.name))
     with metrics.observe("predict", spec.name, role):
-        predictor = store.get(spec.name, role)
+        predictor = models.predictor(spec.name, role)
         data = await read_upload_bytes(file, settings.max_upload_bytes)
         t_read = time.perf_counter()
         # Decoding and the forward pass both run on the inference threads; large images take turns first.
-        image = await gate.decode(data, content_type=file.content_type, filename=file.filename, run=store.run)
+        image = await gate.decode(data, content_type=file.content_type, filename=file.filename, run=models.run)
         decode_s = time.perf_counter() - t_read
-        pred = (await store.run(predictor.predict, image.array[None]))[0]
+        pred = (await models.run(predictor.predict, image.array[None]))[0]
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc()
     return {"task": spec.name, **conclusion(pred), "model": model_ref(predictor, role), "input": image.info(),
@@ -139,7 +136,7 @@ def _predict_study(predictor: Predictor, images: list[DecodedImage], study: Stud
              dependencies=[Depends(single_study_fields)],
              responses=error_responses(400, 401, 413, 415, 422, 503))
 async def predict_study(
-    store: StoreDep, settings: SettingsDep, metrics: MetricsDep, gate: GateDep,
+    models: ModelsDep, settings: SettingsDep, metrics: MetricsDep, gate: DecodeGateDep,
     files: Annotated[list[UploadFile], File(description="Slices of one subject (repeat the field)")],
     task: TaskForm,
     model: ModelForm = None,
@@ -155,14 +152,14 @@ async def predict_study(
     with metrics.observe("predict_study", spec.name, role):
         if len(files) > settings.max_study_files:
             raise TooManyFiles(f"{len(files)} files sent; a study takes at most {settings.max_study_files}")
-        predictor = store.get(spec.name, role)
-        study = study_model(aggregate, spec.name, store)
+        predictor = models.predictor(spec.name, role)
+        study = study_model(aggregate, spec.name, models)
         uploads = [(await read_upload_bytes(f, settings.max_upload_bytes), f.content_type, f.filename)
                    for f in files]
         t_read = time.perf_counter()
-        images = await _decode_study(uploads, gate, store.run)
+        images = await _decode_study(uploads, gate, models.run)
         decode_s = time.perf_counter() - t_read
-        answer, aggregation = await store.run(_predict_study, predictor, images, study)
+        answer, aggregation = await models.run(_predict_study, predictor, images, study)
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc(len(images))
     return {

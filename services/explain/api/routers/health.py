@@ -1,25 +1,25 @@
-"""Liveness, readiness (Redis reachable and a worker alive) and Prometheus metrics."""
+"""Liveness, readiness (Redis reachable and a worker alive) and Prometheus metrics (no authentication: probes
+and scrapers call these)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
 from services.common.errors import NotReady, error_responses
 from services.common.liveness import alive_workers
 from services.common.metrics import metrics_response
-from services.explain.api.deps import ExplainQueue, Settings
+from services.explain.api.deps import MetricsRegistryDep, QueueDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict:
+async def healthz() -> dict:
     """The process answers."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses=error_responses(503))
-def readyz(settings: Settings, queue: ExplainQueue) -> dict:
-    """Ready when Redis answers and at least one worker has sent a heartbeat lately."""
+def _readiness(settings, queue) -> dict:
     queue.connection.ping()
     workers = alive_workers(queue, settings.heartbeat_fresh_s)
     if not workers:
@@ -27,7 +27,14 @@ def readyz(settings: Settings, queue: ExplainQueue) -> dict:
     return {"status": "ready", "redis": "ok", "workers": len(workers), "queued": queue.count}
 
 
+@router.get("/readyz", responses=error_responses(503))
+async def readyz(settings: SettingsDep, queue: QueueDep) -> dict:
+    """Ready when Redis answers and at least one worker has sent a heartbeat lately."""
+    return await run_in_threadpool(_readiness, settings, queue)
+
+
 @router.get("/metrics", response_class=Response)
-def metrics(request: Request) -> Response:
+async def metrics(registry: MetricsRegistryDep) -> Response:
     """Prometheus text format."""
-    return metrics_response(request.app.state.metrics_registry)
+    # The collector reads Redis at scrape time.
+    return await run_in_threadpool(metrics_response, registry)

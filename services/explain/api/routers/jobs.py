@@ -7,8 +7,9 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from starlette.concurrency import run_in_threadpool
 
 from diseaseid.tasks import Task
-from services.common.auth import Tenant
-from services.common.errors import ServiceError, error_responses
+from services.common.app import base_url
+from services.common.auth import TenantDep, require_api_key
+from services.common.errors import UnknownMethod, UnknownTarget, error_responses
 from services.common.uploads import read_image_upload
 from services.common.validation import (
     form_text,
@@ -16,21 +17,19 @@ from services.common.validation import (
     resolve_model,
     resolve_task,
 )
-from services.explain.api.deps import AsyncRedisClient, ExplainQueue, Settings, base_url
+from services.explain.api.deps import (
+    AsyncRedisDep,
+    DecodeGateDep,
+    QueueDep,
+    RequestMetricsDep,
+    SettingsDep,
+)
 from services.explain.api.schemas import JobAccepted, JobView
 from services.explain.api.submit import ExplainRequest, submit
 from services.explain.api.views import fetch_job, job_state, job_view, wait_for_outcome
 from services.explain.settings import METHODS
 
-router = APIRouter(prefix="/explain", tags=["explain"])
-
-
-class UnknownMethod(ServiceError):
-    status, code = 422, "unknown_method"
-
-
-class UnknownTarget(ServiceError):
-    status, code = 422, "unknown_target"
+router = APIRouter(prefix="/explain", tags=["explain"], dependencies=[Depends(require_api_key)])
 
 
 def parse_methods(values: list[str] | None) -> tuple[str, ...]:
@@ -68,9 +67,11 @@ async def single_valued_fields(request: Request) -> None:
 async def create_explain_job(
     request: Request,
     response: Response,
-    tenant: Tenant,
-    settings: Settings,
-    queue: ExplainQueue,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+    gate: DecodeGateDep,
+    request_metrics: RequestMetricsDep,
     file: Annotated[UploadFile, File(description="one MRI slice: JPEG, PNG or DICOM")],
     task: Annotated[str, Form(description="tumor or dementia")],
     model: Annotated[str | None, Form(description="student (default) or teacher")] = None,
@@ -83,11 +84,11 @@ async def create_explain_job(
     role = resolve_model(model)
     method_names = parse_methods(methods)
     target_index = parse_target(task_, target)
-    image = await read_image_upload(file, settings, request.app.state.decode_gate)
+    image = await read_image_upload(file, settings, gate)
     req = ExplainRequest(pixels=image.array.tobytes(), image_sha256=image.sha256, task=task_.name, role=role,
                          methods=method_names, target=target_index, tenant=tenant)
     job, deduplicated = await run_in_threadpool(submit, queue, settings, req)
-    request.app.state.request_metrics.submitted.labels("deduplicated" if deduplicated else "enqueued").inc()
+    request_metrics.submitted.labels("deduplicated" if deduplicated else "enqueued").inc()
     status_url = f"{base_url(request)}/explain/{job.id}"
     response.headers["Location"] = status_url
     return JobAccepted(job_id=job.id, status=job_state(job), status_url=status_url, deduplicated=deduplicated)
@@ -97,10 +98,10 @@ async def create_explain_job(
             responses=error_responses(401, 404, 503))
 async def get_explain_job(
     request: Request,
-    tenant: Tenant,
-    settings: Settings,
-    queue: ExplainQueue,
-    waiter: AsyncRedisClient,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+    waiter: AsyncRedisDep,
     job_id: str,
     wait: Annotated[float, Query(ge=0, description="seconds to wait for the job to end (long poll)")] = 0,
 ) -> JobView:
