@@ -9,7 +9,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 from aiogram.utils.chat_action import ChatActionSender
 
-from .client import DiseaseIdClient, InputRejected, ServiceError, ServiceTimeout
+from .client import DiseaseIdClient, InputRejected, ServiceCallError, ServiceTimeout
 from .formatting import conclusion_text
 from .media import Rejection, download, image_ref
 from .ratelimit import RateLimiter
@@ -36,7 +36,7 @@ def failure_text(exc: Exception, lang: str) -> str:
         return t("input_rejected", lang, reason=escape(exc.message or str(exc.code or "")))
     if isinstance(exc, ServiceTimeout):
         return t("service_slow", lang)
-    if isinstance(exc, ServiceError):
+    if isinstance(exc, ServiceCallError):
         return t("service_down", lang)
     return t("error", lang)
 
@@ -67,7 +67,7 @@ async def analyse_slice(message: Message, bot: Bot, client: DiseaseIdClient, set
         async with ChatActionSender.typing(bot=bot, chat_id=message.chat.id):
             upload = await download(bot, ref, settings.max_file_bytes)
             conclusion = await client.predict(upload, task)
-    except (Rejection, ServiceError) as exc:
+    except (Rejection, ServiceCallError) as exc:
         log.info("slice not analysed: %r", exc)
         await show(status, failure_text(exc, lang))
         return
@@ -88,7 +88,7 @@ async def send_heatmaps(message: Message, bot: Bot, client: DiseaseIdClient, set
             result = await client.explain(upload, conclusion.task, model=conclusion.model_role,
                                           timeout_s=settings.explain_timeout_s,
                                           poll_s=settings.explain_poll_s)
-    except ServiceError as exc:  # failed, timed out, or the explain service is down
+    except ServiceCallError as exc:  # failed, timed out, or the explain service is down
         log.warning("no heatmaps for this slice: %r", exc)
         await message.reply(t("heatmaps_failed", lang))
         return
@@ -134,7 +134,7 @@ async def analyse_study(messages: list[Message], bot: Bot, client: DiseaseIdClie
             if not uploads:
                 raise Rejection("album_empty")
             conclusion = await client.predict_study(uploads, task)
-    except (Rejection, ServiceError) as exc:
+    except (Rejection, ServiceCallError) as exc:
         log.info("study not analysed: %r", exc)
         await show(status, failure_text(exc, lang))
         return

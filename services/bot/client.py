@@ -7,22 +7,24 @@ from typing import Any
 
 import httpx
 
-from .schemas import Conclusion, ExplainImages, Upload, parse_conclusion, parse_study
+from .schemas import ClassNames, Conclusion, ExplainImages, Upload, parse_class_names, parse_conclusion, parse_study
 
 log = logging.getLogger(__name__)
 
 EXPLAIN_IMAGES = ("gradcam", "lrp", "panel")
 
 
-class ServiceError(Exception):
-    """A service could not give an answer; `code` is the service's error code when it sent one."""
+class ServiceCallError(Exception):
+    """A call to one of our services gave no answer; `code` is the service's error code when it sent one.
+
+    (Not services.common.errors.ServiceError, which a service raises to answer with an error.)"""
 
     def __init__(self, service: str, message: str, *, status: int | None = None, code: str | None = None):
         super().__init__(f"{service}: {message}")
         self.service, self.message, self.status, self.code = service, message, status, code
 
 
-class ServiceUnavailable(ServiceError):
+class ServiceUnavailable(ServiceCallError):
     """Down, overloaded, timing out or misconfigured: the user should simply try again later."""
 
 
@@ -30,11 +32,11 @@ class ServiceTimeout(ServiceUnavailable):
     """Reachable but too slow to answer within the request timeout (busy, or stuck)."""
 
 
-class InputRejected(ServiceError):
+class InputRejected(ServiceCallError):
     """The service understood the request and refused the image (unreadable, too large, wrong type)."""
 
 
-class ExplainFailed(ServiceError):
+class ExplainFailed(ServiceCallError):
     """The explain job finished without pictures, or did not finish in time."""
 
 
@@ -61,6 +63,7 @@ class DiseaseIdClient:
         self.explain_url = explain_url.rstrip("/")
         self._http = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s, connect=5.0),
                                        transport=transport)
+        self._class_names: dict[str, ClassNames] | None = None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -84,19 +87,34 @@ class DiseaseIdClient:
         raise InputRejected(service, message, status=response.status_code, code=code)
 
     # inference ---------------------------------------------------------------------------------------------
+    async def class_names(self, task: str) -> ClassNames:
+        """The display names of ``task``'s classes from ``GET /models`` (the task registry), fetched once.
+
+        Without them the chart shows class names as the service spells them; a failed fetch is tried again on
+        the next conclusion."""
+        if self._class_names is None:
+            try:
+                response = await self._request("inference", "GET", f"{self.inference_url}/models")
+                self._class_names = parse_class_names(response.json())
+            except (ServiceCallError, ValueError) as exc:
+                log.warning("could not read the class names from GET /models: %s", exc)
+                return {}
+        return self._class_names.get(task, {})
+
     async def predict(self, image: Upload, task: str, model: str | None = None) -> Conclusion:
         data = {"task": task, **({"model": model} if model else {})}
         files = {"file": (image.filename, image.content, image.content_type)}
         response = await self._request("inference", "POST", f"{self.inference_url}/predict",
                                        data=data, files=files)
-        return parse_conclusion(response.json(), task=task)
+        return parse_conclusion(response.json(), task=task, class_names=await self.class_names(task))
 
     async def predict_study(self, images: list[Upload], task: str, model: str | None = None) -> Conclusion:
         data = {"task": task, **({"model": model} if model else {})}
         files = [("files", (im.filename, im.content, im.content_type)) for im in images]
         response = await self._request("inference", "POST", f"{self.inference_url}/predict/study",
                                        data=data, files=files)
-        return parse_study(response.json(), task=task, n_files=len(images))
+        return parse_study(response.json(), task=task, n_files=len(images),
+                           class_names=await self.class_names(task))
 
     # explain -----------------------------------------------------------------------------------------------
     async def submit_explain(self, image: Upload, task: str, model: str | None = None) -> str:

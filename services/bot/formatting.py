@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from .schemas import Conclusion
-from .texts import class_name, t, task_name
+from .texts import t, task_name
 
 BAR_WIDTH = 10
 
@@ -16,10 +16,11 @@ def bar(p: float, width: int = BAR_WIDTH) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def probability_chart(probabilities: dict[str, float], lang: str) -> str:
-    """Classes sorted by probability, names padded so the bars line up in a monospace block."""
-    rows = sorted(probabilities.items(), key=lambda kv: kv[1], reverse=True)
-    names = [class_name(cls, lang) for cls, _ in rows]
+def probability_chart(c: Conclusion, lang: str) -> str:
+    """Classes sorted by probability, under their registry display names, padded so the bars line up in a
+    monospace block."""
+    rows = sorted(c.probabilities.items(), key=lambda kv: kv[1], reverse=True)
+    names = [c.class_display(cls, lang) for cls, _ in rows]
     pad = max((len(n) for n in names), default=0)
     lines = [f"{name:<{pad}} {bar(p)} {p * 100:5.1f}%" for name, (_, p) in zip(names, rows, strict=True)]
     return "<pre>" + escape("\n".join(lines)) + "</pre>"
@@ -63,7 +64,7 @@ def conclusion_text(c: Conclusion, lang: str, *, study: bool = False) -> str:
         parts.append(excluded_line(c, lang))
     parts.append(t("task_line", lang, task=escape(task_name(c.task, lang))))
     if c.probabilities:
-        parts.append(probability_chart(c.probabilities, lang))
+        parts.append(probability_chart(c, lang))
     if c.screening and "impaired_probability" in c.screening:
         answer = c.screening.get(f"display_{lang}") or c.screening.get("display_en", "")
         parts.append(t("screening_line", lang, answer=escape(str(answer)),

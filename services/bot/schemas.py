@@ -14,6 +14,22 @@ class Upload:
     content_type: str = "application/octet-stream"
 
 
+# A task's class display names as GET /models serves them from the task registry: class -> {"en", "ru"}.
+ClassNames = dict[str, dict[str, str]]
+
+
+def parse_class_names(models: dict[str, Any]) -> dict[str, ClassNames]:
+    """task -> its :data:`ClassNames`, from a ``GET /models`` body (what it cannot read is left out)."""
+    out: dict[str, ClassNames] = {}
+    for task in models.get("tasks") or ():
+        if not isinstance(task, dict) or not isinstance(task.get("classes"), list):
+            continue
+        out[str(task.get("name", ""))] = {
+            str(c["name"]): {"en": str(c.get("display_en") or c["name"]), "ru": str(c.get("display_ru") or c["name"])}
+            for c in task["classes"] if isinstance(c, dict) and "name" in c}
+    return out
+
+
 @dataclass(frozen=True)
 class Conclusion:
     """A slice-level or subject-level answer of the inference service."""
@@ -35,10 +51,17 @@ class Conclusion:
     # False when the service found the image is not a brain MRI slice (outcome not_a_brain_mri): no diagnosis.
     diagnosis: bool = True
     excluded: tuple[int, ...] = ()  # studies: indices of the slices flagged as not brain MRI and left out
+    # Every class's display names, from the task registry (GET /models); the services name the winner only.
+    class_names: ClassNames = field(default_factory=dict, repr=False, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def display(self, lang: str) -> str:
         return (self.display_ru if lang == "ru" else self.display_en) or self.label
+
+    def class_display(self, cls: str, lang: str) -> str:
+        """A class's display name as the task registry gives it; the class name itself when unknown."""
+        names = self.class_names.get(cls) or {}
+        return names.get(lang) or names.get("en") or cls
 
 
 def _model_info(data: dict[str, Any]) -> tuple[str, str, str]:
@@ -62,7 +85,7 @@ def _ood_info(data: dict[str, Any]) -> tuple[bool, float | None, tuple[str, ...]
 
 
 def parse_conclusion(data: dict[str, Any], *, task: str = "", n_slices: int = 1,
-                     defaults: dict[str, Any] | None = None) -> Conclusion:
+                     defaults: dict[str, Any] | None = None, class_names: ClassNames | None = None) -> Conclusion:
     """Build a Conclusion from one prediction object; `defaults` fills fields the object leaves out."""
     merged = {**(defaults or {}), **data}
     name, version, role = _model_info(merged)
@@ -82,7 +105,7 @@ def parse_conclusion(data: dict[str, Any], *, task: str = "", n_slices: int = 1,
         ood=flag, ood_score=score, ood_reasons=reasons,
         n_slices=int(merged.get("n_slices") or n_slices), raw=data,
         screening=merged.get("screening") if isinstance(merged.get("screening"), dict) and diagnosis else None,
-        diagnosis=diagnosis,
+        diagnosis=diagnosis, class_names=dict(class_names or {}),
     )
 
 
@@ -91,7 +114,8 @@ _SUBJECT_KEYS = ("subject", "aggregate", "aggregated", "study", "result")
 _SLICE_KEYS = ("slices", "predictions", "per_slice", "results")
 
 
-def parse_study(data: dict[str, Any], *, task: str, n_files: int) -> Conclusion:
+def parse_study(data: dict[str, Any], *, task: str, n_files: int, class_names: ClassNames | None = None
+                ) -> Conclusion:
     """The subject-level conclusion of a `/predict/study` response."""
     slices = next((data[k] for k in _SLICE_KEYS if isinstance(data.get(k), list)), None)
     n_slices = len(slices) if slices is not None else n_files
@@ -99,7 +123,7 @@ def parse_study(data: dict[str, Any], *, task: str, n_files: int) -> Conclusion:
     # Top-level fields (task, model, ...) stand in for what the subject object leaves out.
     defaults = {k: v for k, v in data.items() if k not in _SUBJECT_KEYS + _SLICE_KEYS}
     conclusion = parse_conclusion(subject if subject is not None else data, task=task, n_slices=n_slices,
-                                  defaults=defaults)
+                                  defaults=defaults, class_names=class_names)
     excluded = _excluded(data, slices)
     key = key_slice(data, slices, conclusion.label, n_slices, excluded) if conclusion.diagnosis else None
     return replace(conclusion, key_slice=key, excluded=excluded)

@@ -10,18 +10,8 @@ TASK_NAMES = {
     "dementia": {"en": "Dementia", "ru": "Деменция"},
 }
 
-# Class display names for the probability chart (the services give the display name of the winning
-# class only). Unknown classes fall back to the service's class name.
-CLASS_NAMES = {
-    "glioma": {"en": "Glioma", "ru": "Глиома"},
-    "meningioma": {"en": "Meningioma", "ru": "Менингиома"},
-    "notumor": {"en": "No tumor", "ru": "Нет опухоли"},
-    "pituitary": {"en": "Pituitary", "ru": "Гипофиз"},
-    "NonDemented": {"en": "Non-demented", "ru": "Нет деменции"},
-    "VeryMildDemented": {"en": "Very mild", "ru": "Очень лёгкая"},
-    "MildDemented": {"en": "Mild", "ru": "Лёгкая"},
-    "ModerateDemented": {"en": "Moderate", "ru": "Умеренная"},
-}
+# Class display names are not here: they come from the task registry (diseaseid/tasks.py) through GET /models,
+# so the conclusion's label and its chart name a class alike (services.bot.schemas.ClassNames).
 
 TEXTS: dict[str, dict[str, str]] = {
     "start": {
@@ -241,7 +231,3 @@ def t(key: str, lang: str, /, **values: object) -> str:
 
 def task_name(task: str, lang: str) -> str:
     return TASK_NAMES.get(task, {}).get(lang, task)
-
-
-def class_name(cls: str, lang: str) -> str:
-    return CLASS_NAMES.get(cls, {}).get(lang, cls)

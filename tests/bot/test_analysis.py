@@ -67,7 +67,13 @@ def test_photo_gets_status_then_conclusion_then_heatmap_album(glioma_exchange, s
     expected = predict_directly(services, tumor_slice("glioma"), "tumor")
     assert conclusion_label(conclusion.text) == expected["display_en"]
     text = strip_html(conclusion.text)
-    for name in ("Glioma", "Meningioma", "No tumor", "Pituitary"):
+    # Issue 16: the chart names each class as the task registry does (GET /models), the label among them.
+    models = httpx.get(f"{services['INFERENCE_URL']}/models", headers={"X-API-Key": services["DISEASEID_API_KEY"]},
+                       timeout=60).json()
+    classes = next(t["classes"] for t in models["tasks"] if t["name"] == "tumor")
+    names = [c["display_en"] for c in classes]
+    assert expected["display_en"] in names and "Pituitary tumor" in names
+    for name in names:
         assert re.search(rf"{name} +[█░]{{10}} +\d+\.\d%", text), f"no bar for {name} in {text!r}"
     assert expected["model"]["name"] in text and expected["model"]["version"] in text
     assert "Research tool, not a medical device" in text

@@ -10,7 +10,7 @@ from services.bot.client import DiseaseIdClient, ServiceTimeout, ServiceUnavaila
 from services.bot.formatting import bar, conclusion_text
 from services.bot.media import sniff
 from services.bot.ratelimit import RateLimiter
-from services.bot.schemas import Upload, parse_conclusion, parse_study
+from services.bot.schemas import Upload, parse_class_names, parse_conclusion, parse_study
 from tests.bot.conftest import png_bytes, tumor_slice
 from tests.services.conftest import free_port
 
@@ -121,6 +121,26 @@ def test_a_study_says_which_slices_were_left_out():
     text = conclusion_text(c, "en", study=True)
     assert text.startswith("⚠️ <b>None of the 3 images looks like a brain MRI slice</b>")
     assert "Conclusion:" not in text and "█" not in text
+
+
+def test_chart_and_label_name_a_class_alike():
+    """Issue 16: the class names come from GET /models (the task registry), so the label and its bar agree."""
+    from diseaseid.tasks import get_task
+
+    task = get_task("tumor")
+    models = {"tasks": [{"name": "tumor", "classes": [
+        {"name": c, "display_en": task.display(i, "en"), "display_ru": task.display(i, "ru")}
+        for i, c in enumerate(task.classes)]}]}
+    names = parse_class_names(models)["tumor"]
+    body = {"task": "tumor", "label": "notumor", "display_en": "No tumor", "display_ru": "Опухоль не выявлена",
+            "probabilities": {"glioma": 0.02, "meningioma": 0.03, "notumor": 0.9, "pituitary": 0.05},
+            "ood": {"flag": False, "score": -5.0, "reasons": []}}
+    c = parse_conclusion(body, task="tumor", class_names=names)
+    ru = conclusion_text(c, "ru")
+    assert "Вывод: <b>Опухоль не выявлена</b>" in ru and "Опухоль не выявлена █" in ru and "Нет опухоли" not in ru
+    assert "Pituitary tumor ░" in conclusion_text(c, "en")
+    # Without the names (GET /models unreachable) the chart falls back to the class names as served.
+    assert "notumor    █" in conclusion_text(parse_conclusion(body, task="tumor"), "en")
 
 
 def test_flat_prediction_shape_is_read_too():
