@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from diseaseid.serving import ROLES
 from diseaseid.serving.cli import load_predictor, model_args
 from diseaseid.tasks import TASKS
 
@@ -75,7 +76,7 @@ def register(sub) -> None:
                         "uninterrupted run ends")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs in all (resume later with --resume)")
-    p.add_argument("--ship", choices=("student", "teacher"), default=None,
+    p.add_argument("--ship", choices=ROLES, default=None,
                    help="also copy the result to weights/<task>/<role>.*")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)

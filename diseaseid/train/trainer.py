@@ -201,6 +201,204 @@ def _config_key(cfg: TrainConfig) -> dict:
     return d
 
 
+@dataclass
+class Teacher:
+    """What distillation reads: the teacher and, when cached, its logits (per view with ``views``)."""
+
+    model: nn.Module
+    logits: torch.Tensor | None = None  # n x classes, or views x n x classes
+    views: torch.Tensor | None = None  # views x n x 6 augmentation parameters (consistent distillation)
+
+    def logits_for(self, x: torch.Tensor, idx: torch.Tensor, view: int | None) -> torch.Tensor:
+        if self.views is not None:
+            return self.logits[view][idx]
+        if self.logits is not None:
+            return self.logits[idx]
+        with torch.no_grad():
+            return self.model(x)
+
+
+def load_teacher(cfg: TrainConfig, device: torch.device, train: ImageFolder, images: DeviceImages,
+                 cache_dir: Path | None, progress: bool) -> Teacher | None:
+    """``cfg.teacher`` on ``device`` with its logits cached as the configuration asks (None without one)."""
+    if not cfg.teacher:
+        return None
+    model, card = load_model(cfg.teacher, device)
+    if device.type == "cuda" or not str(card.get("arch", "")).startswith("convnet"):
+        model = model.to(memory_format=torch.channels_last)  # 40% faster for Lite0 on the CPU too
+    if cfg.kd_views:
+        views = view_params(len(train), cfg.kd_views, cfg.seed)
+        logits = cached_teacher_view_logits(cfg, model, card.get("version", cfg.teacher), images, train.labels,
+                                            views, cache_dir, progress).to(device)
+        return Teacher(model, logits, views)
+    if cfg.kd_cache:
+        return Teacher(model, torch.from_numpy(predict_logits(model, images)).to(device))
+    return Teacher(model)
+
+
+def loss_class_weights(cfg: TrainConfig, labels: np.ndarray, num_classes: int,
+                       device: torch.device) -> torch.Tensor | None:
+    """Inverse-frequency class weights with ``cfg.balanced`` (mean weight 1 over the classes present)."""
+    if not cfg.balanced:
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / num_classes, 0.0)
+    return torch.tensor(w, dtype=torch.float32, device=device)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weights only (not on biases and norm scales)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, foreach=True)
+
+
+def batch_loss(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None,
+               class_weights: torch.Tensor | None) -> torch.Tensor:
+    """Label-smoothed cross-entropy, or the distillation loss (Hinton et al. 2015) when a teacher speaks."""
+    if teacher_logits is not None:
+        return distillation_loss(logits, teacher_logits, y, cfg.kd_temperature, cfg.w_soft, cfg.w_ce,
+                                 cfg.label_smoothing, class_weights)
+    return F.cross_entropy(logits.float(), y, weight=class_weights, label_smoothing=cfg.label_smoothing)
+
+
+@dataclass
+class RunState:
+    """Where a run stands after ``epoch`` epochs: everything a checkpoint holds besides model and optimizer."""
+
+    step: int = 0
+    epoch: int = 0
+    seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    best_epoch: int = -1
+    best_state: dict | None = None
+    best_logits: np.ndarray | None = None
+
+    def select(self, cfg: TrainConfig, epoch: int, report: dict, val_logits: np.ndarray, model: nn.Module) -> None:
+        """Keep this epoch (1-based ``epoch``) if it beats the best ``cfg.select`` so far (macro-F1 where the
+        report lacks that metric)."""
+        score = report.get(cfg.select, report["macro_f1"])
+        if self.best is None or score > self.best.get(cfg.select, self.best["macro_f1"]):
+            self.best, self.best_epoch, self.best_logits = report, epoch, val_logits
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def patience_ran_out(self, cfg: TrainConfig) -> bool:
+        return self.epoch - self.best_epoch >= cfg.patience
+
+
+def save_checkpoint(path: Path, cfg: TrainConfig, state: RunState, model: nn.Module,
+                    opt: torch.optim.Optimizer, gen: torch.Generator) -> None:
+    """``checkpoint.pt``: the keys :func:`load_checkpoint` reads; written atomically (a kill mid-write leaves the
+    previous epoch's checkpoint)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config": _config_key(cfg), "epochs": cfg.epochs, "epoch": state.epoch, "step": state.step,
+                "seconds": state.seconds, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "history": state.history, "best": state.best, "best_epoch": state.best_epoch,
+                "best_state": state.best_state, "best_logits": state.best_logits, "generator": gen.get_state(),
+                "rng": _rng_state()}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer,
+                    gen: torch.Generator) -> RunState:
+    """Restore model, optimizer, data order and every RNG from ``path``; a checkpoint of another configuration
+    (anything but the epoch count and patience) is refused."""
+    ck = torch.load(path, weights_only=False)
+    if ck["config"] != _config_key(cfg) or ck["epochs"] != cfg.epochs:
+        raise ValueError(f"{path} was written by another configuration; start a new --out folder")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    gen.set_state(ck["generator"])
+    _set_rng_state(ck["rng"])
+    return RunState(step=ck["step"], epoch=ck["epoch"], seconds=ck["seconds"], history=ck["history"],
+                    best=ck["best"], best_epoch=ck["best_epoch"], best_state=ck["best_state"],
+                    best_logits=ck["best_logits"])
+
+
+@dataclass
+class Schedule:
+    """Steps per epoch and the learning rate at each step: linear warm-up, then cosine (:func:`lr_at`)."""
+
+    steps_per_epoch: int
+    total: int
+    warmup: int
+    base_lr: float
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, n_train: int) -> Schedule:
+        steps = max(1, n_train // cfg.batch_size)
+        return cls(steps, steps * cfg.epochs, int(cfg.warmup_epochs * steps), cfg.lr)
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.total, self.warmup, self.base_lr)
+
+
+def train_one_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
+                    schedule: Schedule, state: RunState, images: DeviceImages, labels: torch.Tensor,
+                    order: torch.Tensor, teacher: Teacher | None, class_weights: torch.Tensor | None,
+                    progress: bool) -> tuple[float, int | None]:
+    """One pass over ``order`` in batches (advancing ``state.step``); returns the mean training loss and the
+    resolution the epoch ran at (None: full size)."""
+    model.train()
+    size = cfg.low_res if cfg.low_res and epoch < cfg.low_res_epochs else None
+    view = epoch % cfg.kd_views if teacher is not None and teacher.views is not None else None
+    running, seen = 0.0, 0
+    bar = tqdm(range(schedule.steps_per_epoch), desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
+               disable=None if progress else True, leave=False)
+    for b in bar:
+        idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        for g in opt.param_groups:
+            g["lr"] = schedule.lr(state.step)
+        if view is not None:
+            x = images.batch(idx, views=teacher.views[view][idx.cpu()], size=size)
+        else:
+            x = images.batch(idx, cfg.augment, size=size)
+        y = labels[idx]
+        with autocast(images.device, cfg.precision):
+            logits = model(x)
+            t_logits = teacher.logits_for(x, idx, view) if teacher is not None else None
+            loss = batch_loss(cfg, logits, y, t_logits, class_weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state.step += 1
+        running += loss.item() * len(idx)
+        seen += len(idx)
+        bar.set_postfix(loss=f"{running / seen:.4f}")
+    return running / max(seen, 1), size
+
+
+def _seed_everything(seed: int) -> torch.Generator:
+    """Seed torch, numpy and random; the returned generator orders the training data."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig, num_classes: int, device: torch.device, channels_last: bool) -> nn.Module:
+    """``cfg.model`` on ``device``, started from ``cfg.init`` when given."""
+    if cfg.low_res and cfg.low_res_epochs and cfg.model.startswith("convnet"):
+        raise ValueError("progressive resizing needs a global-pooling model; the convnets' heads fix the size")
+    model = create_model(cfg.model, num_classes=num_classes, **cfg.model_args()).to(device)
+    if cfg.init:
+        init_weights(model, cfg)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _epoch_row(epoch: int, train_loss: float, seconds: float, size: int | None, report: dict) -> dict:
+    return {"epoch": epoch + 1, "train_loss": train_loss, "seconds": seconds,
+            **({"resolution": size} if size else {}),
+            **{k: report[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece", "nll")},
+            **{k: report[k] for k in ("subject_accuracy", "subject_balanced_accuracy") if k in report}}
+
+
 def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
         on_epoch: Callable[[int, dict], None] | None = None, progress: bool = True,
         checkpoint: str | Path | None = None, resume: bool = False, stop_after: int | None = None) -> FitResult:
@@ -209,126 +407,47 @@ def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
     ``on_epoch(epoch, val_report)`` is called after each epoch (an Optuna pruner raises from there).
     ``checkpoint``: a file written after every epoch (model, optimizer, step, RNG states, history, best so
     far); with ``resume`` the run continues from it and ends where an uninterrupted run ends. ``stop_after``
-    stops after that many epochs in all (for tests and time-boxed sessions; resume continues it)."""
+    stops after that many epochs in all (for tests and time-boxed sessions; resume continues it).
+
+    The steps, in the order that keeps a resumed run bit-identical (every random draw in the same place):
+    seed; :func:`build_model`; the data on the device; :func:`load_teacher`; :func:`make_optimizer`; then per
+    epoch :func:`train_one_epoch`, validation, :meth:`RunState.select`, :func:`save_checkpoint`."""
     task = get_task(cfg.task)
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    if cfg.low_res and cfg.low_res_epochs and cfg.model.startswith("convnet"):
-        raise ValueError("progressive resizing needs a global-pooling model; the convnets' heads fix the size")
-
-    model = create_model(cfg.model, num_classes=task.num_classes, **cfg.model_args()).to(device)
-    if cfg.init:
-        init_weights(model, cfg)
+    gen = _seed_everything(cfg.seed)
     channels_last = use_channels_last(cfg, device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg, task.num_classes, device, channels_last)
     tr_images = DeviceImages(train.images, device, channels_last)
     va_images = DeviceImages(val.images, device, channels_last)
     y_train = torch.from_numpy(train.labels).to(device)
-
-    teacher, teacher_logits, views = None, None, None
-    if cfg.teacher:
-        teacher, teacher_card = load_model(cfg.teacher, device)
-        if device.type == "cuda" or not str(teacher_card.get("arch", "")).startswith("convnet"):
-            teacher = teacher.to(memory_format=torch.channels_last)  # 40% faster for Lite0 on the CPU too
-        if cfg.kd_views:
-            views = view_params(len(train), cfg.kd_views, cfg.seed)
-            cache_dir = Path(checkpoint).parent / "kd-cache" if checkpoint else None
-            teacher_logits = cached_teacher_view_logits(
-                cfg, teacher, teacher_card.get("version", cfg.teacher), tr_images, train.labels, views, cache_dir,
-                progress).to(device)
-        elif cfg.kd_cache:
-            teacher_logits = torch.from_numpy(predict_logits(teacher, tr_images)).to(device)
-
-    class_weights = None
-    if cfg.balanced:
-        counts = np.bincount(train.labels, minlength=task.num_classes).astype(np.float64)
-        w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / task.num_classes, 0.0)
-        class_weights = torch.tensor(w, dtype=torch.float32, device=device)
-
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, foreach=True)
-    steps_per_epoch = max(1, len(train) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-
-    history, best, best_epoch, best_state, best_logits = [], None, -1, None, None
-    step, first_epoch, elapsed = 0, 0, 0.0
     checkpoint = Path(checkpoint) if checkpoint else None
+    teacher = load_teacher(cfg, device, train, tr_images, checkpoint.parent / "kd-cache" if checkpoint else None,
+                           progress)
+    class_weights = loss_class_weights(cfg, train.labels, task.num_classes, device)
+    opt = make_optimizer(model, cfg)
+    schedule = Schedule.of(cfg, len(train))
+
+    state = RunState()
     if resume and checkpoint is not None and checkpoint.exists():
-        ck = torch.load(checkpoint, weights_only=False)
-        if ck["config"] != _config_key(cfg) or ck["epochs"] != cfg.epochs:
-            raise ValueError(f"{checkpoint} was written by another configuration; start a new --out folder")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        step, first_epoch, elapsed = ck["step"], ck["epoch"], ck["seconds"]
-        history, best, best_epoch, best_logits = ck["history"], ck["best"], ck["best_epoch"], ck["best_logits"]
-        best_state = ck["best_state"]
-        gen.set_state(ck["generator"])
-        _set_rng_state(ck["rng"])
+        state = load_checkpoint(checkpoint, cfg, model, opt, gen)
         if progress:
-            print(f"resumed from {checkpoint} after epoch {first_epoch}", flush=True)
+            print(f"resumed from {checkpoint} after epoch {state.epoch}", flush=True)
+    first_epoch, elapsed = state.epoch, state.seconds
     start = time.time() - elapsed
-    stopped_early = first_epoch > 0 and first_epoch - best_epoch >= cfg.patience
+    stopped_early = first_epoch > 0 and state.patience_ran_out(cfg)
     for epoch in range(first_epoch, cfg.epochs):
         if stopped_early or (stop_after is not None and epoch >= stop_after):
             break
-        model.train()
-        perm = torch.randperm(len(train), generator=gen).to(device)
-        size = cfg.low_res if cfg.low_res and epoch < cfg.low_res_epochs else None
-        running, seen = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"{cfg.model} epoch {epoch + 1}/{cfg.epochs}",
-                   disable=None if progress else True, leave=False)
-        for b in bar:
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, warmup, cfg.lr)
-            if views is not None:
-                v = epoch % cfg.kd_views
-                x = tr_images.batch(idx, views=views[v][idx.cpu()], size=size)
-            else:
-                x = tr_images.batch(idx, cfg.augment, size=size)
-            y = y_train[idx]
-            with autocast(device, cfg.precision):
-                logits = model(x)
-                if teacher is not None:
-                    if views is not None:
-                        t_logits = teacher_logits[v][idx]
-                    elif teacher_logits is not None:
-                        t_logits = teacher_logits[idx]
-                    else:
-                        with torch.no_grad():
-                            t_logits = teacher(x)
-                    loss = distillation_loss(logits, t_logits, y, cfg.kd_temperature, cfg.w_soft, cfg.w_ce,
-                                             cfg.label_smoothing, class_weights)
-                else:
-                    loss = F.cross_entropy(logits.float(), y, weight=class_weights,
-                                           label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            running += loss.item() * len(idx)
-            seen += len(idx)
-            bar.set_postfix(loss=f"{running / seen:.4f}")
+        order = torch.randperm(len(train), generator=gen).to(device)
+        train_loss, size = train_one_epoch(cfg, epoch, model, opt, schedule, state, tr_images, y_train, order,
+                                           teacher, class_weights, progress)
         val_logits = predict_logits(model, va_images, precision=cfg.precision)
         report = evaluate_logits(val_logits, val)
         seconds = time.time() - start
-        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "seconds": seconds,
-               **({"resolution": size} if size else {}),
-               **{k: report[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece", "nll")},
-               **{k: report[k] for k in ("subject_accuracy", "subject_balanced_accuracy") if k in report}}
-        history.append(row)
-        score = report.get(cfg.select, report["macro_f1"])
-        if best is None or score > best.get(cfg.select, best["macro_f1"]):
-            best, best_epoch, best_logits = report, epoch + 1, val_logits
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        row = _epoch_row(epoch, train_loss, seconds, size, report)
+        state.history.append(row)
+        state.select(cfg, epoch + 1, report, val_logits, model)
+        state.epoch, state.seconds = epoch + 1, seconds
         if progress:
             done = epoch + 1 - first_epoch
             eta = (time.time() - start - elapsed) / done * (cfg.epochs - epoch - 1)
@@ -336,16 +455,11 @@ def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
                   + f" eta={eta / 60:.1f}min", flush=True)
         if on_epoch is not None:
             on_epoch(epoch, report)
-        stopped_early = epoch + 1 - best_epoch >= cfg.patience
+        stopped_early = state.patience_ran_out(cfg)
         if checkpoint is not None:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save({"config": _config_key(cfg), "epochs": cfg.epochs, "epoch": epoch + 1, "step": step,
-                        "seconds": seconds, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "history": history, "best": best, "best_epoch": best_epoch, "best_state": best_state,
-                        "best_logits": best_logits, "generator": gen.get_state(), "rng": _rng_state()}, tmp)
-            tmp.replace(checkpoint)  # atomic: a kill mid-write leaves the previous epoch's checkpoint
+            save_checkpoint(checkpoint, cfg, state, model, opt, gen)
         if stopped_early and progress:
             print(f"early stop: no {cfg.select} improvement for {cfg.patience} epochs")
-    model.load_state_dict(best_state)
-    return FitResult(model.eval(), best, best_epoch, history, time.time() - start, best_logits)
+    model.load_state_dict(state.best_state)
+    return FitResult(model.eval(), state.best, state.best_epoch, state.history, time.time() - start,
+                     state.best_logits)
