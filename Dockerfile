@@ -49,15 +49,17 @@ COPY services ./services
 COPY weights ./weights
 RUN python -m compileall -q diseaseid services && chmod -R a+rX /app
 
-# --- runtime: slim base, the venv and the app, an unprivileged user ----------------------------------
-FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
+# --- runtime: the dependency layers as they are, the app, an unprivileged user ---------------------------
+# FROM deps rather than a fresh base plus `COPY --from=deps /opt/venv`: deps holds no compiler and no pip
+# cache (wheels only, PIP_NO_CACHE_DIR), so that copy added nothing but a second multi-GB layer to write,
+# hash and push on every dependency change (docs/deploy.md, "Image size and build time").
+FROM deps AS runtime
 ARG TORCH_VARIANT=cpu
 LABEL org.opencontainers.image.title="diseaseid" \
       org.opencontainers.image.description="Brain-MRI diagnosis support: inference, explanations (Grad-CAM, LRP), Telegram bot" \
       org.opencontainers.image.licenses="Apache-2.0" \
       io.diseaseid.torch-variant="${TORCH_VARIANT}"
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home diseaseid
-COPY --from=deps /opt/venv /opt/venv
 COPY --from=app /app /app
 WORKDIR /app
 # PYTHONPATH, not an installed package: diseaseid finds weights/ beside its own folder (diseaseid/paths.py).
