@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from tests.deploy.processes import child_pids
 from tests.services.conftest import REPO, free_port
 from tests.services.redis_server import answers_ping as answers
 
@@ -30,18 +31,6 @@ def wait_until(condition, timeout: float) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def child_pids(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children
 
 
 @pytest.fixture

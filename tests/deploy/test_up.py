@@ -28,6 +28,7 @@ import httpx
 import pytest
 from supervisor.xmlrpc import SupervisorTransport
 
+from tests.deploy.processes import child_pids
 from tests.services.conftest import REPO, fixture_bytes, free_port
 
 UP = REPO / "scripts" / "up.sh"
@@ -80,18 +81,6 @@ def kill_marked(marker: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def child_pids(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children
 
 
 @dataclass
