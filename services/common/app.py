@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 
@@ -81,6 +81,10 @@ def app_state(name: str) -> Any:
 
     dependency.__name__ = f"get_{name}"
     return Depends(dependency)
+
+
+# Every app built here has one (build_app makes it), so the alias is shared rather than in each deps.py.
+DecodeGateDep = Annotated[DecodeGate, app_state("decode_gate")]
 
 
 def base_url(request: Request) -> str:

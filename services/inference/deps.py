@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from services.common.app import app_state
-from services.common.uploads import DecodeGate
 from services.inference.metrics import InferenceMetrics
 from services.inference.model_runner import ModelRunner
 from services.inference.settings import InferenceSettings
@@ -13,4 +12,3 @@ from services.inference.settings import InferenceSettings
 SettingsDep = Annotated[InferenceSettings, app_state("settings")]
 ModelsDep = Annotated[ModelRunner, app_state("models")]
 MetricsDep = Annotated[InferenceMetrics, app_state("metrics")]
-DecodeGateDep = Annotated[DecodeGate, app_state("decode_gate")]

@@ -9,7 +9,6 @@ from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
 
 from services.common.app import app_state
-from services.common.uploads import DecodeGate
 from services.explain.api.metrics import RequestMetrics
 from services.explain.redis_store import ExplainStore
 from services.explain.settings import ExplainSettings
@@ -17,7 +16,6 @@ from services.explain.settings import ExplainSettings
 SettingsDep = Annotated[ExplainSettings, app_state("settings")]
 QueueDep = Annotated[Queue, app_state("queue")]
 ResultStoreDep = Annotated[ExplainStore, app_state("store")]
-DecodeGateDep = Annotated[DecodeGate, app_state("decode_gate")]
 RequestMetricsDep = Annotated[RequestMetrics, app_state("request_metrics")]
 MetricsRegistryDep = Annotated[CollectorRegistry, app_state("metrics_registry")]
 # For the long poll only: waiting on Redis from the event loop holds no thread.

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from diseaseid.serving import Prediction, Predictor, StudyAnswer, StudyModel, answer_study
+from services.common.app import DecodeGateDep
 from services.common.auth import require_api_key
 from services.common.errors import NotReady, ServiceError, TooManyFiles, UnknownAggregation, error_responses
 from services.common.images import DecodedImage
@@ -17,7 +18,7 @@ from services.common.validation import (
     resolve_model,
     resolve_task,
 )
-from services.inference.deps import DecodeGateDep, MetricsDep, ModelsDep, SettingsDep
+from services.inference.deps import MetricsDep, ModelsDep, SettingsDep
 from services.inference.model_runner import ModelRunner
 from services.inference.schemas import PredictResponse, StudyResponse
 

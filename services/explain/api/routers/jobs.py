@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from starlette.concurrency import run_in_threadpool
 
 from diseaseid.tasks import Task
-from services.common.app import base_url
+from services.common.app import DecodeGateDep, base_url
 from services.common.auth import TenantDep, require_api_key
 from services.common.errors import UnknownMethod, UnknownTarget, error_responses
 from services.common.uploads import read_image_upload
@@ -19,7 +19,6 @@ from services.common.validation import (
 )
 from services.explain.api.deps import (
     AsyncRedisDep,
-    DecodeGateDep,
     QueueDep,
     RequestMetricsDep,
     SettingsDep,
