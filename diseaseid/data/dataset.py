@@ -84,6 +84,23 @@ class ImageFolder:
             h.update(f"{f}\t{y}\t{(self.root / f).stat().st_size}\n".encode())
         return h.hexdigest()[:16]
 
+    def subject_slices(self) -> dict[str, np.ndarray]:
+        """Subject (sorted) -> indices of its slices, lowest first (stable for equal or unknown ranks); slices
+        without a subject are left out."""
+        by_subject: dict[str, list[int]] = {}
+        for i, s in enumerate(self.subjects):
+            if s is not None:
+                by_subject.setdefault(s, []).append(i)
+        out = {}
+        for s in sorted(by_subject):
+            idx = np.array(by_subject[s])
+            out[s] = idx[np.argsort(self.slice_ranks[idx], kind="stable")]
+        return out
+
+    def subject_label(self, index: np.ndarray) -> int:
+        """A subject's class: the majority label of its slices (they all share one in our data sets)."""
+        return int(np.bincount(self.labels[index]).argmax())
+
     def class_counts(self) -> dict[str, int]:
         return {c: int((self.labels == i).sum()) for i, c in enumerate(self.task.classes)}
 

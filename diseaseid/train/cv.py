@@ -30,19 +30,9 @@ class Bags:
 
 def subject_bags(ds: ImageFolder, features: dict[str, np.ndarray]) -> Bags:
     """Group per-slice ``features`` (name -> N x F) by subject, ordered by slice position."""
-    subjects = sorted({s for s in ds.subjects if s is not None})
-    by_subject: dict[str, list[int]] = {s: [] for s in subjects}
-    for i, s in enumerate(ds.subjects):
-        if s is not None:
-            by_subject[s].append(i)
-    bags, labels, index = [], [], []
-    for s in subjects:
-        idx = np.array(by_subject[s])
-        idx = idx[np.argsort(ds.slice_ranks[idx], kind="stable")]
-        bags.append({k: v[idx] for k, v in features.items()})
-        labels.append(int(np.bincount(ds.labels[idx]).argmax()))
-        index.append(idx)
-    return Bags(subjects, np.array(labels), bags, index)
+    slices = ds.subject_slices()
+    return Bags(list(slices), np.array([ds.subject_label(idx) for idx in slices.values()]),
+                [{k: v[idx] for k, v in features.items()} for idx in slices.values()], list(slices.values()))
 
 
 def subject_folds(labels: np.ndarray, folds: int = 5, repeats: int = 3, seed: int = 0):
@@ -139,7 +129,7 @@ def cross_validate(bags: Bags, head, classes, folds: int = 5, repeats: int = 3, 
             oof_slices[r, te] = res.slice_probs
     per_repeat = [subject_metrics(oof[r], y, classes) for r in range(repeats)]
     mean_probs = oof.mean(0)
-    out = {"folds": folds, "repeats": repeats, "subjects": s, "seconds": round(time.time() - start, 1)}
+    out = {"folds": folds, "repeats": repeats, "seed": seed, "subjects": s, "seconds": round(time.time() - start, 1)}
     for key in ("balanced_accuracy_3", "accuracy", "screening_auc", "screening_sensitivity_at_90_specificity",
                 "max_wrong_class_share", "moderate_said_for_normal"):
         vals = np.array([m[key] for m in per_repeat], float)

@@ -29,9 +29,14 @@ STUDY_HEADS = {"slice-linear": ("slices", 1, 100.0), "mean-linear": ("linear", 1
                "slab4-linear": ("linear", 4, 100.0)}
 
 
-CV_SPLIT = {"file": None, "cv": {"folds": 5, "repeats": 3, "seed": 0, "grouped_by": "subject",
+def cv_split(result: dict) -> dict:
+    """A card's ``split``: the cross-validation ``result`` (of :func:`diseaseid.train.cv.cross_validate`) was
+    run with, read from the result itself."""
+    return {"file": None, "cv": {"folds": result["folds"], "repeats": result["repeats"],
+                                 "seed": result.get("seed", 0), "grouped_by": "subject",
                                  "stratified_by": "class (ModerateDemented with MildDemented)"},
-            "note": "fitted on all 160 subjects; figures are out-of-fold predictions of the same recipe"}
+            "note": f"fitted on all {result['subjects']} subjects; figures are out-of-fold predictions of the "
+                    "same recipe"}
 
 
 OOD_MRI_FLAGGED = 0.01
@@ -92,7 +97,7 @@ def _slice_model_card(role: str, arch: str, ds, bags, result: dict, logits: np.n
                 "note": "threshold from the shipped model's energies on its own training slices, set to flag 1% "
                         "of them: the energy of a linear head over frozen features flags no non-MRI image by "
                         "itself, the image checks flag them all, so a 5% threshold would only cost real slices"},
-        "split": CV_SPLIT,
+        "split": cv_split(result),
         "data_fingerprint": ds.fingerprint(),
         "command": "python -m diseaseid ship-dementia --ship",
     }
@@ -180,7 +185,7 @@ def cmd_ship_dementia(args) -> int:
             "calibration": {**calibration_summary(np.log(np.clip(result["oof_probabilities"], 1e-9, 1)),
                                                   bags.labels),
                             "fitted_on": "out-of-fold subject predictions"},
-            "split": CV_SPLIT,
+            "split": cv_split(result),
             "data_fingerprint": ds.fingerprint(), "command": f"python -m diseaseid ship-dementia --study-head "
                                                             f"{args.study_head} --ship"}
     written["mil"] = save_model(head_model, out / "mil", card, dtype=torch.float32)

@@ -30,16 +30,13 @@ def slice_embeddings(backbone: nn.Module, images: np.ndarray, batch_size: int = 
 
 
 def subject_bags(ds: ImageFolder, feats: np.ndarray) -> dict:
-    """Per subject: embeddings ordered by slice position, relative positions in [0, 1], and the label."""
+    """Per subject (``ImageFolder.subject_slices``): embeddings ordered by slice position, relative positions in
+    [0, 1], and the label."""
     bags = {}
-    for s in sorted({x for x in ds.subjects if x is not None}):
-        idx = np.array([i for i, x in enumerate(ds.subjects) if x == s])
-        order = np.argsort(ds.slice_ranks[idx], kind="stable")
-        idx = idx[order]
-        n = len(idx)
+    for s, idx in ds.subject_slices().items():
         ranks = ds.slice_ranks[idx].astype(np.float32)
-        pos = ranks / max(ranks.max(), 1) if (ranks >= 0).all() else np.linspace(0, 1, n, dtype=np.float32)
-        bags[s] = (feats[idx], pos, int(np.bincount(ds.labels[idx]).argmax()))
+        pos = ranks / max(ranks.max(), 1) if (ranks >= 0).all() else np.linspace(0, 1, len(idx), dtype=np.float32)
+        bags[s] = (feats[idx], pos, ds.subject_label(idx))
     return bags
 
 
@@ -57,7 +54,7 @@ def class_weights(y: torch.Tensor, k: int, mode: str = "balanced") -> torch.Tens
     return w
 
 
-def _stack(bags: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def stack_bags(bags: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     n = max(len(b[0]) for b in bags)
     f = torch.zeros(len(bags), n, bags[0][0].shape[1])
     p = torch.zeros(len(bags), n)
@@ -82,8 +79,8 @@ def train_mil(train_bags: dict, val_bags: dict, classes, epochs: int = 300, lr: 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     tr = list(train_bags.values())
-    f, p, m, y = _stack(tr)
-    vf, vp, vm, vy = _stack(list(val_bags.values()))
+    f, p, m, y = stack_bags(tr)
+    vf, vp, vm, vy = stack_bags(list(val_bags.values()))
     k = len(classes)
     model = create_model("attention_mil", num_classes=k, in_features=f.shape[-1], hidden=hidden, dropout=dropout)
     weights = class_weights(y, k, class_weighting)

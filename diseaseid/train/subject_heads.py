@@ -207,9 +207,9 @@ def attention_mil(train_bags, y, test_bags, weighting: str = "none", epochs: int
     te = as_bags(test_bags, np.zeros(len(test_bags), int))
     classes = tuple(str(i) for i in range(K))
     model, _, _ = train_mil(tr, te, classes, epochs=epochs, class_weighting=weighting)
-    from diseaseid.train.mil import _stack
+    from diseaseid.train.mil import stack_bags
 
-    f, p, m, _ = _stack(list(te.values()))
+    f, p, m, _ = stack_bags(list(te.values()))
     with torch.no_grad():
         logits = model(f, p, m).numpy()
     if weighting != "none":
@@ -280,7 +280,7 @@ HEADS = {
                      lambda tr, y, te: bag_ordinal(tr, y, te, l2=30.0)),
     "slab4-ordinal": ("cumulative-link ordinal model on 4 slab means",
                       lambda tr, y, te: bag_ordinal(tr, y, te, l2=100.0, slabs=4)),
-    "csf-linear": ("logistic regression on CSF-like dark-pixel shares per slab (scripts/dementia_baselines.py)",
+    "csf-linear": ("logistic regression on CSF-like dark-pixel shares per slab (csf_features)",
                    lambda tr, y, te: bag_linear(tr, y, te, l2=10.0, balanced=False, key="csf", slabs=4)),
     "csf-ordinal": ("cumulative-link ordinal model on the CSF features",
                     lambda tr, y, te: bag_ordinal(tr, y, te, l2=10.0, key="csf", slabs=4)),

@@ -40,17 +40,26 @@ def test_folds_group_subjects_and_stratify():
 
 
 def test_subject_bags_keep_each_subjects_slices_in_stack_order():
-    class DS:
-        subjects = ["b", "a", "b", "a", "b"]
-        slice_ranks = np.array([2, 1, 0, 0, 1])
-        labels = np.array([1, 0, 1, 0, 1])
+    from pathlib import Path
 
-    feats = {"f": np.arange(5, dtype=float)[:, None]}
-    bags = subject_bags(DS(), feats)
+    from diseaseid.data.dataset import ImageFolder
+    from diseaseid.tasks import get_task
+
+    ds = ImageFolder(Path("."), get_task("dementia"), [f"{i}.jpg" for i in range(6)], np.array([1, 0, 1, 0, 1, 0]),
+                     ["b", "a", "b", "a", "b", None], np.array([2, 1, 0, 0, 1, 0]))
+    feats = {"f": np.arange(6, dtype=float)[:, None]}
+    bags = subject_bags(ds, feats)
     assert bags.subjects == ["a", "b"]
     assert bags.labels.tolist() == [0, 1]
     assert bags.bags[0]["f"][:, 0].tolist() == [3, 1]  # a: rank 0 (index 3), rank 1 (index 1)
     assert bags.bags[1]["f"][:, 0].tolist() == [2, 4, 0]
+    assert [i.tolist() for i in bags.slice_index] == [[3, 1], [2, 4, 0]]  # a slice without a subject is left out
+    # The MIL head's bags group the same way (one grouping, ImageFolder.subject_slices).
+    from diseaseid.train.mil import subject_bags as mil_bags
+
+    mil = mil_bags(ds, feats["f"])
+    assert list(mil) == ["a", "b"] and mil["b"][0][:, 0].tolist() == [2, 4, 0] and mil["b"][2] == 1
+    assert mil["b"][1].tolist() == [0.0, 0.5, 1.0]  # relative positions from the ranks
 
 
 def test_prior_correction_undoes_class_balancing():
