@@ -77,6 +77,8 @@ def test_fraction_min_groups_and_seed():
     assert len(others) > 1  # the seed chooses which groups
     _, default = grouped_stratified_split(labels, groups)
     assert (labels[default] == 0).sum() == 4 and (labels[default] == 1).sum() == 1  # 20% by default, seed 0
+    assert np.array_equal(default, grouped_stratified_split(labels, groups, 0.2, seed=0)[1])
+    assert not np.array_equal(default, grouped_stratified_split(labels, groups, 0.2, seed=1)[1])
 
 
 def test_a_group_is_stratified_under_its_majority_label():
