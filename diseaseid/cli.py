@@ -10,11 +10,12 @@ import sys
 
 from diseaseid.explain import cli as explain_cli
 from diseaseid.serving import cli as serving_cli
+from diseaseid.serving import ood_fit
 from diseaseid.train import cli as train_cli
 
 # In the order they appear in --help: train, evaluate and the other training commands; predict, calibrate;
-# explain, explain-eval.
-COMMAND_GROUPS = (train_cli, serving_cli, explain_cli)
+# ood-fit; explain, explain-eval.
+COMMAND_GROUPS = (train_cli, serving_cli, ood_fit, explain_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

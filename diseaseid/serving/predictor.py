@@ -3,9 +3,10 @@
 Services use this and nothing below it: ``Predictor.from_shipped(task, role)`` then ``predict(images)``.
 
 The OOD verdict does not depend on the model that answers: a shipped predictor carries the task's detector
-(``diseaseid.serving.ood.detector_of``), whose energy score at its card threshold decides with the image
-checks. A flagged image gets no diagnosis: ``label`` and ``label_index`` are None and ``outcome`` is
-``not_a_brain_mri``; the probabilities stay for tools that ask.
+(``diseaseid.serving.ood.detector_of``) and the task's feature statistics (``weights/<task>/ood.*``): the
+distance of the detector's features to the task's training slices decides with the image checks (without
+statistics, the detector's energy score at its card threshold). A flagged image gets no diagnosis: ``label``
+and ``label_index`` are None and ``outcome`` is ``not_a_brain_mri``; the probabilities stay for tools that ask.
 """
 from __future__ import annotations
 
@@ -24,10 +25,13 @@ from diseaseid.serving.ood import (
     DIAGNOSIS,
     NOT_A_BRAIN_MRI,
     NOT_A_BRAIN_MRI_DISPLAY,
+    FeatureDetector,
     detector_of,
     energy_score,
     image_checks,
+    load_feature_detector,
 )
+from diseaseid.serving.ood_features import features_and_logits
 from diseaseid.tasks import Task, get_task
 
 ROLES = ("student", "teacher")
@@ -56,7 +60,7 @@ class Prediction:
     ood_reasons: list[str] = field(default_factory=list)
     screening: dict | None = None  # normal vs impaired, where the task defines it (Task.screening); None if ood
     outcome: str = DIAGNOSIS  # or NOT_A_BRAIN_MRI (then label, label_index and screening are None)
-    ood_detector: str | None = None  # the model whose energy score decided (name), None: image checks only
+    ood_detector: str | None = None  # the model whose features (or energy) decided (name), None: image checks only
 
     @property
     def is_diagnosis(self) -> bool:
@@ -93,7 +97,7 @@ def shipped_detector(task: str, device: str | torch.device = "cpu") -> Predictor
 
 class Predictor:
     def __init__(self, model: torch.nn.Module, card: dict, device: str | torch.device = "cpu",
-                 detector: Predictor | None = None):
+                 detector: Predictor | None = None, feature_detector: FeatureDetector | None = None):
         self.model = model.eval()
         self.card = card
         self.device = torch.device(device)
@@ -102,8 +106,10 @@ class Predictor:
         self.temperature: float = float(card.get("calibration", {}).get("temperature", 1.0))
         ood = card.get("ood", {})
         self.ood_threshold: float | None = ood.get("threshold")
-        # Whose energy score decides OOD: ``detector`` (the task's shipped detector), else this model.
+        # Whose model decides OOD: ``detector`` (the task's shipped detector), else this model; by the distance of
+        # its features (``feature_detector``, this task's statistics) or else by its energy score.
         self.detector: Predictor = detector if detector is not None else self
+        self.feature_detector = feature_detector
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
@@ -116,6 +122,8 @@ class Predictor:
         predictor = cls.from_weights(shipped_weights(task, role), device)
         if (task, role) != detector_of(task):
             predictor.detector = shipped_detector(task, device) or predictor
+        if predictor.detector.task.name == detector_of(task)[0]:  # the shipped detector itself, not a fallback
+            predictor.feature_detector = load_feature_detector(task, weights_dir(), predictor.detector.version)
         return predictor
 
     @property
@@ -132,16 +140,36 @@ class Predictor:
         x = normalize(images, self.device)
         return self.model(x).float().cpu()
 
+    @torch.inference_mode()
+    def features_and_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """N x 224 x 224 x 3 uint8 -> (N x F pooled penultimate features, N x C raw logits), one forward pass."""
+        return features_and_logits(self.model, images, self.device, batch_size=max(1, len(images)))
+
     def predict(self, images: np.ndarray | list[np.ndarray]) -> list[Prediction]:
         images = np.stack(images) if isinstance(images, list) else images
         if images.ndim == 3:
             images = images[None]
-        logits = self.logits(images)
+        detector, features = self.detector, self.feature_detector
+        if features is not None:
+            if detector is self:
+                feats, logits_np = self.features_and_logits(images)
+                logits = torch.from_numpy(logits_np)
+            else:
+                logits = self.logits(images)
+                feats = detector.features_and_logits(images)[0]
+            scores = features.score(feats, images)
+            flags = [s > features.threshold for s in scores]
+            extra = [features.reason(float(s), detector.name) for s in scores]
+        else:
+            logits = self.logits(images)
+            scores = energy_score(logits if detector is self else detector.logits(images)).numpy()
+            threshold = detector.ood_threshold
+            flags = [threshold is not None and s > threshold for s in scores]
+            extra = [f"unusual for the {detector.name} detector (energy {s:.2f} > {threshold:.2f})"
+                     if flag else "" for s, flag in zip(scores, flags)]
         probs = torch.softmax(logits / self.temperature, dim=1).numpy()
-        detector = self.detector
-        scores = energy_score(logits if detector is self else detector.logits(images)).numpy()
-        return [self._prediction(p, float(s), image_checks(img), detector.ood_threshold)
-                for p, s, img in zip(probs, scores, images)]
+        return [self._prediction(p, float(s), [*image_checks(img), *([why] if flag else [])])
+                for p, s, img, flag, why in zip(probs, scores, images, flags, extra)]
 
     def aggregate(self, predictions: list[Prediction], probabilities: np.ndarray | None = None) -> Prediction:
         """Subject-level result from the slices not flagged as OOD: the mean of their calibrated probabilities,
@@ -155,16 +183,14 @@ class Predictor:
         probs = probabilities if probabilities is not None and not reasons else np.mean(
             [[p.probabilities[c] for c in self.task.classes] for p in used], axis=0)
         score = float(np.mean([p.ood_score for p in used]))
-        return self._prediction(probs, score, reasons, None)
+        return self._prediction(probs, score, reasons)
 
-    def _prediction(self, probs: np.ndarray, score: float, reasons: list[str],
-                    threshold: float | None) -> Prediction:
-        """``threshold``: the detector's energy threshold (None: ``reasons`` alone decide)."""
-        if threshold is not None and score > threshold:
-            reasons = [*reasons, f"unusual for the {self.detector.name} detector "
-                                 f"(energy {score:.2f} > {threshold:.2f})"]
+    def _prediction(self, probs: np.ndarray, score: float, reasons: list[str]) -> Prediction:
+        """``reasons``: why the image is not a brain MRI slice (image checks, then the detector); none: a
+        diagnosis."""
         probabilities = {c: float(p) for c, p in zip(self.task.classes, probs)}
-        detector = self.detector.name if self.detector.ood_threshold is not None else None
+        decides = self.feature_detector is not None or self.detector.ood_threshold is not None
+        detector = self.detector.name if decides else None
         if reasons:
             return Prediction(label_index=None, label=None, display_en=NOT_A_BRAIN_MRI_DISPLAY["en"],
                               display_ru=NOT_A_BRAIN_MRI_DISPLAY["ru"], probabilities=probabilities,

@@ -30,10 +30,11 @@ class ModelRef(BaseModel):
 class Ood(BaseModel):
     flag: bool = Field(description="True when the input does not look like a brain MRI slice: then there is no "
                                    "diagnosis (`outcome` not_a_brain_mri, `label` null)")
-    score: float = Field(description="Energy score (Liu et al. 2020) of the detector model; higher is less "
-                                     "familiar")
+    score: float = Field(description="How unlike the task's MRI slices the detector model finds the image, "
+                                     "higher is less familiar: the Mahalanobis distance of its features "
+                                     "(docs/ood.md), or its energy score where the task ships no statistics")
     reasons: list[str]
-    detector: str | None = Field(None, description="The model whose energy score decides, the same for every "
+    detector: str | None = Field(None, description="The model whose features decide, the same for every "
                                                    "model of a task (null: image checks only)")
 
 

@@ -1,22 +1,40 @@
 """Issue 14: the OOD decision is the task's detector's, whichever model answers; a flagged image gets no
-diagnosis; a study leaves its flagged slices out and says so. Expectations come from the code under test and
-from the generated images, never from the numbers in the current model cards."""
+diagnosis; a study leaves its flagged slices out and says so. Expected distances are computed here from the
+shipped statistics with the textbook formula (full covariance, solved), not by the serving code; the flag
+rates on the held-out non-MRI images and the fixtures are recomputed through the serving path and must match
+what ``diseaseid ood-fit`` recorded in ``weights/<task>/ood.json``."""
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
-from diseaseid.data.preprocess import decode_image
+from diseaseid.data.preprocess import decode_image, normalize
+from diseaseid.paths import weights_dir
 from diseaseid.serving import NOT_A_BRAIN_MRI, ROLES, Predictor, StudyModel, answer_study
-from diseaseid.serving.ood import NOT_A_BRAIN_MRI_DISPLAY, detector_of, energy_score, image_checks
+from diseaseid.serving.ood import (
+    NOT_A_BRAIN_MRI_DISPLAY,
+    STATS_STEM,
+    FeatureDetector,
+    detector_of,
+    image_checks,
+    image_statistics,
+    load_feature_detector,
+)
 from diseaseid.tasks import TASKS
 from tests.ood_images import cat_on_black, text_on_black
 
 pytest.importorskip("skimage")
 
 NON_MRI = {"cat_on_black": cat_on_black, "text_on_black": text_on_black}
+# How far past the threshold the two images of the issue must lie: a retrained detector that only just flags
+# them fails here, not by chance in a service test.
+MARGIN = 1.3
 
 
 @functools.cache
@@ -24,9 +42,39 @@ def shipped(task: str, role: str) -> Predictor:
     return Predictor.from_shipped(task, role)
 
 
-def detector_energy(task: str, images: np.ndarray) -> np.ndarray:
-    """What the task's detector model itself says, computed without the serving code's verdict."""
-    return energy_score(shipped(*detector_of(task)).logits(images)).numpy()
+@functools.cache
+def stats(task: str) -> FeatureDetector:
+    found = shipped(task, "teacher").feature_detector
+    assert found is not None, f"no OOD statistics for {task}: run `python -m diseaseid ood-fit --task {task}`"
+    return found
+
+
+def literal_distance2(fd: FeatureDetector, feats: np.ndarray) -> np.ndarray:
+    """min over class means of (x - m)^T Sigma^-1 (x - m), Sigma rebuilt in full from its PPCA parts."""
+    v = fd.basis
+    cov = v @ np.diag(fd.variances) @ v.T + fd.residual_variance * (np.eye(len(v)) - v @ v.T)
+    out = []
+    for x in feats.astype(np.float64):
+        out.append(min(float((x - m) @ np.linalg.solve(cov, x - m)) for m in fd.means.astype(np.float64)))
+    return np.array(out)
+
+
+def literal_distance(fd: FeatureDetector, feats: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """sqrt(feature distance^2 + weight x image-statistics distance^2)."""
+    image_d2 = [float((s - fd.image_mean) @ fd.image_precision @ (s - fd.image_mean))
+                for s in (image_statistics(x) for x in images)]
+    return np.sqrt(literal_distance2(fd, feats) + fd.image_weight * np.array(image_d2))
+
+
+def detector_features(task: str, images: np.ndarray) -> np.ndarray:
+    """The detector model's pooled penultimate features, through timm's interface, not the serving code."""
+    model = shipped(*detector_of(task)).model
+    with torch.no_grad():
+        return model.forward_head(model.forward_features(normalize(images)), pre_logits=True).numpy()
+
+
+def detector_score(task: str, images: np.ndarray) -> np.ndarray:
+    return literal_distance(stats(task), detector_features(task, images), images)
 
 
 def mri_slices(fixtures_dir, task: str, pattern: str = "*/*.jpg") -> np.ndarray:
@@ -48,39 +96,110 @@ def check_no_diagnosis(p, task: str) -> None:
 def test_non_mri_gets_no_diagnosis_from_any_model(task, name):
     """Before: the student called a grayscale cat on black "notumor 94%" and text on black 99.9%, unflagged."""
     image = NON_MRI[name]()
-    assert not image_checks(image), "the image checks alone let it through: the energy score must decide"
-    energy = float(detector_energy(task, image[None])[0])
+    assert not image_checks(image), "the image checks alone let it through: the detector must decide"
+    score = float(detector_score(task, image[None])[0])
     detector = shipped(*detector_of(task))
-    assert energy > detector.ood_threshold, "the detector model itself does not find it unusual"
+    assert score > MARGIN * stats(task).threshold, "the detector does not find it clearly unusual"
     for role in ROLES:
         p = shipped(task, role).predict(image[None])[0]
         check_no_diagnosis(p, task)
-        assert p.ood_score == pytest.approx(energy, abs=1e-3)
+        assert p.ood_score == pytest.approx(score, rel=1e-3)
         assert p.ood_detector == detector.name
-        assert any(detector.name in r for r in p.ood_reasons)
+        assert p.ood_reasons == [stats(task).reason(p.ood_score, detector.name)]
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_the_verdict_does_not_depend_on_the_model(task, fixtures_dir):
-    """Student and teacher flag the same images with the same score: the detector's energy at its threshold,
-    or an image check; unflagged slices keep their diagnosis."""
+    """Student and teacher flag the same images with the same score: the detector's feature distance over
+    the task's threshold, or an image check; unflagged slices keep their diagnosis."""
     images = np.concatenate([mri_slices(fixtures_dir, task), np.stack([f() for f in NON_MRI.values()])])
-    energy = detector_energy(task, images)
-    threshold = shipped(*detector_of(task)).ood_threshold
-    expected = [bool(image_checks(x)) or e > threshold for x, e in zip(images, energy)]
+    score = detector_score(task, images)
+    threshold = stats(task).threshold
+    expected = [bool(image_checks(x)) or s > threshold for x, s in zip(images, score)]
     for role in ROLES:
         preds = shipped(task, role).predict(images)
         assert [p.ood for p in preds] == expected, role
-        assert np.allclose([p.ood_score for p in preds], energy, atol=1e-3)
+        assert np.allclose([p.ood_score for p in preds], score, rtol=1e-3)
         for p in preds:
             if p.ood:
                 check_no_diagnosis(p, task)
             else:
                 probs = p.probabilities
                 assert p.is_diagnosis and p.label == max(probs, key=probs.get) and not p.ood_reasons
-    # The goal on MRI (at most 5% flagged) is measured on thousands of slices by scripts/ood_compare.py;
-    # a few committed fixtures can only show the flag is not raised on most of them.
-    assert np.mean(expected[:-len(NON_MRI)]) <= 0.25
+    # The goal on MRI (at most 5% flagged) is measured on the validation slices by `diseaseid ood-fit`; the
+    # committed fixtures are flagged exactly where its record says.
+    card = stats(task).card
+    fixtures = sorted((fixtures_dir / task).glob("*/*.jpg"))
+    flagged = [f"{p.parent.name}/{p.name}" for p, e in zip(fixtures, expected) if e]
+    assert flagged == card["fixtures_flagged"] and len(fixtures) == card["fixtures_n"]
+    assert len(flagged) <= 0.1 * len(fixtures)
+
+
+@functools.cache
+def heldout() -> tuple[list[str], np.ndarray]:
+    from diseaseid.serving.ood_images import non_mri
+
+    images = non_mri("heldout")
+    return list(images), np.stack(list(images.values()))
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_heldout_non_mri_images_are_flagged(task):
+    """The goal (>= 95% of non-MRI images) on images no threshold or statistic was fitted on, through the
+    serving path; which ones pass is what the fit recorded."""
+    names, images = heldout()
+    preds = shipped(task, "student").predict(images)
+    flagged = np.array([p.ood for p in preds])
+    assert flagged.mean() >= 0.95
+    record = stats(task).card["non_mri"]["heldout"]
+    assert [n for n, f in zip(names, flagged) if not f] == record["missed"]
+    assert flagged.mean() == pytest.approx(record["flagged"]) and len(names) == record["n"]
+    # and none of them gets a diagnosis
+    assert all(p.label is None and p.outcome == NOT_A_BRAIN_MRI for p in preds if p.ood)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_statistics_fit_the_shipped_detector_and_the_goal(task):
+    card = stats(task).card
+    detector = shipped(*detector_of(task))
+    assert card["detector"] == {"task": detector.task.name, "role": detector.role, "name": detector.name,
+                                "version": detector.version}
+    assert card["task"] == task and card["classes"] == list(TASKS[task].classes)
+    assert card["val_mri_flagged"] <= card["fitted_on"]["max_mri_flagged"] <= 0.05
+    assert card["val_mri_flagged_cross_fitted"] <= 0.05
+    assert card["non_mri"]["calibration"]["flagged"] >= 0.95 and card["non_mri"]["heldout"]["flagged"] >= 0.95
+
+
+def test_the_fast_distance_is_the_textbook_one():
+    fd = stats("tumor")
+    rng = np.random.default_rng(0)
+    feats = np.concatenate([fd.means + rng.normal(0, 0.05, fd.means.shape),
+                            rng.normal(fd.means.mean(0), 1.0, (6, fd.means.shape[1]))])
+    np.testing.assert_allclose(fd.feature_distance2(feats), literal_distance2(fd, feats), rtol=1e-6)
+    assert fd.feature_distance2(fd.means).max() < 1e-6  # a class mean is at distance 0
+    assert fd.image_weight > 0 and fd.image_precision.shape == (len(fd.image_mean),) * 2
+    images = np.stack([cat_on_black(), text_on_black()])
+    with pytest.raises(ValueError):
+        fd.score(feats[:2])  # the image statistics need the images
+    np.testing.assert_allclose(fd.score(feats[:2], images), literal_distance(fd, feats[:2], images), rtol=1e-6)
+
+
+def test_statistics_of_another_detector_version_are_ignored(tmp_path, caplog):
+    """A retrained detector model makes the statistics stale: they are not used (the energy score decides)
+    until `diseaseid ood-fit` is rerun, and the log says so."""
+    (tmp_path / "tumor").mkdir()
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(weights_dir() / "tumor" / f"{STATS_STEM}{suffix}", tmp_path / "tumor" / f"{STATS_STEM}{suffix}")
+    version = stats("tumor").detector["version"]
+    assert load_feature_detector("tumor", tmp_path, version) is not None
+    card_path = tmp_path / "tumor" / f"{STATS_STEM}.json"
+    card = json.loads(card_path.read_text())
+    card["detector"]["version"] = "0123456789ab"
+    card_path.write_text(json.dumps(card))
+    with caplog.at_level(logging.WARNING, logger="diseaseid.serving.ood"):
+        assert load_feature_detector("tumor", tmp_path, version) is None
+    assert "ood-fit" in caplog.text
+    assert load_feature_detector("dementia", tmp_path, version) is None  # none shipped there: None, quietly
 
 
 def _unflagged(task: str, images: np.ndarray) -> np.ndarray:
