@@ -120,9 +120,12 @@ class Predictor:
     def from_shipped(cls, task: str, role: str = "student", device: str | torch.device = "cpu") -> Predictor:
         """A shipped model with the task's OOD detector (itself when it is that model)."""
         predictor = cls.from_weights(shipped_weights(task, role), device)
+        found = True  # the task's shipped detector model decides (not a fallback to this model's energy)
         if (task, role) != detector_of(task):
-            predictor.detector = shipped_detector(task, device) or predictor
-        if predictor.detector.task.name == detector_of(task)[0]:  # the shipped detector itself, not a fallback
+            detector = shipped_detector(task, device)
+            predictor.detector = detector or predictor
+            found = detector is not None
+        if found:
             predictor.feature_detector = load_feature_detector(task, weights_dir(), predictor.detector.version)
         return predictor
 
