@@ -4,7 +4,7 @@
 #         dementia-student dementia-mil tumor-ablation search; comparisons: dementia-mil-balanced
 #         dementia-mil-none dementia-mil-imagenet; later, longer runs: tumor-student-long tumor-ablation-long
 #         tumor-teacher-more tumor-teacher-more2 tumor-student-more, in that order; then tumor-teacher-long,
-#         tumor-student-consistent, tumor-teacher-20; dementia: dementia-cv dementia-ship)
+#         tumor-student-consistent, tumor-teacher-20, tumor-teacher-avg; dementia: dementia-cv dementia-ship)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -58,11 +58,17 @@ for s in $stages; do
         --batch-size 32 --lr 2.5e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.3 --patience 10 \
         --select accuracy --threads $T --out runs/tumor-teacher-long --resume --ship teacher ;;
     tumor-teacher-20)  # the reference recipe's length in one run: 20 full-resolution epochs from ImageNet, one
-      # warmup + cosine schedule (lr scaled from the GPU recipe's 1e-3 at batch 64); resumable (rerun after the
-      # last epoch it only packages and ships). Shipped 2026-11-28: best epoch 18, 98.5% validation
+      # warmup + cosine schedule (lr scaled from the GPU recipe's 1e-3 at batch 64); resumable. A copy of the
+      # checkpoint is kept after every epoch for tumor-teacher-avg. Best single epoch: 18, 98.5% validation
+      bash scripts/snapshot_epochs.sh runs/tumor-teacher-20 & snap=$!
       $PY -m diseaseid train --task tumor --model lite0 --epochs 20 --batch-size 32 --lr 5e-4 --weight-decay 0.01 \
         --label-smoothing 0.1 --warmup-epochs 1 --patience 20 --select accuracy --threads $T \
-        --out runs/tumor-teacher-20 --resume --ship teacher ;;
+        --out runs/tumor-teacher-20 --resume
+      wait $snap ;;
+    tumor-teacher-avg)  # shipped 2026-11-28: the mean weights of tumor-teacher-20's last 5 epochs, BN statistics
+      # re-estimated on 1,024 training images: 98.9% validation (then: python -m diseaseid ood-fit --task tumor dementia)
+      $PY -m diseaseid average --task tumor --snapshots runs/tumor-teacher-20/epoch-*.pt --last 5 --threads $T \
+        --out runs/tumor-teacher-20-avg5 --ship teacher ;;
     tumor-student-consistent)  # the shipped student distilled from the shipped teacher on 4 cached augmented
       # views per image (teacher logits computed once, then every epoch trains on one view: consistent KD)
       $PY -m diseaseid train --task tumor --model convnet1 --init weights/tumor/student.safetensors --epochs 6 \

@@ -88,6 +88,16 @@ def register(sub) -> None:
     p.add_argument("--uncalibrated", action="store_true", help="ignore the card's temperature")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("average", help="average the weights of a run's last epochs (BN re-estimated) and package")
+    _common(p)
+    p.add_argument("--snapshots", nargs="+", required=True,
+                   help="copies of the run's checkpoint.pt after each epoch (scripts/snapshot_epochs.sh)")
+    p.add_argument("--last", type=int, default=5, help="how many of the highest epochs to average")
+    p.add_argument("--bn-images", type=int, default=1024, help="training images for the BN statistics")
+    p.add_argument("--out", required=True, help="folder for the averaged weights, card and plots")
+    p.add_argument("--ship", default=None, choices=ROLES, help="also copy the result to weights/<task>/<role>.*")
+    p.set_defaults(func=cmd_average)
+
     from diseaseid.train import cv_cli, dementia_models, mil_cli, search_cli
 
     search_cli.register(sub)
@@ -119,6 +129,23 @@ def cmd_train(args) -> int:
                       "calibration": {k: card["calibration"][k] for k in ("temperature", "ece_before", "ece_after")},
                       "ood": {k: card["ood"][k] for k in ("threshold", "val_mri_flagged", "non_mri_flagged")}},
                      indent=1))
+    if args.ship:
+        print("shipped:", ship(stem, args.task, args.ship))
+    return 0
+
+
+def cmd_average(args) -> int:
+    from diseaseid.train.averaging import average_run
+    from diseaseid.train.data import default_split_path, load_task_data
+    from diseaseid.train.pipeline import package, ship
+
+    _threads(args)
+    train, val, split = load_task_data(args.task)
+    result, cfg = average_run(args.snapshots, args.last, train, val, bn_images=args.bn_images)
+    stem = package(result, cfg, train, val, split, args.out, role=args.ship, split_path=default_split_path(args.task))
+    keys = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
+    print(json.dumps({"weights": str(stem.with_suffix(".safetensors")), "averaged_epochs": cfg.extra["averaged_epochs"],
+                      "validation": {k: round(v, 4) for k, v in result.best.items() if k in keys}}, indent=1))
     if args.ship:
         print("shipped:", ship(stem, args.task, args.ship))
     return 0

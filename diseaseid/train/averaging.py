@@ -1,0 +1,95 @@
+"""Weight averaging of a run's last epochs (SWA-style: Izmailov et al. 2018, "Averaging weights leads to
+wider optima"): the uniform mean of the epoch snapshots' parameters, then batch-norm statistics
+re-estimated on un-augmented training images, since the mean of running statistics is not the statistics
+of the mean weights. Snapshots are copies of a run's ``checkpoint.pt`` taken after each epoch
+(``scripts/snapshot_epochs.sh``)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from diseaseid.data.dataset import ImageFolder
+from diseaseid.models import create_model
+from diseaseid.train.config import TrainConfig
+from diseaseid.train.trainer import DeviceImages, FitResult, evaluate_logits, predict_logits, use_channels_last
+
+
+def average_states(states: list[dict]) -> dict:
+    """Uniform mean of state dicts with the same keys; integer buffers (BN's ``num_batches_tracked``)
+    are taken from the last state."""
+    if not states:
+        raise ValueError("nothing to average")
+    keys = states[-1].keys()
+    if any(s.keys() != keys for s in states):
+        raise ValueError("the states differ in their keys: not snapshots of one model")
+    out = {}
+    for k in keys:
+        last = states[-1][k]
+        out[k] = (torch.stack([s[k].float() for s in states]).mean(0).to(last.dtype)
+                  if last.is_floating_point() else last.clone())
+    return out
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, images: DeviceImages, n: int = 1024, batch_size: int = 64,
+                         seed: int = 0) -> int:
+    """Replace every BatchNorm's running mean and variance by their cumulative averages over ``n`` seeded
+    un-augmented training images; returns how many layers were reset."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return 0
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    idx = torch.from_numpy(np.random.default_rng(seed).permutation(len(images))[:n])
+    was_training = model.training
+    model.train()
+    for i in range(0, len(idx), batch_size):
+        model(images.batch(idx[i:i + batch_size]))
+    model.train(was_training)
+    for m in layers:
+        m.momentum = 0.1
+    return len(layers)
+
+
+def read_snapshots(paths: list[str | Path], last: int) -> tuple[dict, list[dict]]:
+    """(run config, snapshots of the ``last`` highest epochs), one per epoch, from checkpoint copies."""
+    by_epoch: dict[int, dict] = {}
+    config = None
+    for p in paths:
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+        if config is not None and ck["config"] != config:
+            raise ValueError(f"{p} belongs to another run")
+        config = ck["config"]
+        by_epoch[int(ck["epoch"])] = ck
+    if len(by_epoch) < last:
+        raise ValueError(f"{last} epochs asked, {len(by_epoch)} snapshots found")
+    return config, [by_epoch[e] for e in sorted(by_epoch)[-last:]]
+
+
+def average_run(paths: list[str | Path], last: int, train: ImageFolder, val: ImageFolder,
+                bn_images: int = 1024) -> tuple[FitResult, TrainConfig]:
+    """Average the ``last`` epochs found in ``paths``, re-estimate BN, and evaluate on ``val``."""
+    t0 = time.time()
+    config, snaps = read_snapshots(paths, last)
+    cfg = TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__},
+                      epochs=snaps[-1]["epochs"], device="cpu")
+    model = create_model(cfg.model, num_classes=len(train.task.classes), **cfg.model_args())
+    model.load_state_dict(average_states([s["model"] for s in snaps]))
+    channels_last = use_channels_last(cfg, torch.device("cpu"))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    reestimate_batchnorm(model, DeviceImages(train.images, torch.device("cpu"), channels_last=channels_last),
+                         n=bn_images)
+    model.eval()
+    logits = predict_logits(model, val.images)
+    report = evaluate_logits(logits, val)
+    epochs = [int(s["epoch"]) for s in snaps]
+    cfg.extra = {**(cfg.extra or {}), "averaged_epochs": epochs, "bn_reestimated_on": bn_images}
+    result = FitResult(model=model, best=report, best_epoch=epochs[-1], history=list(snaps[-1]["history"]),
+                       seconds=float(snaps[-1]["seconds"]) + time.time() - t0, val_logits=logits)
+    return result, cfg
