@@ -534,32 +534,13 @@ def scale_workers(stack: Stack, client: Client) -> str:
 
 
 def bot(stack: Stack, client: Client) -> str:
-    from aiohttp import web
-
     from tests.bot.fake_telegram import FakeTelegram, make_user
 
     gateway = stack.network_gateway()
     if not gateway:
         raise CheckFailed(f"no gateway address for network {stack.project}_default")
 
-    class HostTelegram(FakeTelegram):
-        """The fake Bot API on the compose network's gateway address: the bot container reaches the host there."""
-
-        async def _start_site(self) -> None:
-            app = web.Application(client_max_size=64 * 1024 * 1024)
-            app.router.add_route("*", "/bot{token}/{method}", self._handle_method)
-            app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, gateway, 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]
-
-        @property
-        def url(self) -> str:
-            return f"http://{gateway}:{self.port}"
-
-    with HostTelegram(stack.bot_token) as telegram:
+    with FakeTelegram(stack.bot_token, host=gateway) as telegram:
         stack.telegram_url = telegram.url
         mark = telegram.mark()
         stack.compose("--profile", "bot", "up", "-d", "--no-build", "--pull", "never", "bot", timeout=300)

@@ -66,7 +66,8 @@ def strip_html(text: str) -> str:
 class FakeTelegram:
     """One fake Bot API server for one bot token. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, token: str = "123456:TEST-token-do-not-log"):
+    def __init__(self, token: str = "123456:TEST-token-do-not-log", host: str = "127.0.0.1"):
+        self.host = host  # the address it listens on (the compose test uses the network's gateway)
         self.token = token
         self.port: int | None = None
         self.calls: list[Call] = []
@@ -84,7 +85,7 @@ class FakeTelegram:
     # ---- server life cycle ---------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> FakeTelegram:
         ready = threading.Event()
@@ -116,7 +117,7 @@ class FakeTelegram:
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
