@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.optim.swa_utils import update_bn
 
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.models import create_model
@@ -34,26 +35,16 @@ def average_states(states: list[dict]) -> dict:
     return out
 
 
-@torch.no_grad()
 def reestimate_batchnorm(model: nn.Module, images: DeviceImages, n: int = 1024, batch_size: int = 64,
                          seed: int = 0) -> int:
     """Replace every BatchNorm's running mean and variance by their cumulative averages over ``n`` seeded
-    un-augmented training images; returns how many layers were reset."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not layers:
-        return 0
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
+    un-augmented training images (torch's ``update_bn``); returns how many layers were reset."""
+    layers = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     idx = torch.from_numpy(np.random.default_rng(seed).permutation(len(images))[:n])
     was_training = model.training
-    model.train()
-    for i in range(0, len(idx), batch_size):
-        model(images.batch(idx[i:i + batch_size]))
+    update_bn((images.batch(idx[i:i + batch_size]) for i in range(0, len(idx), batch_size)), model)
     model.train(was_training)
-    for m in layers:
-        m.momentum = 0.1
-    return len(layers)
+    return layers
 
 
 def read_snapshots(paths: list[str | Path], last: int) -> tuple[dict, list[dict]]:
