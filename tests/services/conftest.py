@@ -175,3 +175,26 @@ def make_dicom(pixels, *, photometric: str = "MONOCHROME2", bits_stored: int = 1
     ds.save_as(buf, enforce_file_format=True)
     data = buf.getvalue()
     return data if preamble else data[132:]
+
+
+@pytest.fixture(scope="module")
+def redis():
+    """A real Redis server per test module (tests of the explain queue and store)."""
+    from redis import Redis
+
+    from tests.services.redis_server import RedisServer
+
+    with RedisServer() as server:
+        client = Redis.from_url(server.url)
+        yield client
+        client.close()
+
+
+@pytest.fixture
+def queue(redis):
+    """The explain queue on an empty database."""
+    from rq import Queue
+
+    redis.flushdb()
+    return Queue("explain", connection=redis)
+

@@ -8,30 +8,13 @@ import math
 import time
 
 import pytest
-from redis import Redis
-from rq import Queue
 from rq.job import Job, JobStatus
 
 from services.explain.api.submit import DEAD_STATES, JOB_FUNCTION, ExplainRequest, submit
 from services.explain.redis_store import DURATION_BUCKETS, PREFIX, ExplainStore, bucket_label
 from services.explain.settings import ExplainSettings
-from tests.services.redis_server import RedisServer
 
 SHA = "ab" * 32
-
-
-@pytest.fixture(scope="module")
-def redis():
-    with RedisServer() as server:
-        client = Redis.from_url(server.url)
-        yield client
-        client.close()
-
-
-@pytest.fixture
-def queue(redis):
-    redis.flushdb()
-    return Queue("explain", connection=redis)
 
 
 def request(**changes) -> ExplainRequest:

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from redis import Redis
 from rq import Queue
 from rq.exceptions import AbandonedJobError
 from rq.job import Job, JobStatus
@@ -25,21 +24,6 @@ from services.explain.settings import ExplainSettings
 from services.explain.worker.explain import BadJobPayload, explain_job, image_from_payload
 from services.explain.worker.main import PERMANENT_ERRORS, failure_message
 from services.explain.worker.models import parse_preload
-from tests.services.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis():
-    with RedisServer() as server:
-        client = Redis.from_url(server.url)
-        yield client
-        client.close()
-
-
-@pytest.fixture
-def queue(redis):
-    redis.flushdb()
-    return Queue("explain", connection=redis)
 
 
 def request(**changes) -> ExplainRequest:
