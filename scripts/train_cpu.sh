@@ -4,7 +4,8 @@
 #         dementia-student dementia-mil tumor-ablation search; comparisons: dementia-mil-balanced
 #         dementia-mil-none dementia-mil-imagenet; later, longer runs: tumor-student-long tumor-ablation-long
 #         tumor-teacher-more tumor-teacher-more2 tumor-student-more, in that order; then tumor-teacher-long,
-#         tumor-student-consistent, tumor-teacher-20, tumor-teacher-avg; dementia: dementia-cv dementia-ship)
+#         tumor-student-consistent, tumor-teacher-20, tumor-teacher-avg, tumor-teacher-ensemble,
+#         tumor-student-stage5; dementia: dementia-cv dementia-ship)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -75,6 +76,18 @@ for s in $stages; do
         --batch-size 32 --lr 1e-3 --weight-decay 0.05 --warmup-epochs 0.3 --patience 6 --select accuracy \
         --teacher weights/tumor/teacher.safetensors --kd-views 4 --kd-temperature 2 --w-soft 0.7 --w-ce 0.3 \
         --threads $T --out runs/tumor-student-consistent --resume ;;
+    tumor-student-stage5)  # a student cut from the teacher: Lite0's stem and first five stages (initialised from
+      # the shipped teacher's), a new 1024-channel head; 0.82M parameters. Distilled from the two-teacher ensemble
+      # (the shipped teacher + the earlier restarted one: 99.0% validation, `python -m diseaseid ensemble`)
+      # on 6 cached augmented views (consistent KD); resumable
+      $PY -m diseaseid train --task tumor --model lite0_stage5 --init weights/tumor/teacher.safetensors --init-partial \
+        --epochs 12 --batch-size 32 --lr 5e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.5 \
+        --patience 12 --select accuracy \
+        --teacher weights/tumor/teacher.safetensors weights/tumor/ensemble/lite0-restarted.safetensors \
+        --kd-views 6 --kd-temperature 2 --w-soft 0.7 --w-ce 0.3 --threads $T --out runs/tumor-student-stage5 --resume ;;
+    tumor-teacher-ensemble)  # the distillation teacher's validation figures: each member and their mean logits
+      $PY -m diseaseid ensemble --task tumor --threads $T --out docs/tumor-teacher-ensemble.json \
+        --weights weights/tumor/teacher.safetensors weights/tumor/ensemble/lite0-restarted.safetensors ;;
     dementia-cv)  # compare the dementia heads by subject-grouped CV on cached embeddings (docs/dementia-cv/)
       $PY -m diseaseid cv --task dementia --threads $T --out docs/dementia-cv \
         --heads slice-linear,slice-linear-balanced,slice-linear-multiscale,student-slice-linear,mean-linear,mean-linear-balanced,mean-linear-nested,slab4-linear,mean-ordinal,slab4-ordinal,csf-linear,csf-ordinal,csf-ordinal-nested,mean-linear+csf-ordinal ;;

@@ -3,6 +3,7 @@ from diseaseid.models import convnet, lite0, mil, pooled  # noqa: F401  (registe
 from diseaseid.models._registry import create_model, list_models, register_model
 from diseaseid.models.checkpoint import count_parameters, load_model, read_card, save_model
 from diseaseid.models.convnet import ConvNet, feature_sizes
+from diseaseid.models.ensemble import LogitEnsemble, load_ensemble
 
-__all__ = ["ConvNet", "count_parameters", "create_model", "feature_sizes", "list_models", "load_model",
-           "read_card", "register_model", "save_model"]
+__all__ = ["ConvNet", "LogitEnsemble", "count_parameters", "create_model", "feature_sizes", "list_models",
+           "load_ensemble", "load_model", "read_card", "register_model", "save_model"]

@@ -80,7 +80,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     card = read_card(stem)
     kwargs = dict(card.get("arch_args", {}))
     kwargs["num_classes"] = len(card["classes"])
-    if card["arch"] == "lite0":
+    if card["arch"].startswith("lite0"):
         kwargs["pretrained"] = False
     model = create_model(card["arch"], **kwargs)
     state = load_file(str(stem.with_suffix(".safetensors")))

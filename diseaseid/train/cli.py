@@ -8,6 +8,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from diseaseid.serving import ROLES
@@ -52,7 +53,11 @@ def register(sub) -> None:
     p.add_argument("--init", default=None,
                    help="start from these weights (.safetensors of the same architecture), e.g. to train a "
                         "shipped model further")
-    p.add_argument("--teacher", default=None, help="distil from these teacher weights (.safetensors)")
+    p.add_argument("--init-partial", action="store_true",
+                   help="--init may hold another architecture: copy the tensors whose names and shapes match "
+                        "(e.g. a lite0_stage5 student from its lite0 teacher)")
+    p.add_argument("--teacher", nargs="+", default=None,
+                   help="distil from these teacher weights (.safetensors); several: their mean logits")
     p.add_argument("--kd-temperature", type=float, default=d.kd_temperature)
     p.add_argument("--w-soft", type=float, default=d.w_soft)
     p.add_argument("--w-ce", type=float, default=d.w_ce)
@@ -98,6 +103,12 @@ def register(sub) -> None:
     p.add_argument("--ship", default=None, choices=ROLES, help="also copy the result to weights/<task>/<role>.*")
     p.set_defaults(func=cmd_average)
 
+    p = sub.add_parser("ensemble", help="validation figures of several models and of their mean logits")
+    _common(p)
+    p.add_argument("--weights", nargs="+", required=True, help="the members' .safetensors files")
+    p.add_argument("--out", default=None, help="report JSON path")
+    p.set_defaults(func=cmd_ensemble)
+
     from diseaseid.train import cv_cli, dementia_models, mil_cli, search_cli
 
     search_cli.register(sub)
@@ -114,6 +125,8 @@ def cmd_train(args) -> int:
     _threads(args)
     fields = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    if cfg.teacher and len(cfg.teacher) == 1:
+        cfg.teacher = cfg.teacher[0]  # one teacher stays a path, as in earlier runs' cards and checkpoints
     train, val, split = load_task_data(args.task, args.data, args.split, args.per_class, args.seed)
     print(f"[{args.task}] train {len(train)} {train.class_counts()}  val {len(val)} {val.class_counts()}")
     out = Path(args.out or f"runs/{args.task}-{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}")
@@ -148,6 +161,32 @@ def cmd_average(args) -> int:
                       "validation": {k: round(v, 4) for k, v in result.best.items() if k in keys}}, indent=1))
     if args.ship:
         print("shipped:", ship(stem, args.task, args.ship))
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from diseaseid.models import LogitEnsemble, load_ensemble
+    from diseaseid.train.data import load_task_data
+    from diseaseid.train.trainer import evaluate_logits, predict_logits
+
+    _threads(args)
+    _, val, _ = load_task_data(args.task)
+    model, card = load_ensemble(args.weights)
+    if card["task"] != args.task:
+        raise SystemExit(f"the weights are for {card['task']}, not {args.task}")
+    members = list(model.members) if isinstance(model, LogitEnsemble) else [model]
+    logits = np.stack([predict_logits(m, val.images) for m in members])
+    keys = ("accuracy", "balanced_accuracy", "macro_f1", "nll")
+    report = {"task": args.task, "n": len(val), "members": [], "ensemble": None}
+    for path, member_logits in zip(args.weights, logits):
+        metrics = evaluate_logits(member_logits, val)
+        report["members"].append({"file": path, **{k: round(metrics[k], 4) for k in keys}})
+    metrics = evaluate_logits(logits.mean(0), val)
+    report["ensemble"] = {"version": card["version"], **{k: round(metrics[k], 4) for k in keys},
+                          "errors": int(round((1 - metrics["accuracy"]) * len(val)))}
+    print(json.dumps(report, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 

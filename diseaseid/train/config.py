@@ -33,8 +33,13 @@ class TrainConfig:
     # Start from these weights (same architecture, widths and classes) instead of the architecture's default
     # initialisation: to train a shipped model further. The card records the file and its version.
     init: str | None = None
-    # Knowledge distillation (teacher = path to weights); see diseaseid.train.distill.
-    teacher: str | None = None
+    # With `init_partial`, `init` may hold another architecture: every tensor whose name and shape match is
+    # copied (a student cut from its teacher, such as lite0_stage5 from a fine-tuned lite0), the rest keep
+    # their default initialisation. The card records how many were copied.
+    init_partial: bool = False
+    # Knowledge distillation (teacher = path to weights, or a list of paths: their mean logits, an ensemble);
+    # see diseaseid.train.distill.
+    teacher: str | list[str] | None = None
     kd_temperature: float = 4.0
     w_soft: float = 0.5
     w_ce: float = 0.5
@@ -47,6 +52,11 @@ class TrainConfig:
     # un-augmented images, reused for every augmented batch.
     kd_views: int = 0
     extra: dict = field(default_factory=dict)
+
+    def teacher_paths(self) -> list[str]:
+        if not self.teacher:
+            return []
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
 
     def model_args(self) -> dict:
         args = {}

@@ -59,7 +59,7 @@ def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageF
     metrics = {k: v for k, v in result.best.items()}
     card = {
         "task": cfg.task,
-        "role": role or ("student" if cfg.model.startswith("convnet") else "teacher"),
+        "role": role or ("student" if cfg.teacher_paths() or cfg.model.startswith("convnet") else "teacher"),
         "arch": cfg.model,
         "arch_args": cfg.model_args(),
         "classes": list(train.task.classes),
@@ -84,11 +84,14 @@ def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageF
         card["training"]["init_from"] = {"file": _relative(cfg.init), "version": start.get("version"),
                                          "epochs": start.get("training", {}).get("epochs"),
                                          "command": start.get("command")}
-    if cfg.teacher:  # the path may be shipped over later: keep which teacher this was
-        teacher = read_card(cfg.teacher)
-        card["training"]["teacher_from"] = {"file": _relative(cfg.teacher), "version": teacher.get("version"),
-                                            "accuracy": teacher.get("metrics", {}).get("validation", {})
-                                            .get("accuracy")}
+    teachers = []
+    for path in cfg.teacher_paths():  # the path may be shipped over later: keep which teacher this was
+        teacher = read_card(path)
+        teachers.append({"file": _relative(path), "version": teacher.get("version"),
+                         "accuracy": teacher.get("metrics", {}).get("validation", {}).get("accuracy")})
+    if teachers:
+        card["training"]["teacher_from"] = teachers[0] if len(teachers) == 1 else {
+"ensemble": "mean logits", "members": teachers}
     if card["training"]["device"] == "cpu":
         card["note"] = f"trained on the CPU ({torch.get_num_threads()} threads), {cfg.epochs} epochs"
     stem = out / card["role"]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from diseaseid.data.augment import apply_params, augment, sample_params
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from diseaseid.models import create_model, load_model
+from diseaseid.models import create_model, load_ensemble, load_model
 from diseaseid.tasks import get_task
 from diseaseid.train.config import TrainConfig
 from diseaseid.train.distill import distillation_loss
@@ -121,16 +121,34 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def init_weights(model: nn.Module, cfg: TrainConfig) -> None:
-    """Load ``cfg.init`` into ``model``; a different architecture, width or class list is refused."""
+def init_weights(model: nn.Module, cfg: TrainConfig) -> int:
+    """Load ``cfg.init`` into ``model``; returns how many tensors were copied. A different architecture, width
+    or class list is refused, unless ``cfg.init_partial``: then every layer whose tensors all match in name and
+    shape is copied, and the rest keep their initialisation (no layer matching is refused)."""
     start, card = load_model(cfg.init)
-    if card["arch"] != cfg.model or list(card["classes"]) != list(get_task(cfg.task).classes):
+    if list(card["classes"]) != list(get_task(cfg.task).classes) or (
+            card["arch"] != cfg.model and not cfg.init_partial):
         raise ValueError(f"--init {cfg.init} holds {card['task']}/{card['arch']}; this run trains "
                          f"{cfg.task}/{cfg.model}")
+    source = start.state_dict()
+    if cfg.init_partial:
+        target = model.state_dict()
+        layers: dict[str, list[str]] = {}
+        for k in target:
+            layers.setdefault(k.rpartition(".")[0], []).append(k)
+        # A layer is copied whole or not at all: all of its tensors must match in name and shape.
+        common = {k: source[k] for keys in layers.values()
+                  if all(k in source and source[k].shape == target[k].shape for k in keys) for k in keys}
+        if not common:
+            raise ValueError(f"--init {cfg.init}: no tensor matches {cfg.model} in name and shape")
+        target.update(common)
+        model.load_state_dict(target)
+        return len(common)
     try:
-        model.load_state_dict(start.state_dict())
+        model.load_state_dict(source)
     except RuntimeError as exc:
         raise ValueError(f"--init {cfg.init} does not fit this model's shape: {exc}") from None
+    return len(source)
 
 
 def view_params(n: int, views: int, seed: int) -> torch.Tensor:
@@ -220,16 +238,18 @@ class Teacher:
 
 def load_teacher(cfg: TrainConfig, device: torch.device, train: ImageFolder, images: DeviceImages,
                  cache_dir: Path | None, progress: bool) -> Teacher | None:
-    """``cfg.teacher`` on ``device`` with its logits cached as the configuration asks (None without one)."""
-    if not cfg.teacher:
+    """``cfg.teacher`` (one model, or the mean logits of several) on ``device``, with its logits cached as the
+    configuration asks (None without one)."""
+    paths = cfg.teacher_paths()
+    if not paths:
         return None
-    model, card = load_model(cfg.teacher, device)
+    model, card = load_ensemble(paths, device)
     if device.type == "cuda" or not str(card.get("arch", "")).startswith("convnet"):
         model = model.to(memory_format=torch.channels_last)  # 40% faster for Lite0 on the CPU too
     if cfg.kd_views:
         views = view_params(len(train), cfg.kd_views, cfg.seed)
-        logits = cached_teacher_view_logits(cfg, model, card.get("version", cfg.teacher), images, train.labels,
-                                            views, cache_dir, progress).to(device)
+        logits = cached_teacher_view_logits(cfg, model, card.get("version", "+".join(paths)), images,
+                                            train.labels, views, cache_dir, progress).to(device)
         return Teacher(model, logits, views)
     if cfg.kd_cache:
         return Teacher(model, torch.from_numpy(predict_logits(model, images)).to(device))
@@ -386,7 +406,9 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device, channe
         raise ValueError("progressive resizing needs a global-pooling model; the convnets' heads fix the size")
     model = create_model(cfg.model, num_classes=num_classes, **cfg.model_args()).to(device)
     if cfg.init:
-        init_weights(model, cfg)
+        copied = init_weights(model, cfg)
+        if cfg.init_partial:
+            cfg.extra["init_tensors_copied"] = f"{copied} of {len(model.state_dict())}"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
