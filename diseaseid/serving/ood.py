@@ -173,17 +173,58 @@ class FeatureDetector:
                 "image_weight": self.image_weight}
         stem.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
 
+    def problem(self) -> str | None:
+        """What makes these statistics unusable, or None: shapes that do not fit together (which would fail or,
+        where numpy broadcasts, score wrongly), non-finite or non-positive figures (a NaN threshold flags
+        nothing), an image weight without image statistics, no detector version to match."""
+        c, f = self.means.shape if self.means.ndim == 2 else (0, 0)
+        k = self.basis.shape[1] if self.basis.ndim == 2 else -1
+        if not c or not f:
+            return f"means of shape {self.means.shape}, not classes x features"
+        if self.basis.shape != (f, k) or k > f or self.variances.shape != (k,):
+            return f"basis {self.basis.shape} and variances {self.variances.shape} do not fit means {self.means.shape}"
+        if not (np.all(np.isfinite(self.variances)) and np.all(self.variances > 0)
+                and np.isfinite(self.residual_variance) and self.residual_variance > 0):
+            return "variances not all finite and positive"
+        if not np.isfinite(self.threshold):
+            return f"threshold {self.threshold}"
+        if not (np.isfinite(self.image_weight) and self.image_weight >= 0):
+            return f"image weight {self.image_weight}"
+        s = len(IMAGE_STATISTICS)
+        if self.image_mean is None:
+            if self.image_precision is not None or self.image_weight:
+                return "image precision or weight without an image mean"
+        elif (np.shape(self.image_mean), np.shape(self.image_precision)) != ((s,), (s, s)):
+            return (f"image mean {np.shape(self.image_mean)} and precision {np.shape(self.image_precision)}, "
+                    f"not ({s},) and ({s}, {s})")
+        if not isinstance(self.card.get("detector"), dict) or "version" not in self.card["detector"]:
+            return "no detector version"
+        return None
+
     @classmethod
     def load(cls, stem: Path) -> FeatureDetector:
+        """``stem``.json + .safetensors. FileNotFoundError when either is missing; ValueError, naming the files
+        and what is wrong, when one is unreadable or the statistics are unusable (``problem``)."""
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        card = json.loads(stem.with_suffix(".json").read_text())
-        arrays = load_file(str(stem.with_suffix(".safetensors")))
-        return cls(means=arrays["means"], basis=arrays["basis"].astype(np.float64),
-                   variances=arrays["variances"].astype(np.float64),
-                   residual_variance=float(card["residual_variance"]), threshold=float(card["threshold"]),
-                   card=card, image_mean=arrays.get("image_mean"), image_precision=arrays.get("image_precision"),
-                   image_weight=float(card.get("image_weight", 0.0)))
+        try:
+            card = json.loads(stem.with_suffix(".json").read_text())
+            arrays = load_file(str(stem.with_suffix(".safetensors")))
+            found = cls(means=arrays["means"], basis=arrays["basis"].astype(np.float64),
+                        variances=arrays["variances"].astype(np.float64),
+                        residual_variance=float(card["residual_variance"]), threshold=float(card["threshold"]),
+                        card=card, image_mean=arrays.get("image_mean"),
+                        image_precision=arrays.get("image_precision"),
+                        image_weight=float(card.get("image_weight", 0.0)))
+        except (ValueError, KeyError, TypeError, AttributeError, SafetensorError) as e:
+            raise ValueError(f"OOD statistics {stem}.json/.safetensors unreadable ({type(e).__name__}: {e}); "
+                             "rerun `python -m diseaseid ood-fit`") from e
+        problem = found.problem()
+        if problem:
+            raise ValueError(f"OOD statistics {stem}.json/.safetensors unusable: {problem}; rerun "
+                             "`python -m diseaseid ood-fit`")
+        return found
 
 
 def load_feature_detector(task: str, weights_dir: Path, detector_version: str) -> FeatureDetector | None:
