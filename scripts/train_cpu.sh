@@ -5,7 +5,7 @@
 #         dementia-mil-none dementia-mil-imagenet; later, longer runs: tumor-student-long tumor-ablation-long
 #         tumor-teacher-more tumor-teacher-more2 tumor-student-more, in that order; then tumor-teacher-long,
 #         tumor-student-consistent, tumor-teacher-20, tumor-teacher-avg, tumor-teacher-ensemble,
-#         tumor-student-stage5; dementia: dementia-cv dementia-ship)
+#         tumor-student-stage5, tumor-ablation-stage5; dementia: dementia-cv dementia-ship)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -79,12 +79,19 @@ for s in $stages; do
     tumor-student-stage5)  # a student cut from the teacher: Lite0's stem and first five stages (initialised from
       # the shipped teacher's), a new 1024-channel head; 0.82M parameters. Distilled from the two-teacher ensemble
       # (the shipped teacher + the earlier restarted one: 99.0% validation, `python -m diseaseid ensemble`)
-      # on 6 cached augmented views (consistent KD); resumable
+      # on 6 cached augmented views (consistent KD); resumable. A checkpoint copy per epoch (for averaging)
+      bash scripts/snapshot_epochs.sh runs/tumor-student-stage5 & snap=$!
       $PY -m diseaseid train --task tumor --model lite0_stage5 --init weights/tumor/teacher.safetensors --init-partial \
         --epochs 12 --batch-size 32 --lr 5e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.5 \
         --patience 12 --select accuracy \
         --teacher weights/tumor/teacher.safetensors weights/tumor/ensemble/lite0-restarted.safetensors \
-        --kd-views 6 --kd-temperature 2 --w-soft 0.7 --w-ce 0.3 --threads $T --out runs/tumor-student-stage5 --resume ;;
+        --kd-views 6 --kd-temperature 2 --w-soft 0.7 --w-ce 0.3 --threads $T --out runs/tumor-student-stage5 --resume \
+        --ship student
+      wait $snap ;;
+    tumor-ablation-stage5)  # the same student, initialisation, schedule and budget without the teacher
+      $PY -m diseaseid train --task tumor --model lite0_stage5 --init weights/tumor/teacher.safetensors --init-partial \
+        --epochs 12 --batch-size 32 --lr 5e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.5 \
+        --patience 12 --select accuracy --threads $T --out runs/tumor-ablation-stage5 --resume ;;
     tumor-teacher-ensemble)  # the distillation teacher's validation figures: each member and their mean logits
       $PY -m diseaseid ensemble --task tumor --threads $T --out docs/tumor-teacher-ensemble.json \
         --weights weights/tumor/teacher.safetensors weights/tumor/ensemble/lite0-restarted.safetensors ;;
