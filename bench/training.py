@@ -38,11 +38,12 @@ def ms_per_image(arch: str, size: int, precision: str, channels_last: bool, batc
 
 
 def run(quick: bool = False) -> dict:
-    cases = [("lite0", 224), ("lite0", 160), ("lite0", 128), ("convnet1", 224), ("convnet2", 224)]
+    cases = [("lite0", 224), ("lite0", 160), ("lite0", 128), ("lite0_stage5", 224), ("convnet1", 224),
+             ("convnet2", 224)]
     if quick:
         cases = [("lite0", 160), ("convnet1", 224)]
     print(f"ms per training image, batch 32, {torch.get_num_threads()} threads (min of 3 steps after a warm-up)")
-    print(f"{'model':10s} {'px':>4s} " + " ".join(f"{p + ('+CL' if cl else ''):>9s}" for p, cl in SETTINGS))
+    print(f"{'model':12s} {'px':>4s} " + " ".join(f"{p + ('+CL' if cl else ''):>9s}" for p, cl in SETTINGS))
     out = {}
     for arch, size in cases:
         if arch.startswith("convnet") and size != 224:
@@ -52,5 +53,5 @@ def run(quick: bool = False) -> dict:
             row[f"{precision}{'_channels_last' if cl else ''}"] = ms_per_image(arch, size, precision, cl,
                                                                               steps=2 if quick else 3)
         out[f"{arch}@{size}"] = row
-        print(f"{arch:10s} {size:4d} " + " ".join(f"{v:9.1f}" for v in row.values()), flush=True)
+        print(f"{arch:12s} {size:4d} " + " ".join(f"{v:9.1f}" for v in row.values()), flush=True)
     return out

@@ -6,6 +6,8 @@ import json
 import pytest
 
 from diseaseid.cli import build_parser, main
+from diseaseid.models import read_card
+from diseaseid.paths import REPO_ROOT
 from diseaseid.serving import ROLES
 
 
@@ -30,5 +32,6 @@ def test_predict_json(fixtures_dir, capsys):
     image = sorted((fixtures_dir / "tumor" / "glioma").glob("*.jpg"))[0]
     assert main(["predict", str(image), "--task", "tumor", "--model", "student", "--json"]) == 0
     answer = json.loads(capsys.readouterr().out)
-    assert answer["model"] == "tumor/student:convnet1" and set(answer["probabilities"]) == {
+    arch = read_card(REPO_ROOT / "weights" / "tumor" / "student.json")["arch"]  # lite0_stage5 since 2026-11-28
+    assert answer["model"] == f"tumor/student:{arch}" and set(answer["probabilities"]) == {
         "glioma", "meningioma", "notumor", "pituitary"}
