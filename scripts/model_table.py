@@ -1,6 +1,9 @@
 """Print the README's table of shipped models from their model cards and the latest `make bench` results.
 
     .venv/bin/python scripts/model_table.py
+
+The latency column comes from the newest bench report under bench/results/ (any folder: a partial run such
+as ``python -m bench --only models --out bench/results/models`` writes its own) that has a ``models`` suite.
 """
 from __future__ import annotations
 
@@ -16,9 +19,11 @@ def pct(v) -> str:
 
 def main() -> None:
     latency = {}
-    bench = ROOT / "bench" / "results" / "latest.json"
-    if bench.exists():
-        for row in json.loads(bench.read_text()).get("suites", {}).get("models", {}).get("models", []):
+    reports = [json.loads(p.read_text()) for p in (ROOT / "bench" / "results").rglob("latest.json")]
+    reports = [r for r in reports if "models" in r.get("suites", {})]
+    if reports:
+        newest = max(reports, key=lambda r: r["date"])
+        for row in newest["suites"]["models"].get("models", []):
             latency[(row["task"], row["role"])] = row["latency_ms_p50"]
     print("| task | model | arch | parameters | size | val accuracy | val balanced acc. | val macro-F1 | "
           "subject bal. acc. | ECE before -> after | CPU latency p50 |")
