@@ -3,6 +3,10 @@
 The rule (issue 12): the most accurate shipped model on its validation split, unless the student is within
 ``STUDENT_MARGIN`` of it, since then its speed is worth the difference. Accuracy is read from the model cards
 (``metrics.validation.accuracy``), so shipping a new model changes the default without a code change.
+
+The speed is real only when answering with the student skips the better model. Where that model is also the
+task's OOD detector (``detector_of``: the tumor teacher's features decide OOD for every tumor answer), a
+student answer runs both models, so it is slower and less accurate: the better model answers.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from diseaseid.models.checkpoint import read_card
+from diseaseid.serving.ood import detector_of
 from diseaseid.serving.predictor import ROLES, shipped_weights
 
 STUDENT_MARGIN = 0.005  # accuracy, as a fraction: 0.5 points
@@ -26,19 +31,25 @@ def _accuracy(card: dict) -> float | None:
     return float(value) if value is not None else None
 
 
-def choose_default(accuracies: dict[str, float | None], margin: float = STUDENT_MARGIN) -> DefaultModel:
-    """``accuracies``: role -> validation accuracy (None where a role is missing or unmeasured)."""
+def choose_default(accuracies: dict[str, float | None], margin: float = STUDENT_MARGIN,
+                   always_runs: str | None = None) -> DefaultModel:
+    """``accuracies``: role -> validation accuracy (None where a role is missing or unmeasured).
+    ``always_runs``: the role that every answer runs anyway (the task's OOD detector), if it is one of them."""
     known = {role: acc for role, acc in accuracies.items() if acc is not None}
     if not known:
         return DefaultModel("student", "no model card states a validation accuracy; the fast student answers")
     best = max(known, key=lambda role: (known[role], role == "student"))
     student = known.get("student")
-    if student is not None and best != "student" and student >= known[best] - margin:
+    within = student is not None and best != "student" and student >= known[best] - margin
+    if within and always_runs != best:
         return DefaultModel("student", f"the student ({student:.1%}) is within {margin:.1%} of the {best} "
                                        f"({known[best]:.1%}) and faster")
     others = ", ".join(f"{role} {acc:.1%}" for role, acc in sorted(known.items()) if role != best)
-    return DefaultModel(best, f"the most accurate on validation ({known[best]:.1%}"
-                              + (f"; {others}" if others else "") + ")")
+    reason = f"the most accurate on validation ({known[best]:.1%}" + (f"; {others}" if others else "") + ")"
+    if within:
+        reason += (f"; the student is within {margin:.1%} but not faster: the {best} runs for every answer, "
+                   f"as the OOD detector")
+    return DefaultModel(best, reason)
 
 
 def _card_stamps(task: str) -> tuple:
@@ -61,7 +72,8 @@ def _default_from_cards(task: str, stamps: tuple) -> DefaultModel:
             accuracies[role] = _accuracy(read_card(shipped_weights(task, role)))
         except (FileNotFoundError, KeyError, ValueError):
             accuracies[role] = None
-    return choose_default(accuracies)
+    detector_task, detector_role = detector_of(task)
+    return choose_default(accuracies, always_runs=detector_role if detector_task == task else None)
 
 
 def default_model(task: str) -> DefaultModel:

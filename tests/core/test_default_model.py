@@ -18,3 +18,23 @@ def test_missing_cards_fall_back_to_what_is_known():
     assert choose_default({"student": None, "teacher": 0.5}).role == "teacher"
     assert choose_default({"student": 0.4, "teacher": None}).role == "student"
     assert choose_default({"student": None, "teacher": None}).role == "student"
+
+
+def test_the_student_is_not_faster_when_the_better_model_runs_anyway_as_the_ood_detector():
+    choice = choose_default({"student": 0.9843, "teacher": 0.9886}, always_runs="teacher")
+    assert choice.role == "teacher"
+    assert choice.reason == ("the most accurate on validation (98.9%; student 98.4%); the student is within 0.5% "
+                             "but not faster: the teacher runs for every answer, as the OOD detector")
+    # A detector that is another task's model (dementia uses the tumor teacher) does not change the rule.
+    assert choose_default({"student": 0.9843, "teacher": 0.9886}, always_runs=None).role == "student"
+    assert choose_default({"student": 0.9843, "teacher": 0.9886}, always_runs="student").role == "student"
+    # Beyond the margin the reason does not mention it.
+    far = choose_default({"student": 0.939, "teacher": 0.979}, always_runs="teacher")
+    assert far.role == "teacher" and "not faster" not in far.reason
+
+
+def test_shipped_tumor_default_is_the_teacher_because_it_is_the_ood_detector():
+    from diseaseid.serving import default_model
+
+    choice = default_model("tumor")
+    assert choice.role == "teacher" and "as the OOD detector" in choice.reason

@@ -59,8 +59,8 @@ def test_predict_answers_for_every_task_and_model(inference_client, task, model)
 
 
 def test_default_model_follows_the_cards_and_answers_are_deterministic(inference_client):
-    """With no model named, the most accurate shipped model answers unless the student is within 0.5 points
-    (the shipped tumor student is not), and GET /models says which and why."""
+    """With no model named, the most accurate shipped model answers (for tumor also when the student is within
+    0.5 points: the teacher runs anyway as the OOD detector), and GET /models says which and why."""
     from diseaseid.serving import default_model
 
     data = fixture_bytes("tumor", "meningioma")
@@ -74,8 +74,11 @@ def test_default_model_follows_the_cards_and_answers_are_deterministic(inference
     assert tumor["default_model"]["role"] == expected
     assert [m["role"] for m in tumor["models"] if m["default"]] == [expected]
     acc = {m["role"]: m["card"]["metrics"]["validation"]["accuracy"] for m in tumor["models"]}
-    assert expected == ("student" if acc["student"] >= max(acc.values()) - 0.005 else
-                        max(acc, key=acc.get))
+    # The tumor teacher is also the OOD detector, which runs for every answer: the student would not be faster,
+    # so the most accurate model answers even when the student is within 0.5 points.
+    assert expected == max(acc, key=acc.get)
+    if expected == "teacher" and acc["student"] >= acc["teacher"] - 0.005:
+        assert "not faster" in tumor["default_model"]["reason"]
 
 
 def test_png_inputs_of_any_mode_are_accepted(inference_client):
