@@ -2,7 +2,8 @@
 
 - ``DISEASEID_DEFAULT_MODEL`` and ``DISEASEID_DEFAULT_MODELS`` (JSON per task, e.g.
   ``{"dementia": "teacher"}``): which model answers when a request names none; unset (or ``auto``), the most
-  accurate shipped model unless the student is within 0.5 points of it (``diseaseid.serving.default``);
+  accurate shipped model unless the student is within 0.5 points of it and faster to serve
+  (``diseaseid.serving.default``);
 - ``DISEASEID_MAX_STUDY_FILES`` (64) and ``DISEASEID_MAX_STUDY_BYTES`` (whole ``/predict/study`` body);
 - ``DISEASEID_INFERENCE_WORKERS``: threads running decode + forward passes (off the event loop).
 """
