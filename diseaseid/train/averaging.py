@@ -2,7 +2,11 @@
 wider optima"): the uniform mean of the epoch snapshots' parameters, then batch-norm statistics
 re-estimated on un-augmented training images, since the mean of running statistics is not the statistics
 of the mean weights. Snapshots are copies of a run's ``checkpoint.pt`` taken after each epoch
-(``scripts/snapshot_epochs.sh``)."""
+(``scripts/snapshot_epochs.sh``).
+
+The same mean over the final weights of *several* runs is a uniform model soup (Wortsman et al. 2022, "Model
+soups"): runs of one architecture that started from the same weights and differ in their recipe (loss,
+learning rate) tend to land in one basin, where the mean of the weights beats each of them."""
 from __future__ import annotations
 
 import time
@@ -14,7 +18,7 @@ import torch.nn as nn
 from torch.optim.swa_utils import update_bn
 
 from diseaseid.data.dataset import ImageFolder
-from diseaseid.models import create_model
+from diseaseid.models import create_model, load_model
 from diseaseid.train.config import TrainConfig
 from diseaseid.train.trainer import DeviceImages, FitResult, evaluate_logits, predict_logits, use_channels_last
 
@@ -84,3 +88,54 @@ def average_run(paths: list[str | Path], last: int, train: ImageFolder, val: Ima
     result = FitResult(model=model, best=report, best_epoch=epochs[-1], history=list(snaps[-1]["history"]),
                        seconds=float(snaps[-1]["seconds"]) + time.time() - t0, val_logits=logits)
     return result, cfg
+
+
+def soup_problem(cards: list[dict]) -> str | None:
+    """Why models with these cards cannot be averaged into a soup (None when they can): they must share the
+    task, the classes, the architecture and its arguments, and their starting point: the same ``--init``
+    weights and seed, so that the layers trained from scratch started alike too."""
+    if len(cards) < 2:
+        return "a soup needs at least two models"
+    for key, of in (("task", lambda c: c.get("task")), ("classes", lambda c: c.get("classes")),
+                    ("architecture", lambda c: (c.get("arch"), c.get("arch_args") or {})),
+                    ("starting point (--init and --seed)",
+                     lambda c: (c.get("training", {}).get("init_from", {}).get("version"),
+                                c.get("training", {}).get("seed")))):
+        values = [of(c) for c in cards]
+        if any(v != values[0] for v in values):
+            return f"the models differ in their {key}: {values}"
+    if cards[0].get("training", {}).get("init_from") is None:
+        return "the models were not fine-tuned from given weights (--init): nothing says they share a basin"
+    return None
+
+
+def soup_run(paths: list[str | Path], train: ImageFolder, val: ImageFolder,
+             bn_images: int = 1024) -> tuple[FitResult, TrainConfig]:
+    """The uniform soup of the models in ``paths`` (weights files with cards), BN re-estimated, evaluated on
+    ``val``. Its configuration is the first model's, with every ingredient listed in ``extra``."""
+    t0 = time.time()
+    loaded = [load_model(p) for p in paths]
+    cards = [c for _, c in loaded]
+    problem = soup_problem(cards)
+    if problem:
+        raise ValueError(f"cannot average {[str(p) for p in paths]}: {problem}")
+    training = cards[0]["training"]
+    cfg = TrainConfig(**{**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__},
+                         "device": "cpu"})
+    model = loaded[0][0]
+    model.load_state_dict(average_states([m.state_dict() for m, _ in loaded]))
+    channels_last = use_channels_last(cfg, torch.device("cpu"))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    reestimate_batchnorm(model, DeviceImages(train.images, torch.device("cpu"), channels_last=channels_last),
+                         n=bn_images)
+    model.eval()
+    logits = predict_logits(model, val.images)
+    report = evaluate_logits(logits, val)
+    cfg.extra = {"soup_of": [{"file": str(p), "version": c.get("version"), "command": c.get("command"),
+                              "accuracy": c.get("metrics", {}).get("validation", {}).get("accuracy")}
+                             for p, c in zip(paths, cards)],
+                 "bn_reestimated_on": bn_images}
+    seconds = sum(float(c["training"].get("seconds", 0.0)) for c in cards) + time.time() - t0
+    return FitResult(model=model, best=report, best_epoch=int(training.get("best_epoch", cfg.epochs)), history=[],
+                     seconds=seconds, val_logits=logits), cfg

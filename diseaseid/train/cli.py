@@ -93,10 +93,15 @@ def register(sub) -> None:
     p.add_argument("--uncalibrated", action="store_true", help="ignore the card's temperature")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("average", help="average the weights of a run's last epochs (BN re-estimated) and package")
+    p = sub.add_parser("average", help="average the weights of a run's last epochs, or of several runs' final "
+                                       "models (a model soup); BN re-estimated; package")
     _common(p)
-    p.add_argument("--snapshots", nargs="+", required=True,
-                   help="copies of the run's checkpoint.pt after each epoch (scripts/snapshot_epochs.sh)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--snapshots", nargs="+",
+                      help="copies of the run's checkpoint.pt after each epoch (scripts/snapshot_epochs.sh)")
+    what.add_argument("--weights", nargs="+",
+                      help="a uniform model soup of these .safetensors: one architecture fine-tuned from the "
+                           "same --init weights and seed")
     p.add_argument("--last", type=int, default=5, help="how many of the highest epochs to average")
     p.add_argument("--bn-images", type=int, default=1024, help="training images for the BN statistics")
     p.add_argument("--out", required=True, help="folder for the averaged weights, card and plots")
@@ -148,16 +153,27 @@ def cmd_train(args) -> int:
 
 
 def cmd_average(args) -> int:
-    from diseaseid.train.averaging import average_run
+    from diseaseid.models.checkpoint import read_card
+    from diseaseid.train.averaging import average_run, soup_run
     from diseaseid.train.data import default_split_path, load_task_data
     from diseaseid.train.pipeline import package, ship
 
     _threads(args)
+    if args.weights:
+        tasks = {read_card(p)["task"] for p in args.weights}
+        if tasks != {args.task}:
+            raise SystemExit(f"the weights are for {sorted(tasks)}, not {args.task}")
     train, val, split = load_task_data(args.task)
-    result, cfg = average_run(args.snapshots, args.last, train, val, bn_images=args.bn_images)
+    try:
+        result, cfg = (soup_run(args.weights, train, val, bn_images=args.bn_images) if args.weights
+                       else average_run(args.snapshots, args.last, train, val, bn_images=args.bn_images))
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     stem = package(result, cfg, train, val, split, args.out, role=args.ship, split_path=default_split_path(args.task))
     keys = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
-    print(json.dumps({"weights": str(stem.with_suffix(".safetensors")), "averaged_epochs": cfg.extra["averaged_epochs"],
+    averaged = ({"soup_of": [{k: m[k] for k in ("file", "version", "accuracy")} for m in cfg.extra["soup_of"]]}
+                if args.weights else {"averaged_epochs": cfg.extra["averaged_epochs"]})
+    print(json.dumps({"weights": str(stem.with_suffix(".safetensors")), **averaged,
                       "validation": {k: round(v, 4) for k, v in result.best.items() if k in keys}}, indent=1))
     if args.ship:
         print("shipped:", ship(stem, args.task, args.ship))

@@ -59,7 +59,7 @@ def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageF
     metrics = {k: v for k, v in result.best.items()}
     card = {
         "task": cfg.task,
-        "role": role or ("student" if cfg.teacher_paths() or cfg.model.startswith("convnet") else "teacher"),
+        "role": role or ("teacher" if cfg.model == "lite0" and not cfg.teacher_paths() else "student"),
         "arch": cfg.model,
         "arch_args": cfg.model_args(),
         "classes": list(train.task.classes),
@@ -96,7 +96,8 @@ def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageF
         card["note"] = f"trained on the CPU ({torch.get_num_threads()} threads), {cfg.epochs} epochs"
     stem = out / card["role"]
     save_model(model, stem, card)
-    training_curve(result.history, out / f"{card['role']}-curve.png", f"{cfg.task} {cfg.model}")
+    if result.history:  # a soup of several runs has no curve of its own
+        training_curve(result.history, out / f"{card['role']}-curve.png", f"{cfg.task} {cfg.model}")
     confusion_matrix_plot(metrics["confusion_matrix"], train.task.classes, out / f"{card['role']}-confusion.png",
                           f"{cfg.task} {cfg.model} validation")
     return stem
@@ -113,6 +114,8 @@ def ship(stem: str | Path, task: str, role: str) -> Path:
         src = stem.parent / f"{stem.name}-{plot}.png"
         if src.exists():
             shutil.copy(src, dest / f"{role}-{plot}.png")
+        else:  # the shipped model's plot or none: never the plot of the model it replaced
+            (dest / f"{role}-{plot}.png").unlink(missing_ok=True)
     card = json.loads((dest / f"{role}.json").read_text())
     card["role"] = role
     (dest / f"{role}.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
