@@ -125,7 +125,7 @@ def register(sub) -> None:
 def cmd_train(args) -> int:
     from diseaseid.train.config import TrainConfig
     from diseaseid.train.data import default_split_path, load_task_data
-    from diseaseid.train.pipeline import ship, train_and_package
+    from diseaseid.train.pipeline import train_and_package
 
     _threads(args)
     fields = TrainConfig.__dataclass_fields__
@@ -139,10 +139,16 @@ def cmd_train(args) -> int:
         Path(args.split) if args.split else default_split_path(args.task))
     stem, result = train_and_package(cfg, train, val, split, out, role=args.ship, split_path=split_path,
                                      progress=not args.quiet, resume=args.resume, stop_after=args.stop_after)
+    return _report_and_ship(stem, result, args, {"best_epoch": result.best_epoch, "seconds": round(result.seconds, 1)})
+
+
+def _report_and_ship(stem: Path, result, args, head: dict) -> int:
+    """Print what a packaged model scored (after ``head``: what it is), and ship it when ``--ship`` asks."""
+    from diseaseid.train.pipeline import ship
+
     card = json.loads(stem.with_suffix(".json").read_text())
     keys = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "subject_accuracy", "subject_balanced_accuracy")
-    print(json.dumps({"weights": str(stem.with_suffix(".safetensors")), "best_epoch": result.best_epoch,
-                      "seconds": round(result.seconds, 1),
+    print(json.dumps({"weights": str(stem.with_suffix(".safetensors")), **head,
                       "validation": {k: round(v, 4) for k, v in result.best.items() if k in keys},
                       "calibration": {k: card["calibration"][k] for k in ("temperature", "ece_before", "ece_after")},
                       "ood": {k: card["ood"][k] for k in ("threshold", "val_mri_flagged", "non_mri_flagged")}},
@@ -156,7 +162,7 @@ def cmd_average(args) -> int:
     from diseaseid.models.checkpoint import read_card
     from diseaseid.train.averaging import average_run, soup_run
     from diseaseid.train.data import default_split_path, load_task_data
-    from diseaseid.train.pipeline import package, ship
+    from diseaseid.train.pipeline import package
 
     _threads(args)
     if args.weights:
@@ -170,14 +176,9 @@ def cmd_average(args) -> int:
     except ValueError as e:
         raise SystemExit(str(e)) from None
     stem = package(result, cfg, train, val, split, args.out, role=args.ship, split_path=default_split_path(args.task))
-    keys = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
     averaged = ({"soup_of": [{k: m[k] for k in ("file", "version", "accuracy")} for m in cfg.extra["soup_of"]]}
                 if args.weights else {"averaged_epochs": cfg.extra["averaged_epochs"]})
-    print(json.dumps({"weights": str(stem.with_suffix(".safetensors")), **averaged,
-                      "validation": {k: round(v, 4) for k, v in result.best.items() if k in keys}}, indent=1))
-    if args.ship:
-        print("shipped:", ship(stem, args.task, args.ship))
-    return 0
+    return _report_and_ship(stem, result, args, averaged)
 
 
 def cmd_ensemble(args) -> int:
@@ -186,10 +187,13 @@ def cmd_ensemble(args) -> int:
     from diseaseid.train.trainer import evaluate_logits, predict_logits
 
     _threads(args)
-    _, val, _ = load_task_data(args.task)
-    model, card = load_ensemble(args.weights)
+    try:
+        model, card = load_ensemble(args.weights)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     if card["task"] != args.task:
         raise SystemExit(f"the weights are for {card['task']}, not {args.task}")
+    _, val, _ = load_task_data(args.task)
     members = list(model.members) if isinstance(model, LogitEnsemble) else [model]
     logits = np.stack([predict_logits(m, val.images) for m in members])
     keys = ("accuracy", "balanced_accuracy", "macro_f1", "nll")

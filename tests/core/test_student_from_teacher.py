@@ -107,3 +107,12 @@ def test_student_of_an_ensemble_records_both_teachers(tmp_path, fixtures_dir):
     assert card["training"]["extra"]["init_tensors_copied"] == "198 of 206"
     student, _ = load_model(out / "student.safetensors")
     assert student.conv_head.out_channels == 1024
+
+
+def test_ensemble_command_refuses_weights_of_another_task_before_reading_data():
+    """Checked before the validation data is read, so it is answered where the data set is absent too."""
+    with pytest.raises(SystemExit, match="the weights are for tumor, not dementia"):
+        main(["ensemble", "--task", "dementia", "--weights", str(TEACHER), str(MEMBER)])
+    dementia = REPO_ROOT / "weights" / "dementia" / "teacher.safetensors"
+    with pytest.raises(SystemExit, match="disagree on the task"):
+        main(["ensemble", "--task", "tumor", "--weights", str(TEACHER), str(dementia)])
