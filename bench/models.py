@@ -1,4 +1,6 @@
-"""CPU latency of the shipped models: one image per call (what a service sees) and throughput at batch 16."""
+"""CPU latency of the shipped models: one image per call (what a service sees: ``predict()``, which also runs the
+task's OOD detector model when another model answers), the answering network alone (``logits()``: normalisation
+and one forward pass), and throughput at batch 16."""
 from __future__ import annotations
 
 import time
@@ -37,9 +39,12 @@ def run(quick: bool = False) -> dict:
                 continue
             loaded[(task, role)] = p
             single = _time(lambda p=p: p.predict(image), repeats)
+            network = _time(lambda p=p: p.logits(image), repeats)
             batched = _time(lambda p=p: p.predict(batch), max(3, repeats // 10))
             row = {"task": task, "role": role, "arch": p.card["arch"], "parameters": p.card.get("parameters"),
                    "latency_ms_p50": float(np.median(single)), "latency_ms_p95": float(np.percentile(single, 95)),
+                   "network_ms_p50": float(np.median(network)),
+                   "ood_detector": None if p.detector is p else p.detector.name,
                    "batch16_images_per_s": 16 / (float(np.median(batched)) / 1000)}
             results["models"].append(row)
     results["studies"] = []
@@ -53,10 +58,12 @@ def run(quick: bool = False) -> dict:
                                    "latency_ms_p50": float(np.median(times))})
     print(f"\nModel CPU latency ({results['threads']} torch threads, predict() incl. pre-processing of a 224x224 "
           "uint8 image):")
-    print(f"{'task':<9} {'role':<8} {'arch':<9} {'params':>9} {'p50 ms':>8} {'p95 ms':>8} {'img/s@16':>9}")
+    print(f"{'task':<9} {'role':<8} {'arch':<13} {'params':>9} {'p50 ms':>8} {'p95 ms':>8} {'img/s@16':>9} "
+          f"{'network p50':>11}  OOD features from")
     for r in results["models"]:
-        print(f"{r['task']:<9} {r['role']:<8} {r['arch']:<9} {r['parameters']:>9,} {r['latency_ms_p50']:>8.2f} "
-              f"{r['latency_ms_p95']:>8.2f} {r['batch16_images_per_s']:>9.1f}")
+        print(f"{r['task']:<9} {r['role']:<8} {r['arch']:<13} {r['parameters']:>9,} {r['latency_ms_p50']:>8.2f} "
+              f"{r['latency_ms_p95']:>8.2f} {r['batch16_images_per_s']:>9.1f} {r['network_ms_p50']:>11.2f}  "
+              f"{r['ood_detector'] or 'itself'}")
     for r in results["studies"]:
         print(f"study: {r['model']} over {r['slices']} slices (teacher embeddings + MIL head): "
               f"p50 {r['latency_ms_p50']:.0f} ms")

@@ -17,6 +17,12 @@ def pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
+def latency_cell(lat: tuple[float, float | None] | None) -> str:
+    if lat is None:
+        return "-"
+    return f"{lat[0]:.1f} ms" + ("" if lat[1] is None else f" / {lat[1]:.1f} ms")
+
+
 def main() -> None:
     latency = {}
     reports = [json.loads(p.read_text()) for p in (ROOT / "bench" / "results").rglob("latest.json")]
@@ -24,9 +30,9 @@ def main() -> None:
     if reports:
         newest = max(reports, key=lambda r: r["date"])
         for row in newest["suites"]["models"].get("models", []):
-            latency[(row["task"], row["role"])] = row["latency_ms_p50"]
+            latency[(row["task"], row["role"])] = (row["latency_ms_p50"], row.get("network_ms_p50"))
     print("| task | model | arch | parameters | size | val accuracy | val balanced acc. | val macro-F1 | "
-          "subject bal. acc. | ECE before -> after | CPU latency p50 |")
+          "subject bal. acc. | ECE before -> after | CPU p50: predict() / network alone |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for task_dir in sorted((ROOT / "weights").iterdir()):
         for role in ("teacher", "student"):
@@ -42,7 +48,7 @@ def main() -> None:
                   f"{pct(m.get('accuracy'))} | {pct(m.get('balanced_accuracy'))} | {pct(m.get('macro_f1'))} | "
                   f"{pct(m.get('subject_balanced_accuracy'))} | "
                   f"{pct(cal.get('ece_before'))} -> {pct(cal.get('ece_after'))} | "
-                  f"{'-' if lat is None else f'{lat:.1f} ms'} |")
+                  f"{latency_cell(lat)} |")
 
 
 if __name__ == "__main__":
