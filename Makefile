@@ -41,10 +41,11 @@ lint: $(STAMP)
 # Mutation testing of the safety-critical modules ([tool.mutmut] in pyproject.toml; docs/testing.md). Not part
 # of `make test`: slow (an hour or more on 2 busy cores). Restrict it with mutant-name globs, e.g.
 #   make mutation MUTANTS='diseaseid.train.distill.* services.common.body_limit.*'
-# The default runs every configured module but the OOD detector (measured after its rewrite) and, of trainer.py,
-# only the loss functions. Results stay in mutants/ (resumable); MUTATION_MIN is the per-module score that
-# `make mutation` requires; MUTATION_JOBS mutants run at a time.
-MUTANTS ?= diseaseid.serving.predictor.* diseaseid.serving.study.* diseaseid.train.calibration.* \
+# The default runs every configured module; of trainer.py only the loss functions. Results stay in mutants/
+# (resumable); MUTATION_MIN is the per-module score that `make mutation` requires; MUTATION_JOBS mutants run at
+# a time.
+MUTANTS ?= diseaseid.serving.predictor.* diseaseid.serving.study.* diseaseid.serving.ood.* \
+	diseaseid.serving.ood_features.* diseaseid.train.calibration.* \
 	diseaseid.train.distill.* diseaseid.train.trainer.x_batch_loss* diseaseid.train.trainer.x_loss_class_weights* \
 	diseaseid.data.* services.*
 MUTATION_MIN ?= 85
