@@ -89,8 +89,8 @@ for s in $stages; do
         --teacher weights/tumor/teacher.safetensors weights/tumor/ensemble/lite0-restarted.safetensors \
         --kd-views 6 --kd-temperature 2 --w-soft 0.7 --w-ce 0.3 --threads $T --out runs/tumor-student-stage5 --resume
       wait $snap ;;
-    tumor-ablation-stage5)  # shipped 2026-11-28: the same student, initialisation, schedule and budget without
-      # the teacher's logits (98.43% validation, above the distilled 98.16%)
+    tumor-ablation-stage5)  # shipped 2026-11-28 until tumor-student-soup: the same student, initialisation,
+      # schedule and budget without the teacher's logits (98.43% validation, above the distilled 98.16%)
       $PY -m diseaseid train --task tumor --model lite0_stage5 --init weights/tumor/teacher.safetensors --init-partial \
         --epochs 12 --batch-size 32 --lr 5e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.5 \
         --patience 12 --select accuracy --threads $T --out runs/tumor-ablation-stage5 --resume --ship student ;;
