@@ -100,7 +100,11 @@ def image_statistics(img: np.ndarray) -> np.ndarray:
     step = np.abs(g[:, :-1] - g[:, 1:])[pairs]
     lap = np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:])[fg[1:-1, 1:-1]]
     mean = float(g[fg].mean())
-    return np.array([np.log(step.mean() / mean + 1e-6), np.log(lap.mean() / mean + 1e-6), fg.mean(),
+    # No pair of neighbouring foreground pixels (scattered dots) or no foreground inside the frame: no steps or
+    # curvature measured, 0 (not the NaN of an empty mean, which would make every distance NaN: never flagged).
+    step_mean = step.mean() if step.size else np.float32(0)
+    lap_mean = lap.mean() if lap.size else np.float32(0)
+    return np.array([np.log(step_mean / mean + 1e-6), np.log(lap_mean / mean + 1e-6), fg.mean(),
                      np.log(g[fg].std() / mean + 1e-6)])
 
 
@@ -148,7 +152,8 @@ class FeatureDetector:
             if images is None:
                 raise ValueError("these statistics include image statistics: pass the images too")
             total = total + self.image_weight * self.image_distance2(images)
-        return np.sqrt(total)
+        # a distance that cannot be computed (NaN features) is as unusual as it gets: flagged, never passed
+        return np.where(np.isnan(total), np.inf, np.sqrt(total))
 
     def reason(self, score: float, detector_name: str) -> str:
         return (f"unlike the brain MRI slices the {detector_name} detector was fitted on "
