@@ -175,3 +175,14 @@ def test_a_distance_that_cannot_be_computed_flags():
     scores = detector().score(np.array([[np.nan, 0.0, 0.0], [0.0, 0.0, 0.0]]))
     assert scores[0] == np.inf and scores[0] > detector().threshold
     assert scores[1] == 0.0
+
+
+def test_a_foreground_only_on_the_frame_has_no_curvature():
+    """Every foreground pixel on the outermost rows and columns: no curvature is measured (0, not NaN)."""
+    gray = np.zeros((30, 30), np.int32)
+    gray[[0, -1], :] = 100 + np.arange(30) % 7
+    gray[:, [0, -1]] = 120
+    img = rgb(gray)
+    got = image_statistics(img)
+    np.testing.assert_allclose(got, literal_statistics(img), rtol=1e-5)
+    assert got[1] == pytest.approx(LOG_EPS) and got[0] > LOG_EPS + 1
