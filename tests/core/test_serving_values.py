@@ -256,6 +256,7 @@ def test_shipped_predictors_share_the_tasks_detector(tmp_path, monkeypatch, capl
     from diseaseid.serving.ood import detector_of
 
     monkeypatch.setattr(predictor_module, "_detectors", {})  # loaded here, not by an earlier test
+    shipped_dir = shipped_weights("tumor", "teacher").parent.parent  # DISEASEID_WEIGHTS or the repository's
     student = Predictor.from_shipped("tumor")  # the student by default
     assert student.role == "student" and student.device == torch.device("cpu")
     teacher = Predictor.from_shipped("tumor", "teacher")
@@ -277,7 +278,7 @@ def test_shipped_predictors_share_the_tasks_detector(tmp_path, monkeypatch, capl
     other = shipped_detector("tumor")
     assert other is not None and other is not student.detector and other.role == "teacher"
     assert len(predictor_module._detectors) == 2
-    monkeypatch.delenv("DISEASEID_WEIGHTS")
+    monkeypatch.setenv("DISEASEID_WEIGHTS", str(shipped_dir))
     # without the detector's weights: the model's own energy decides
     shipped = shipped_weights("tumor", "student")
     monkeypatch.setenv("DISEASEID_WEIGHTS", str(tmp_path))
