@@ -51,6 +51,21 @@ def reestimate_batchnorm(model: nn.Module, images: DeviceImages, n: int = 1024, 
     return layers
 
 
+def mean_model(model: nn.Module, states: list[dict], cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
+               bn_images: int) -> tuple[nn.Module, np.ndarray, dict]:
+    """Load the mean of ``states`` into ``model``, re-estimate its BN statistics on ``bn_images`` training
+    images and evaluate it on ``val``: (model in eval mode, validation logits, report)."""
+    model.load_state_dict(average_states(states))
+    channels_last = use_channels_last(cfg, torch.device("cpu"))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    reestimate_batchnorm(model, DeviceImages(train.images, torch.device("cpu"), channels_last=channels_last),
+                         n=bn_images)
+    model.eval()
+    logits = predict_logits(model, val.images)
+    return model, logits, evaluate_logits(logits, val)
+
+
 def read_snapshots(paths: list[str | Path], last: int) -> tuple[dict, list[dict]]:
     """(run config, snapshots of the ``last`` highest epochs), one per epoch, from checkpoint copies."""
     by_epoch: dict[int, dict] = {}
@@ -74,15 +89,7 @@ def average_run(paths: list[str | Path], last: int, train: ImageFolder, val: Ima
     cfg = TrainConfig(**{k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__},
                       epochs=snaps[-1]["epochs"], device="cpu")
     model = create_model(cfg.model, num_classes=len(train.task.classes), **cfg.model_args())
-    model.load_state_dict(average_states([s["model"] for s in snaps]))
-    channels_last = use_channels_last(cfg, torch.device("cpu"))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    reestimate_batchnorm(model, DeviceImages(train.images, torch.device("cpu"), channels_last=channels_last),
-                         n=bn_images)
-    model.eval()
-    logits = predict_logits(model, val.images)
-    report = evaluate_logits(logits, val)
+    model, logits, report = mean_model(model, [s["model"] for s in snaps], cfg, train, val, bn_images)
     epochs = [int(s["epoch"]) for s in snaps]
     cfg.extra = {**(cfg.extra or {}), "averaged_epochs": epochs, "bn_reestimated_on": bn_images}
     result = FitResult(model=model, best=report, best_epoch=epochs[-1], history=list(snaps[-1]["history"]),
@@ -122,16 +129,8 @@ def soup_run(paths: list[str | Path], train: ImageFolder, val: ImageFolder,
     training = cards[0]["training"]
     cfg = TrainConfig(**{**{k: v for k, v in training.items() if k in TrainConfig.__dataclass_fields__},
                          "device": "cpu"})
-    model = loaded[0][0]
-    model.load_state_dict(average_states([m.state_dict() for m, _ in loaded]))
-    channels_last = use_channels_last(cfg, torch.device("cpu"))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    reestimate_batchnorm(model, DeviceImages(train.images, torch.device("cpu"), channels_last=channels_last),
-                         n=bn_images)
-    model.eval()
-    logits = predict_logits(model, val.images)
-    report = evaluate_logits(logits, val)
+    model, logits, report = mean_model(loaded[0][0], [m.state_dict() for m, _ in loaded], cfg, train, val,
+                                       bn_images)
     cfg.extra = {"soup_of": [{"file": str(p), "version": c.get("version"), "command": c.get("command"),
                               "accuracy": c.get("metrics", {}).get("validation", {}).get("accuracy")}
                              for p, c in zip(paths, cards)],
