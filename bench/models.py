@@ -1,6 +1,7 @@
 """CPU latency of the shipped models: one image per call (what a service sees: ``predict()``, which also runs the
 task's OOD detector model when another model answers), the answering network alone (``logits()``: normalisation
-and one forward pass), and throughput at batch 16."""
+and one forward pass), and throughput at batch 16. A task's models are timed in turn, call by call
+(``_time_interleaved``)."""
 from __future__ import annotations
 
 import time
@@ -23,6 +24,23 @@ def _time(fn, repeats: int) -> list[float]:
     return out
 
 
+def _time_interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Milliseconds per call of each of ``fns``, called in turn (a round calls each once, in a rotating order),
+    so that a noisy machine slows every contender alike: timings of one model after another differed by up to
+    a third between runs on the 2-core development machine."""
+    names = list(fns)
+    for name in names:  # warm-up
+        fns[name]()
+        fns[name]()
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(repeats):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            t = time.perf_counter()
+            fns[name]()
+            out[name].append((time.perf_counter() - t) * 1000)
+    return out
+
+
 def run(quick: bool = False) -> dict:
     repeats = 10 if quick else 50
     rng = np.random.default_rng(0)
@@ -31,19 +49,25 @@ def run(quick: bool = False) -> dict:
     results = {"threads": torch.get_num_threads(), "models": []}
     loaded: dict[tuple[str, str], Predictor] = {}
     for task in TASKS:
+        mine = {}
         for role in ROLES:
             try:
-                p = Predictor.from_shipped(task, role)
+                mine[role] = loaded[(task, role)] = Predictor.from_shipped(task, role)
             except FileNotFoundError as exc:
                 print(f"skip {task}/{role}: {exc}")
-                continue
-            loaded[(task, role)] = p
-            single = _time(lambda p=p: p.predict(image), repeats)
-            network = _time(lambda p=p: p.logits(image), repeats)
+        # a task's models timed in turn, call by call, so they share the machine's state
+        calls = {}
+        for role, p in mine.items():
+            calls[("predict", role)] = lambda p=p: p.predict(image)
+            calls[("network", role)] = lambda p=p: p.logits(image)
+        times = _time_interleaved(calls, repeats)
+        for role, p in mine.items():
+            single, network = times[("predict", role)], times[("network", role)]
             batched = _time(lambda p=p: p.predict(batch), max(3, repeats // 10))
             row = {"task": task, "role": role, "arch": p.card["arch"], "parameters": p.card.get("parameters"),
                    "latency_ms_p50": float(np.median(single)), "latency_ms_p95": float(np.percentile(single, 95)),
                    "network_ms_p50": float(np.median(network)),
+                   "network_ms_p95": float(np.percentile(network, 95)),
                    "ood_detector": None if p.detector is p else p.detector.name,
                    "batch16_images_per_s": 16 / (float(np.median(batched)) / 1000)}
             results["models"].append(row)

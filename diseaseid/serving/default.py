@@ -5,7 +5,7 @@ The rule (issue 12): the most accurate shipped model on its validation split, un
 (``metrics.validation.accuracy``), so shipping a new model changes the default without a code change.
 
 The speed is real only when answering with the student skips the better model. Where that model is also the
-task's OOD detector (``detector_of``: the tumor teacher's features decide OOD for every tumor answer), a
+task's OOD detector (``detector_of``: a task's detector model runs for every answer of that task), a
 student answer runs both models, so it is slower and less accurate: the better model answers.
 """
 from __future__ import annotations

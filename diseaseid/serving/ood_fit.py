@@ -3,7 +3,7 @@
     python -m diseaseid ood-fit --task tumor dementia [--train-sample 1500] [--max-mri-flagged 0.015]
     python -m diseaseid ood-fit --table          # the docs/ood.md table from the shipped statistics
 
-For each task: the detector model (``ood.detector_of(task)``, the tumor teacher for both tasks) embeds a seeded
+For each task: the detector model (``ood.detector_of(task)``, the tumor student for both tasks) embeds a seeded
 sample of the task's training slices and all of its validation slices (cached under runs/ood-features/, keyed
 by the model's version); class means and the shared within-class covariance are fitted on the training sample
 (``ood.FeatureDetector``); the threshold is the lowest distance that, with the image checks, flags at most
@@ -81,7 +81,11 @@ def _sha(images: np.ndarray) -> str:
 
 
 def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: float = MAX_MRI_FLAGGED,
-             rank: int = RANK, seed: int = 0, out_dir: Path | None = None) -> FeatureDetector:
+             rank: int = RANK, seed: int = 0, out_dir: Path | None = None,
+             detector_model: tuple[str, str] | None = None) -> FeatureDetector:
+    """``detector_model``: (task, role) of the shipped model whose features to fit on; default the task's
+    detector (``detector_of``). Another one is for comparing detectors (``--detector``, with ``--out``): the
+    service uses statistics only where their model is the task's detector."""
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.paths import REPO_ROOT, fixtures_dir, task_data_dir, weights_dir
     from diseaseid.serving.ood_features import cached_features_and_logits
@@ -89,7 +93,7 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
     from diseaseid.serving.predictor import Predictor, shipped_weights
 
     task = get_task(task_name)
-    det_task, det_role = detector_of(task_name)
+    det_task, det_role = detector_model or detector_of(task_name)
     detector = Predictor.from_weights(shipped_weights(det_task, det_role))
     version = detector.version
     split = json.loads((REPO_ROOT / "splits" / f"{task_name}.json").read_text())
@@ -149,6 +153,11 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
             "missed": [n for n, f in zip(images, flagged) if not f],
             "min_margin": float(np.min(scores[~checked]) / threshold) if (~checked).any() else None,
             "families": {k: f"{v[0]}/{v[1]}" for k, v in sorted(families.items())}}
+    command = ("python -m diseaseid ood-fit --task " + task_name
+               + (f" --train-sample {train_sample}" if train_sample != TRAIN_SAMPLE else "")
+               + (f" --max-mri-flagged {max_flagged}" if max_flagged != MAX_MRI_FLAGGED else "")
+               + (f" --rank {rank}" if rank != RANK else "")
+               + (f" --detector {det_task}/{det_role}" if (det_task, det_role) != detector_of(task_name) else ""))
     card = {
         "method": "sqrt(d_f^2 + w d_i^2): d_f the Mahalanobis distance of the detector's pooled penultimate "
                   "features to the nearest class mean of the task's training slices (shared within-class "
@@ -168,10 +177,7 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
         "fixtures_flagged": [f for f, x in zip(fixtures.files, fixture_flags) if x],
         "fixtures_n": len(fixtures),
         "non_mri": non_mri_report,
-        "command": "python -m diseaseid ood-fit --task " + task_name
-                   + (f" --train-sample {train_sample}" if train_sample != TRAIN_SAMPLE else "")
-                   + (f" --max-mri-flagged {max_flagged}" if max_flagged != MAX_MRI_FLAGGED else "")
-                   + (f" --rank {rank}" if rank != RANK else ""),
+        "command": command,
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     fitted = FeatureDetector(stats["means"], stats["basis"], stats["variances"], stats["residual_variance"],
@@ -206,6 +212,17 @@ def table(weights: Path) -> str:
     return "\n".join(rows)
 
 
+def kinds_table(weights: Path, which: str = "heldout") -> str:
+    """Flagged / all per kind of non-MRI image of the ``which`` set and task, from the shipped ``ood.json``."""
+    cards = {task: json.loads((weights / task / f"{STATS_STEM}.json").read_text()) for task in sorted(TASKS)
+             if (weights / task / f"{STATS_STEM}.json").exists()}
+    kinds = sorted({k for c in cards.values() for k in c["non_mri"][which]["families"]})
+    rows = ["| kind | " + " | ".join(cards) + " |", "|---|" + "---:|" * len(cards)]
+    rows += [f"| {kind} | " + " | ".join(c["non_mri"][which]["families"].get(kind, "-") for c in cards.values())
+             + " |" for kind in kinds]
+    return "\n".join(rows)
+
+
 def register(sub) -> None:
     p = sub.add_parser("ood-fit", help="fit the OOD statistics and threshold of tasks (weights/<task>/ood.*)")
     p.add_argument("--task", nargs="+", choices=sorted(TASKS), default=sorted(TASKS))
@@ -214,10 +231,23 @@ def register(sub) -> None:
     p.add_argument("--max-mri-flagged", type=float, default=MAX_MRI_FLAGGED,
                    help="the share of validation MRI slices the threshold may flag (image checks included)")
     p.add_argument("--rank", type=int, default=RANK, help="principal directions of the covariance kept")
+    p.add_argument("--detector", type=_detector_arg, default=None, metavar="TASK/ROLE",
+                   help="fit on this shipped model's features instead of the task's detector (to compare "
+                        "detectors; write with --out)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=None, help="weights directory to write to (default: weights/)")
     p.add_argument("--table", action="store_true", help="only print the docs/ood.md table of the shipped fits")
     p.set_defaults(func=cmd_ood_fit)
+
+
+def _detector_arg(value: str) -> tuple[str, str]:
+    from diseaseid.serving.predictor import ROLES
+
+    task, _, role = value.partition("/")
+    if task not in TASKS or role not in ROLES:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected TASK/ROLE, TASK one of {', '.join(sorted(TASKS))}, "
+                                         f"ROLE one of {', '.join(ROLES)}")
+    return task, role
 
 
 def cmd_ood_fit(args: argparse.Namespace) -> int:
@@ -226,7 +256,8 @@ def cmd_ood_fit(args: argparse.Namespace) -> int:
     if not args.table:
         torch.set_num_threads(args.threads)
         for task in args.task:
-            fitted = fit_task(task, args.train_sample, args.max_mri_flagged, args.rank, out_dir=args.out)
+            fitted = fit_task(task, args.train_sample, args.max_mri_flagged, args.rank, out_dir=args.out,
+                              detector_model=args.detector)
             c = fitted.card
             print(f"  threshold {fitted.threshold:.2f}; val MRI flagged {c['val_mri_flagged']:.1%} (cross-fitted "
                   f"{c['val_mri_flagged_cross_fitted']:.1%}); non-MRI flagged: "
@@ -234,4 +265,6 @@ def cmd_ood_fit(args: argparse.Namespace) -> int:
             for which, v in c["non_mri"].items():
                 print(f"  {which} missed: {', '.join(v['missed']) or '-'}")
     print(table(args.out or weights_dir()))
+    print()
+    print(kinds_table(args.out or weights_dir()))
     return 0

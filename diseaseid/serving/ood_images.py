@@ -146,9 +146,17 @@ def chart(rng: np.random.Generator, kind: str) -> np.ndarray:
 
 
 def _skimage_pictures(names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named scikit-image pictures; those it draws at random (``binary_blobs``) from a fixed seed, so the
+    sets stay the same from call to call (unseeded, ``binary_blobs`` differed every time)."""
+    import inspect
+
     import skimage.data
 
-    return {name: gray(getattr(skimage.data, name)()) for name in names}
+    out = {}
+    for name in names:
+        make = getattr(skimage.data, name)
+        out[name] = gray(make(rng=0) if "rng" in inspect.signature(make).parameters else make())
+    return out
 
 
 def _mpl_pictures(names: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -6,8 +6,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 _PROBS = {"glioma": 0.912, "meningioma": 0.041, "notumor": 0.012, "pituitary": 0.035}
-_MODEL = {"role": "student", "name": "tumor/student:convnet1", "arch": "convnet1", "version": "ce377decbd8d"}
-_OOD = {"flag": False, "score": -6.2, "reasons": [], "detector": "tumor/teacher:lite0"}
+_MODEL = {"role": "student", "name": "tumor/student:lite0_stage5", "arch": "lite0_stage5", "version": "8261307019b1"}
+_OOD = {"flag": False, "score": 41.3, "reasons": [], "detector": "tumor/student:lite0_stage5"}
 _INPUT = {"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "format": "jpeg",
           "size_bytes": 23816, "width": 512, "height": 512}
 
@@ -15,7 +15,7 @@ _INPUT = {"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f
 _SLICE = {"index": 0, "outcome": "diagnosis", "used": True, "label": "NonDemented", "label_index": 0,
           "display_en": "Non-demented", "display_ru": "Деменции нет",
           "probabilities": {"NonDemented": 0.78, "VeryMildDemented": 0.18, "MildDemented": 0.03,
-                            "ModerateDemented": 0.01}, "ood": {**_OOD, "detector": "dementia/teacher:lite0"},
+                            "ModerateDemented": 0.01}, "ood": _OOD,
           "input": _INPUT}
 
 
@@ -114,13 +114,14 @@ class Aggregation(BaseModel):
 
 class StudyResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "task": "dementia", "model": {**_MODEL, "name": "dementia/student:convnet1"}, "n_slices": 2,
+        "task": "dementia", "model": {**_MODEL, "name": "dementia/student:convnet1", "arch": "convnet1",
+                                             "version": "1f393f82d84b"}, "n_slices": 2,
         "n_used": 2, "excluded": [],
         "subject": {"outcome": "diagnosis", "label": "NonDemented", "label_index": 0,
                     "display_en": "Non-demented", "display_ru": "Деменции нет",
                     "probabilities": {"NonDemented": 0.81, "VeryMildDemented": 0.15, "MildDemented": 0.03,
                                       "ModerateDemented": 0.01},
-                    "ood": {**_OOD, "detector": "dementia/teacher:lite0"}},
+                    "ood": _OOD},
         "aggregation": {"method": "attention_mil", "model": {"name": "dementia/mil:attention_mil",
                                                              "version": "3f2a9c1b7d0e"},
                         "attention": [0.62, 0.38]},

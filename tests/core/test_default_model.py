@@ -33,8 +33,17 @@ def test_the_student_is_not_faster_when_the_better_model_runs_anyway_as_the_ood_
     assert far.role == "teacher" and "not faster" not in far.reason
 
 
-def test_shipped_tumor_default_is_the_teacher_because_it_is_the_ood_detector():
+def test_shipped_tumor_default_is_the_student_within_half_a_point_and_itself_the_ood_detector():
+    from diseaseid.models.checkpoint import read_card
     from diseaseid.serving import default_model
+    from diseaseid.serving.ood import detector_of
+    from diseaseid.serving.predictor import shipped_weights
 
+    student, teacher = (read_card(shipped_weights("tumor", role))["metrics"]["validation"]["accuracy"]
+                        for role in ("student", "teacher"))
+    assert detector_of("tumor") == ("tumor", "student")
     choice = default_model("tumor")
-    assert choice.role == "teacher" and "as the OOD detector" in choice.reason
+    assert teacher - 0.005 <= student < teacher  # what the shipped cards say: within half a point, below
+    assert choice.role == "student"
+    assert choice.reason == (f"the student ({student:.1%}) is within 0.5% of the teacher ({teacher:.1%}) "
+                             "and faster")

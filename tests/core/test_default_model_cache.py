@@ -29,8 +29,7 @@ def test_cards_are_read_once_and_again_when_one_changes(tmp_path, monkeypatch):
     for _ in range(5):
         assert default_model("tumor").role == "teacher"
     assert len(reads) == 2  # cached
-    # A new student above the teacher. (Within half a point would not do for tumor: its teacher is the OOD
-    # detector and runs for every answer anyway, so the student would not be faster.)
+    # A new student above the teacher.
     write_card(tmp_path, "student", 0.985, 2_000_000_000)
     assert default_model("tumor").role == "student"
     assert len(reads) == 4

@@ -35,7 +35,8 @@ NON_MRI = {"cat_on_black": cat_on_black, "text_on_black": text_on_black}
 # How far past the threshold the two images of the issue must lie: a retrained detector that only just flags
 # them fails here, not by chance in a service test. Measured: on the detector fitted to teacher bd61cf15bb63
 # both lay >= 1.3x past it; on 38e6739881bf (the averaged teacher) the cat on black lies 1.10x past the tumor
-# threshold (113.9 vs 103.4), the others still >= 1.3x. The 5% margin is what that detector keeps.
+# threshold (113.9 vs 103.4), the others still >= 1.3x. On the tumor student 8261307019b1 (the detector since
+# 2026-12-03) the cat lies 1.20x past the tumor threshold, the text 2.32x, both >= 3.4x past the dementia one.
 MARGIN = 1.05
 
 

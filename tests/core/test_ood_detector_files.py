@@ -286,10 +286,10 @@ def test_problem_is_none_for_a_fitted_detector(detector):
 
 # -- detector_of ----------------------------------------------------------------------------------------------------
 def test_detector_of():
-    assert DETECTORS == {"tumor": ("tumor", "teacher"), "dementia": ("tumor", "teacher")}
+    assert DETECTORS == {"tumor": ("tumor", "student"), "dementia": ("tumor", "student")}
     assert DETECTOR_ROLE == "teacher"
-    assert detector_of("tumor") == ("tumor", "teacher")
-    assert detector_of("dementia") == ("tumor", "teacher")
+    assert detector_of("tumor") == ("tumor", "student")
+    assert detector_of("dementia") == ("tumor", "student")
     assert detector_of("stroke") == ("stroke", "teacher")  # a task not listed: its own teacher
 
 
@@ -514,3 +514,27 @@ def test_cache_key_of_an_image_stack():
     assert _sha(changed) != _sha(images)
     flipped = np.ascontiguousarray(images[:, ::-1])
     assert _sha(images[:, ::-1]) == _sha(flipped) != _sha(images)  # a view hashes its values, not its buffer
+
+
+def test_kinds_table_reads_each_tasks_card(tmp_path):
+    from diseaseid.serving.ood_fit import kinds_table
+
+    for task, families in (("tumor", {"photo_gray": "13/14", "chart": "2/2"}), ("dementia", {"photo_gray": "14/14"})):
+        (tmp_path / task).mkdir()
+        card = {"non_mri": {"heldout": {"families": families}, "calibration": {"families": {"x": "1/1"}}}}
+        (tmp_path / task / "ood.json").write_text(json.dumps(card))
+    assert kinds_table(tmp_path).splitlines() == [
+        "| kind | dementia | tumor |", "|---|---:|---:|",
+        "| chart | - | 2/2 |", "| photo_gray | 14/14 | 13/14 |"]
+    assert kinds_table(tmp_path, "calibration").splitlines()[2:] == ["| x | 1/1 | 1/1 |"]
+
+
+def test_detector_argument():
+    import argparse
+
+    from diseaseid.serving.ood_fit import _detector_arg
+
+    assert _detector_arg("tumor/teacher") == ("tumor", "teacher")
+    for bad in ("tumor", "tumor/mil", "stroke/student", "/student", "tumor/student/x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected TASK/ROLE"):
+            _detector_arg(bad)

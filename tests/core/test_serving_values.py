@@ -260,37 +260,39 @@ def test_shipped_predictors_share_the_tasks_detector(tmp_path, monkeypatch, capl
     student = Predictor.from_shipped("tumor")  # the student by default
     assert student.role == "student" and student.device == torch.device("cpu")
     teacher = Predictor.from_shipped("tumor", "teacher")
-    assert detector_of("tumor") == ("tumor", "teacher")
-    assert teacher.detector is teacher  # the detector itself
-    assert student.detector is not student and student.detector.role == "teacher"
-    assert student.detector.task.name == "tumor" and student.detector.ood_threshold is not None
-    assert shipped_detector("tumor") is student.detector  # loaded once, shared
-    assert list(predictor_module._detectors.values()) == [student.detector]
-    assert student.detector.card["ood"]["threshold"] == student.detector.ood_threshold
-    plain = Predictor.from_weights(shipped_weights("tumor", "student"))  # on the CPU by default
-    assert plain.device == torch.device("cpu") and plain.detector is plain and plain.card == student.card
+    assert detector_of("tumor") == ("tumor", "student")
+    assert student.detector is student  # the detector itself: one forward pass answers and decides
+    assert teacher.detector is not teacher and teacher.detector.role == "student"
+    assert teacher.detector.task.name == "tumor" and teacher.detector.ood_threshold is not None
+    assert shipped_detector("tumor") is teacher.detector  # loaded once, shared
+    assert list(predictor_module._detectors.values()) == [teacher.detector]
+    assert teacher.detector.card["ood"]["threshold"] == teacher.detector.ood_threshold
+    assert teacher.feature_detector is not None and student.feature_detector is not None
+    assert teacher.feature_detector.detector["version"] == student.version == teacher.detector.version
+    plain = Predictor.from_weights(shipped_weights("tumor", "teacher"))  # on the CPU by default
+    assert plain.device == torch.device("cpu") and plain.detector is plain and plain.card == teacher.card
     # another weights file (its own path) is another detector
     copy = tmp_path / "copy"
     (copy / "tumor").mkdir(parents=True)
     for suffix in (".safetensors", ".json"):
-        shutil.copy(shipped_weights("tumor", "teacher").with_suffix(suffix), copy / "tumor" / f"teacher{suffix}")
+        shutil.copy(shipped_weights("tumor", "student").with_suffix(suffix), copy / "tumor" / f"student{suffix}")
     monkeypatch.setenv("DISEASEID_WEIGHTS", str(copy))
     other = shipped_detector("tumor")
-    assert other is not None and other is not student.detector and other.role == "teacher"
+    assert other is not None and other is not teacher.detector and other.role == "student"
     assert len(predictor_module._detectors) == 2
     monkeypatch.setenv("DISEASEID_WEIGHTS", str(shipped_dir))
     # without the detector's weights: the model's own energy decides
-    shipped = shipped_weights("tumor", "student")
+    shipped = shipped_weights("tumor", "teacher")
     monkeypatch.setenv("DISEASEID_WEIGHTS", str(tmp_path))
     (tmp_path / "tumor").mkdir()
     for suffix in (".safetensors", ".json"):
-        shutil.copy(shipped.with_suffix(suffix), tmp_path / "tumor" / f"student{suffix}")
+        shutil.copy(shipped.with_suffix(suffix), tmp_path / "tumor" / f"teacher{suffix}")
     with caplog.at_level("WARNING", logger="diseaseid.serving.predictor"):
         assert shipped_detector("tumor") is None
-    assert caplog.messages == [f"no OOD detector for tumor (no shipped teacher model for task 'tumor' at "
-                               f"{tmp_path / 'tumor' / 'teacher.safetensors'}); each model's own energy score decides"]
-    alone = Predictor.from_shipped("tumor", "student")
-    assert alone.detector is alone
+    assert caplog.messages == [f"no OOD detector for tumor (no shipped student model for task 'tumor' at "
+                               f"{tmp_path / 'tumor' / 'student.safetensors'}); each model's own energy score decides"]
+    alone = Predictor.from_shipped("tumor", "teacher")
+    assert alone.detector is alone and alone.feature_detector is None
 
 
 # ---- the study path -------------------------------------------------------------------------------------
