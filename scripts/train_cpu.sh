@@ -6,7 +6,7 @@
 #         tumor-teacher-more tumor-teacher-more2 tumor-student-more, in that order; then tumor-teacher-long,
 #         tumor-student-consistent, tumor-teacher-20, tumor-teacher-avg, tumor-teacher-ensemble,
 #         tumor-student-stage5, tumor-ablation-stage5, tumor-student-soup (tumor-ablation-stage5-lr3: tried as a
-#         third soup ingredient); dementia: dementia-cv dementia-ship)
+#         third soup ingredient), ood-fit; dementia: dementia-cv dementia-ship)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -68,7 +68,7 @@ for s in $stages; do
         --out runs/tumor-teacher-20 --resume
       wait $snap ;;
     tumor-teacher-avg)  # shipped 2026-11-28: the mean weights of tumor-teacher-20's last 5 epochs, BN statistics
-      # re-estimated on 1,024 training images: 98.9% validation (then: python -m diseaseid ood-fit --task tumor dementia)
+      # re-estimated on 1,024 training images: 98.9% validation
       $PY -m diseaseid average --task tumor --snapshots runs/tumor-teacher-20/epoch-*.pt --last 5 --threads $T \
         --out runs/tumor-teacher-20-avg5 --ship teacher ;;
     tumor-student-consistent)  # the shipped student distilled from the shipped teacher on 4 cached augmented
@@ -99,10 +99,21 @@ for s in $stages; do
       $PY -m diseaseid train --task tumor --model lite0_stage5 --init weights/tumor/teacher.safetensors --init-partial \
         --epochs 12 --batch-size 32 --lr 3e-4 --weight-decay 0.05 --label-smoothing 0.1 --warmup-epochs 0.5 \
         --patience 12 --select accuracy --threads $T --out runs/tumor-ablation-stage5-lr3 --resume ;;
+    tumor-ablation-stage5-20)  # the longer student schedule: tumor-ablation-stage5 (same initialisation and seed)
+      # for 20 epochs instead of 12; a checkpoint copy per epoch (for averaging its last epochs)
+      bash scripts/snapshot_epochs.sh runs/tumor-ablation-stage5-20 & snap=$!
+      $PY -m diseaseid train --task tumor --model lite0_stage5 --init weights/tumor/teacher.safetensors --init-partial \
+        --epochs 20 --batch-size 32 --lr 5e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.5 \
+        --patience 20 --select accuracy --threads $T --out runs/tumor-ablation-stage5-20 --resume
+      wait $snap ;;
     tumor-student-soup)  # shipped 2026-11-28: a uniform model soup (the mean weights, BN re-estimated) of the two
-      # lite0_stage5 runs above, which share their initialisation and seed: 98.60% validation (98.43 and 98.16 alone)
+      # lite0_stage5 runs above, which share their initialisation and seed: 98.60% validation (98.43 and 98.16 alone).
+      # Then the stage ood-fit: the tumor student is the OOD detector of both tasks
       $PY -m diseaseid average --task tumor --weights runs/tumor-ablation-stage5/teacher.safetensors \
         runs/tumor-student-stage5/student.safetensors --threads $T --out runs/tumor-student-soup --ship student ;;
+    ood-fit)  # the OOD statistics and thresholds of both tasks on the detector's features (the tumor student since
+      # 2026-12-03; docs/ood.md): rerun whenever the detector model is shipped anew, or the service ignores them
+      $PY -m diseaseid ood-fit --task tumor dementia --threads $T ;;
     tumor-teacher-ensemble)  # the distillation teacher's validation figures: each member and their mean logits
       $PY -m diseaseid ensemble --task tumor --threads $T --out docs/tumor-teacher-ensemble.json \
         --weights weights/tumor/teacher.safetensors weights/tumor/ensemble/lite0-restarted.safetensors ;;
