@@ -193,16 +193,18 @@ def image_stat_names() -> tuple[str, ...]:
     return IMAGE_STATISTICS
 
 
+def fitted_cards(weights: Path) -> dict[str, dict]:
+    """task -> its ``ood.json`` under ``weights``, for the tasks that have one, in name order."""
+    paths = {task: weights / task / f"{STATS_STEM}.json" for task in sorted(TASKS)}
+    return {task: json.loads(path.read_text()) for task, path in paths.items() if path.exists()}
+
+
 def table(weights: Path) -> str:
     """The docs/ood.md table, from the shipped ``ood.json`` files."""
     rows = ["| task | detector (version) | threshold | val MRI flagged (cross-fitted) | fixtures flagged | "
             "non-MRI flagged: calibration | held-out | held-out missed |",
             "|---|---|---:|---:|---:|---:|---:|---|"]
-    for task in sorted(TASKS):
-        path = weights / task / f"{STATS_STEM}.json"
-        if not path.exists():
-            continue
-        c = json.loads(path.read_text())
+    for task, c in fitted_cards(weights).items():
         cal, held = c["non_mri"]["calibration"], c["non_mri"]["heldout"]
         rows.append(
             f"| {task} | {c['detector']['name']} ({c['detector']['version']}) | {c['threshold']:.1f} | "
@@ -214,8 +216,7 @@ def table(weights: Path) -> str:
 
 def kinds_table(weights: Path, which: str = "heldout") -> str:
     """Flagged / all per kind of non-MRI image of the ``which`` set and task, from the shipped ``ood.json``."""
-    cards = {task: json.loads((weights / task / f"{STATS_STEM}.json").read_text()) for task in sorted(TASKS)
-             if (weights / task / f"{STATS_STEM}.json").exists()}
+    cards = fitted_cards(weights)
     kinds = sorted({k for c in cards.values() for k in c["non_mri"][which]["families"]})
     rows = ["| kind | " + " | ".join(cards) + " |", "|---|" + "---:|" * len(cards)]
     rows += [f"| {kind} | " + " | ".join(c["non_mri"][which]["families"].get(kind, "-") for c in cards.values())
@@ -264,7 +265,8 @@ def cmd_ood_fit(args: argparse.Namespace) -> int:
                   + ", ".join(f"{k} {v['flagged']:.1%} of {v['n']}" for k, v in c["non_mri"].items()), flush=True)
             for which, v in c["non_mri"].items():
                 print(f"  {which} missed: {', '.join(v['missed']) or '-'}")
-    print(table(args.out or weights_dir()))
+    weights = args.out or weights_dir()
+    print(table(weights))
     print()
-    print(kinds_table(args.out or weights_dir()))
+    print(kinds_table(weights))
     return 0
