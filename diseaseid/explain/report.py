@@ -20,7 +20,9 @@ from diseaseid.data.preprocess import normalize
 from diseaseid.explain.api import explain_maps
 from diseaseid.explain.lrp.composites import Composite
 from diseaseid.explain.render import compact_png, gradcam_overlay_png, lrp_overlay_png, panel_png
+from diseaseid.percent import percent
 from diseaseid.serving.predictor import Prediction, Predictor
+from diseaseid.tasks import Task
 
 # The methods a report draws, each with its overlay; the panel shows them in this order.
 OVERLAYS: dict[str, Callable[[np.ndarray, np.ndarray], bytes]] = {
@@ -51,18 +53,18 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def panel_title(predictor: Predictor, prediction: Prediction, target: int) -> str:
-    """``"Glioma: 93% (tumor/student:convnet1)"``; for a class other than the predicted one,
-    ``"Why Meningioma? (4%; predicted Glioma) (...)"``; for an image flagged as not a brain MRI slice, that
-    first and no diagnosis: ``"Not a brain MRI slice: no diagnosis (maps of the model's score for ...)"``."""
-    task = predictor.task
-    prob = prediction.probabilities[task.classes[target]]
+def panel_title(task: Task, prediction: Prediction, target: int, model: str) -> str:
+    """The panel's title: ``"Glioma: 93% (tumor/student:lite0_stage5)"``; for a class other than the predicted
+    one, ``"Why Meningioma? (4%; predicted Glioma) (...)"``. An image without a diagnosis (flagged as not a brain
+    MRI slice, or not the kind this task reads) gets what it is and no class, no percentage, whichever class the
+    maps follow: ``"Not a brain MRI slice: no diagnosis (the maps show only what drives the model's score)
+    (...)"``. Percentages never read 100% or 0% (``diseaseid.percent``)."""
     if not prediction.is_diagnosis:
-        return (f"{prediction.display_en}: no diagnosis (maps of the model's score for "
-                f"{task.display(target, 'en')}, {prob:.0%}) ({predictor.name})")
+        return f"{prediction.display_en}: no diagnosis (the maps show only what drives the model's score) ({model})"
+    prob = percent(prediction.probabilities[task.classes[target]])
     if target == prediction.label_index:
-        return f"{task.display(target, 'en')}: {prob:.0%} ({predictor.name})"
-    return f"Why {task.display(target, 'en')}? ({prob:.0%}; predicted {prediction.display_en}) ({predictor.name})"
+        return f"{task.display(target, 'en')}: {prob} ({model})"
+    return f"Why {task.display(target, 'en')}? ({prob}; predicted {prediction.display_en}) ({model})"
 
 
 def explain_slice(predictor: Predictor, image: np.ndarray, methods: Sequence[str] = REPORT_METHODS,
@@ -101,7 +103,7 @@ def explain_slice(predictor: Predictor, image: np.ndarray, methods: Sequence[str
         files[f"{method}.png"] = png(OVERLAYS[method](image, heatmap))
         files[f"{method}.npy"] = npy_bytes(heatmap)
         render_s[method] = time.perf_counter() - t1
-    title = panel_title(predictor, prediction, explained)
+    title = panel_title(predictor.task, prediction, explained, predictor.name)
     files["panel.png"] = png(panel_png(image, maps.get("gradcam"), maps.get("lrp"), title,
                                        original="MRI slice" if prediction.is_diagnosis else "Input image"))
     timing["render"] = time.perf_counter() - t0

@@ -7,6 +7,7 @@ import json
 
 import torch
 
+from diseaseid.percent import percent
 from diseaseid.serving.predictor import ROLES, Predictor, shipped_weights
 from diseaseid.tasks import TASKS
 
@@ -51,7 +52,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     print(f"{pred.display_en} ({pred.label})  [{predictor.name}]")
     for c, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
-        print(f"  {c:<18} {p:6.1%} {'#' * int(round(p * 30))}")
+        print(f"  {c:<18} {percent(p, 1):>6} {'#' * int(round(p * 30))}")
     if pred.ood:
         print("  warning: input looks unlike the training data: " + "; ".join(pred.ood_reasons))
     return 0

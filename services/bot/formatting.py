@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
+from diseaseid.percent import percent
+
 from .schemas import Conclusion
 from .texts import t, task_name
 
@@ -22,7 +24,7 @@ def probability_chart(c: Conclusion, lang: str) -> str:
     rows = sorted(c.probabilities.items(), key=lambda kv: kv[1], reverse=True)
     names = [c.class_display(cls, lang) for cls, _ in rows]
     pad = max((len(n) for n in names), default=0)
-    lines = [f"{name:<{pad}} {bar(p)} {p * 100:5.1f}%" for name, (_, p) in zip(names, rows, strict=True)]
+    lines = [f"{name:<{pad}} {bar(p)} {percent(p, 1):>6}" for name, (_, p) in zip(names, rows, strict=True)]
     return "<pre>" + escape("\n".join(lines)) + "</pre>"
 
 
@@ -68,7 +70,7 @@ def conclusion_text(c: Conclusion, lang: str, *, study: bool = False) -> str:
     if c.screening and "impaired_probability" in c.screening:
         answer = c.screening.get(f"display_{lang}") or c.screening.get("display_en", "")
         parts.append(t("screening_line", lang, answer=escape(str(answer)),
-                       p=100 * float(c.screening["impaired_probability"])))
+                       p=percent(float(c.screening["impaired_probability"]))))
         if not study:
             parts.append(t("single_slice_weak", lang))
     parts += _model_line(c, lang)

@@ -96,8 +96,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "slice_numbers": {"en": "no. {numbers}", "ru": "№ {numbers}"},
     "task_line": {"en": "Task: {task}", "ru": "Задача: {task}"},
     "screening_line": {
-        "en": "Screening: <b>{answer}</b> (probability of impairment {p:.0f}%)",
-        "ru": "Скрининг: <b>{answer}</b> (вероятность нарушения {p:.0f}%)",
+        "en": "Screening: <b>{answer}</b> (probability of impairment {p})",
+        "ru": "Скрининг: <b>{answer}</b> (вероятность нарушения {p})",
     },
     "single_slice_weak": {
         "en": "One slice is weak evidence for dementia staging. For a real answer send the subject's whole "

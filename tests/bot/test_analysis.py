@@ -74,7 +74,7 @@ def test_photo_gets_status_then_conclusion_then_heatmap_album(glioma_exchange, s
     names = [c["display_en"] for c in classes]
     assert expected["display_en"] in names and "Pituitary tumor" in names
     for name in names:
-        assert re.search(rf"{name} +[█░]{{10}} +\d+\.\d%", text), f"no bar for {name} in {text!r}"
+        assert re.search(rf"{name} +[█░]{{10}} +[<>]?\d+\.\d%", text), f"no bar for {name} in {text!r}"
     assert expected["model"]["name"] in text and expected["model"]["version"] in text
     assert "Research tool, not a medical device" in text
     assert ("does not look like the MRI slices" in text) == expected["ood"]["flag"]
