@@ -6,7 +6,9 @@
 #         tumor-teacher-more tumor-teacher-more2 tumor-student-more, in that order; then tumor-teacher-long,
 #         tumor-student-consistent, tumor-teacher-20, tumor-teacher-avg, tumor-teacher-ensemble,
 #         tumor-student-stage5, tumor-ablation-stage5, tumor-student-soup (tumor-ablation-stage5-lr3: tried as a
-#         third soup ingredient), ood-fit; dementia: dementia-cv dementia-ship)
+#         third soup ingredient), ood-fit; dementia: dementia-cv dementia-ship; head-centred pre-processing
+#         (diseaseid/data/head.py) and acquisition augmentation: tumor-teacher-head tumor-student-head
+#         dementia-ship ood-fit, then robustness)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -115,6 +117,17 @@ for s in $stages; do
     ood-fit)  # the OOD statistics and thresholds of both tasks on the detector's features (the tumor student since
       # 2026-12-03; docs/ood.md): rerun whenever the detector model is shipped anew, or the service ignores them
       $PY -m diseaseid ood-fit --task tumor dementia --threads $T ;;
+    tumor-teacher-head)  # the shipped teacher fine-tuned on head-cropped slices (background zero, square crop
+      # around the head, intensity standardised) with acquisition augmentation (Rician noise, gamma, bias field)
+      $PY -m diseaseid train --task tumor --model lite0 --init weights/tumor/teacher.safetensors --epochs 5 \
+        --batch-size 32 --lr 2e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.3 --patience 5 \
+        --select accuracy --threads $T --out runs/tumor-teacher-head --resume --ship teacher ;;
+    tumor-student-head)  # the shipped student (lite0_stage5 soup) fine-tuned the same way, without the teacher
+      $PY -m diseaseid train --task tumor --model lite0_stage5 --init weights/tumor/student.safetensors --epochs 5 \
+        --batch-size 32 --lr 2e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.3 --patience 5 \
+        --select accuracy --threads $T --out runs/tumor-student-head --resume --ship student ;;
+    robustness)  # every shipped model under acquisition changes (docs/robustness.md)
+      $PY -m diseaseid robustness --task tumor dementia --threads $T --out docs/robustness ;;
     tumor-teacher-ensemble)  # the distillation teacher's validation figures: each member and their mean logits
       $PY -m diseaseid ensemble --task tumor --threads $T --out docs/tumor-teacher-ensemble.json \
         --weights weights/tumor/teacher.safetensors weights/tumor/ensemble/lite0-restarted.safetensors ;;

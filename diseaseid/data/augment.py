@@ -1,7 +1,9 @@
 """Batched geometric and photometric augmentation on tensors (runs on whatever device the batch is on).
 
-Only small rotations, scalings, shifts and brightness/contrast changes: no flips and no crops, because a
-lesion's side and position are part of the diagnosis.
+Small rotations, scalings, shifts and brightness/contrast changes, and the changes of acquisition that a
+scanner's export brings (:func:`acquisition`: Rician noise, gamma, a smooth bias field): no flips and no
+crops, because a lesion's side and position are part of the diagnosis. The images are head-cropped
+(:mod:`diseaseid.data.head`), so every change keeps the background at zero, as serving will see it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ class AugmentConfig:
     shift: float = 0.05  # fraction of the image size
     brightness: float = 0.1
     contrast: float = 0.1
+    noise: float = 0.04  # Rician noise sigma, up to this fraction of the intensity range (10 of 255)
+    noise_p: float = 0.7  # share of images that get noise at all
+    gamma: float = 0.25  # gamma drawn log-uniformly in [1/1.25, 1.25]
+    bias: float = 0.15  # a smooth multiplicative field, up to +-15% across the head
 
 
 def sample_params(n: int, cfg: AugmentConfig = AugmentConfig(), generator: torch.Generator | None = None
@@ -43,11 +49,35 @@ def apply_params(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, [n, *x.shape[1:]], align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    head = out.amax(dim=1, keepdim=True) > 0  # the background stays exactly zero
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
-    return ((out - mean) * (1 + contrast).view(n, 1, 1, 1) + mean + brightness.view(n, 1, 1, 1)).clamp_(0, 1)
+    out = (out - mean) * (1 + contrast).view(n, 1, 1, 1) + mean + brightness.view(n, 1, 1, 1)
+    return out.mul_(head).clamp_(0, 1)
+
+
+def acquisition(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(),
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random changes of acquisition inside the head (``x``: N x C x H x W in [0, 1], background 0): a gamma,
+    a smooth bias field (a random plane and saddle in log intensity) and magnitude (Rician) noise, as a scanner
+    leaves it: ``sqrt((x + s n1)^2 + (s n2)^2)``. Drawn on the CPU, so a seeded generator repeats on any
+    device."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 8, generator=generator).to(device=x.device, dtype=x.dtype)
+    head = x.amax(dim=1, keepdim=True) > 0
+    gamma = torch.exp((u[:, 0] * 2 - 1) * math.log(1 + cfg.gamma)).view(n, 1, 1, 1)
+    out = x.clamp(min=0) ** gamma
+    yy = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, h, 1)
+    xx = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, w)
+    c = (u[:, 1:4] * 2 - 1) * cfg.bias / 2
+    field = torch.exp(c[:, 0].view(n, 1, 1) * xx + c[:, 1].view(n, 1, 1) * yy + c[:, 2].view(n, 1, 1) * xx * yy)
+    out = out * field.unsqueeze(1)
+    sigma = (u[:, 4] * cfg.noise * (u[:, 5] < cfg.noise_p)).view(n, 1, 1, 1)
+    noise = torch.randn(2, n, 1, h, w, generator=generator).to(device=x.device, dtype=x.dtype)
+    out = torch.sqrt((out + sigma * noise[0]) ** 2 + (sigma * noise[1]) ** 2)
+    return out.mul_(head).clamp_(0, 1)
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(), generator: torch.Generator | None = None
             ) -> torch.Tensor:
     """``x``: N x C x H x W in [0, 1]. A random view of each image, same shape, also in [0, 1]."""
-    return apply_params(x, sample_params(x.shape[0], cfg, generator))
+    return acquisition(apply_params(x, sample_params(x.shape[0], cfg, generator)), cfg, generator)

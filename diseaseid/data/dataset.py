@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from diseaseid.data.preprocess import IMAGE_SIZE, decode_image
+from diseaseid.data.head import preprocess_hash
+from diseaseid.data.preprocess import IMAGE_SIZE, PREPROCESS, decode_image
 from diseaseid.data.subjects import read_subjects_csv, subject_from_name
 from diseaseid.paths import cache_dir
 from diseaseid.tasks import Task
@@ -112,7 +113,8 @@ class ImageFolder:
         return self._images
 
     def _load_images(self) -> np.ndarray:
-        cache = cache_dir() / f"decoded-{self.task.name}-{self.fingerprint()}-{IMAGE_SIZE}.npy"
+        cache = cache_dir() / (f"decoded-{self.task.name}-{self.fingerprint()}-{PREPROCESS['name']}-{preprocess_hash()}"
+                               f"-{IMAGE_SIZE}.npy")
         if cache.exists():
             return np.load(cache)
         with ThreadPoolExecutor(max_workers=4) as pool:

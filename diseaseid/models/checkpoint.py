@@ -55,12 +55,22 @@ def save_model(model: nn.Module, path: str | Path, card: dict[str, Any], dtype=t
     card = dict(card)
     card.setdefault("date", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     card.setdefault("git_commit", git_commit())
+    card.setdefault("preprocess", _preprocess_card())
     card["parameters"] = count_parameters(model)
     card["weights_file"] = weights.name
     card["weights_sha256"] = file_sha256(weights)
     card["version"] = card["weights_sha256"][:12]
     stem.with_suffix(".json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     return weights
+
+
+def _preprocess_card() -> dict:
+    from dataclasses import asdict
+
+    from diseaseid.data.augment import AugmentConfig
+    from diseaseid.data.preprocess import PREPROCESS
+
+    return {**PREPROCESS, "augmentation (training)": asdict(AugmentConfig())}
 
 
 def read_card(path: str | Path) -> dict[str, Any]:
