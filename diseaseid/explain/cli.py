@@ -70,10 +70,12 @@ def run_explain(args: argparse.Namespace) -> int:
         stem = Path(path).stem
         for name, data in report.files.items():
             (out / f"{stem}.{name}").write_bytes(data)
-        explained = classes[report.target]
+        # no class named, no probability, for an image without a diagnosis (issue 25)
+        explained = classes[report.target] if report.prediction.is_diagnosis else None
         print(json.dumps({"image": path, "outcome": report.prediction.outcome,
                           "prediction": report.prediction.label, "explained": explained,
-                          "probability": round(report.prediction.probabilities[explained], 4),
+                          "probability": None if explained is None else round(
+                              report.prediction.probabilities[explained], 4),
                           "files": [f"{stem}.{name}" for name in report.files]}))
     return status
 

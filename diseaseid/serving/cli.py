@@ -50,11 +50,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": predictor.name, **pred.to_dict()}, indent=1, ensure_ascii=False))
         return 0
+    if not pred.is_diagnosis:  # no class, no percentage (issue 25); --json keeps the probabilities for tools
+        print(f"{pred.display_en}: no diagnosis  [{predictor.name}]")
+        print("  why: " + "; ".join(pred.ood_reasons))
+        return 0
     print(f"{pred.display_en} ({pred.label})  [{predictor.name}]")
     for c, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
         print(f"  {c:<18} {percent(p, 1):>6} {'#' * int(round(p * 30))}")
-    if pred.ood:
-        print("  warning: input looks unlike the training data: " + "; ".join(pred.ood_reasons))
     return 0
 
 

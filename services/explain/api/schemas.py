@@ -40,7 +40,8 @@ class ExplainResult(BaseModel):
     model: dict
     prediction: dict = Field(description="the model's prediction: outcome, label (null when not a brain MRI "
                                          "slice), probabilities, OOD flag and reasons")
-    target: dict = Field(description="the class the maps explain")
+    target: dict = Field(description="the class the maps explain: index, label, display_en, display_ru; all null "
+                                     "when there is no diagnosis (no class is named for such an image)")
     methods: dict[str, MethodResult]
     panel_url: str
     timing_ms: dict[str, float] = Field(description="worker time: predict, explain (all maps), render, total")

@@ -59,18 +59,22 @@ def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target:
 
     t = predictor.task
     prediction = report.prediction
+    # No diagnosis (flagged as not a brain MRI slice, or not the kind this task reads): no class anywhere, not
+    # even the one the maps follow (issue 25); the probabilities stay in ``prediction``, as /predict gives them.
+    target = ({"index": report.target, "label": t.classes[report.target],
+               "display_en": t.display(report.target, "en"), "display_ru": t.display(report.target, "ru")}
+              if prediction.is_diagnosis else {"index": None, "label": None, "display_en": None, "display_ru": None})
     return {
-        # First: whether there is a diagnosis at all (not for an image flagged as not a brain MRI slice).
+        # First: whether there is a diagnosis at all.
         "outcome": prediction.outcome,
         "notice": None if prediction.is_diagnosis else (
-            f"{prediction.display_en}: no diagnosis ({'; '.join(prediction.ood_reasons)}). The maps show what "
-            f"raised the model's score for {t.display(report.target, 'en')}, nothing more."),
+            f"{prediction.display_en}: no diagnosis ({'; '.join(prediction.ood_reasons)}). The maps show only "
+            "what drives the model's score, no finding."),
         "task": task,
         "model": {"role": role, "name": predictor.name, "version": predictor.version,
                   "device": str(predictor.device)},
         "prediction": prediction.to_dict(),
-        "target": {"index": report.target, "label": t.classes[report.target],
-                   "display_en": t.display(report.target, "en"), "display_ru": t.display(report.target, "ru")},
+        "target": target,
         "methods": {m: {"min": float(heatmap.min()), "max": float(heatmap.max()),
                         "render_ms": round(report.render_s[m] * 1000, 1)} for m, heatmap in report.maps.items()},
         "timing_ms": {k: round(v * 1000, 1) for k, v in timing.items()},
