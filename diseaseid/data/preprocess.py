@@ -23,8 +23,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PREPROCESS = {"name": PREPROCESS_NAME, "size": IMAGE_SIZE, "steps": [
     "decode (16-bit and float scaled by their own range; alpha over black)",
-    "head mask: Gaussian smoothing (sigma 2 px at <=256 px), threshold at the background level + 0.12 x (99.5th percentile - background level), opening "
-    "and closing with a 3-px disk, largest region, holes filled",
+    "head mask: Gaussian smoothing (sigma 2 px at <=256 px), threshold at the background level + 0.12 x "
+    "(99.5th percentile - background level), opening and closing with a 3-px disk, largest region, holes filled",
     "background outside the mask set to 0",
     "crop: the mask's bounding box + 4% margin, made square around its centre (zero padding)",
     "intensity: scaled so the head's 99th percentile is 230",
