@@ -15,23 +15,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartParser
 
 from services.common.errors import Busy, PayloadTooLarge
-from services.common.images import (
-    DecodedImage,
-    decode_image_bytes,
-    probe_image,
-    refuse_oversized_png,
-    release_memory,
-)
 from services.common.settings import ServiceSettings
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from services.common.images import DecodedImage
+
 Runner = Callable[..., Awaitable[Any]]
+
+
+def _images() -> ModuleType:
+    """services.common.images, imported at the first decode rather than with this module: it loads the
+    preprocessing and with it torch, which an app that never decodes (the web page, services/web) must not."""
+    from services.common import images
+
+    return images
 
 CHUNK = 1 << 20
 
@@ -59,9 +65,9 @@ async def read_upload_bytes(upload: UploadFile, max_bytes: int) -> bytes:
 def _decode_heavy(data: bytes, settings: ServiceSettings, content_type: str | None,
                   filename: str | None) -> DecodedImage:
     try:
-        return decode_image_bytes(data, settings, content_type=content_type, filename=filename)
+        return _images().decode_image_bytes(data, settings, content_type=content_type, filename=filename)
     finally:
-        release_memory()
+        _images().release_memory()
 
 
 class DecodeGate:
@@ -78,11 +84,12 @@ class DecodeGate:
 
         Raises what :func:`decode_image_bytes` raises, and :class:`Busy` (503) when no slot freed up in
         time."""
-        settings = self.settings
-        refuse_oversized_png(data, settings)
-        probe = await run(probe_image, data, settings, content_type=content_type, filename=filename)
+        settings, images = self.settings, _images()
+        images.refuse_oversized_png(data, settings)
+        probe = await run(images.probe_image, data, settings, content_type=content_type, filename=filename)
         if probe.pixels <= settings.heavy_decode_pixels:
-            return await run(decode_image_bytes, data, settings, content_type=content_type, filename=filename)
+            return await run(images.decode_image_bytes, data, settings, content_type=content_type,
+                             filename=filename)
         try:
             await asyncio.wait_for(self._slots.acquire(), settings.decode_wait_s or 0.001)
         except TimeoutError:
@@ -105,6 +112,6 @@ async def read_image_upload(upload: UploadFile, settings: ServiceSettings,
     """
     data = await read_upload_bytes(upload, settings.max_upload_bytes)
     if gate is None:
-        return await run_in_threadpool(decode_image_bytes, data, settings, content_type=upload.content_type,
-                                       filename=upload.filename)
+        return await run_in_threadpool(_images().decode_image_bytes, data, settings,
+                                       content_type=upload.content_type, filename=upload.filename)
     return await gate.decode(data, content_type=upload.content_type, filename=upload.filename)
