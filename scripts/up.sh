@@ -6,7 +6,7 @@
 #
 # Settings come from the environment, then from .env (DISEASEID_ENV_FILE), then the defaults below:
 #   BIND_HOST       address the servers listen on (127.0.0.1)
-#   REDIS_PORT      6379   INFERENCE_PORT 8000   EXPLAIN_PORT 8001
+#   REDIS_PORT      6379   INFERENCE_PORT 8000   EXPLAIN_PORT 8001   WEB_PORT 8080 (the web page)
 #                   (a default port that is taken is replaced by the next free one; one you set must be free)
 #   REDIS_URL       use this Redis instead of starting one
 #   DISEASEID_DATA_DIR  where the embedded Redis keeps its append-only file, and supervisord its socket,
@@ -109,11 +109,12 @@ else
 fi
 pick_port INFERENCE_PORT 8000
 pick_port EXPLAIN_PORT 8001
+pick_port WEB_PORT 8080
 export BIND_HOST
 # The local stack always talks to itself (an .env written for compose may point elsewhere).
 export INFERENCE_URL="http://$CONNECT_HOST:$INFERENCE_PORT"
 export EXPLAIN_URL="http://$CONNECT_HOST:$EXPLAIN_PORT"
-PROCESSES+=(inference explain-api explain-worker)
+PROCESSES+=(inference explain-api explain-worker web)
 
 EXPLAIN_WORKERS=${EXPLAIN_WORKERS:-1}
 if [[ ! $EXPLAIN_WORKERS =~ ^[1-9][0-9]*$ ]]; then
@@ -148,6 +149,7 @@ CMD=(python -m services.supervise --data-dir "$DISEASEID_DATA_DIR" --workers "$E
 
 cat <<EOF
 diseaseid: starting ${PROCESSES[*]} (explain workers: $EXPLAIN_WORKERS)
+  web page    http://$CONNECT_HOST:$WEB_PORT   open it in a browser (docs/web.md: who may use it)
   inference   $INFERENCE_URL   docs $INFERENCE_URL/docs, ready when $INFERENCE_URL/readyz answers 200
   explain     $EXPLAIN_URL   docs $EXPLAIN_URL/docs, ready when $EXPLAIN_URL/readyz answers 200
   redis       $REDIS_URL $REDIS_NOTE
