@@ -30,9 +30,10 @@ DOCKERIGNORE = REPO / ".dockerignore"
 ENV_EXAMPLE = REPO / ".env.example"
 PROCFILE = REPO / "Procfile"
 
-PYTHON_SERVICES = ("inference", "explain-api", "explain-worker", "bot")
+PYTHON_SERVICES = ("inference", "explain-api", "explain-worker", "web", "bot")
 HTTP_SERVICES = {"inference": ("services.inference.main:app", "/readyz"),
-                 "explain-api": ("services.explain.api.main:app", "/healthz")}
+                 "explain-api": ("services.explain.api.main:app", "/healthz"),
+                 "web": ("services.web.main:app", "/healthz")}
 
 
 # -- loading ------------------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ def test_every_command_runs_a_real_entry_point(services) -> None:
 def test_procfile_runs_the_same_services_as_compose(services) -> None:
     procfile = {name: [t for argv in steps for _, t in entry_points(argv)]
                 for name, steps in procfile_commands().items()}
-    assert set(procfile) == {"redis", "inference", "explain-api", "explain-worker", "bot"}
+    assert set(procfile) == {"redis", "inference", "explain-api", "explain-worker", "web", "bot"}
     for name in PYTHON_SERVICES:
         compose_targets = [t for _, t in entry_points(argv_of(services[name]["command"]))]
         assert compose_targets[0] in procfile[name], name
@@ -182,7 +183,7 @@ def test_docker_compose_config_accepts_the_files(files) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_the_five_services(services) -> None:
+def test_the_six_services(services) -> None:
     assert set(services) == {"redis", *PYTHON_SERVICES}
 
 
@@ -258,6 +259,16 @@ def test_bot_runs_only_in_its_profile_and_reaches_the_services_by_name(services)
     assert bot["environment"]["INFERENCE_URL"] == f"http://inference:{ports['inference']}"
     assert bot["environment"]["EXPLAIN_URL"] == f"http://explain-api:{ports['explain-api']}"
     assert bot["environment"]["REDIS_URL"].startswith("redis://redis:6379/")
+
+
+def test_web_page_reaches_the_services_by_name_and_publishes_on_loopback(services) -> None:
+    web = services["web"]
+    ports = {name: argv_of(services[name]["command"])[argv_of(services[name]["command"]).index("--port") + 1]
+             for name in HTTP_SERVICES}
+    assert web["environment"]["INFERENCE_URL"] == f"http://inference:{ports['inference']}"
+    assert web["environment"]["EXPLAIN_URL"] == f"http://explain-api:{ports['explain-api']}"
+    assert web["ports"] == ["${PUBLISH_HOST:-127.0.0.1}:${WEB_PUBLISH:-8080}:8080"]
+    assert "profiles" not in web  # started with the rest
 
 
 def test_dependencies_wait_for_health(services) -> None:
@@ -361,9 +372,10 @@ def settings_variables() -> list[set[str]]:
     from services.bot.settings import BotSettings
     from services.explain.settings import ExplainSettings
     from services.inference.settings import InferenceSettings
+    from services.web.settings import WebSettings
 
     fields = []
-    for cls in (InferenceSettings, ExplainSettings, BotSettings):
+    for cls in (InferenceSettings, ExplainSettings, BotSettings, WebSettings):
         prefix = cls.model_config.get("env_prefix", "")
         for name, field in cls.model_fields.items():
             alias = field.validation_alias

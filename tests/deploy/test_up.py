@@ -35,7 +35,7 @@ UP = REPO / "scripts" / "up.sh"
 READY_TIMEOUT_S = 90
 # What up.sh reads: none may leak in from the environment of whoever runs the tests.
 UP_VARIABLES = {"TELEGRAM_BOT_TOKEN", "REDIS_URL", "INFERENCE_URL", "EXPLAIN_URL", "DISEASEID_API_KEYS",
-                "DISEASEID_API_KEY", "REDIS_PORT", "INFERENCE_PORT", "EXPLAIN_PORT", "BIND_HOST",
+                "DISEASEID_API_KEY", "REDIS_PORT", "INFERENCE_PORT", "EXPLAIN_PORT", "WEB_PORT", "BIND_HOST",
                 "EXPLAIN_WORKERS", "SAMPLE", "DISEASEID_DATA_DIR"}
 # Short heartbeats and recovery timings (as in tests/services/explain_stack.py): a killed worker's job is
 # handed to its successor within seconds; each job sleeps a second, so a kill lands mid-job.
@@ -141,7 +141,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     marker = f"DISEASEID_UP_TEST={uuid.uuid4().hex}"
-    ports = {"REDIS_PORT": free_port(), "INFERENCE_PORT": free_port(), "EXPLAIN_PORT": free_port()}
+    ports = {"REDIS_PORT": free_port(), "INFERENCE_PORT": free_port(), "EXPLAIN_PORT": free_port(),
+             "WEB_PORT": free_port()}
     # A short path: supervisord's unix socket lives under it (at most 107 bytes).
     data_dir = Path(tempfile.mkdtemp(prefix="dz-up-"))
     env = base_env(**{k: str(v) for k, v in ports.items()}, **FAST_RECOVERY,
@@ -213,6 +214,18 @@ def test_up_serves_predict_and_explain(stack: Stack) -> None:
     assert job["status"] == "finished", job
     panel = httpx.get(f"{stack.explain_url}/explain/{job['job_id']}/panel.png", timeout=30)
     assert panel.status_code == 200 and panel.content.startswith(b"\x89PNG")
+
+    # The web page at the address the banner prints (it starts in a second; the models took longer).
+    page_url = re.search(r"web page\s+(http://\S+)", banner).group(1)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            page = httpx.get(page_url + "/", timeout=5)
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, stack.log_text()[-3000:]
+            time.sleep(0.5)
+    assert page.status_code == 200 and 'id="analyse"' in page.text
 
 
 class Pinger(threading.Thread):
@@ -355,7 +368,7 @@ def dry_run(**env: str) -> subprocess.CompletedProcess:
 
 
 def ports_env() -> dict[str, str]:
-    return {name: str(free_port()) for name in ("REDIS_PORT", "INFERENCE_PORT", "EXPLAIN_PORT")}
+    return {name: str(free_port()) for name in ("REDIS_PORT", "INFERENCE_PORT", "EXPLAIN_PORT", "WEB_PORT")}
 
 
 def supervised_processes(result: subprocess.CompletedProcess) -> list[str]:
@@ -363,18 +376,20 @@ def supervised_processes(result: subprocess.CompletedProcess) -> list[str]:
     return re.split(r"--workers \d+ ", command)[1].split()
 
 
-def test_dry_run_starts_the_four_processes_without_a_token() -> None:
-    result = dry_run(**ports_env())
+def test_dry_run_starts_the_five_processes_without_a_token() -> None:
+    ports = ports_env()
+    result = dry_run(**ports)
     assert result.returncode == 0, result.stderr
-    assert supervised_processes(result) == ["redis", "inference", "explain-api", "explain-worker"]
+    assert supervised_processes(result) == ["redis", "inference", "explain-api", "explain-worker", "web"]
     assert "set TELEGRAM_BOT_TOKEN" in result.stdout
+    assert f"web page    http://127.0.0.1:{ports['WEB_PORT']} " in result.stdout  # the page's address
 
 
 def test_dry_run_adds_the_bot_with_a_token_and_an_api_key_for_it() -> None:
     result = dry_run(**ports_env(), TELEGRAM_BOT_TOKEN="123:abc", DISEASEID_API_KEYS=" key-one ,key-two",
                      EXPLAIN_WORKERS="3")
     assert result.returncode == 0, result.stderr
-    assert supervised_processes(result) == ["redis", "inference", "explain-api", "explain-worker", "bot"]
+    assert supervised_processes(result) == ["redis", "inference", "explain-api", "explain-worker", "web", "bot"]
     assert "--workers 3" in result.stdout
     assert '-H "X-API-Key: $DISEASEID_API_KEY"' in result.stdout
     assert "key-one" not in result.stdout  # keys are never printed
