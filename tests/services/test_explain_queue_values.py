@@ -59,6 +59,18 @@ def test_dedup_entry_names_the_job_and_lives_exactly_ttl_s(queue, ttl):
     assert queue.job_ids == [job.id] and stored.get_status() == JobStatus.QUEUED
 
 
+def test_a_job_is_retried_twice_unless_told_otherwise(queue, monkeypatch):
+    """Issue 25: every other test sets the retries, so a default of 0 (a killed worker's job lost) went
+    unnoticed. Nothing in the environment: the default setting, and the job it queues, retry twice."""
+    for name in ("DISEASEID_EXPLAIN_RETRIES", "DISEASEID_RETRIES", "RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    settings = ExplainSettings(_env_file=None)
+    assert settings.retries == 2
+    job, _ = submit(queue, settings, request())
+    stored = Job.fetch(job.id, connection=queue.connection)
+    assert stored.retries_left == 2 and stored.retry_intervals == [0]
+
+
 def test_no_retries_when_the_setting_is_zero(queue):
     job, _ = submit(queue, ExplainSettings(retries=0), request())
     assert Job.fetch(job.id, connection=queue.connection).retries_left is None

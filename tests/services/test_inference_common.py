@@ -68,6 +68,26 @@ def test_dicom_rescale_slope_intercept_matches_the_jpeg(slice_gray):
     assert max_diff(out.array, relative(slice_gray)) <= 1
 
 
+def test_dicom_negative_rescale_slope_inverts_the_stored_values(slice_gray):
+    """Issue 25: with a negative slope the stored values run backwards; ignoring Rescale Slope/Intercept shows
+    the slice inverted (a positive slope alone is undone by the min-max scaling that follows)."""
+    stored = (4080 - slice_gray.astype(np.float64) * 16).astype(np.uint16)  # value = -stored / 16 + 255 = gray
+    out = decode_image_bytes(make_dicom(stored, slope=-1 / 16, intercept=255.0), SETTINGS)
+    assert max_diff(out.array, relative(slice_gray)) <= 1
+    assert max_diff(out.array, relative(255 - slice_gray)) >= 200  # what ignoring them would show
+
+
+def test_dicom_window_applies_to_rescaled_values(slice_gray):
+    """The window is given in rescaled units (PS3.3 C.11.2: the VOI transform follows the modality one)."""
+    stored = (slice_gray.astype(np.float64) * 16 + 1000).astype(np.uint16)  # value = stored / 4 - 250 = 4 gray
+    center, width = 400.0, 401.0  # keeps values 200..600 (gray 50..150), saturates the rest
+    out = decode_image_bytes(make_dicom(stored, slope=0.25, intercept=-250.0, window=(center, width)), SETTINGS)
+    value = slice_gray.astype(np.float64) * 4
+    windowed = np.clip((value - (center - 0.5)) / (width - 1) + 0.5, 0, 1)
+    assert max_diff(out.array, relative(windowed)) <= 2
+    assert max_diff(out.array, relative(slice_gray)) > 20  # the window changed the picture
+
+
 def test_dicom_monochrome1_is_inverted(slice_gray):
     stored = (255 - slice_gray).astype(np.uint16) * 16
     out = decode_image_bytes(make_dicom(stored, photometric="MONOCHROME1"), SETTINGS)
@@ -157,6 +177,23 @@ def test_api_keys_parse_and_compare():
     digests = App.state.api_key_digests
     assert key_is_valid("k2", digests) and not key_is_valid("k3", digests) and not key_is_valid(None, digests)
     assert key_is_valid(None, ())  # development mode
+
+
+def test_no_strict_prefix_or_extension_of_a_key_is_valid():
+    """Issue 25: a key check that accepted a strict prefix of a valid key went unnoticed."""
+    key = "clinic-key-0123456789abcdef"
+
+    class App:
+        class state:  # noqa: N801
+            pass
+
+    configure_auth(App, ServiceSettings(api_keys=f"{key},other-key").api_keys)
+    digests = App.state.api_key_digests
+    assert key_is_valid(key, digests) and key_is_valid("other-key", digests)
+    for n in range(1, len(key)):
+        assert not key_is_valid(key[:n], digests), key[:n]
+    for wrong in (key + "0", " " + key, key.upper(), key[1:], "other-key"[:-1]):
+        assert not key_is_valid(wrong, digests), wrong
 
 
 def test_task_and_model_values():
