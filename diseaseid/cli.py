@@ -9,13 +9,14 @@ import argparse
 import sys
 
 from diseaseid.explain import cli as explain_cli
+from diseaseid.robustness import cli as robustness_cli
 from diseaseid.serving import cli as serving_cli
 from diseaseid.serving import ood_fit
 from diseaseid.train import cli as train_cli
 
 # In the order they appear in --help: train, evaluate and the other training commands; predict, calibrate;
-# ood-fit; explain, explain-eval.
-COMMAND_GROUPS = (train_cli, serving_cli, ood_fit, explain_cli)
+# ood-fit; explain, explain-eval; robustness.
+COMMAND_GROUPS = (train_cli, serving_cli, ood_fit, explain_cli, robustness_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,57 @@
+"""``diseaseid robustness``: every shipped model under acquisition changes, and where its relevance lies."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from diseaseid.tasks import TASKS
+
+
+def register(sub) -> None:
+    p = sub.add_parser("robustness", help="every shipped model under acquisition changes (noise, field of view, "
+                                          "intensity, matrix, JPEG, DICOM bit depth, corners): accuracy, answers "
+                                          "changed, OOD flags; and the share of relevance inside the head")
+    p.add_argument("--task", nargs="+", default=sorted(TASKS), choices=sorted(TASKS))
+    p.add_argument("--role", nargs="+", default=["teacher", "student"], choices=["teacher", "student"])
+    p.add_argument("--n", type=int, default=300, help="validation slices per task (class-stratified, seeded)")
+    p.add_argument("--relevance-n", type=int, default=48, help="slices per model for the relevance share; 0: skip")
+    p.add_argument("--only", nargs="*", default=None, help="perturbation families or names (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default="docs/robustness", help="folder for <task>.json and table.md")
+    p.set_defaults(func=cmd_robustness)
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from diseaseid.robustness.evaluate import decode, evaluate_task, load_sample
+    from diseaseid.robustness.perturbations import by_name
+    from diseaseid.robustness.relevance import relevance_inside_head
+    from diseaseid.robustness.report import markdown
+    from diseaseid.serving.predictor import Predictor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for task in args.task:
+        result = evaluate_task(task, tuple(args.role), args.n, args.seed, by_name(args.only))
+        if args.relevance_n:
+            sample = load_sample(task, args.relevance_n, args.seed + 1)
+            images = np.stack([decode(np.clip(np.round(r), 0, 255).astype(np.uint8)) for r in sample.raws])
+            result["relevance_inside_head"] = {}
+            for role in args.role:
+                rel = relevance_inside_head(Predictor.from_shipped(task, role), images)
+                result["relevance_inside_head"][role] = rel
+                print(f"{task} {role}: positive relevance inside the head: "
+                      + ", ".join(f"{m} {v['mean']:.1%} (min {v['min']:.1%})" for m, v in rel.items()), flush=True)
+        (out / f"{task}.json").write_text(json.dumps(result, indent=1) + "\n")
+        results[task] = result
+    table = markdown(results)
+    (out / "table.md").write_text(table)
+    print(table)
+    return 0

@@ -1,0 +1,48 @@
+"""The robustness results as markdown tables (docs/robustness.md embeds them; README quotes the summary)."""
+from __future__ import annotations
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def markdown(results: dict[str, dict]) -> str:
+    lines = []
+    for task, r in results.items():
+        roles = list(r["models"])
+        metric = "balanced accuracy (slices)" if task == "dementia" else "accuracy"
+        key = "balanced_accuracy" if task == "dementia" else "accuracy"
+        lines += [f"### {task}: {r['n']} validation slices, seed {r['seed']}"
+                  + (" (in sample: the shipped dementia models are fitted on every subject)" if r["in_sample"]
+                     else ""), "",
+                  "Models: " + ", ".join(f"{role} `{m['version']}` ({m['name']}, pre-processing "
+                                         f"{m['preprocess']})" for role, m in r["models"].items()), "",
+                  f"Per model: {metric} % / answers changed % / flagged as not an MRI %; "
+                  "served accuracy counts a flagged slice as a miss. Rows marked * are beyond the realistic "
+                  "levels (no goal).", "",
+                  "| change | level | " + " | ".join(f"{role} {metric} | changed | flagged | served"
+                                                    for role in roles) + " |",
+                  "|---|---|" + "---:|---:|---:|---:|" * len(roles)]
+        for row in r["rows"]:
+            cells = []
+            for role in roles:
+                m = row["models"][role]
+                cells += [_pct(m[key]), _pct(m["changed"]) if "changed" in m else "-", _pct(m["flagged"]),
+                          _pct(m["served_accuracy"])]
+            star = "" if row["realistic"] else " *"
+            lines.append(f"| {row['family']}{star} | {row['level']} | " + " | ".join(cells) + " |")
+        lines.append("")
+        if "non_mri" in r:
+            nm = r["non_mri"]
+            lines += [f"Non-MRI images ({nm['set']} set, decoded as uploads): {_pct(nm['flagged'])}% of {nm['n']} "
+                      "flagged" + (f"; missed: {', '.join(nm['missed'])}" if nm["missed"] else "") + ".", ""]
+        if "relevance_inside_head" in r:
+            lines += ["Positive relevance inside the head (mean, minimum over slices): " + "; ".join(
+                f"{role} " + ", ".join(f"{m} {_pct(v['mean'])}% (min {_pct(v['min'])}%)" for m, v in rel.items())
+                for role, rel in r["relevance_inside_head"].items()) + ".", ""]
+        s = r["summary"]
+        lines += ["Summary over the realistic rows: " + "; ".join(
+            f"{role}: clean {_pct(v['clean'])}%, worst drop {_pct(v['worst_drop'])} pt ({v['worst_drop_at']}), "
+            f"most changed {_pct(v['worst_changed'])}% ({v['worst_changed_at']}), most flagged "
+            f"{_pct(v['worst_flagged'])}% ({v['worst_flagged_at']})" for role, v in s.items()) + ".", ""]
+    return "\n".join(lines)
