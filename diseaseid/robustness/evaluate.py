@@ -153,3 +153,28 @@ def _row_text(task: str, row: dict, seconds: float) -> str:
     parts = [f"{role} acc {m['accuracy']:.3f} bal {m['balanced_accuracy']:.3f} flagged {m['flagged']:.3f}"
              + (f" changed {m['changed']:.3f}" if "changed" in m else "") for role, m in row["models"].items()]
     return f"{task} {row['family']}:{row['level']}: " + "; ".join(parts) + f" ({seconds:.0f} s)"
+
+
+def perturbed_images(ds, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Each slice of the image folder ``ds`` under one random realistic perturbation, decoded as served
+    (N x 224 x 224 x 3 uint8), and the perturbation's name per slice; cached by the data's fingerprint, the
+    pre-processing's hash and the seed."""
+    import json
+
+    from PIL import Image
+
+    from diseaseid.data.head import preprocess_hash
+    from diseaseid.paths import cache_dir
+    from diseaseid.robustness.perturbations import perturbed_views
+
+    path = cache_dir() / f"perturbed-{ds.task.name}-{ds.fingerprint()}-{preprocess_hash()}-{seed}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z["images"], json.loads(str(z["names"]))
+    raws = [np.asarray(Image.open(ds.root / f).convert("L"), dtype=np.float32) for f in ds.files]
+    uploads, names = perturbed_views(raws, seed)
+    images = np.stack([decode(u) for u in uploads])
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, images=images, names=json.dumps(names))
+    tmp.replace(path)
+    return images, names

@@ -22,7 +22,8 @@ exactly as serving does. The levels and where they come from:
 * **shift**, **rotate** -- 6 px, and 5 and 10 degrees: the head placed differently in the field.
 * **jpeg** -- re-encoded at quality 75 and 50.
 * **dicom16** -- the slice as 16-bit data (x 16 + 1000, as a scanner stores it), scaled by its own range; and
-  with its own window applied (centre and width at the 50th and 98th percentiles' span).
+  with its own window applied (from the 1st to the 99.5th percentile of the stored values, as a viewer's
+  automatic window sets it).
 """
 from __future__ import annotations
 
@@ -163,9 +164,8 @@ def dicom16(windowed: bool) -> Callable[[Raw, np.random.Generator], Upload]:
         stored = (raw * 16 + 1000).astype(np.uint16)
         if not windowed:
             return stored
-        centre = float(np.percentile(stored, 50) + np.percentile(stored, 98)) / 2
-        width = float(np.percentile(stored, 98) - np.percentile(stored, 50)) * 2
-        return _u8((stored.astype(np.float32) - (centre - width / 2)) / width * 255.0)
+        low, high = (float(v) for v in np.percentile(stored, [1, 99.5]))
+        return _u8((stored.astype(np.float32) - low) / max(high - low, 1.0) * 255.0)
     return apply
 
 
@@ -208,3 +208,15 @@ def by_name(names: list[str] | None) -> tuple[Perturbation, ...]:
         raise KeyError(f"unknown perturbation(s) {sorted(unknown)}; choose from "
                        f"{sorted({p.family for p in PERTURBATIONS})} or a name like 'noise:sigma 4'")
     return chosen
+
+
+def realistic() -> tuple[Perturbation, ...]:
+    return tuple(p for p in PERTURBATIONS if p.realistic)
+
+
+def perturbed_views(raws: list[np.ndarray], seed: int) -> tuple[list[Upload], list[str]]:
+    """One randomly chosen realistic perturbation of each raw slice (seeded): (uploads, perturbation names)."""
+    rng = np.random.default_rng(seed)
+    pool = realistic()
+    chosen = [pool[i] for i in rng.integers(0, len(pool), len(raws))]
+    return [p.apply(r, rng) for p, r in zip(chosen, raws)], [p.name for p in chosen]

@@ -87,7 +87,10 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
     detector (``detector_of``). Another one is for comparing detectors (``--detector``, with ``--out``): the
     service uses statistics only where their model is the task's detector."""
     from diseaseid.data.dataset import ImageFolder
+    from diseaseid.data.head import preprocess_hash
+    from diseaseid.data.preprocess import to_uint8_rgb
     from diseaseid.paths import REPO_ROOT, fixtures_dir, task_data_dir, weights_dir
+    from diseaseid.robustness.evaluate import perturbed_images
     from diseaseid.serving.ood_features import cached_features_and_logits
     from diseaseid.serving.ood_images import SETS, family, non_mri
     from diseaseid.serving.predictor import Predictor, shipped_weights
@@ -108,12 +111,20 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
 
     train, val = data.select(train_files), data.select(split["val"])
     print(f"{task_name}: detector {detector.name} {version}; {len(train)} training and {len(val)} validation "
-          "slices", flush=True)
-    train_feats = embed(train, "train")
-    stats = fit_statistics(train_feats, train.labels, rank)
+          "slices, each also under one random realistic acquisition change", flush=True)
+    # A real MRI with scanner noise, another field of view or window is still an MRI: the statistics are fitted
+    # on each training slice and one perturbed copy of it, and the threshold is set on clean and perturbed
+    # validation slices together (diseaseid.robustness.perturbations, the realistic levels).
+    train_perturbed, _ = perturbed_images(train, seed)
+    val_perturbed, val_perturbed_names = perturbed_images(val, seed + 1)
+    train_feats = np.concatenate([embed(train, "train"), cached_features_and_logits(
+        detector.model, version, f"{task_name}-train-perturbed-{seed}-{train.fingerprint()}-{preprocess_hash()}",
+        lambda: train_perturbed)[0]])
+    train_labels = np.concatenate([train.labels, train.labels])
+    stats = fit_statistics(train_feats, train_labels, rank)
     features_only = FeatureDetector(stats["means"], stats["basis"], stats["variances"],
                                     stats["residual_variance"], threshold=np.inf, card={})
-    train_stats = np.stack([image_statistics(x) for x in train.images])
+    train_stats = np.stack([image_statistics(x) for x in (*train.images, *train_perturbed)])
     image_mean = train_stats.mean(0)
     image_precision = np.linalg.inv(np.cov(train_stats.T) + 1e-6 * np.eye(train_stats.shape[1]))
     diff = train_stats - image_mean
@@ -126,7 +137,19 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
     val_feats = embed(val, "val")
     val_scores = probe.score(val_feats, val.images)
     val_checked = np.array([bool(image_checks(x)) for x in val.images])
-    threshold = flag_threshold(val_scores, val_checked, max_flagged)
+    pert_feats = cached_features_and_logits(
+        detector.model, version, f"{task_name}-val-perturbed-{seed + 1}-{val.fingerprint()}-{preprocess_hash()}",
+        lambda: val_perturbed)[0]
+    pert_scores = probe.score(pert_feats, val_perturbed)
+    pert_checked = np.array([bool(image_checks(x)) for x in val_perturbed])
+    threshold = flag_threshold(np.concatenate([val_scores, pert_scores]),
+                               np.concatenate([val_checked, pert_checked]), max_flagged)
+    pert_flagged = pert_checked | (pert_scores > threshold)
+    by_change: dict[str, list[int]] = {}
+    for name, f in zip(val_perturbed_names, pert_flagged):
+        by_change.setdefault(name, [0, 0])
+        by_change[name][0] += int(f)
+        by_change[name][1] += 1
     groups = [str(split["group_of"][f]) for f in split["val"]] if isinstance(split.get("group_of"), dict) \
         else list(val.subjects)
     fixtures = ImageFolder.scan(fixtures_dir() / task_name, task)
@@ -136,7 +159,7 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
     non_mri_report = {}
     for which in SETS:
         images = non_mri(which)
-        stack = np.stack(list(images.values()))
+        stack = np.stack([to_uint8_rgb(x) for x in images.values()])  # as an upload of it is decoded
         feats = cached_features_and_logits(detector.model, version, f"nonmri-{which}-{_sha(stack)}",
                                            lambda stack=stack: stack)[0]
         scores = probe.score(feats, stack)
@@ -166,11 +189,14 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
                   "of their training medians; flagged above the threshold, or by an image check",
         "detector": {"task": det_task, "role": det_role, "name": detector.name, "version": version},
         "task": task_name, "classes": [task.classes[c] for c in stats["classes"]],
-        "fitted_on": {"train_slices": len(train), "train_sample_seed": seed,
+        "fitted_on": {"train_slices": len(train), "train_perturbed_copies": len(train_perturbed),
+                      "train_sample_seed": seed,
                       "train_fingerprint": train.fingerprint(), "val_slices": len(val),
                       "val_fingerprint": val.fingerprint(), "max_mri_flagged": max_flagged},
         "val_mri_flagged": float((val_checked | (val_scores > threshold)).mean()),
         "val_mri_flagged_by_image_checks": float(val_checked.mean()),
+        "val_perturbed_mri_flagged": float(pert_flagged.mean()),
+        "val_perturbed_mri_flagged_by_change": {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_change.items())},
         "val_mri_flagged_cross_fitted": cross_fitted_rate(val_scores, val_checked, groups, max_flagged, seed),
         "val_distance_percentiles": {str(q): float(v) for q, v in
                                      zip((50, 95, 99, 100), np.percentile(val_scores, [50, 95, 99, 100]))},
