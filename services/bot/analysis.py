@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from html import escape
 
 from aiogram import Bot
@@ -15,7 +16,7 @@ from .media import Rejection, download, image_ref
 from .ratelimit import RateLimiter
 from .schemas import Conclusion, Upload
 from .settings import BotSettings
-from .texts import t, task_name
+from .texts import TEXTS, t, task_name
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,42 @@ async def show(status: Message, text: str) -> None:
         await status.answer(text)
 
 
+_SLICE_PAIR = re.compile(r"slices (\d+) and (\d+)")
+
+
+def study_refusal_text(exc: InputRejected, lang: str) -> str | None:
+    """A study refused as not one patient's series (422 ``mixed_*``), in the user's language; None otherwise."""
+    code = exc.code or ""
+    if not code.startswith("mixed_") or f"study_why_{code}" not in TEXTS:
+        return None
+    pair = _SLICE_PAIR.search(exc.message or "")
+    if pair is None:
+        return t("study_refused_generic", lang)
+    a, b = (int(i) + 1 for i in pair.groups())  # the service counts from 0, the user from 1
+    return t("study_refused", lang, a=a, b=b, why=t(f"study_why_{code}", lang))
+
+
+def study_warning_texts(conclusion: Conclusion, lang: str) -> list[str]:
+    """The study's warnings (slices that may not be one stack), in the user's language."""
+    notes = []
+    for warning in conclusion.warnings:
+        key = f"study_warning_{warning.get('code')}"
+        try:
+            items = [int(i) + 1 for i in warning.get("slices") or ()]
+        except (TypeError, ValueError):
+            items = []
+        if key in TEXTS and len(items) >= (3 if warning.get("code") == "out_of_order" else 2):
+            notes.append(t(key, lang, a=items[0], b=items[1], c=items[-1]))
+        else:
+            notes.append(t("study_warning_other", lang, message=escape(str(warning.get("message", "")))))
+    return notes
+
+
 def failure_text(exc: Exception, lang: str) -> str:
     if isinstance(exc, Rejection):
         return t(exc.key, lang, **exc.values)
+    if isinstance(exc, InputRejected) and (refusal := study_refusal_text(exc, lang)) is not None:
+        return refusal
     if isinstance(exc, InputRejected):
         return t("input_rejected", lang, reason=escape(exc.message or str(exc.code or "")))
     if isinstance(exc, ServiceTimeout):
@@ -144,6 +178,7 @@ async def analyse_study(messages: list[Message], bot: Bot, client: DiseaseIdClie
         return
     if skipped:
         notes.append(t("album_skipped", lang, n=skipped))
+    notes += study_warning_texts(conclusion, lang)
     await show(status, "\n\n".join([conclusion_text(conclusion, lang, study=True), *notes]))
     k = conclusion.key_slice
     if k is not None and 0 <= k < len(uploads):

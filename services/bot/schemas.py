@@ -51,6 +51,8 @@ class Conclusion:
     # False when the service found the image is not a brain MRI slice (outcome not_a_brain_mri): no diagnosis.
     diagnosis: bool = True
     excluded: tuple[int, ...] = ()  # studies: indices of the slices flagged as not brain MRI and left out
+    # studies: signs that the slices may not be one stack ({"code", "message", "slices"}; /predict/study)
+    warnings: tuple[dict[str, Any], ...] = ()
     # Every class's display names, from the task registry (GET /models); the services name the winner only.
     class_names: ClassNames = field(default_factory=dict, repr=False, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -126,7 +128,8 @@ def parse_study(data: dict[str, Any], *, task: str, n_files: int, class_names: C
                                   defaults=defaults, class_names=class_names)
     excluded = _excluded(data, slices)
     key = key_slice(data, slices, conclusion.label, n_slices, excluded) if conclusion.diagnosis else None
-    return replace(conclusion, key_slice=key, excluded=excluded)
+    warnings = tuple(w for w in data.get("warnings") or () if isinstance(w, dict) and isinstance(w.get("code"), str))
+    return replace(conclusion, key_slice=key, excluded=excluded, warnings=warnings)
 
 
 def _excluded(data: dict[str, Any], slices: list | None) -> tuple[int, ...]:

@@ -214,6 +214,76 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Что-то пошло не так с моей стороны. Попробуйте ещё раз; если ошибка повторится, сообщите "
               "администратору.",
     },
+    # A study refused because its slices cannot be one patient's series (POST /predict/study, 422 mixed_*):
+    # "study_refused" with {why} from the "study_why_<code>" entry; {a} and {b} count the album's items from 1.
+    "study_refused": {
+        "en": "I cannot read these slices as one study: items {a} and {b} {why}. Send the slices of one "
+              "patient's series, in order, as one album.",
+        "ru": "Я не могу прочитать эти срезы как одно исследование: элементы {a} и {b} {why}. Пришлите "
+              "альбомом срезы одной серии одного пациента, по порядку.",
+    },
+    "study_refused_generic": {
+        "en": "I cannot read these slices as one study: they do not come from one patient's series. Send the "
+              "slices of one series, in order, as one album.",
+        "ru": "Я не могу прочитать эти срезы как одно исследование: они не из одной серии одного пациента. "
+              "Пришлите альбомом срезы одной серии, по порядку.",
+    },
+    "study_why_mixed_patients": {
+        "en": "belong to different patients (DICOM PatientID)",
+        "ru": "относятся к разным пациентам (DICOM PatientID)",
+    },
+    "study_why_mixed_studies": {
+        "en": "belong to different studies (DICOM StudyInstanceUID)",
+        "ru": "относятся к разным исследованиям (DICOM StudyInstanceUID)",
+    },
+    "study_why_mixed_series": {
+        "en": "belong to different series (DICOM SeriesInstanceUID)",
+        "ru": "относятся к разным сериям (DICOM SeriesInstanceUID)",
+    },
+    "study_why_mixed_orientation": {
+        "en": "were taken in different orientations (DICOM ImageOrientationPatient)",
+        "ru": "сняты в разной ориентации (DICOM ImageOrientationPatient)",
+    },
+    "study_why_mixed_pixel_spacing": {
+        "en": "have different pixel spacing (DICOM PixelSpacing)",
+        "ru": "имеют разный размер пикселя (DICOM PixelSpacing)",
+    },
+    "study_why_mixed_sizes": {
+        "en": "have different shapes",
+        "ru": "имеют разную форму (пропорции)",
+    },
+    "study_why_mixed_formats": {
+        "en": "mix DICOM with JPEG/PNG",
+        "ru": "смешивают DICOM с JPEG/PNG",
+    },
+    # Warnings of a study that was answered (the response's "warnings"); items counted from 1.
+    "study_warning_mixed_sizes": {
+        "en": "⚠ Items {a} and {b} differ in size: were they exported from one series? Read the conclusion "
+              "with care.",
+        "ru": "⚠ Элементы {a} и {b} разного размера: они из одной серии? Относитесь к выводу осторожно.",
+    },
+    "study_warning_unlike_neighbours": {
+        "en": "⚠ Items {a} and {b} look much less alike than neighbouring slices of one person do: are they "
+              "one person's slices, in order? Read the conclusion with care.",
+        "ru": "⚠ Элементы {a} и {b} похожи друг на друга гораздо меньше, чем соседние срезы одного человека: "
+              "это срезы одного человека, по порядку? Относитесь к выводу осторожно.",
+    },
+    "study_warning_sudden_change": {
+        "en": "⚠ Items {a} and {b} differ far more than the other neighbouring items: another person from "
+              "here on, or slices missing in between? Read the conclusion with care.",
+        "ru": "⚠ Элементы {a} и {b} различаются намного сильнее, чем остальные соседние: дальше срезы другого "
+              "человека или между ними пропущены срезы? Относитесь к выводу осторожно.",
+    },
+    "study_warning_out_of_order": {
+        "en": "⚠ Items {a} and {c} are more alike than either is to item {b}: slices of two people mixed, "
+              "or not in order? Read the conclusion with care.",
+        "ru": "⚠ Элементы {a} и {c} похожи друг на друга больше, чем каждый из них на элемент {b}: срезы "
+              "двух людей перемешаны или идут не по порядку? Относитесь к выводу осторожно.",
+    },
+    "study_warning_other": {
+        "en": "⚠ These slices may not be one person's stack: {message}",
+        "ru": "⚠ Возможно, это не срезы одного человека по порядку: {message}",
+    },
 }
 
 

@@ -44,9 +44,31 @@ def _transfer_syntax_name(ds: pydicom.Dataset) -> str:
         return "unknown transfer syntax"
 
 
+# What must agree across the slices of one study (diseaseid.serving.study.check_study). Kept with the decoded
+# slice in memory for that check only: never logged, never in a response.
+SERIES_KEYWORDS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")
+GEOMETRY_KEYWORDS = ("ImageOrientationPatient", "PixelSpacing")
+
+
+def series_facts(ds: pydicom.Dataset) -> dict:
+    """The identity and geometry of the series a slice belongs to; None for an attribute absent or empty
+    (an unreadable number counts as absent)."""
+    facts: dict = {}
+    for keyword in SERIES_KEYWORDS:
+        value = ds.get(keyword)
+        facts[keyword] = str(value).strip() or None if value is not None else None
+    for keyword in GEOMETRY_KEYWORDS:
+        try:
+            value = ds.get(keyword)
+            facts[keyword] = tuple(float(v) for v in value) if value else None
+        except (TypeError, ValueError):
+            facts[keyword] = None
+    return facts
+
+
 def read_dicom(data: bytes, *, max_pixels: int, min_side: int = 1,
-               force: bool = False) -> tuple[np.ndarray, int, int]:
-    """DICOM bytes -> (display-ready array HxW float or HxWx3, width, height).
+               force: bool = False) -> tuple[np.ndarray, int, int, dict]:
+    """DICOM bytes -> (display-ready array HxW float or HxWx3, width, height, :func:`series_facts`).
 
     ``force`` reads files without the 128-byte preamble and ``DICM`` marker (declared as DICOM by the
     client). Raises :class:`InvalidImage` or :class:`ImageTooLarge`.
@@ -56,7 +78,7 @@ def read_dicom(data: bytes, *, max_pixels: int, min_side: int = 1,
     except Exception:
         raise InvalidImage("cannot read the DICOM file: it is corrupt or truncated") from None
     try:
-        return _pixels(ds, max_pixels=max_pixels, min_side=min_side)
+        return (*_pixels(ds, max_pixels=max_pixels, min_side=min_side), series_facts(ds))
     except (InvalidImage, ImageTooLarge):
         raise
     except Exception:  # a corrupt element surfaces lazily, wherever it is first read

@@ -20,6 +20,11 @@ HTTP   code                       when
 422    ``unknown_method``         ``methods`` (``/explain``) names no explainer we offer
 422    ``unknown_target``         ``target`` (``/explain``) is neither a class name nor a class index
 422    ``too_many_files``         a study (``/predict/study``) over ``DISEASEID_MAX_STUDY_FILES`` files
+422    ``mixed_patients``         a study's DICOM slices name different PatientIDs (``mixed_studies``,
+                                  ``mixed_series``: StudyInstanceUID, SeriesInstanceUID; ``mixed_orientation``,
+                                  ``mixed_pixel_spacing``: ImageOrientationPatient, PixelSpacing)
+422    ``mixed_sizes``            a study's slices differ in shape (JPEG/PNG aspect, DICOM Rows x Columns)
+422    ``mixed_formats``          a study mixes DICOM with JPEG/PNG
 422    ``invalid_image``          empty, undecodable, degenerate (too small, flat) or unusable DICOM
 422    ``image_too_large``        over the pixel cap (decompression bomb), refused before decoding
 503    ``not_ready``              models still loading; no explain worker alive
@@ -102,6 +107,12 @@ class InvalidFormValue(ServiceError):
 
 class TooManyFiles(ServiceError):
     status, code = 422, "too_many_files"
+
+
+class NotOneStudy(ServiceError):
+    """A study's slices are certainly not one subject's series; ``code`` names the mismatch (``mixed_*``)."""
+
+    status, code = 422, "mixed_series"
 
 
 class PayloadTooLarge(ServiceError):

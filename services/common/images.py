@@ -52,6 +52,9 @@ class DecodedImage:
     width: int  # of the original image
     height: int
     size_bytes: int
+    # DICOM only: the series the slice belongs to (services.common.dicom.series_facts), for the study checks;
+    # never in a response (it may identify a patient).
+    series: dict | None = None
 
     def info(self) -> dict:
         return {"sha256": self.sha256, "format": self.format, "size_bytes": self.size_bytes,
@@ -193,7 +196,7 @@ def decode_image_bytes(data: bytes, settings: ServiceSettings, *, content_type: 
     """Validate and decode one uploaded file. Raises a :class:`~services.common.errors.ServiceError`."""
     fmt = _known_format(data, content_type, filename)
     if fmt.startswith("dicom"):
-        arr, width, height = read_dicom(data, max_pixels=settings.max_pixels,
+        arr, width, height, series = read_dicom(data, max_pixels=settings.max_pixels,
                                         min_side=settings.min_image_side, force=fmt == "dicom-raw")
         try:
             array = to_uint8_rgb(arr)
@@ -202,5 +205,6 @@ def decode_image_bytes(data: bytes, settings: ServiceSettings, *, content_type: 
         fmt = "dicom"
     else:
         array, width, height = _decode_raster(data, fmt, settings)
+        series = None
     return DecodedImage(array=array, sha256=hashlib.sha256(data).hexdigest(), format=fmt,
-                        width=width, height=height, size_bytes=len(data))
+                        width=width, height=height, size_bytes=len(data), series=series)

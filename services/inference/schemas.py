@@ -112,11 +112,20 @@ class Aggregation(BaseModel):
                                                             "excluded slices; null when every slice is excluded)")
 
 
+class StudyWarningInfo(BaseModel):
+    code: str = Field(description="`mixed_sizes` (one shape, different sizes), `unlike_neighbours` (two "
+                                  "neighbours less alike than slices of one subject are), `sudden_change` (one "
+                                  "neighbour pair far less alike than the study's others), `out_of_order` (slices "
+                                  "i and i+2 more alike than either is to i+1); docs/studies.md")
+    message: str
+    slices: list[int] = Field(description="The slices concerned, by position in the request")
+
+
 class StudyResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "task": "dementia", "model": {**_MODEL, "name": "dementia/student:convnet1", "arch": "convnet1",
                                              "version": "1f393f82d84b"}, "n_slices": 2,
-        "n_used": 2, "excluded": [],
+        "n_used": 2, "excluded": [], "warnings": [],
         "subject": {"outcome": "diagnosis", "label": "NonDemented", "label_index": 0,
                     "display_en": "Non-demented", "display_ru": "Деменции нет",
                     "probabilities": {"NonDemented": 0.81, "VeryMildDemented": 0.15, "MildDemented": 0.03,
@@ -134,6 +143,9 @@ class StudyResponse(BaseModel):
     n_used: int = Field(description="Slices the subject-level result rests on: those not flagged as OOD")
     excluded: list[int] = Field(description="Indices of the slices flagged as not brain MRI and left out of the "
                                             "subject-level result (each is reported in `slices`)")
+    warnings: list[StudyWarningInfo] = Field(default_factory=list, description=(
+        "Signs that the slices may not be one subject's stack in order (empty when none): the answer still "
+        "comes, read it with care. What is certain is refused with 422 `mixed_*` instead"))
     subject: Conclusion = Field(description="Subject-level result from the slices not flagged (see `aggregation` "
                                             "for how it was reached); no diagnosis when every slice is flagged")
     aggregation: Aggregation

@@ -11,8 +11,10 @@ import time
 import uuid
 
 import httpx
+import numpy as np
 import pytest
 from aiogram.types import Message
+from PIL import Image
 
 from services.bot.albums import AlbumCollector
 from tests.bot.bot_process import BotProcess
@@ -195,3 +197,36 @@ def test_an_album_without_a_usable_image_says_so(bot, telegram):
     sent, text = final_text(telegram, user, mark, timeout=30)
     assert len(sent) == 1 and "Analysing 2 slices" in sent[0].text
     assert text == "None of the album's items is an image I can read (JPEG, PNG or DICOM)."
+
+
+# ---- one study is one patient's series (issue 25) -----------------------------------------------------------
+
+
+def test_an_album_of_two_patients_dicom_is_refused_in_the_users_language(bot, telegram):
+    from tests.services.test_study_checks import README_STUDY, dicom_slice
+
+    files = [dicom_slice(README_STUDY[0]), dicom_slice(README_STUDY[1]),
+             dicom_slice(README_STUDY[2], PatientID="PID-0099-OTHER")]
+    for lang, expected in (("ru", "элементы 1 и 3 относятся к разным пациентам (DICOM PatientID)"),
+                           ("en", "items 1 and 3 belong to different patients (DICOM PatientID)")):
+        user = make_user(3010 if lang == "ru" else 3011, lang)
+        mark = telegram.mark()
+        send_parts(telegram, user, [telegram.document_content(f, file_name=f"s{i}.dcm", mime_type="application/dicom")
+                                    for i, f in enumerate(files)])
+        _, text = final_text(telegram, user, mark)
+        assert expected in text, text
+        assert "PID-" not in text
+
+
+def test_an_album_with_a_slice_unlike_its_neighbours_is_answered_with_a_warning(bot, telegram):
+    from tests.services.test_study_checks import README_STUDY, TUMOR, jpeg
+
+    tumour = jpeg(np.asarray(Image.open(TUMOR[0]).convert("L").resize((176, 208))))
+    contents = [README_STUDY[0].read_bytes(), tumour, README_STUDY[1].read_bytes()]
+    user = make_user(3012, "ru")
+    mark = telegram.mark()
+    send_parts(telegram, user, [telegram.document_content(c, file_name=f"s{i}.jpg", mime_type="image/jpeg")
+                                for i, c in enumerate(contents)])
+    _, text = final_text(telegram, user, mark)
+    assert "⚠ Элементы 1 и 2 похожи друг на друга гораздо меньше" in text, text
+    assert "⚠ Элементы 1 и 3 похожи друг на друга больше, чем каждый из них на элемент 2" in text, text

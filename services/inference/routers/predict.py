@@ -7,9 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from diseaseid.serving import Prediction, Predictor, StudyAnswer, StudyModel, answer_study
+from diseaseid.serving.study_checks import MixedStudy, SliceSource, StudyWarning, check_study
 from services.common.app import DecodeGateDep
 from services.common.auth import require_api_key
-from services.common.errors import NotReady, ServiceError, TooManyFiles, UnknownAggregation, error_responses
+from services.common.errors import (
+    NotOneStudy,
+    NotReady,
+    ServiceError,
+    TooManyFiles,
+    UnknownAggregation,
+    error_responses,
+)
 from services.common.images import DecodedImage
 from services.common.uploads import DecodeGate, read_upload_bytes
 from services.common.validation import (
@@ -122,6 +130,16 @@ async def _decode_study(uploads: list[Upload], gate: DecodeGate, run) -> list[De
     return images
 
 
+def one_stack(images: list[DecodedImage]) -> list[StudyWarning]:
+    """422 (``mixed_*``) unless the slices can be one subject's series; the warnings where they may not be
+    one stack (diseaseid.serving.study_checks)."""
+    sources = [SliceSource(im.format, im.width, im.height, im.series) for im in images]
+    try:
+        return check_study(sources, [im.array for im in images])
+    except MixedStudy as exc:
+        raise NotOneStudy(exc.message, code=exc.code) from None
+
+
 def _predict_study(predictor: Predictor, images: list[DecodedImage], study: StudyModel | None = None,
                    ) -> tuple[StudyAnswer, dict]:
     answer = answer_study(predictor, [im.array for im in images], study, batch_size=STUDY_BATCH)
@@ -146,7 +164,9 @@ async def predict_study(
     """Classify the slices of one subject and combine them into one subject-level result: the task's
     attention-MIL head where it ships one (dementia), else the mean of the slices' probabilities. Slices
     flagged as not brain MRI are reported and left out of the subject-level result (`excluded`); when all
-    are, the subject gets no diagnosis."""
+    are, the subject gets no diagnosis. Slices that cannot be one subject's series (DICOM naming different
+    patients, studies or series, or another orientation, pixel spacing or size; JPEG/PNG of different shapes)
+    are refused with 422 `mixed_*`; slices that may not be one stack get `warnings`."""
     start = time.perf_counter()
     spec = resolve_task(task)
     role = resolve_model(model, settings.default_model_for(spec.name))
@@ -159,6 +179,7 @@ async def predict_study(
                    for f in files]
         t_read = time.perf_counter()
         images = await _decode_study(uploads, gate, models.run)
+        warnings = await models.run(one_stack, images)
         decode_s = time.perf_counter() - t_read
         answer, aggregation = await models.run(_predict_study, predictor, images, study)
         done = time.perf_counter()
@@ -166,6 +187,7 @@ async def predict_study(
     return {
         "task": spec.name, "model": model_ref(predictor, role), "n_slices": len(images),
         "n_used": len(answer.used), "excluded": answer.excluded,
+        "warnings": [{"code": w.code, "message": w.message, "slices": list(w.slices)} for w in warnings],
         "subject": conclusion(answer.subject), "aggregation": aggregation,
         "slices": [{"index": i, **conclusion(p), "used": not p.ood, "input": im.info()}
                    for i, (im, p) in enumerate(zip(images, answer.slices, strict=True))],
