@@ -38,6 +38,9 @@ NON_MRI = {"cat_on_black": cat_on_black, "text_on_black": text_on_black}
 # threshold (113.9 vs 103.4), the others still >= 1.3x. On the tumor student 8261307019b1 (the detector since
 # 2026-12-03) the cat lies 1.20x past the tumor threshold, the text 2.32x, both >= 3.4x past the dementia one.
 MARGIN = 1.05
+# Probabilities of the same slices run through a shipped network in other batches: float32 kernels may round
+# otherwise per batch size and CPU (8.5e-4 relative on an Intel Xeon with AMX, issue 25).
+FLOAT32_BATCHES = 2e-3
 
 
 @functools.cache
@@ -225,7 +228,9 @@ def test_a_cat_among_tumor_slices_is_left_out_of_the_subject(fixtures_dir):
     classes = TASKS["tumor"].classes
     mean = np.mean([[answer.slices[i].probabilities[c] for c in classes] for i in (0, 2)], axis=0)
     assert np.allclose([subject.probabilities[c] for c in classes], mean, atol=1e-6)
-    assert subject.probabilities == pytest.approx(alone.subject.probabilities, abs=1e-6)
+    # another batch (2 slices, not 3): float32 kernels may round otherwise, by CPU (issue 25); the cat in the
+    # mean would move it by tenths
+    assert subject.probabilities == pytest.approx(alone.subject.probabilities, abs=FLOAT32_BATCHES)
 
 
 def test_a_cat_among_dementia_slices_is_left_out_of_the_head(fixtures_dir):
@@ -241,9 +246,9 @@ def test_a_cat_among_dementia_slices_is_left_out_of_the_head(fixtures_dir):
     assert answer.excluded == [1] and answer.used == [0, *range(2, len(images))]
     expected = study.predict(mri)
     assert np.allclose([answer.subject.probabilities[c] for c in TASKS["dementia"].classes],
-                       expected.probabilities, atol=1e-5)
+                       expected.probabilities, atol=FLOAT32_BATCHES)
     assert answer.attention[1] == 0 and answer.attention.sum() == pytest.approx(1, abs=1e-5)
-    assert np.allclose(answer.attention[answer.used], expected.attention, atol=1e-5)
+    assert np.allclose(answer.attention[answer.used], expected.attention, atol=FLOAT32_BATCHES)
     assert answer.subject.is_diagnosis and answer.subject.screening is not None
 
 

@@ -98,9 +98,11 @@ def test_targets_select_the_explained_logit():
 
 
 def test_batched_equals_one_by_one():
-    model = build("lite0")
-    x = batch("lite0", 3)
+    # float64: float32 kernels may pick other algorithms for other batch sizes, and round differently on other
+    # CPUs (8.5e-4 relative on an Intel Xeon with AMX, issue 25); mixing samples would differ by far more
+    model = build("lite0").double()
+    x = batch("lite0", 3, dtype=torch.float64)
     lrp = LRP.for_model(model)
     together = lrp(x).relevance
     alone = torch.cat([lrp(x[i:i + 1]).relevance for i in range(3)])
-    assert rel(together, alone) <= 1e-5
+    assert rel(together, alone) <= 1e-10
