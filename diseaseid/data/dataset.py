@@ -85,6 +85,11 @@ class ImageFolder:
             h.update(f"{f}\t{y}\t{(self.root / f).stat().st_size}\n".encode())
         return h.hexdigest()[:16]
 
+    def images_key(self) -> str:
+        """The fingerprint and the pre-processing's hash: what caches of these images (decoded, embedded) are
+        keyed by, so a change of pre-processing never reuses them."""
+        return f"{self.fingerprint()}-{preprocess_hash()}"
+
     def subject_slices(self) -> dict[str, np.ndarray]:
         """Subject (sorted) -> indices of its slices, lowest first (stable for equal or unknown ranks); slices
         without a subject are left out."""
@@ -113,8 +118,7 @@ class ImageFolder:
         return self._images
 
     def _load_images(self) -> np.ndarray:
-        cache = cache_dir() / (f"decoded-{self.task.name}-{self.fingerprint()}-{PREPROCESS['name']}-{preprocess_hash()}"
-                               f"-{IMAGE_SIZE}.npy")
+        cache = cache_dir() / f"decoded-{self.task.name}-{self.images_key()}-{PREPROCESS['name']}-{IMAGE_SIZE}.npy"
         if cache.exists():
             return np.load(cache)
         with ThreadPoolExecutor(max_workers=4) as pool:

@@ -163,11 +163,10 @@ def perturbed_images(ds, seed: int = 0) -> tuple[np.ndarray, list[str]]:
 
     from PIL import Image
 
-    from diseaseid.data.head import preprocess_hash
     from diseaseid.paths import cache_dir
     from diseaseid.robustness.perturbations import perturbed_views
 
-    path = cache_dir() / f"perturbed-{ds.task.name}-{ds.fingerprint()}-{preprocess_hash()}-{seed}.npz"
+    path = cache_dir() / f"perturbed-{ds.task.name}-{ds.images_key()}-{seed}.npz"
     if path.exists():
         with np.load(path) as z:
             return z["images"], json.loads(str(z["names"]))

@@ -87,7 +87,6 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
     detector (``detector_of``). Another one is for comparing detectors (``--detector``, with ``--out``): the
     service uses statistics only where their model is the task's detector."""
     from diseaseid.data.dataset import ImageFolder
-    from diseaseid.data.head import preprocess_hash
     from diseaseid.data.preprocess import to_uint8_rgb
     from diseaseid.paths import REPO_ROOT, fixtures_dir, task_data_dir, weights_dir
     from diseaseid.robustness.evaluate import perturbed_images
@@ -106,7 +105,7 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
         train_files = sorted(np.random.default_rng(seed).choice(train_files, train_sample, replace=False).tolist())
 
     def embed(ds, key):
-        return cached_features_and_logits(detector.model, version, f"{task_name}-{key}-{ds.fingerprint()}",
+        return cached_features_and_logits(detector.model, version, f"{task_name}-{key}-{ds.images_key()}",
                                           lambda: ds.images)[0]
 
     train, val = data.select(train_files), data.select(split["val"])
@@ -118,7 +117,7 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
     train_perturbed, _ = perturbed_images(train, seed)
     val_perturbed, val_perturbed_names = perturbed_images(val, seed + 1)
     train_feats = np.concatenate([embed(train, "train"), cached_features_and_logits(
-        detector.model, version, f"{task_name}-train-perturbed-{seed}-{train.fingerprint()}-{preprocess_hash()}",
+        detector.model, version, f"{task_name}-train-perturbed-{seed}-{train.images_key()}",
         lambda: train_perturbed)[0]])
     train_labels = np.concatenate([train.labels, train.labels])
     stats = fit_statistics(train_feats, train_labels, rank)
@@ -138,7 +137,7 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
     val_scores = probe.score(val_feats, val.images)
     val_checked = np.array([bool(image_checks(x)) for x in val.images])
     pert_feats = cached_features_and_logits(
-        detector.model, version, f"{task_name}-val-perturbed-{seed + 1}-{val.fingerprint()}-{preprocess_hash()}",
+        detector.model, version, f"{task_name}-val-perturbed-{seed + 1}-{val.images_key()}",
         lambda: val_perturbed)[0]
     pert_scores = probe.score(pert_feats, val_perturbed)
     pert_checked = np.array([bool(image_checks(x)) for x in val_perturbed])

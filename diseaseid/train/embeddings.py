@@ -53,7 +53,7 @@ def imagenet_backbone() -> nn.Module:
 def cached_embeddings(ds: ImageFolder, cache_dir: Path = CACHE_DIR) -> dict[str, np.ndarray]:
     """ImageNet Lite0 embeddings of every image of ``ds``, from ``cache_dir`` when the same images were
     embedded before (keyed by the data set's fingerprint), else computed (about 10 ms a slice on 2 cores)."""
-    key = hashlib.sha256((ds.fingerprint() + repr(MID_STAGES)).encode()).hexdigest()[:16]
+    key = hashlib.sha256((ds.images_key() + repr(MID_STAGES)).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"imagenet-lite0-{key}.npz"
     if path.exists():
         with np.load(path) as z:
@@ -79,7 +79,7 @@ def cached_model_embeddings(ds: ImageFolder, weights: str | Path, cache_dir: Pat
     from diseaseid.models import load_model
 
     model, card = load_model(weights)
-    path = Path(cache_dir) / f"{card['task']}-{card['arch']}-{card['version']}-{ds.fingerprint()}.npy"
+    path = Path(cache_dir) / f"{card['task']}-{card['arch']}-{card['version']}-{ds.images_key()}.npy"
     if path.exists():
         return np.load(path)
     feats = model_features(model, ds.images)
