@@ -81,6 +81,23 @@ def test_readme_has_the_examples():
     assert len(example_blocks("bash")) == 1 and len(example_blocks("python")) == 1
 
 
+def test_readme_states_the_status_of_an_image_over_the_pixel_cap_and_how_to_run_the_python():
+    """Issue 25: the README said 415 for images over 4096 x 4096; the service answers 422 image_too_large."""
+    from services.common.errors import ImageTooLarge, UnsupportedMediaType
+    from services.common.settings import SERVICE_MAX_PIXELS
+
+    section = README.read_text().split("## API examples", 1)[1].split("\n## ", 1)[0]
+    statuses = " ".join(section.split("never a 500 for bad input:", 1)[1].split("```", 1)[0].split())
+    assert (ImageTooLarge.status, ImageTooLarge.code) == (422, "image_too_large") and UnsupportedMediaType.status == 415
+    assert SERVICE_MAX_PIXELS == 4096 * 4096
+    too_large = re.search(r"422 \(([^)]*)\)", statuses).group(1)
+    assert "`image_too_large` for an image over 4096 x 4096" in too_large
+    assert "pixel" not in re.search(r"415 \(([^)]*)\)", statuses).group(1)
+    # The example imports httpx, which only the project's virtual environment is sure to have.
+    before_python = section.split("```python", 1)[0].rsplit("```", 1)[1]
+    assert "httpx" in before_python and "`.venv/bin/python" in before_python
+
+
 def test_bash_examples(services, tmp_path):
     (code,) = example_blocks("bash")
     env = {**os.environ, "DISEASEID_API_KEY": KEY, "TMPDIR": str(tmp_path)}
