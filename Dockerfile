@@ -47,7 +47,10 @@ WORKDIR /app
 COPY diseaseid ./diseaseid
 COPY services ./services
 COPY weights ./weights
-RUN python -m compileall -q diseaseid services && chmod -R a+rX /app
+# The served graphs of the shipped weights (ONNX, checked against PyTorch), exported once here rather than by
+# every container on its first start (diseaseid.serving.export; a new weights file gets a new graph).
+RUN DISEASEID_GRAPHS=/app/graphs DISEASEID_CACHE=/tmp/export-cache python -m diseaseid export \
+    && rm -f /app/graphs/*.lock && python -m compileall -q diseaseid services && chmod -R a+rX /app
 
 # --- runtime: the dependency layers as they are, the app, an unprivileged user ---------------------------
 # FROM deps rather than a fresh base plus `COPY --from=deps /opt/venv`: deps holds no compiler and no pip
@@ -68,6 +71,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DISEASEID_CACHE=/tmp/diseaseid-cache \
+    DISEASEID_GRAPHS=/app/graphs \
     MPLCONFIGDIR=/tmp/matplotlib
 USER diseaseid
 EXPOSE 8000 8001

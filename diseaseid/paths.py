@@ -29,5 +29,12 @@ def cache_dir() -> Path:
     return path
 
 
+def graphs_dir() -> Path:
+    """The served models' exported graphs (diseaseid.serving.export): $DISEASEID_GRAPHS, else <cache>/graphs.
+    An image built by the Dockerfile ships them in /app/graphs."""
+    env = os.environ.get("DISEASEID_GRAPHS")
+    return Path(env) if env else cache_dir() / "graphs"
+
+
 def fixtures_dir() -> Path:
     return REPO_ROOT / "tests" / "fixtures"

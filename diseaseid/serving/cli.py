@@ -1,5 +1,6 @@
-"""``diseaseid predict`` (one image through a model) and ``diseaseid calibrate`` (refit a shipped model's
-temperature and OOD threshold); ``model_args``/``load_predictor``: how every command picks a model."""
+"""``diseaseid predict`` (one image through a model), ``diseaseid calibrate`` (refit a shipped model's
+temperature and OOD threshold) and ``diseaseid export`` (the served graphs of the shipped models);
+``model_args``/``load_predictor``: how every command picks a model."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ import torch
 
 from diseaseid.percent import percent
 from diseaseid.serving.predictor import ROLES, Predictor, shipped_weights
+from diseaseid.serving.runtime import RUNTIMES
 from diseaseid.tasks import TASKS
 
 
@@ -19,15 +21,18 @@ def model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--weights", default=None)
     g.add_argument("--model", choices=ROLES, default="student")
+    p.add_argument("--runtime", choices=("auto", *RUNTIMES), default=None,
+                   help="what runs the network (default: $DISEASEID_RUNTIME, else auto: ONNX Runtime on a CPU)")
 
 
 def load_predictor(args: argparse.Namespace) -> Predictor:
-    """The model ``model_args`` chose, with ``--threads`` applied."""
+    """The model ``model_args`` chose, with ``--threads`` and ``--runtime`` applied."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    runtime = getattr(args, "runtime", None)
     if args.weights:
-        return Predictor.from_weights(args.weights)
-    return Predictor.from_shipped(args.task, args.model)
+        return Predictor.from_weights(args.weights, runtime=runtime)
+    return Predictor.from_shipped(args.task, args.model, runtime=runtime)
 
 
 def register(sub) -> None:
@@ -40,6 +45,12 @@ def register(sub) -> None:
     p = sub.add_parser("calibrate", help="recompute temperature and OOD threshold of shipped weights in place")
     model_args(p)
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("export", help="export the shipped models' served graphs (ONNX) into the cache, checked "
+                                      "against PyTorch; prints each graph's path and sha256")
+    p.add_argument("weights", nargs="*", help=".safetensors files (default: every shipped student and teacher)")
+    p.add_argument("--force", action="store_true", help="export again even when the cache holds the graph")
+    p.set_defaults(func=cmd_export)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -57,6 +68,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"{pred.display_en} ({pred.label})  [{predictor.name}]")
     for c, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
         print(f"  {c:<18} {percent(p, 1):>6} {'#' * int(round(p * 30))}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from diseaseid.serving.export import cached_graph, export_graph
+
+    paths = list(args.weights)
+    if not paths:
+        for task in sorted(TASKS):
+            for role in ROLES:
+                try:
+                    paths.append(shipped_weights(task, role))
+                except FileNotFoundError:
+                    pass
+    for path in paths:
+        graph = export_graph(path) if args.force else cached_graph(path)
+        info = graph.info
+        print(json.dumps({"weights": str(path), "weights_sha256": info["weights_sha256"], "graph": str(graph.path),
+                          "graph_sha256": info["graph_sha256"], "bytes": info["graph_bytes"],
+                          "max_abs_diff_vs_torch": info["max_abs_diff_vs_torch"]}))
     return 0
 
 

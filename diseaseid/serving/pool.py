@@ -29,8 +29,9 @@ def all_models() -> list[Key]:
 class ModelPool:
     """Shipped predictors by (task, role) and subject-level heads by task, on one device."""
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", runtime: str | None = None):
         self.device = device
+        self.runtime = runtime  # what runs the predictions (diseaseid.serving.runtime); None: $DISEASEID_RUNTIME
         self.predictors: dict[Key, Predictor] = {}
         # Subject-level heads (over the teacher's slice embeddings), for the tasks that ship one.
         self.study_models: dict[str, StudyModel] = {}
@@ -50,9 +51,10 @@ class ModelPool:
             with self._lock:
                 predictor = self.predictors.get(key)
                 if predictor is None:
-                    predictor = Predictor.from_shipped(task, role, self.device)
+                    predictor = Predictor.from_shipped(task, role, self.device, self.runtime)
                     self.predictors[key] = predictor
-                    log.info("loaded %s (%s) on %s", predictor.name, predictor.version, predictor.device)
+                    log.info("loaded %s (%s) on %s, runtime %s", predictor.name, predictor.version,
+                             predictor.device, predictor.runtime.name)
         return predictor
 
     def get_study_model(self, task: str) -> StudyModel | None:

@@ -7,6 +7,9 @@ The OOD verdict does not depend on the model that answers: a shipped predictor c
 distance of the detector's features to the task's training slices decides with the image checks (without
 statistics, the detector's energy score at its card threshold). A flagged image gets no diagnosis: ``label``
 and ``label_index`` are None and ``outcome`` is ``not_a_brain_mri``; the probabilities stay for tools that ask.
+
+Forward passes go through the predictor's ``runtime`` (``diseaseid.serving.runtime``: the exported graph under
+ONNX Runtime for shipped weights on a CPU, by default); ``model`` stays the PyTorch module, for explanations.
 """
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diseaseid.data.preprocess import normalize
 from diseaseid.models.checkpoint import load_model
 from diseaseid.paths import weights_dir
 from diseaseid.serving.ood import (
@@ -31,7 +33,7 @@ from diseaseid.serving.ood import (
     image_checks,
     load_feature_detector,
 )
-from diseaseid.serving.ood_features import features_and_logits
+from diseaseid.serving.runtime import Runtime, TorchRuntime, load_runtime
 from diseaseid.tasks import Task, get_task
 
 ROLES = ("student", "teacher")
@@ -79,7 +81,7 @@ _detectors: dict[tuple, Predictor] = {}
 _detectors_lock = threading.Lock()
 
 
-def shipped_detector(task: str, device: str | torch.device = "cpu") -> Predictor | None:
+def shipped_detector(task: str, device: str | torch.device = "cpu", runtime: str | None = None) -> Predictor | None:
     """The task's OOD detector (``detector_of(task)``), loaded once per process and weights file; None (logged)
     where it is not shipped. Used only for forward passes, so every predictor may share it."""
     try:
@@ -87,20 +89,23 @@ def shipped_detector(task: str, device: str | torch.device = "cpu") -> Predictor
     except FileNotFoundError as exc:
         log.warning("no OOD detector for %s (%s); each model's own energy score decides", task, exc)
         return None
-    key = (str(path), path.stat().st_mtime_ns, str(device))
+    key = (str(path), path.stat().st_mtime_ns, str(device), runtime)
     with _detectors_lock:
         detector = _detectors.get(key)
         if detector is None:
-            detector = _detectors[key] = Predictor.from_weights(path, device)
+            detector = _detectors[key] = Predictor.from_weights(path, device, runtime)
     return detector
 
 
 class Predictor:
     def __init__(self, model: torch.nn.Module, card: dict, device: str | torch.device = "cpu",
-                 detector: Predictor | None = None, feature_detector: FeatureDetector | None = None):
+                 detector: Predictor | None = None, feature_detector: FeatureDetector | None = None,
+                 runtime: Runtime | None = None):
         self.model = model.eval()
         self.card = card
         self.device = torch.device(device)
+        # What runs the forward passes of predictions (PyTorch unless told); explanations use ``model``.
+        self.runtime: Runtime = runtime if runtime is not None else TorchRuntime(self.model, self.device)
         self.task: Task = get_task(card["task"])
         self.role: str = card.get("role", card["arch"])
         self.temperature: float = float(card.get("calibration", {}).get("temperature", 1.0))
@@ -112,17 +117,20 @@ class Predictor:
         self.feature_detector = feature_detector
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
+    def from_weights(cls, path: str | Path, device: str | torch.device = "cpu", runtime: str | None = None
+                     ) -> Predictor:
+        """``runtime``: a name in ``diseaseid.serving.runtime.RUNTIMES`` or ``auto``; None: ``$DISEASEID_RUNTIME``."""
         model, card = load_model(path, device)
-        return cls(model, card, device)
+        return cls(model, card, device, runtime=load_runtime(runtime, path, model, device))
 
     @classmethod
-    def from_shipped(cls, task: str, role: str = "student", device: str | torch.device = "cpu") -> Predictor:
-        """A shipped model with the task's OOD detector (itself when it is that model)."""
-        predictor = cls.from_weights(shipped_weights(task, role), device)
+    def from_shipped(cls, task: str, role: str = "student", device: str | torch.device = "cpu",
+                     runtime: str | None = None) -> Predictor:
+        """A shipped model with the task's OOD detector (itself when it is that model), both on ``runtime``."""
+        predictor = cls.from_weights(shipped_weights(task, role), device, runtime)
         found = True  # the task's shipped detector model decides (not a fallback to this model's energy)
         if (task, role) != detector_of(task):
-            detector = shipped_detector(task, device)
+            detector = shipped_detector(task, device, runtime)
             predictor.detector = detector or predictor
             found = detector is not None
         if found:
@@ -137,42 +145,53 @@ class Predictor:
     def version(self) -> str:
         return self.card.get("version", "unknown")
 
-    @torch.inference_mode()
     def logits(self, images: np.ndarray) -> torch.Tensor:
         """N x 224 x 224 x 3 uint8 -> N x C raw logits (float32, on the CPU)."""
-        x = normalize(images, self.device)
-        return self.model(x).float().cpu()
+        return torch.from_numpy(self.runtime.run(images, features=False)[1])
 
-    @torch.inference_mode()
     def features_and_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """N x 224 x 224 x 3 uint8 -> (N x F pooled penultimate features, N x C raw logits), one forward pass."""
-        return features_and_logits(self.model, images, self.device, batch_size=max(1, len(images)))
+        return self.runtime.run(images, features=True)
+
+    def batched_logits(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Logits of many images (an evaluation set), ``batch_size`` at a time."""
+        parts = [self.logits(images[s:s + batch_size]).numpy() for s in range(0, len(images), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.task.classes)), np.float32)
 
     def predict(self, images: np.ndarray | list[np.ndarray]) -> list[Prediction]:
+        return self.predict_with_features(images, keep_features=False)[0]
+
+    def predict_with_features(self, images: np.ndarray | list[np.ndarray], keep_features: bool = True
+                              ) -> tuple[list[Prediction], np.ndarray | None]:
+        """``predict`` and, with ``keep_features``, this model's own pooled features of the same forward pass
+        (N x F; what a subject-level head over this model reads), else None."""
         images = np.stack(images) if isinstance(images, list) else images
         if images.ndim == 3:
             images = images[None]
         detector, features = self.detector, self.feature_detector
         if features is not None:
             if detector is self:
-                feats, logits_np = self.features_and_logits(images)
-                logits = torch.from_numpy(logits_np)
+                own, logits_np = self.features_and_logits(images)
+                feats = own
             else:
-                logits = self.logits(images)
+                own, logits_np = self.runtime.run(images, features=keep_features)
                 feats = detector.features_and_logits(images)[0]
+            logits = torch.from_numpy(logits_np)
             scores = features.score(feats, images)
             flags = [s > features.threshold for s in scores]
             extra = [features.reason(float(s), detector.name) for s in scores]
         else:
-            logits = self.logits(images)
+            own, logits_np = self.runtime.run(images, features=keep_features)
+            logits = torch.from_numpy(logits_np)
             scores = energy_score(logits if detector is self else detector.logits(images)).numpy()
             threshold = detector.ood_threshold
             flags = [threshold is not None and s > threshold for s in scores]
             extra = [f"unusual for the {detector.name} detector (energy {s:.2f} > {threshold:.2f})"
                      if flag else "" for s, flag in zip(scores, flags)]
         probs = torch.softmax(logits / self.temperature, dim=1).numpy()
-        return [self._prediction(p, float(s), [*image_checks(img), *([why] if flag else [])])
-                for p, s, img, flag, why in zip(probs, scores, images, flags, extra)]
+        predictions = [self._prediction(p, float(s), [*image_checks(img), *([why] if flag else [])])
+                       for p, s, img, flag, why in zip(probs, scores, images, flags, extra)]
+        return predictions, (own if keep_features else None)
 
     def aggregate(self, predictions: list[Prediction], probabilities: np.ndarray | None = None) -> Prediction:
         """Subject-level result from the slices not flagged as OOD: the mean of their calibrated probabilities,

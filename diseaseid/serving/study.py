@@ -7,7 +7,8 @@ stack order. The head is meant for whole stacks (32 slices in training); fewer s
 
 ``answer_study`` is the whole study path: per-slice predictions, then the subject-level result from the slices
 not flagged as out-of-distribution only (each flagged slice is reported and left out; when all are, the
-subject gets no diagnosis).
+subject gets no diagnosis). All slices go through each network in one batch, and when the answering model is
+the head's backbone (the teacher) its pass gives the head its embeddings too: no slice is run twice.
 """
 from __future__ import annotations
 
@@ -17,9 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diseaseid.data.preprocess import normalize
 from diseaseid.models.checkpoint import load_model
-from diseaseid.models.mil import slice_features
 from diseaseid.paths import weights_dir
 from diseaseid.serving.predictor import Prediction, Predictor
 
@@ -83,21 +82,26 @@ class StudyModel:
     def version(self) -> str:
         return self.card.get("version", "unknown")
 
-    @torch.inference_mode()
-    def embed(self, images: np.ndarray, batch_size: int = 16) -> torch.Tensor:
-        """N x 224 x 224 x 3 uint8 -> N x F pooled penultimate features of the backbone."""
-        return torch.cat([slice_features(self.backbone.model, normalize(images[s:s + batch_size],
-                                                                        self.backbone.device)).float()
-                          for s in range(0, len(images), batch_size)])
+    def embed(self, images: np.ndarray, batch_size: int | None = None) -> torch.Tensor:
+        """N x 224 x 224 x 3 uint8 -> N x F pooled penultimate features of the backbone (the same as
+        ``diseaseid.models.mil.slice_features``, through the backbone's runtime), ``batch_size`` slices a pass
+        (None: all at once)."""
+        step = batch_size or max(1, len(images))
+        return torch.cat([torch.from_numpy(self.backbone.features_and_logits(images[s:s + step])[0]).float()
+                          for s in range(0, len(images), step)])
 
-    @torch.inference_mode()
     def predict(self, images: np.ndarray) -> StudyResult:
         """The slices of one subject, in stack order (lowest first)."""
         if images.ndim == 3:
             images = images[None]
         if len(images) == 0:
             raise ValueError("a study needs at least one slice")
-        feats = self.embed(images)[None]
+        return self.predict_embedded(self.embed(images))
+
+    @torch.inference_mode()
+    def predict_embedded(self, feats: np.ndarray | torch.Tensor) -> StudyResult:
+        """The head over the backbone's embeddings (N x F) of one subject's slices, in stack order."""
+        feats = torch.as_tensor(feats, dtype=torch.float32, device=self.backbone.device)[None]
         pos = torch.linspace(0.0, 1.0, feats.shape[1], device=feats.device)[None]  # one slice: position 0
         logits, attention = self.head(feats, pos, return_attention=True)
         probs = torch.softmax(logits.float() / self.temperature, dim=1)[0].cpu().numpy()
@@ -115,20 +119,29 @@ class StudyAnswer:
 
 
 def answer_study(predictor: Predictor, images: np.ndarray | list[np.ndarray], study: StudyModel | None = None,
-                 batch_size: int = 16) -> StudyAnswer:
+                 batch_size: int | None = None) -> StudyAnswer:
     """The slices of one subject (stack order) -> per-slice predictions and one subject-level result: the
-    ``study`` head over the unflagged slices (kept in their order), or the mean of their probabilities."""
+    ``study`` head over the unflagged slices (kept in their order), or the mean of their probabilities.
+    ``batch_size`` slices go through a network at once (None: all of them, one pass)."""
     images = np.stack(images) if isinstance(images, list) else images
     if images.ndim == 3:
         images = images[None]
+    # The head reads its backbone's embeddings: when that is the answering model, from the same pass.
+    shared = study is not None and study.backbone is predictor
+    step = batch_size or max(1, len(images))
     slices: list[Prediction] = []
-    for b in range(0, len(images), batch_size):
-        slices += predictor.predict(images[b:b + batch_size])
+    embedded: list[np.ndarray] = []
+    for b in range(0, len(images), step):
+        predictions, feats = predictor.predict_with_features(images[b:b + step], keep_features=shared)
+        slices += predictions
+        if shared:
+            embedded.append(feats)
     used = [i for i, p in enumerate(slices) if not p.ood]
     excluded = [i for i, p in enumerate(slices) if p.ood]
     probabilities, attention = None, None
     if study is not None and used:
-        result = study.predict(images[used])
+        result = (study.predict_embedded(np.concatenate(embedded)[used]) if shared
+                  else study.predict(images[used]))
         probabilities = result.probabilities
         attention = np.zeros(len(images), np.float32)
         attention[used] = result.attention

@@ -214,16 +214,17 @@ def cmd_evaluate(args) -> int:
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.tasks import get_task
     from diseaseid.train.data import load_task_data
-    from diseaseid.train.trainer import evaluate_logits, predict_logits
+    from diseaseid.train.trainer import evaluate_logits
 
     predictor = load_predictor(args)
     if args.data:
         ds = ImageFolder.scan(args.data, get_task(args.task))
     else:
         _, ds, _ = load_task_data(args.task)
-    logits = predict_logits(predictor.model, ds.images)
+    logits = predictor.batched_logits(ds.images)  # through the runtime that serves it (--runtime)
     temperature = 1.0 if args.uncalibrated else predictor.temperature
     report = {"task": args.task, "model": predictor.name, "version": predictor.version,
+              "runtime": predictor.runtime.name,
               "data": str(ds.root), "temperature": temperature, **evaluate_logits(logits, ds, temperature)}
     probs = torch.softmax(torch.from_numpy(logits) / temperature, 1).numpy()
     report["predictions"] = [

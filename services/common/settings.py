@@ -11,11 +11,13 @@ Services subclass :class:`ServiceSettings` to add their own fields; the shared o
   ``DECODE_WAIT_S`` for its turn gets a 503 with ``Retry-After`` (see services.common.uploads);
 - ``DISEASEID_MIN_IMAGE_SIDE``: smaller images are degenerate (a 1x1 PNG is not an MRI slice);
 - ``DISEASEID_TORCH_THREADS`` and ``DISEASEID_DEVICE`` (cpu | cuda | auto);
+- ``DISEASEID_RUNTIME``: what runs predictions (auto | torch | onnxruntime | openvino; auto: ONNX Runtime on a
+  CPU, PyTorch on a GPU; see diseaseid.serving.runtime); explanations always use PyTorch;
 - ``DISEASEID_LOG_LEVEL``.
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -40,6 +42,7 @@ class ServiceSettings(BaseSettings):
     min_image_side: int = Field(16, ge=1)
     torch_threads: int = Field(1, ge=1)
     device: str = "auto"  # cpu | cuda | auto (CUDA when available)
+    runtime: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"  # diseaseid.serving.runtime
     log_level: str = "INFO"
 
     @field_validator("api_keys", mode="before")

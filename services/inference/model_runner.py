@@ -30,7 +30,7 @@ class ModelRunner:
     def __init__(self, settings: InferenceSettings, metrics: InferenceMetrics):
         self.settings = settings
         self.metrics = metrics
-        self.pool = ModelPool(settings.torch_device())
+        self.pool = ModelPool(settings.torch_device(), settings.runtime)
         self.loaded = threading.Event()
         self.executor = ThreadPoolExecutor(settings.inference_workers, thread_name_prefix="inference")
 

@@ -29,4 +29,5 @@ def parse_preload(spec: str) -> list[tuple[str, str]]:
 @lru_cache(maxsize=1)
 def model_pool() -> ModelPool:
     """This process's models."""
-    return ModelPool(get_settings().torch_device())
+    settings = get_settings()
+    return ModelPool(settings.torch_device(), settings.runtime)

@@ -1,6 +1,7 @@
 """Predictions: one slice (``POST /predict``) or the slices of one subject (``POST /predict/study``)."""
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated
 
@@ -31,9 +32,6 @@ from services.inference.model_runner import ModelRunner
 from services.inference.schemas import PredictResponse, StudyResponse
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
-
-# Slices per forward pass in a study: bounds activation memory for 64-slice studies.
-STUDY_BATCH = 16
 
 TaskForm = Annotated[str, Form(description="Which diagnosis: `tumor` or `dementia`", examples=["tumor"])]
 ModelForm = Annotated[str | None, Form(
@@ -120,14 +118,17 @@ Upload = tuple[bytes, str | None, str | None]  # bytes, declared content type, f
 
 
 async def _decode_study(uploads: list[Upload], gate: DecodeGate, run) -> list[DecodedImage]:
-    images = []
-    for i, (data, content_type, filename) in enumerate(uploads):
-        try:
-            images.append(await gate.decode(data, content_type=content_type, filename=filename, run=run))
-        except ServiceError as exc:  # say which file, keep the status, code and Retry-After
-            raise type(exc)(f"file {i}: {exc.message}", code=exc.code, status=exc.status,
-                            retry_after=exc.retry_after) from None
-    return images
+    """Every file decoded at once on the inference threads (a study's decodes used to run one after another);
+    the first file that fails, in the order sent, names the error."""
+    decoded = await asyncio.gather(*(gate.decode(data, content_type=content_type, filename=filename, run=run)
+                                     for data, content_type, filename in uploads), return_exceptions=True)
+    for i, result in enumerate(decoded):
+        if isinstance(result, ServiceError):  # say which file, keep the status, code and Retry-After
+            raise type(result)(f"file {i}: {result.message}", code=result.code, status=result.status,
+                               retry_after=result.retry_after) from None
+        if isinstance(result, BaseException):
+            raise result
+    return decoded
 
 
 def one_stack(images: list[DecodedImage]) -> list[StudyWarning]:
@@ -142,7 +143,8 @@ def one_stack(images: list[DecodedImage]) -> list[StudyWarning]:
 
 def _predict_study(predictor: Predictor, images: list[DecodedImage], study: StudyModel | None = None,
                    ) -> tuple[StudyAnswer, dict]:
-    answer = answer_study(predictor, [im.array for im in images], study, batch_size=STUDY_BATCH)
+    # All slices in one pass through each network (at most max_study_files, 64 by default).
+    answer = answer_study(predictor, [im.array for im in images], study)
     aggregation = {"method": answer.method, "model": None, "attention": None}
     if study is not None:
         aggregation["model"] = {"name": study.name, "version": study.version}

@@ -1,0 +1,194 @@
+"""What runs a served model's network: eager PyTorch, or its exported graph (``diseaseid.serving.export``) under
+ONNX Runtime or OpenVINO. Explanations and training always use the PyTorch model: they need autograd.
+
+Every runtime answers ``run(images, features)``: N x 224 x 224 x 3 uint8 -> (N x F pooled penultimate features,
+or None when not asked for; N x C logits), float32 numpy arrays, one pass.
+
+Which runtime serves: ``DISEASEID_RUNTIME`` (``auto``, ``torch``, ``onnxruntime`` or ``openvino``). ``auto`` is
+``CPU_RUNTIME`` on a CPU, chosen by ``python -m bench --only runtimes`` (the fastest runtime whose logits equal
+PyTorch's within 1e-4), and PyTorch on a GPU (scripts/bench_gpu.sh measures the GPU runtimes). Under ``auto`` a
+runtime that cannot load (not installed, or its export refused) falls back to PyTorch with an error in the log;
+a runtime named explicitly raises instead.
+
+Threads: a runtime uses ``torch.get_num_threads()`` intra-op threads (the services set it from
+``DISEASEID_TORCH_THREADS`` before loading), so every runtime of a process keeps to the same budget.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from diseaseid.serving.ood_features import features_and_logits
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+# The CPU winner of `python -m bench --only runtimes` (docs/serving.md has the table): ONNX Runtime ran the
+# shipped networks 2-4x faster than eager PyTorch, with logits equal to 1e-6.
+CPU_RUNTIME = "onnxruntime"
+ENV = "DISEASEID_RUNTIME"
+
+
+class Runtime(Protocol):
+    name: str
+
+    def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]: ...
+
+    def describe(self) -> dict: ...
+
+
+def runtime_setting() -> str:
+    """``$DISEASEID_RUNTIME``, else ``auto``."""
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value != "auto" and value not in RUNTIMES:
+        raise ValueError(f"{ENV}={value!r}: choose auto or one of {', '.join(RUNTIMES)}")
+    return value
+
+
+def resolve(name: str | None, device: str | torch.device = "cpu") -> tuple[str, bool]:
+    """(runtime, named): ``name`` (None: the setting); ``auto`` -> the device's default. ``named`` says whether
+    it was asked for by name (then a failure to load raises rather than falling back to PyTorch)."""
+    name = (name or runtime_setting()).lower()
+    if name == "auto":
+        return ("torch" if torch.device(device).type != "cpu" else CPU_RUNTIME), False
+    if name not in RUNTIMES:
+        raise ValueError(f"unknown runtime {name!r}; choose auto or one of {', '.join(RUNTIMES)}")
+    return name, True
+
+
+def _images(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.dtype != np.uint8:
+        raise TypeError(f"a served graph takes uint8 images, not {images.dtype}")
+    return np.ascontiguousarray(images)
+
+
+class TorchRuntime:
+    """Eager PyTorch: ``normalize`` and the model, as in training."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu"):
+        self.model = model
+        self.device = torch.device(device)
+
+    @torch.inference_mode()
+    def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+        if features:
+            return features_and_logits(self.model, images, self.device, batch_size=max(1, len(images)))
+        from diseaseid.data.preprocess import normalize
+
+        return None, self.model(normalize(images, self.device)).float().cpu().numpy()
+
+    def describe(self) -> dict:
+        return {"runtime": self.name, "device": str(self.device), "threads": torch.get_num_threads()}
+
+
+class OnnxRuntime:
+    """The exported graph under ONNX Runtime (CPU, or CUDA where ``onnxruntime-gpu`` offers it). One session per
+    model; ``InferenceSession.run`` is safe to call from several threads at once."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None, device: str | torch.device = "cpu",
+                 graph_sha256: str | None = None):
+        import onnxruntime as ort
+
+        self.path, self.graph_sha256 = Path(path), graph_sha256
+        self.threads = threads or torch.get_num_threads()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads would spin on the cores the explain workers and the other requests need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CPUExecutionProvider"]
+        if torch.device(device).type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise RuntimeError("this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        self.input = self.session.get_inputs()[0].name
+
+    def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+        logits, feats = self.session.run(["logits", "features"], {self.input: _images(images)})
+        return (feats if features else None), logits
+
+    def describe(self) -> dict:
+        return {"runtime": self.name, "providers": self.session.get_providers(), "threads": self.threads,
+                "graph_sha256": self.graph_sha256}
+
+
+class OpenVinoRuntime:
+    """The exported graph under OpenVINO on the CPU, in float32 (its default on CPUs with bf16 units is bf16,
+    which moved logits by 1e-2). An infer request serves one call at a time: each call takes a free one."""
+
+    name = "openvino"
+
+    def __init__(self, path: str | Path, threads: int | None = None, graph_sha256: str | None = None):
+        import openvino as ov
+
+        self.path, self.graph_sha256 = Path(path), graph_sha256
+        self.threads = threads or torch.get_num_threads()
+        self.compiled = ov.Core().compile_model(str(self.path), "CPU", {
+            "INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32"})
+        self.logits_out, self.features_out = self.compiled.output(0), self.compiled.output(1)  # export's order
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+
+    def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+        try:
+            request = self.requests.get_nowait()
+        except queue.Empty:
+            request = self.compiled.create_infer_request()
+        try:
+            result = request.infer({0: _images(images)})
+            logits = np.array(result[self.logits_out], np.float32)
+            feats = np.array(result[self.features_out], np.float32) if features else None
+        finally:
+            self.requests.put(request)
+        return feats, logits
+
+    def describe(self) -> dict:
+        return {"runtime": self.name, "device": "CPU", "threads": self.threads, "graph_sha256": self.graph_sha256}
+
+
+def graph_runtime(name: str, weights: str | Path, device: str | torch.device = "cpu",
+                  weights_sha256: str | None = None, threads: int | None = None) -> Runtime:
+    """``name`` (onnxruntime | openvino) over the cached graph of ``weights`` (exported on first use)."""
+    from diseaseid.serving.export import cached_graph
+
+    graph = cached_graph(weights, weights_sha256)
+    if name == "onnxruntime":
+        return OnnxRuntime(graph.path, threads, device, graph.sha256)
+    if name == "openvino":
+        if torch.device(device).type != "cpu":
+            raise RuntimeError("the openvino runtime runs on the CPU only")
+        return OpenVinoRuntime(graph.path, threads, graph.sha256)
+    raise ValueError(f"{name!r} runs no exported graph")
+
+
+def load_runtime(name: str | None, weights: str | Path, model: nn.Module, device: str | torch.device = "cpu",
+                 weights_sha256: str | None = None) -> Runtime:
+    """The runtime ``name`` (None: the setting) for the shipped ``weights`` whose PyTorch model is ``model``."""
+    name, named = resolve(name, device)
+    if name == "torch":
+        return TorchRuntime(model, device)
+    try:
+        return graph_runtime(name, weights, device, weights_sha256)
+    except Exception as exc:
+        if named:
+            raise
+        log.error("runtime %s failed for %s (%s: %s); serving it with PyTorch", name, weights,
+                  type(exc).__name__, exc)
+        return TorchRuntime(model, device)
