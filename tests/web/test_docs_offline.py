@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pytest
 from fastapi.testclient import TestClient
 
-from services.common.docs import ASSETS_PATH, assets_dir
+from services.common.docs import ASSETS_PATH, REDOC_CDN_LOGO, assets_dir
 
 
 class _Links(HTMLParser):
@@ -66,6 +66,10 @@ def test_docs_pages_name_only_local_assets_and_each_answers(client, page):
     response = client.get(page)
     assert response.status_code == 200
     html = response.text
+    # The browser is told too: nothing but this server may be loaded or called from the page.
+    csp = response.headers["content-security-policy"]
+    for directive in ("default-src 'self'", "img-src 'self' data: blob:", "connect-src 'self'"):
+        assert directive in csp
     assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html, re.I), "an outside URL in " + page
     assert "fonts.googleapis" not in html and "cdn.jsdelivr" not in html
     links = links_of(html)
@@ -76,7 +80,13 @@ def test_docs_pages_name_only_local_assets_and_each_answers(client, page):
         name = link.rsplit("/", 1)[1]
         served = client.get(link)
         assert served.status_code == 200, link
-        assert served.content == (assets_dir() / name).read_bytes()
+        original = (assets_dir() / name).read_bytes()
+        if name == "redoc.standalone.js":
+            # The one outside URL ReDoc would fetch (its vendor's logo) is gone, nothing else changed.
+            assert REDOC_CDN_LOGO in original and REDOC_CDN_LOGO not in served.content
+            assert served.content == original.replace(REDOC_CDN_LOGO, b"data:,")
+        else:
+            assert served.content == original
         marker = EXPECTED[name]
         if marker is None:
             assert served.content.startswith(b"\x89PNG")
