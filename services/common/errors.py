@@ -11,6 +11,8 @@ HTTP   code                       when
 401    ``unauthorized``           missing or wrong ``X-API-Key``
 404    ``not_found``              unknown route or resource; an explain job unknown, expired or another key's
 405    ``method_not_allowed``     a known route called with the wrong HTTP method
+406    ``not_acceptable``         a DICOM answer (``Accept: application/dicom``, ``format=dicom``) asked for
+                                  JPEG/PNG input, or a job's DICOM results for one whose input was not DICOM
 413    ``too_large``              request body or file over the size limit (checked while streaming)
 415    ``unsupported_media_type`` the file is not JPEG, PNG or DICOM
 422    ``invalid_form_value``     a form value too long or holding control characters
@@ -25,6 +27,8 @@ HTTP   code                       when
                                   ``mixed_pixel_spacing``: ImageOrientationPatient, PixelSpacing)
 422    ``mixed_sizes``            a study's slices differ in shape (JPEG/PNG aspect, DICOM Rows x Columns)
 422    ``mixed_formats``          a study mixes DICOM with JPEG/PNG
+422    ``cannot_write_dicom``     the DICOM input lacks what a DICOM result needs (its UIDs; one study, one
+                                  patient)
 422    ``invalid_image``          empty, undecodable, degenerate (too small, flat) or unusable DICOM
 422    ``image_too_large``        over the pixel cap (decompression bomb), refused before decoding
 503    ``not_ready``              models still loading; no explain worker alive
@@ -115,6 +119,16 @@ class NotOneStudy(ServiceError):
     status, code = 422, "mixed_series"
 
 
+class NotAcceptable(ServiceError):
+    """The answer asked for cannot be given for this input (a DICOM result of a JPEG/PNG)."""
+
+    status, code = 406, "not_acceptable"
+
+
+class CannotWriteDicomResult(ServiceError):
+    status, code = 422, "cannot_write_dicom"
+
+
 class PayloadTooLarge(ServiceError):
     status, code = 413, "too_large"
 
@@ -175,6 +189,7 @@ _DESCRIPTIONS = {
     400: "Malformed request (not a multipart form, a missing field, too many files)",
     401: "Missing or invalid X-API-Key",
     404: "Not found",
+    406: "A DICOM answer was asked for a JPEG/PNG input (DICOM results need DICOM input)",
     413: "Request body or file over the size limit",
     415: "Unsupported file type (JPEG, PNG and DICOM are accepted)",
     422: "Unknown task or model, or an unusable image (empty, undecodable, degenerate, decompression bomb)",
@@ -188,7 +203,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _HTTP_CODES = {400: "malformed_request", 401: "unauthorized", 403: "unauthorized", 404: "not_found",
-               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 503: "not_ready"}
+               405: "method_not_allowed", 406: "not_acceptable", 413: "too_large", 415: "unsupported_media_type",
+               503: "not_ready"}
 
 
 def _validation_message(exc: RequestValidationError) -> str:

@@ -5,7 +5,7 @@ import asyncio
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
 from diseaseid.serving import Prediction, Predictor, StudyAnswer, StudyModel, answer_study
 from diseaseid.serving.study_checks import MixedStudy, SliceSource, StudyWarning, check_study
@@ -28,6 +28,13 @@ from services.common.validation import (
     resolve_task,
 )
 from services.inference.deps import MetricsDep, ModelsDep, SettingsDep
+from services.inference.dicom_answer import (
+    DICOM_RESPONSE,
+    FormatForm,
+    dicom_answer,
+    require_dicom_input,
+    wants_dicom,
+)
 from services.inference.model_runner import ModelRunner
 from services.inference.schemas import PredictResponse, StudyResponse
 
@@ -87,31 +94,36 @@ def conclusion(p: Prediction) -> dict:
 
 @router.post("/predict", response_model=PredictResponse, form_limits={"max_files": 1, "max_fields": 8},
              dependencies=[Depends(single_file_fields)],
-             responses=error_responses(400, 401, 413, 415, 422, 503))
+             responses={**DICOM_RESPONSE, **error_responses(400, 401, 406, 413, 415, 422, 503)})
 async def predict(
-    models: ModelsDep, settings: SettingsDep, metrics: MetricsDep, gate: DecodeGateDep,
+    request: Request, models: ModelsDep, settings: SettingsDep, metrics: MetricsDep, gate: DecodeGateDep,
     file: Annotated[UploadFile, File(description="One MRI slice: JPEG, PNG or single-frame DICOM")],
     task: TaskForm,
     model: ModelForm = None,
-) -> dict:
+    format: FormatForm = None,
+) -> dict | Response:
     """Classify one MRI slice: calibrated probabilities, label, OOD flag, model version, input facts. An image
     flagged as out-of-distribution gets no diagnosis: `outcome` is `not_a_brain_mri` and `label` is null."""
     start = time.perf_counter()
     spec = resolve_task(task)
     role = resolve_model(model, settings.default_model_for(spec.name))
+    as_dicom = wants_dicom(request, format)
     with metrics.observe("predict", spec.name, role):
         predictor = models.predictor(spec.name, role)
         data = await read_upload_bytes(file, settings.max_upload_bytes)
         t_read = time.perf_counter()
         # Decoding and the forward pass both run on the inference threads; large images take turns first.
         image = await gate.decode(data, content_type=file.content_type, filename=file.filename, run=models.run)
+        if as_dicom:
+            require_dicom_input([image])
         decode_s = time.perf_counter() - t_read
         pred = (await models.run(predictor.predict, image.array[None]))[0]
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc()
-    return {"task": spec.name, **conclusion(pred), "model": model_ref(predictor, role), "input": image.info(),
+    body = {"task": spec.name, **conclusion(pred), "model": model_ref(predictor, role), "input": image.info(),
             "timing_ms": {"decode": _ms(decode_s), "inference": _ms(done - t_read - decode_s),
                           "total": _ms(done - start)}}
+    return await dicom_answer(models.run, [data], body) if as_dicom else body
 
 
 Upload = tuple[bytes, str | None, str | None]  # bytes, declared content type, file name
@@ -155,14 +167,15 @@ def _predict_study(predictor: Predictor, images: list[DecodedImage], study: Stud
 
 @router.post("/predict/study", response_model=StudyResponse, form_limits={"max_files": 1024, "max_fields": 8},
              dependencies=[Depends(single_study_fields)],
-             responses=error_responses(400, 401, 413, 415, 422, 503))
+             responses={**DICOM_RESPONSE, **error_responses(400, 401, 406, 413, 415, 422, 503)})
 async def predict_study(
-    models: ModelsDep, settings: SettingsDep, metrics: MetricsDep, gate: DecodeGateDep,
+    request: Request, models: ModelsDep, settings: SettingsDep, metrics: MetricsDep, gate: DecodeGateDep,
     files: Annotated[list[UploadFile], File(description="Slices of one subject (repeat the field)")],
     task: TaskForm,
     model: ModelForm = None,
     aggregate: AggregateForm = None,
-) -> dict:
+    format: FormatForm = None,
+) -> dict | Response:
     """Classify the slices of one subject and combine them into one subject-level result: the task's
     attention-MIL head where it ships one (dementia), else the mean of the slices' probabilities. Slices
     flagged as not brain MRI are reported and left out of the subject-level result (`excluded`); when all
@@ -172,6 +185,7 @@ async def predict_study(
     start = time.perf_counter()
     spec = resolve_task(task)
     role = resolve_model(model, settings.default_model_for(spec.name))
+    as_dicom = wants_dicom(request, format)
     with metrics.observe("predict_study", spec.name, role):
         if len(files) > settings.max_study_files:
             raise TooManyFiles(f"{len(files)} files sent; a study takes at most {settings.max_study_files}")
@@ -181,12 +195,14 @@ async def predict_study(
                    for f in files]
         t_read = time.perf_counter()
         images = await _decode_study(uploads, gate, models.run)
+        if as_dicom:
+            require_dicom_input(images)
         warnings = await models.run(one_stack, images)
         decode_s = time.perf_counter() - t_read
         answer, aggregation = await models.run(_predict_study, predictor, images, study)
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc(len(images))
-    return {
+    body = {
         "task": spec.name, "model": model_ref(predictor, role), "n_slices": len(images),
         "n_used": len(answer.used), "excluded": answer.excluded,
         "warnings": [{"code": w.code, "message": w.message, "slices": list(w.slices)} for w in warnings],
@@ -196,3 +212,4 @@ async def predict_study(
         "timing_ms": {"decode": _ms(decode_s), "inference": _ms(done - t_read - decode_s),
                       "total": _ms(done - start)},
     }
+    return await dicom_answer(models.run, [u[0] for u in uploads], body, study=True) if as_dicom else body
