@@ -21,8 +21,10 @@ from services.explain.api.deps import (
     AsyncRedisDep,
     QueueDep,
     RequestMetricsDep,
+    ResultStoreDep,
     SettingsDep,
 )
+from services.explain.api.dicom import remember_source
 from services.explain.api.schemas import JobAccepted, JobView
 from services.explain.api.submit import ExplainRequest, submit
 from services.explain.api.views import fetch_job, job_state, job_view, wait_for_outcome
@@ -70,6 +72,7 @@ async def create_explain_job(
     settings: SettingsDep,
     queue: QueueDep,
     gate: DecodeGateDep,
+    store: ResultStoreDep,
     request_metrics: RequestMetricsDep,
     file: Annotated[UploadFile, File(description="one MRI slice: JPEG, PNG or DICOM")],
     task: Annotated[str, Form(description="tumor or dementia")],
@@ -87,6 +90,8 @@ async def create_explain_job(
     req = ExplainRequest(pixels=image.array.tobytes(), image_sha256=image.sha256, task=task_.name, role=role,
                          methods=method_names, target=target_index, tenant=tenant)
     job, deduplicated = await run_in_threadpool(submit, queue, settings, req)
+    if image.format == "dicom":  # for its results as DICOM (GET /explain/{id}/dicom)
+        await remember_source(store, job.id, file)
     request_metrics.submitted.labels("deduplicated" if deduplicated else "enqueued").inc()
     status_url = f"{base_url(request)}/explain/{job.id}"
     response.headers["Location"] = status_url
