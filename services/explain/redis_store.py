@@ -1,6 +1,7 @@
 """Everything the explain service keeps in Redis besides RQ's own keys: results, dedup entries, statistics.
 
-Images and maps live only in Redis keys with a TTL (never on disk); the key names are here and nowhere else.
+Images and maps live only in Redis keys with a TTL, sealed (services.explain.sealing): Redis persists them to
+disk, where they must not be readable. The key names are here and nowhere else.
 Statistics are kept in Redis rather than in process memory because the worker measures and the API reports:
 ``/metrics`` reads them back as Prometheus families.
 """
@@ -10,6 +11,8 @@ import math
 from collections.abc import Mapping
 
 from redis import Redis
+
+from services.explain.sealing import Sealer, SealError, result_context
 
 PREFIX = "diseaseid:explain"
 # Job-duration histogram buckets in seconds (CPU explain of one slice sits around 0.1-2 s).
@@ -21,9 +24,12 @@ def bucket_label(le: float) -> str:
 
 
 class ExplainStore:
-    def __init__(self, redis: Redis, ttl_s: int):
+    def __init__(self, redis: Redis, ttl_s: int, sealer: Sealer | None = None):
+        """``sealer`` seals the result files (every service passes one; None stores them as they are, for
+        tests of the statistics alone)."""
         self.redis = redis
         self.ttl_s = ttl_s
+        self.sealer = sealer
 
     # -- results ---------------------------------------------------------------------------------------
     @staticmethod
@@ -33,11 +39,20 @@ class ExplainStore:
     def put_results(self, job_id: str, files: Mapping[str, bytes]) -> None:
         with self.redis.pipeline(transaction=True) as pipe:
             for name, data in files.items():
+                if self.sealer is not None:
+                    data = self.sealer.seal(data, result_context(job_id, name))
                 pipe.set(self.result_key(job_id, name), data, ex=self.ttl_s)
             pipe.execute()
 
     def get_result(self, job_id: str, name: str) -> bytes | None:
-        return self.redis.get(self.result_key(job_id, name))
+        """The file as the worker made it; None when it does not exist or does not open with our key."""
+        data = self.redis.get(self.result_key(job_id, name))
+        if data is None or self.sealer is None:
+            return data
+        try:
+            return self.sealer.open(data, result_context(job_id, name))
+        except SealError:
+            return None
 
     # -- dedup -----------------------------------------------------------------------------------------
     @staticmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -51,6 +51,11 @@ class ExplainSettings(ServiceSettings):
     # RQ's registration of a worker expires after this; /readyz counts a worker as alive only while its
     # heartbeat is fresh (heartbeat_fresh_s, 11 s with the defaults), however long it stays registered.
     worker_ttl_s: int = _env("worker_ttl_s", 60, ge=2)
+
+    # The key that seals images and maps before they reach Redis (services.explain.sealing): urlsafe base64 of
+    # 32 bytes; empty: read (or create, 0600) the key file, by default $DISEASEID_DATA_DIR/keys/store.key.
+    store_key: SecretStr = Field(SecretStr(""), validation_alias=AliasChoices("DISEASEID_STORE_KEY"))
+    store_key_file: str = Field("", validation_alias=AliasChoices("DISEASEID_STORE_KEY_FILE"))
 
     # Which models a worker loads at start: "all", "none", or a list like "tumor/student,dementia".
     preload: str = _env("preload", "all")

@@ -46,6 +46,8 @@ FAST_ENV = {
     "DISEASEID_EXPLAIN_IDLE_POLL_S": "1",
     "DISEASEID_EXPLAIN_WORKER_TTL_S": "5",
     "DISEASEID_EXPLAIN_PRELOAD": "tumor/student,dementia/teacher",  # what the tests use
+    # Seals images and maps in Redis (services.explain.sealing); a fixed key, so no key file is written.
+    "DISEASEID_STORE_KEY": "dGVzdC1vbmx5LXN0b3JlLWtleS0zMi1ieXRlcy0wMDA=",
     "PYTHONUNBUFFERED": "1",
 }
 
@@ -91,9 +93,10 @@ class ExplainStack:
     _exit: ExitStack = field(default_factory=ExitStack)
 
     @classmethod
-    def start(cls, **env: str) -> ExplainStack:
-        """Redis and the API (no worker yet); ``env`` overrides ``FAST_ENV`` for the API and every worker."""
-        redis = RedisServer().start()
+    def start(cls, redis: RedisServer | None = None, **env: str) -> ExplainStack:
+        """Redis (``redis``, else a new one without persistence) and the API (no worker yet); ``env`` overrides
+        ``FAST_ENV`` for the API and every worker. The stack closes the Redis server too."""
+        redis = (redis or RedisServer()).start()
         stack = cls(redis=redis, env={**FAST_ENV, **env, "REDIS_URL": redis.url})
         try:
             stack.api = stack._exit.enter_context(

@@ -44,9 +44,12 @@ def answers_ping(port: int) -> bool:
 class RedisServer:
     """One redis-server process on a loopback port; ``start``/``stop`` may be called again (same port)."""
 
-    def __init__(self, port: int | None = None, start_timeout: float = 10.0):
+    def __init__(self, port: int | None = None, start_timeout: float = 10.0, persist: bool = False):
+        """``persist``: an append-only file in ``data_dir``, as ``make up`` keeps one (a restart then keeps the
+        data, and BGSAVE writes dump.rdb there too)."""
         self.port = port or free_port()
         self.start_timeout = start_timeout
+        self.persist = persist
         self.proc: subprocess.Popen | None = None
         # redis-server insists on a working directory; nothing is written there with saving disabled.
         self._dir = tempfile.TemporaryDirectory(prefix="diseaseid-redis-")
@@ -54,6 +57,10 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self._dir.name)
 
     @property
     def running(self) -> bool:
@@ -67,7 +74,7 @@ class RedisServer:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            *(("--appendonly", "yes", "--appendfsync", "everysec") if self.persist else ("--appendonly", "no")),
             "--dir", self._dir.name,
             "--loglevel", "warning",
         ]

@@ -25,6 +25,7 @@ from services.common.metrics import HttpMetrics
 from services.explain.api.metrics import QueueCollector, RequestMetrics
 from services.explain.api.routers import health, jobs, results
 from services.explain.redis_store import ExplainStore
+from services.explain.sealing import Sealer
 from services.explain.settings import ExplainSettings, get_settings
 
 log = logging.getLogger("services.explain")
@@ -56,7 +57,8 @@ def create_app(settings: ExplainSettings | None = None) -> FastAPI:
     redis = connect(settings)
     async_redis = connect(settings, asynchronous=True)
     queue = Queue(settings.queue, connection=redis)
-    store = ExplainStore(redis, settings.ttl_s)
+    sealer = Sealer.from_settings(settings.store_key.get_secret_value(), settings.store_key_file)
+    store = ExplainStore(redis, settings.ttl_s, sealer)
     registry = CollectorRegistry()
     registry.register(QueueCollector(queue, store, settings.heartbeat_fresh_s))
 
@@ -71,8 +73,8 @@ def create_app(settings: ExplainSettings | None = None) -> FastAPI:
     return build_app(
         name="explain", title="diseaseid explain", version="1", description=DESCRIPTION,
         settings=settings, lifespan=lifespan, routers=(jobs.router, results.router, health.router),
-        state={"queue": queue, "store": store, "async_redis": async_redis, "metrics_registry": registry,
-               "request_metrics": RequestMetrics(registry)},
+        state={"queue": queue, "store": store, "sealer": sealer, "async_redis": async_redis,
+               "metrics_registry": registry, "request_metrics": RequestMetrics(registry)},
         http_metrics=HttpMetrics(registry),
         # Every path: what /explain takes (the other routes have no body to speak of).
         body_limits={}, default_body_limit=settings.max_upload_bytes + FORM_OVERHEAD,

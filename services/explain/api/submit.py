@@ -28,7 +28,8 @@ DEAD_STATES = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 @dataclass(frozen=True)
 class ExplainRequest:
-    pixels: bytes  # 224 x 224 x 3 uint8, already decoded and validated by the API
+    # 224 x 224 x 3 uint8, decoded and validated by the API, then sealed (services.explain.sealing, PAYLOAD)
+    pixels: bytes
     image_sha256: str  # of the uploaded file, as sent
     task: str
     role: str

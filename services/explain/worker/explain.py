@@ -11,6 +11,7 @@ from diseaseid.data.preprocess import IMAGE_SIZE
 from diseaseid.explain.report import explain_slice
 from diseaseid.serving import Predictor
 from services.explain.redis_store import ExplainStore
+from services.explain.sealing import PAYLOAD, Sealer, SealError, process_sealer
 from services.explain.settings import get_settings
 from services.explain.worker.models import model_pool
 
@@ -21,7 +22,13 @@ class BadJobPayload(ValueError):
     """The job's arguments cannot be explained; retrying would fail the same way."""
 
 
-def image_from_payload(pixels: bytes) -> np.ndarray:
+def image_from_payload(pixels: bytes, sealer: Sealer | None = None) -> np.ndarray:
+    """The job's image; sealed by the API (a job queued before sealing came in carries the bare pixels)."""
+    if sealer is not None and Sealer.is_sealed(pixels):
+        try:
+            pixels = sealer.open(pixels, PAYLOAD)
+        except SealError as exc:
+            raise BadJobPayload(f"the job's image cannot be opened: {exc}") from None
     if not isinstance(pixels, (bytes, bytearray)) or len(pixels) != int(np.prod(IMAGE_SHAPE)):
         raise BadJobPayload(f"the job's image is not {IMAGE_SIZE}x{IMAGE_SIZE}x3 uint8 pixels")
     return np.frombuffer(pixels, np.uint8).reshape(IMAGE_SHAPE)
@@ -41,7 +48,7 @@ def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target:
     """
     settings = get_settings()
     started = time.perf_counter()
-    image = image_from_payload(pixels)
+    image = image_from_payload(pixels, process_sealer())
     if settings.debug_delay_s > 0:
         time.sleep(settings.debug_delay_s)
     predictor = model_pool().get(task, role)
@@ -52,7 +59,7 @@ def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target:
     if job is not None:
         # The API chose the TTL when it queued the job; the files live exactly as long as the job's result.
         store = ExplainStore(job.connection, job.result_ttl if job.result_ttl and job.result_ttl > 0
-                             else settings.ttl_s)
+                             else settings.ttl_s, process_sealer())
         store.put_results(job.id, report.files)
         timing["total"] = time.perf_counter() - started
         store.record_durations(timing)

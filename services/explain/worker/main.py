@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     settings = get_settings()
+    from services.explain.sealing import process_sealer
+
+    process_sealer()  # a bad or missing key stops the worker here, not in its first job
     import torch
 
     torch.set_num_threads(settings.torch_threads)

@@ -22,12 +22,14 @@ from services.explain.api.deps import (
     QueueDep,
     RequestMetricsDep,
     ResultStoreDep,
+    SealerDep,
     SettingsDep,
 )
 from services.explain.api.dicom import remember_source
 from services.explain.api.schemas import JobAccepted, JobView
 from services.explain.api.submit import ExplainRequest, submit
 from services.explain.api.views import fetch_job, job_state, job_view, wait_for_outcome
+from services.explain.sealing import PAYLOAD
 from services.explain.settings import METHODS
 
 router = APIRouter(prefix="/explain", tags=["explain"], dependencies=[Depends(require_api_key)])
@@ -73,6 +75,7 @@ async def create_explain_job(
     queue: QueueDep,
     gate: DecodeGateDep,
     store: ResultStoreDep,
+    sealer: SealerDep,
     request_metrics: RequestMetricsDep,
     file: Annotated[UploadFile, File(description="one MRI slice: JPEG, PNG or DICOM")],
     task: Annotated[str, Form(description="tumor or dementia")],
@@ -87,8 +90,9 @@ async def create_explain_job(
     method_names = parse_methods(methods)
     target_index = parse_target(task_, target)
     image = await read_image_upload(file, settings, gate)
-    req = ExplainRequest(pixels=image.array.tobytes(), image_sha256=image.sha256, task=task_.name, role=role,
-                         methods=method_names, target=target_index, tenant=tenant)
+    # Sealed here: the pixels rest in Redis (and its files on disk) until a worker takes the job.
+    req = ExplainRequest(pixels=sealer.seal(image.array.tobytes(), PAYLOAD), image_sha256=image.sha256,
+                         task=task_.name, role=role, methods=method_names, target=target_index, tenant=tenant)
     job, deduplicated = await run_in_threadpool(submit, queue, settings, req)
     if image.format == "dicom":  # for its results as DICOM (GET /explain/{id}/dicom)
         await remember_source(store, job.id, file)
