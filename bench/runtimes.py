@@ -1,0 +1,160 @@
+"""Which runtime serves: every shipped network (normalisation + forward pass, uint8 slices in, logits and pooled
+features out) under each runtime we could serve it with, timed in turn in one process, and checked against eager
+PyTorch on the fixtures.
+
+Runtimes: eager PyTorch (``torch``, what training uses), PyTorch with its weights in channels-last layout, a traced
+and frozen TorchScript graph (``torch.jit.freeze``, channels-last), ``torch.compile`` (inductor; not in
+``--quick``: it compiles for minutes on 2 cores), and the exported ONNX graph (``diseaseid.serving.export``) under
+ONNX Runtime and OpenVINO (when installed). All use the process's torch thread count.
+
+A runtime is correct when its logits on the fixtures are within 1e-4 of eager PyTorch's (of the largest logit
+where logits run past 1: ``diseaseid.serving.export.logit_difference``) and its labels are identical. The winner is
+the correct runtime with the lowest geometric mean of batch-1 latency over the models; the goal (issue 27): the
+served runtime (``DISEASEID_RUNTIME``, ``auto`` = ``diseaseid.serving.runtime.CPU_RUNTIME``) within 1.15x of the
+fastest correct runtime for every model.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from bench.models import _time_interleaved
+from diseaseid.data.dataset import ImageFolder
+from diseaseid.models.checkpoint import load_model
+from diseaseid.paths import fixtures_dir
+from diseaseid.serving import ROLES, shipped_weights
+from diseaseid.serving.export import ServedGraph, logit_difference
+from diseaseid.serving.runtime import graph_runtime, resolve
+from diseaseid.tasks import TASKS, get_task
+
+GOAL_RATIO = 1.15
+
+
+def _torch_runner(module: torch.nn.Module):
+    @torch.inference_mode()
+    def run(images: np.ndarray) -> np.ndarray:
+        return module(torch.from_numpy(images))[0].numpy()
+    return run
+
+
+def candidates(weights, quick: bool) -> tuple[dict, dict]:
+    """name -> run(uint8 images) -> logits; name -> seconds it took to prepare (export, trace, compile)."""
+    runs, setup = {}, {}
+    model, _ = load_model(weights)
+    eager = ServedGraph(model).eval()
+    runs["torch"], setup["torch"] = _torch_runner(eager), 0.0
+
+    t = time.perf_counter()
+    model_cl, _ = load_model(weights)
+    # the input's permute(0, 3, 1, 2) of NHWC uint8 is already a channels-last tensor
+    channels_last = ServedGraph(model_cl.to(memory_format=torch.channels_last)).eval()
+    runs["torch channels-last"], setup["torch channels-last"] = _torch_runner(channels_last), \
+        time.perf_counter() - t
+
+    t = time.perf_counter()
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        example = torch.zeros(2, 224, 224, 3, dtype=torch.uint8)
+        frozen = torch.jit.freeze(torch.jit.trace(channels_last, example, check_trace=False))
+    runs["torch.jit.freeze"], setup["torch.jit.freeze"] = _torch_runner(frozen), time.perf_counter() - t
+
+    if not quick:
+        t = time.perf_counter()
+        compiled = torch.compile(channels_last, mode="max-autotune-no-cudagraphs", dynamic=False)
+        run = _torch_runner(compiled)
+        run(np.zeros((1, 224, 224, 3), np.uint8))  # compiles for batch 1 here; batch 16 on its warm-up
+        runs["torch.compile"], setup["torch.compile"] = run, time.perf_counter() - t
+
+    for name in ("onnxruntime", "openvino"):
+        t = time.perf_counter()
+        try:
+            runtime = graph_runtime(name, weights)
+        except ImportError as exc:
+            print(f"  {name}: not installed ({exc})")
+            continue
+        runs[name] = lambda images, r=runtime: r.run(images, features=True)[1]
+        setup[name] = time.perf_counter() - t  # the cached graph's load (the export happens once per weights)
+    return runs, setup
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def run(quick: bool = False) -> dict:
+    repeats = 10 if quick else 40
+    rng = np.random.default_rng(0)
+    single = rng.integers(0, 255, (1, 224, 224, 3), dtype=np.uint8)
+    batch = rng.integers(0, 255, (16, 224, 224, 3), dtype=np.uint8)
+    served, _ = resolve(None, "cpu")
+    rows = []
+    for task in TASKS:
+        fixtures = ImageFolder.scan(fixtures_dir() / task, get_task(task)).images
+        for role in ROLES:
+            try:
+                weights = shipped_weights(task, role)
+            except FileNotFoundError:
+                continue
+            runs, setup = candidates(weights, quick)
+            reference = runs["torch"](fixtures)
+            checks = {}
+            for name, fn in runs.items():
+                logits = fn(fixtures)
+                checks[name] = {"max_abs_diff": float(np.abs(logits - reference).max()),
+                                "relative_diff": logit_difference(logits, reference),
+                                "labels_equal": bool(np.array_equal(logits.argmax(1), reference.argmax(1)))}
+            one = _time_interleaved({name: (lambda fn=fn: fn(single)) for name, fn in runs.items()}, repeats)
+            sixteen = _time_interleaved({name: (lambda fn=fn: fn(batch)) for name, fn in runs.items()},
+                                        max(3, repeats // 4))
+            for name in runs:
+                rows.append({"task": task, "role": role, "runtime": name,
+                             "batch1_ms_p50": float(np.median(one[name])),
+                             "batch16_ms_per_image": float(np.median(sixteen[name])) / 16,
+                             "setup_s": round(setup[name], 2), **checks[name],
+                             "correct": checks[name]["relative_diff"] <= 1e-4 and checks[name]["labels_equal"]})
+    return _summary(rows, served, quick)
+
+
+def _summary(rows: list[dict], served: str, quick: bool) -> dict:
+    models = list(dict.fromkeys((r["task"], r["role"]) for r in rows))
+    names = list(dict.fromkeys(r["runtime"] for r in rows))
+    by = {(r["task"], r["role"], r["runtime"]): r for r in rows}
+    print(f"\nNetwork latency by runtime ({torch.get_num_threads()} threads; uint8 slices -> logits + features; "
+          "correct = logits within 1e-4 of eager PyTorch on the fixtures, same labels)")
+    print(f"{'model':<17} {'runtime':<20} {'batch 1 ms':>10} {'b16 ms/img':>10} {'vs fastest':>10} "
+          f"{'max |dlogit|':>12} {'labels':>7} {'setup s':>8}")
+    fastest, goals = {}, {}
+    for task, role in models:
+        correct = [by[(task, role, n)] for n in names if (task, role, n) in by and by[(task, role, n)]["correct"]]
+        best = min(correct, key=lambda r: r["batch1_ms_p50"]) if correct else None
+        fastest[f"{task}/{role}"] = best["runtime"] if best else None
+        for n in names:
+            r = by.get((task, role, n))
+            if r is None:
+                continue
+            r["vs_fastest"] = r["batch1_ms_p50"] / best["batch1_ms_p50"] if best else None
+            print(f"{task + '/' + role:<17} {n + ('*' if n == served else ''):<20} {r['batch1_ms_p50']:>10.2f} "
+                  f"{r['batch16_ms_per_image']:>10.2f} {r['vs_fastest'] or float('nan'):>9.2f}x "
+                  f"{r['max_abs_diff']:>12.1e} {'same' if r['labels_equal'] else 'DIFFER':>7} {r['setup_s']:>8.1f}")
+        s = by.get((task, role, served))
+        goals[f"served_within_{GOAL_RATIO}x_fastest:{task}/{role}"] = bool(
+            s and s["correct"] and s["vs_fastest"] is not None and s["vs_fastest"] <= GOAL_RATIO)
+    complete = [n for n in names if all((t, r, n) in by and by[(t, r, n)]["correct"] for t, r in models)]
+    score = {n: _geomean([by[(t, r, n)]["batch1_ms_p50"] for t, r in models]) for n in complete}
+    winner = min(score, key=score.get) if score else None
+    print("geometric mean of batch-1 ms over the models: "
+          + ", ".join(f"{n} {v:.2f}" for n, v in sorted(score.items(), key=lambda kv: kv[1])))
+    print(f"winner: {winner}; served (*): {served}" + ("; torch.compile left out (--quick)" if quick else ""))
+    print("goals: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in goals.items()))
+    return {"threads": torch.get_num_threads(), "served": served, "winner": winner, "fastest": fastest,
+            "geomean_batch1_ms": score, "rows": rows, "goals": goals}
+
+
+if __name__ == "__main__":
+    import sys
+
+    run(quick="--quick" in sys.argv)
