@@ -350,3 +350,21 @@ def multipart_related(parts: Sequence[bytes], boundary: str | None = None) -> tu
         chunks += [f"--{boundary}\r\nContent-Type: {MEDIA_TYPE}\r\n\r\n".encode(), part, b"\r\n"]
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks), f'multipart/related; type="{MEDIA_TYPE}"; boundary={boundary}'
+
+
+def split_multipart(body: bytes, content_type: str) -> list[bytes]:
+    """The parts of a ``multipart/related`` body (the inverse of :func:`multipart_related`; headers dropped)."""
+    params = dict(p.strip().split("=", 1) for p in content_type.split(";")[1:] if "=" in p)
+    boundary = params.get("boundary", "").strip('"')
+    if not boundary:
+        raise ValueError("multipart body without a boundary")
+    delimiter = b"--" + boundary.encode()
+    parts = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, payload = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("multipart part without headers")
+        parts.append(payload.removesuffix(b"\r\n"))
+    return parts
