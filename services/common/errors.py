@@ -8,7 +8,9 @@ status. Messages describe the problem in terms of the request, never echo upload
 HTTP   code                       when
 =====  =========================  ====================================================================
 400    ``malformed_request``      not a multipart form, a missing or invalid field, too many files
-401    ``unauthorized``           missing or wrong ``X-API-Key``
+401    ``unauthorized``           missing or wrong ``X-API-Key``; the web page: no or a wrong login
+403    ``forbidden``              the web page: a client from outside this machine with no logins set, or
+                                  an upload posted from another site (services/web/access.py)
 404    ``not_found``              unknown route or resource; an explain job unknown, expired or another key's
 405    ``method_not_allowed``     a known route called with the wrong HTTP method
 406    ``not_acceptable``         a DICOM answer (``Accept: application/dicom``, ``format=dicom``) asked for
