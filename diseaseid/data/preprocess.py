@@ -65,9 +65,9 @@ def pil_to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def to_uint8_rgb(img: Image.Image | np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-    """A PIL image or an array (HxW or HxWxC, any dtype) -> ``size`` x ``size`` x 3 uint8 of the head
-    (:func:`diseaseid.data.head.head_crop`)."""
+def as_uint8_rgb(img: Image.Image | np.ndarray) -> np.ndarray:
+    """A PIL image or an array (HxW or HxWxC, any dtype) -> H x W x 3 uint8 at its own size: 16-bit and float
+    data scaled by their own range, palettes looked up, alpha composited over black."""
     if isinstance(img, np.ndarray):
         arr = img
         if arr.ndim == 3 and arr.shape[2] == 1:
@@ -82,7 +82,13 @@ def to_uint8_rgb(img: Image.Image | np.ndarray, size: int = IMAGE_SIZE) -> np.nd
             raise ImageDecodeError(f"unsupported array shape {arr.shape}")
     if img.width < 1 or img.height < 1:
         raise ImageDecodeError("image has no pixels")
-    return head_crop(np.asarray(pil_to_rgb(img), dtype=np.uint8), size)
+    return np.asarray(pil_to_rgb(img), dtype=np.uint8)
+
+
+def to_uint8_rgb(img: Image.Image | np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """A PIL image or an array (HxW or HxWxC, any dtype) -> ``size`` x ``size`` x 3 uint8 of the head
+    (:func:`as_uint8_rgb`, then :func:`diseaseid.data.head.head_crop`)."""
+    return head_crop(as_uint8_rgb(img), size)
 
 
 def open_image(source: bytes | str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:

@@ -1,4 +1,5 @@
-"""Pre-processing accepts any JPEG/PNG flavour and always yields 224x224x3 uint8."""
+"""Pre-processing accepts any JPEG/PNG flavour and always yields 224x224x3 uint8 (the head crop itself is
+tested in test_head_crop.py; here the conversion to 8-bit RGB before it)."""
 from __future__ import annotations
 
 import io
@@ -12,9 +13,11 @@ from diseaseid.data.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageDecodeError,
+    as_uint8_rgb,
     decode_image,
     denormalize,
     normalize,
+    open_image,
     to_uint8_rgb,
 )
 
@@ -31,8 +34,10 @@ def gradient(h: int, w: int) -> np.ndarray:
 
 def test_16bit_png_uses_its_full_range():
     arr = (gradient(60, 80) / gradient(60, 80).max() * 4000).astype(np.uint16)  # 12-bit MRI-like values
-    out = decode_image(png_bytes(Image.fromarray(arr)))
-    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+    data = png_bytes(Image.fromarray(arr))
+    assert decode_image(data).shape == (224, 224, 3)
+    out = as_uint8_rgb(open_image(data))
+    assert out.shape == (60, 80, 3) and out.dtype == np.uint8
     assert out.min() == 0 and out.max() == 255
     assert np.array_equal(out[..., 0], out[..., 1])
 
@@ -41,14 +46,15 @@ def test_rgba_is_composited_over_black():
     rgba = np.zeros((50, 50, 4), np.uint8)
     rgba[..., :3] = 200
     rgba[:, :25, 3] = 255  # left half opaque, right half transparent
-    out = decode_image(png_bytes(Image.fromarray(rgba, "RGBA")))
-    assert out[:, :100].mean() > 190 and out[:, 130:].max() == 0
+    out = as_uint8_rgb(open_image(png_bytes(Image.fromarray(rgba, "RGBA"))))
+    assert (out[:, :25] == 200).all() and out[:, 25:].max() == 0
 
 
 def test_one_pixel_wide_image():
-    out = decode_image(png_bytes(Image.fromarray((np.arange(300) % 256).astype(np.uint8).reshape(300, 1), "L")))
-    assert out.shape == (224, 224, 3)
-    assert np.all(out[:, 0] == out[:, -1])  # stretched horizontally
+    data = png_bytes(Image.fromarray((np.arange(300) % 256).astype(np.uint8).reshape(300, 1), "L"))
+    assert decode_image(data).shape == (224, 224, 3)
+    out = as_uint8_rgb(open_image(data))
+    assert out.shape == (300, 1, 3) and np.array_equal(out[:, 0, 0], np.arange(300) % 256)
 
 
 def test_grayscale_and_palette_and_jpeg():
@@ -81,12 +87,12 @@ def test_uint16_and_float_arrays_are_scaled_by_their_own_range():
     arr[0, 0], arr[0, 1] = 1000, 5000
     expected = np.floor((arr.astype(np.float64) - 1000) * 255 / 4000 + 0.5).astype(np.uint8)
     for x in (arr, arr[..., None]):
-        out = to_uint8_rgb(x)
+        out = as_uint8_rgb(x)
         for ch in range(3):
             assert np.array_equal(out[..., ch], expected)
     f = (arr.astype(np.float64) - 3000) / 777.0  # negative and positive floats
     f[5, 5], f[6, 6], f[7, 7] = np.nan, np.inf, -np.inf  # non-finite pixels take the minimum (black)
-    out = to_uint8_rgb(f)[..., 0]
+    out = as_uint8_rgb(f)[..., 0]
     mask = np.isfinite(f)
     assert np.abs(out[mask].astype(int) - expected[mask].astype(int)).max() <= 1
     assert out[5, 5] == out[6, 6] == out[7, 7] == 0
