@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-SUITES = ("models", "runtimes", "training", "explainers", "predict", "explain", "flood")
+SUITES = ("models", "runtimes", "training", "explainers", "predict", "explain", "flood", "robustness")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
