@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 
+from services.pacs.orthanc_config import config, dicomweb_plugin
 from tests.services.conftest import free_port
 
 ORTHANC = shutil.which("Orthanc")
-DICOMWEB_PLUGIN = next((p for p in (Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
-                                    Path("/usr/lib/orthanc/libOrthancDicomWeb.so")) if p.exists()), None)
+DICOMWEB_PLUGIN = dicomweb_plugin()
 
 
 def missing() -> str | None:
@@ -33,26 +33,18 @@ def missing() -> str | None:
 
 
 class OrthancServer:
+    """The configuration ``make up`` writes (services.pacs.orthanc_config), on a free port, no DICOM listener."""
+
     def __init__(self, name: str = "diseaseid-test", stable_age_s: int = 1):
-        self.port, self.dicom_port = free_port(), free_port()
+        self.port = free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="diseaseid-orthanc-")
         self.dir = Path(self._dir.name)
         self.log_path = self.dir / "orthanc.log"
         self.proc: subprocess.Popen | None = None
         (self.dir / "db").mkdir()
         self.config = self.dir / "orthanc.json"
-        self.config.write_text(json.dumps({
-            "Name": name,
-            "StorageDirectory": str(self.dir / "db"),
-            "IndexDirectory": str(self.dir / "db"),
-            "HttpPort": self.port,
-            "DicomPort": self.dicom_port,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "StableAge": stable_age_s,
-            "Plugins": [str(DICOMWEB_PLUGIN)],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        }))
+        self.config.write_text(json.dumps(config(data_dir=self.dir, http_port=self.port, stable_age_s=stable_age_s,
+                                                 name=name)))
 
     @property
     def url(self) -> str:
