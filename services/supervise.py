@@ -35,7 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # Lower starts first and stops last.
-PRIORITY = {"redis": 10, "inference": 20, "explain-api": 20, "explain-worker": 30, "web": 40, "bot": 40}
+PRIORITY = {"redis": 10, "inference": 20, "explain-api": 20, "orthanc": 20, "explain-worker": 30, "web": 40,
+            "bot": 40, "pacs": 40}
 
 
 @dataclass(frozen=True)

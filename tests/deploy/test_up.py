@@ -57,6 +57,7 @@ def base_env(**overrides: str) -> dict[str, str]:
     # A developer's .env must not change the test.
     env["DISEASEID_ENV_FILE"] = "/nonexistent/.env"
     env["DISEASEID_TORCH_THREADS"] = "1"
+    env["PACS"] = "off"  # no Orthanc even where it is installed (tests/pacs/test_make_up.py covers it)
     return {**env, **overrides}
 
 
