@@ -63,7 +63,7 @@ LABEL org.opencontainers.image.title="diseaseid" \
       org.opencontainers.image.licenses="Apache-2.0" \
       io.diseaseid.torch-variant="${TORCH_VARIANT}"
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home diseaseid \
-    && install -d -m 0700 -o diseaseid -g diseaseid /var/lib/diseaseid/keys
+    && install -d -m 0700 -o diseaseid -g diseaseid /var/lib/diseaseid/keys /var/lib/diseaseid/pacs
 COPY --from=app /app /app
 WORKDIR /app
 # PYTHONPATH, not an installed package: diseaseid finds weights/ beside its own folder (diseaseid/paths.py).

@@ -13,6 +13,9 @@
 #                   configuration and log (.data, in the checkout; git ignores it)
 #   EXPLAIN_WORKERS explain workers to run (1)
 #   SAMPLE          the slice the printed curl example sends
+#   PACS            off: no Orthanc and no PACS bridge even where Orthanc is installed (Debian: apt-get install
+#                   orthanc orthanc-dicomweb); ORTHANC_PORT 8042 (loopback only, DICOMweb at /dicom-web),
+#                   ORTHANC_DICOM_PORT: also a DICOM listener (C-STORE) on that port; DISEASEID_PACS_* (bridge)
 # `scripts/up.sh --dry-run` prints the plan and the supervisor command without starting anything.
 # While it runs: `.venv/bin/supervisorctl -c .data/run/supervisord.conf status` (or restart NAME, tail -f NAME).
 set -euo pipefail
@@ -129,6 +132,16 @@ else
   BOT_NOTE="bot         off (set TELEGRAM_BOT_TOKEN to start it)"
 fi
 
+# A local PACS and the bridge that stores our DICOM results into it, where Orthanc is installed.
+if [[ ${PACS:-auto} != off ]] && command -v Orthanc >/dev/null; then
+  pick_port ORTHANC_PORT 8042
+  export DISEASEID_PACS_ORTHANC_URL="http://127.0.0.1:$ORTHANC_PORT"  # Orthanc takes local connections only
+  PROCESSES+=(orthanc pacs)
+  PACS_NOTE="orthanc     $DISEASEID_PACS_ORTHANC_URL (PACS; DICOMweb $DISEASEID_PACS_ORTHANC_URL/dicom-web): the pacs bridge answers each new MR series in its study (docs/dicom.md)"
+else
+  PACS_NOTE="orthanc     off (apt-get install orthanc orthanc-dicomweb for a local PACS and the bridge; PACS=off skips them)"
+fi
+
 # With keys configured the bot must send one: it uses the first unless DISEASEID_API_KEY names another.
 AUTH_HEADER=""
 if [[ -n ${DISEASEID_API_KEYS:-} ]]; then
@@ -154,6 +167,7 @@ diseaseid: starting ${PROCESSES[*]} (explain workers: $EXPLAIN_WORKERS)
   explain     $EXPLAIN_URL   docs $EXPLAIN_URL/docs, ready when $EXPLAIN_URL/readyz answers 200
   redis       $REDIS_URL $REDIS_NOTE
   $BOT_NOTE
+  $PACS_NOTE
   $AUTH_NOTE
 
 Try it from another terminal once both /readyz answer (models load in a few seconds):

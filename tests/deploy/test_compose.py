@@ -30,7 +30,7 @@ DOCKERIGNORE = REPO / ".dockerignore"
 ENV_EXAMPLE = REPO / ".env.example"
 PROCFILE = REPO / "Procfile"
 
-PYTHON_SERVICES = ("inference", "explain-api", "explain-worker", "web", "bot")
+PYTHON_SERVICES = ("inference", "explain-api", "explain-worker", "web", "bot", "pacs")
 HTTP_SERVICES = {"inference": ("services.inference.main:app", "/readyz"),
                  "explain-api": ("services.explain.api.main:app", "/healthz"),
                  "web": ("services.web.main:app", "/healthz")}
@@ -157,7 +157,7 @@ def test_every_command_runs_a_real_entry_point(services) -> None:
 def test_procfile_runs_the_same_services_as_compose(services) -> None:
     procfile = {name: [t for argv in steps for _, t in entry_points(argv)]
                 for name, steps in procfile_commands().items()}
-    assert set(procfile) == {"redis", "inference", "explain-api", "explain-worker", "web", "bot"}
+    assert set(procfile) == {"redis", "inference", "explain-api", "explain-worker", "web", "bot", "orthanc", "pacs"}
     for name in PYTHON_SERVICES:
         compose_targets = [t for _, t in entry_points(argv_of(services[name]["command"]))]
         assert compose_targets[0] in procfile[name], name
@@ -183,8 +183,8 @@ def test_docker_compose_config_accepts_the_files(files) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_the_six_services(services) -> None:
-    assert set(services) == {"redis", *PYTHON_SERVICES}
+def test_the_services(services) -> None:
+    assert set(services) == {"redis", "orthanc", *PYTHON_SERVICES}
 
 
 def test_redis_is_the_official_image_with_a_ping_health_check(services) -> None:
@@ -372,10 +372,11 @@ def settings_variables() -> list[set[str]]:
     from services.bot.settings import BotSettings
     from services.explain.settings import ExplainSettings
     from services.inference.settings import InferenceSettings
+    from services.pacs.settings import PacsSettings
     from services.web.settings import WebSettings
 
     fields = []
-    for cls in (InferenceSettings, ExplainSettings, BotSettings, WebSettings):
+    for cls in (InferenceSettings, ExplainSettings, BotSettings, WebSettings, PacsSettings):
         prefix = cls.model_config.get("env_prefix", "")
         for name, field in cls.model_fields.items():
             alias = field.validation_alias
@@ -419,3 +420,16 @@ def test_env_example_sets_nothing_by_default() -> None:
     active = [line for line in ENV_EXAMPLE.read_text().splitlines()
               if line.strip() and not line.lstrip().startswith("#")]
     assert active == []
+
+
+def test_orthanc_and_the_bridge_run_only_in_the_pacs_profile(services) -> None:
+    orthanc, pacs = services["orthanc"], services["pacs"]
+    assert orthanc["profiles"] == ["pacs"] == pacs["profiles"]
+    assert re.fullmatch(r"\$\{ORTHANC_IMAGE:-orthancteam/orthanc:[\d.]+\}", orthanc["image"])  # pinned
+    assert orthanc["environment"]["DICOM_WEB_PLUGIN_ENABLED"] == "true"  # the bridge stores by STOW-RS
+    assert all(str(p).startswith("${PUBLISH_HOST:-127.0.0.1}:") for p in orthanc["ports"])
+    assert pacs["environment"]["DISEASEID_PACS_ORTHANC_URL"] == "http://orthanc:8042"
+    assert pacs["environment"]["INFERENCE_URL"] == "http://inference:8000"
+    state = pacs["environment"]["DISEASEID_PACS_STATE_FILE"]
+    assert any(v.split(":")[1] == str(Path(state).parent) for v in pacs["volumes"])  # kept across restarts
+    assert str(Path(state).parent) in DOCKERFILE.read_text()  # created for the unprivileged user
