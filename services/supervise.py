@@ -16,6 +16,9 @@ foreground, so that Ctrl-C reaches it alone. What that buys over a plain process
   rest in order; a stop also reaches what a process started (``stopasgroup``/``killasgroup``).
 * ``supervisorctl -c <data-dir>/run/supervisord.conf status`` (or ``restart explain-worker:*``, ``tail -f
   inference``) from another terminal.
+* nothing outlives supervisord: each program runs under ``services.supervised``, which has the kernel signal
+  it when supervisord dies, even by SIGKILL (Linux), and records its pid in ``<data-dir>/run/pids``; a new
+  ``make up`` first stops whatever recorded process still runs (``stop_leftovers``), so it starts cleanly.
 
 Each process's output goes to this terminal; supervisord's own lines (``spawned``, ``exited``, ``stopped``)
 say which process did what. A lock in the run directory keeps a second stack off the same data directory.
@@ -28,9 +31,13 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.supervised import start_time
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,12 +53,15 @@ class Policy:
     startsecs: int = 3  # alive this long = started; dying sooner counts as a failed start (back-off)
     startretries: int = 20  # failed starts in a row before giving up (FATAL)
     stopwaitsecs: int = 10  # SIGTERM, then SIGKILL after this long
+    deathsig: str = "TERM"  # what the kernel sends the program when supervisord dies (services.supervised)
 
 
 POLICIES = {
     "redis": Policy(startsecs=1),
-    # A worker told to stop finishes its job first (RQ's warm shutdown): give it the time.
-    "explain-worker": Policy(stopwaitsecs=30),
+    # A worker told to stop finishes its job first (RQ's warm shutdown): give it the time. Orphaned by a
+    # killed supervisord, though, it must not work on unsupervised: it dies as if killed, and its job is handed
+    # to the next worker like any killed worker's.
+    "explain-worker": Policy(stopwaitsecs=30, deathsig="KILL"),
 }
 
 
@@ -70,13 +80,20 @@ def _ini(value: str) -> str:
     return value.replace("%", "%%")
 
 
-def program_section(name: str, command: str, root: Path, numprocs: int = 1) -> str:
+def program_section(name: str, command: str, root: Path, numprocs: int = 1, parent: int | None = None,
+                    pids_dir: Path | None = None) -> str:
+    """``parent``: supervisord's pid, which the program must not outlive; ``pids_dir``: where it records its
+    pid (both default to this process and ``root/.data/run/pids``, for --dry-run)."""
     policy = POLICIES.get(name, Policy())
+    parent = os.getpid() if parent is None else parent
+    pids_dir = pids_dir or root / ".data" / "run" / "pids"
+    # bash runs the Procfile line as it is written (variables, `&&`); the line itself `exec`s the server, so
+    # supervisord's signals reach it; services.supervised ties it to supervisord's life first.
+    argv = [sys.executable, "-m", "services.supervised", "--parent", str(parent), "--signal", policy.deathsig,
+            "--pids", str(pids_dir), "--", "/bin/bash", "-c", command]
     lines = [
         f"[program:{name}]",
-        # bash runs the Procfile line as it is written (variables, `&&`); the line itself `exec`s the server,
-        # so supervisord's signals reach it.
-        f"command={_ini(shlex.join(['/bin/bash', '-c', command]))}",
+        f"command={_ini(shlex.join(argv))}",
         f"directory={_ini(str(root))}",
         f"priority={PRIORITY.get(name, 50)}",
         "autostart=true",
@@ -124,7 +141,9 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://{run}/supervisor.sock
 """
-    sections = [program_section(n, processes[n], root, workers if n == "explain-worker" else 1) for n in names]
+    # supervise.py execs supervisord: this pid is supervisord's.
+    sections = [program_section(n, processes[n], root, workers if n == "explain-worker" else 1, os.getpid(),
+                                run_dir / "pids") for n in names]
     return head + "\n" + "\n".join(sections)
 
 
@@ -138,6 +157,55 @@ def lock_run_dir(run_dir: Path) -> int:
                          "DISEASEID_DATA_DIR to another directory") from None
     os.set_inheritable(fd, True)  # survives the exec into supervisord
     return fd
+
+
+def stop_leftovers(pids_dir: Path, grace_s: float = 15.0) -> list[int]:
+    """Stop the processes a previous stack recorded (services.supervised) that still run: SIGTERM, SIGKILL
+    after ``grace_s``. Only the very processes recorded (pid and start time match), never a later process
+    that reuses a pid. Returns the pids that were still running."""
+    if not pids_dir.is_dir():
+        return []
+    running = []
+    for entry in pids_dir.iterdir():
+        try:
+            pid, started = int(entry.name), entry.read_text().strip()
+        except (ValueError, OSError):
+            entry.unlink(missing_ok=True)
+            continue
+        current = start_time(pid)
+        if current is not None and current == started:
+            running.append(pid)
+        else:
+            entry.unlink(missing_ok=True)  # gone (or the pid is another process's now)
+    if running:
+        print(f"make up: stopping {len(running)} process(es) left running by a stack that was killed "
+              f"(pids {', '.join(map(str, sorted(running)))})", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + grace_s
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in running:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        while any(_alive(pid) for pid in running) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        deadline = time.monotonic() + 5.0
+    for pid in running:
+        (pids_dir / str(pid)).unlink(missing_ok=True)
+    return running
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a parent that is gone counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("supervisord not found: install the services extra (`make up` does)")
     run_dir.mkdir(parents=True, exist_ok=True)
     lock_run_dir(run_dir)
+    stop_leftovers(run_dir / "pids")
     conf_path = run_dir / "supervisord.conf"
     conf_path.write_text(conf)
     # The processes find the data directory (Redis's --dir) through this variable.

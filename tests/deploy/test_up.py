@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -93,7 +94,16 @@ class Stack:
     explain_url: str
     redis_port: int
     data_dir: Path
+    env: dict[str, str] = field(default_factory=dict, repr=False)
     _rpc: xmlrpc.client.ServerProxy | None = field(default=None, repr=False)
+
+    def launch(self) -> None:
+        """``scripts/up.sh`` (again), as `make up` runs it, writing to the same log."""
+        # Append mode: supervisord and each process write to this file through their own descriptors.
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([str(UP)], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        self._rpc = None
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -152,15 +162,13 @@ def stack() -> Iterator[Stack]:
                    DISEASEID_EXPLAIN_PRELOAD="tumor/student")
     env[marker.split("=")[0]] = marker.split("=")[1]
     log_path = Path(tempfile.mkstemp(prefix="make-up-", suffix=".log")[1])
-    # Append mode: supervisord and each process write to this file through their own descriptors.
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([str(UP)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    stack = Stack(proc, log_path, marker, f"http://127.0.0.1:{ports['INFERENCE_PORT']}",
-                  f"http://127.0.0.1:{ports['EXPLAIN_PORT']}", ports["REDIS_PORT"], data_dir)
+    stack = Stack(None, log_path, marker, f"http://127.0.0.1:{ports['INFERENCE_PORT']}",
+                  f"http://127.0.0.1:{ports['EXPLAIN_PORT']}", ports["REDIS_PORT"], data_dir, env)
+    stack.launch()
     try:
         yield stack
     finally:
+        proc = stack.proc  # the stack may have been started again
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -334,6 +342,64 @@ def test_sigkill_of_each_process_restarts_it_alone_and_loses_no_job(stack: Stack
     log = stack.log_text()
     for name in ("explain-worker", "redis", "explain-api", "inference"):
         assert f"exited: {name} (" in log and "not expected" in log, name
+
+
+@pytest.mark.slow
+def test_sigkill_of_supervisord_leaves_no_orphan_and_make_up_starts_again(stack: Stack) -> None:
+    stack.wait_ready()
+    with httpx.Client(base_url=stack.explain_url, timeout=30) as client:
+        done = explain(client, fixture_bytes("tumor", "pituitary"))
+        wait_finished(client, [done])
+    programs = {name: info["pid"] for name, info in stack.processes().items()}
+    assert {"redis", "inference", "explain-api", "explain-worker"} <= set(programs), programs
+    assert all(programs.values()), programs
+    (redis_server,) = child_pids(programs["redis"])
+    # up.sh exec'd services.supervise, which exec'd supervisord: the pid up.sh started with is supervisord's.
+    os.kill(stack.proc.pid, signal.SIGKILL)
+    stack.proc.wait(10)
+    killed_at = time.monotonic()
+    # Redis waits up to 3 s for its clients to leave, then writes its file; a loaded 2-core box needs more.
+    deadline = killed_at + 30
+    while (left := processes_marked(stack.marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"orphans {left} of {programs} (redis-server {redis_server}) after SIGKILL of supervisord"
+    assert not any(Path(f"/proc/{pid}").exists() for pid in [*programs.values(), redis_server])
+
+    # `make up` again, on the same ports and data directory: it starts, and the finished job is still there.
+    stack.launch()
+    stack.wait_ready()
+    with httpx.Client(base_url=stack.explain_url, timeout=30) as client:
+        assert job_status(client, done) == "finished"
+        panel = client.get(f"/explain/{done}/panel.png")
+        assert panel.status_code == 200 and panel.content.startswith(b"\x89PNG")
+
+
+def test_make_up_stops_what_a_killed_stack_left_running(tmp_path: Path) -> None:
+    """The second guard (where PDEATHSIG did not fire, or a process is slow to go): the processes the last
+    stack recorded that still run are stopped before the new one starts; others are left alone."""
+    from services.supervise import stop_leftovers
+    from services.supervised import start_time
+
+    pids = tmp_path / "pids"
+    # Recorded by services.supervised, as each program of the killed stack was.
+    leftover = subprocess.Popen([sys.executable, "-m", "services.supervised", "--parent",
+                                 str(os.getpid()), "--pids", str(pids), "--", "sleep", "60"], cwd=REPO)
+    bystander = subprocess.Popen(["sleep", "60"])
+    (pids / str(bystander.pid)).parent.mkdir(exist_ok=True)
+    (pids / str(bystander.pid)).write_text("1")  # same pid, another start time: not the recorded process
+    deadline = time.monotonic() + 10
+    while not (pids / str(leftover.pid)).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (pids / str(leftover.pid)).read_text() == start_time(leftover.pid)
+    try:
+        assert stop_leftovers(pids, grace_s=5) == [leftover.pid]
+        assert leftover.wait(5) == -signal.SIGTERM
+        assert bystander.poll() is None and list(pids.iterdir()) == []
+    finally:
+        for proc in (leftover, bystander):
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.slow
