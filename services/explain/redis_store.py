@@ -60,6 +60,20 @@ class ExplainStore:
         """Names the job computing an identical request (see submit.py)."""
         return f"{PREFIX}:dedup:{request_key}"
 
+    # -- worker liveness (services.explain.recovery) ---------------------------------------------------
+    # Not a key: the name every connection of a worker carries (CLIENT SETNAME), so that Redis's client list
+    # shows which workers are still there.
+    WORKER_CLIENT_PREFIX = "diseaseid-worker:"
+
+    @classmethod
+    def worker_client_name(cls, worker_name: str) -> str:
+        return f"{cls.WORKER_CLIENT_PREFIX}{worker_name}"
+
+    @staticmethod
+    def requeue_lock_key(job_id: str, execution_id: str) -> str:
+        """Held by the API replica that hands one execution of a job back to the queue."""
+        return f"{PREFIX}:requeue:{job_id}:{execution_id}"
+
     # -- statistics ------------------------------------------------------------------------------------
     STATS_DURATIONS = f"{PREFIX}:stats:durations"
     STATS_COUNTS = f"{PREFIX}:stats:counts"

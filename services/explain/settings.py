@@ -65,6 +65,15 @@ class ExplainSettings(ServiceSettings):
     debug_delay_s: float = _env("debug_delay_s", 0.0, ge=0)
 
 
+    # How often the API hands back the jobs of workers whose connections to Redis closed (services.explain.recovery).
+    orphan_check_interval_s: float = _env("orphan_check_interval_s", 1.0, gt=0)
+
+    @property
+    def reconnect_settle_s(self) -> float:
+        """After a Redis start, the longest a live worker may go without a connection: its next heartbeat (busy)
+        or its next poll (idle), plus a second."""
+        return max(self.heartbeat_interval_s, self.idle_poll_s) + 1.0
+
     @property
     def heartbeat_fresh_s(self) -> float:
         """A worker heard from within this many seconds is alive (see services.common.liveness)."""

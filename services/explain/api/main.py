@@ -5,8 +5,9 @@ one built from the environment.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -24,6 +25,7 @@ from services.common.errors import QueueUnavailable
 from services.common.metrics import HttpMetrics
 from services.explain.api.metrics import QueueCollector, RequestMetrics
 from services.explain.api.routers import health, jobs, results
+from services.explain.recovery import requeue_orphans
 from services.explain.redis_store import ExplainStore
 from services.explain.sealing import Sealer
 from services.explain.settings import ExplainSettings, get_settings
@@ -62,11 +64,26 @@ def create_app(settings: ExplainSettings | None = None) -> FastAPI:
     registry = CollectorRegistry()
     registry.register(QueueCollector(queue, store, settings.heartbeat_fresh_s))
 
+    async def hand_back_orphans() -> None:
+        """Every orphan_check_interval_s: the jobs of workers that died go back on the queue."""
+        while True:
+            await asyncio.sleep(settings.orphan_check_interval_s)
+            try:
+                await asyncio.to_thread(requeue_orphans, queue, store, settings.reconnect_settle_s)
+            except RedisError:  # Redis away: /readyz and the clients hear of it; try again next time
+                pass
+            except Exception:  # noqa: BLE001 - a bug here must not stop the loop
+                log.exception("handing back the jobs of dead workers failed")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         log.info("explain API on queue %r at %s, results kept %d s", settings.queue,
                  redis.get_connection_kwargs().get("host"), settings.ttl_s)
+        reaper = asyncio.create_task(hand_back_orphans())
         yield
+        reaper.cancel()
+        with suppress(asyncio.CancelledError):
+            await reaper
         await async_redis.aclose()
         redis.close()
 

@@ -8,6 +8,9 @@ start (on CUDA when present) serve every job without a fork, and a GPU context i
   ``heartbeat_interval_s + abandoned_grace_s``. A worker that is SIGKILLed stops beating; when the entry
   expires, the next registry cleanup (every idle worker runs one each ``maintenance_interval_s``) finds the
   job abandoned and, while it has retries left, puts it back on the queue for another worker.
+* Faster than any of that: every connection of the worker carries its name (``connect``), so when the process
+  dies Redis sees them close, and the explain API hands the job back within a second
+  (services.explain.recovery).
 * Failures are sorted: bad input (ValueError, LookupError, TypeError) and timeouts fail at once; anything
   else (a lost Redis connection, CUDA out of memory, a killed worker) is retried up to ``retries`` times.
   Either way only the job fails: the exception is caught and the worker takes the next job.
@@ -22,6 +25,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 
 import redis
 from redis import Redis
@@ -29,6 +33,7 @@ from rq import Queue, SimpleWorker, worker_registration
 from rq.exceptions import AbandonedJobError, StopRequested
 from rq.timeouts import JobTimeoutException
 
+from services.explain.recovery import ABANDONED_MESSAGE, CONNECTION_NAME_FIELD, record_failure
 from services.explain.redis_store import ExplainStore
 from services.explain.settings import ExplainSettings, get_settings
 from services.explain.worker.models import model_pool, parse_preload
@@ -43,7 +48,7 @@ def failure_message(exc_type: type[BaseException], exc_value: BaseException | No
                     timeout: int | None) -> str:
     """A one-line, user-facing reason (the traceback stays in RQ's failure record and the worker log)."""
     if issubclass(exc_type, AbandonedJobError):
-        return "the worker running this job stopped before finishing it (killed or crashed)"
+        return ABANDONED_MESSAGE
     if issubclass(exc_type, JobTimeoutException):
         return f"the explanation took longer than the {timeout} s job timeout"
     text = str(exc_value) if exc_value is not None else ""
@@ -62,6 +67,11 @@ class ExplainWorker(SimpleWorker):
         # Set by SIGINT/SIGTERM (through RQ's warm-shutdown hook): main() must not start a new worker then.
         self.stop_signalled = False
         self.push_exc_handler(self._on_failure)
+
+    def serialize(self) -> dict:
+        # In the worker's registration: its connections carry this name (services.explain.recovery), so a
+        # missing connection means a dead worker (a worker that does not say so is judged by heartbeat alone).
+        return {**super().serialize(), CONNECTION_NAME_FIELD: ExplainStore.worker_client_name(self.name)}
 
     def handle_warm_shutdown_request(self) -> None:
         self.stop_signalled = True
@@ -125,19 +135,24 @@ class ExplainWorker(SimpleWorker):
         else:
             kind = "permanent" if permanent else "transient"
         try:
-            job.meta["error"] = failure_message(exc_type, exc_value, job.timeout)
-            job.meta["error_kind"] = kind
-            job.save_meta()
-            if self.store is not None:
-                self.store.count(f"failures_{kind}")
+            record_failure(job, kind, failure_message(exc_type, exc_value, job.timeout), self.store)
         except redis.RedisError as exc:
             log.warning("could not record the failure of job %s: %s", job.id, exc)
         return True
 
 
-def build_worker(connection: Redis, settings: ExplainSettings) -> ExplainWorker:
+def connect(settings: ExplainSettings, name: str) -> Redis:
+    """A connection pool whose every connection carries the worker's name (services.explain.recovery): when
+    this process dies, Redis sees them close and the API knows within a second."""
+    return Redis.from_url(settings.redis_url, health_check_interval=10,
+                          socket_connect_timeout=settings.redis_connect_timeout_s,
+                          client_name=ExplainStore.worker_client_name(name))
+
+
+def build_worker(connection: Redis, settings: ExplainSettings, name: str | None = None) -> ExplainWorker:
     worker = ExplainWorker(
         [Queue(settings.queue, connection=connection)],
+        name=name,
         connection=connection,
         store=ExplainStore(connection, settings.ttl_s),
         heartbeat_interval_s=settings.heartbeat_interval_s,
@@ -175,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
              ", ".join(p.name for p in loaded))
 
     while True:
-        connection = Redis.from_url(settings.redis_url, health_check_interval=10,
-                                    socket_connect_timeout=settings.redis_connect_timeout_s)
-        worker = build_worker(connection, settings)
+        name = uuid.uuid4().hex  # RQ's own default, chosen here so that the connections can carry it
+        connection = connect(settings, name)
+        worker = build_worker(connection, settings, name)
         try:
             worker.work(burst=args.burst, logging_level=args.log_level)
         except (redis.ConnectionError, redis.TimeoutError) as exc:

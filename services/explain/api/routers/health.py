@@ -9,6 +9,7 @@ from services.common.errors import NotReady, error_responses
 from services.common.liveness import alive_workers
 from services.common.metrics import metrics_response
 from services.explain.api.deps import MetricsRegistryDep, QueueDep, SettingsDep
+from services.explain.recovery import gone_workers
 
 router = APIRouter(tags=["health"])
 
@@ -20,8 +21,12 @@ async def healthz() -> dict:
 
 
 def _readiness(settings, queue) -> dict:
-    queue.connection.ping()
-    workers = alive_workers(queue, settings.heartbeat_fresh_s)
+    redis = queue.connection
+    redis.ping()
+    # A dead worker's connections close with it: alive means beating and connected (right after a Redis
+    # restart, while workers reconnect, the heartbeat alone decides).
+    workers = alive_workers(queue, settings.heartbeat_fresh_s,
+                            lambda names: gone_workers(redis, names, settings.reconnect_settle_s))
     if not workers:
         raise NotReady("no explain worker is alive: start one with `python -m services.explain.worker`")
     return {"status": "ready", "redis": "ok", "workers": len(workers), "queued": queue.count}
@@ -29,7 +34,7 @@ def _readiness(settings, queue) -> dict:
 
 @router.get("/readyz", responses=error_responses(503))
 async def readyz(settings: SettingsDep, queue: QueueDep) -> dict:
-    """Ready when Redis answers and at least one worker has sent a heartbeat lately."""
+    """Ready when Redis answers and at least one worker is connected and has sent a heartbeat lately."""
     return await run_in_threadpool(_readiness, settings, queue)
 
 
