@@ -144,7 +144,8 @@ class Bridge:
         except Failed as exc:
             record = self.state.record(series_id, tries=(previous.tries if previous else 0) + 1,
                                        task=route.task, reason=str(exc))
-            if exc.status is not None and 400 <= exc.status < 500 or record.tries >= self.settings.attempts:
+            refused = exc.status is not None and 400 <= exc.status < 500
+            if refused or record.tries >= self.settings.attempts:
                 self._failed(series, route.task, exc.code or "failed", exc.message, tries=record.tries)
                 return
             self.state.save()
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = PacsSettings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per poll of the change feed
     auth = None
     if settings.orthanc_user:
         auth = (settings.orthanc_user, settings.orthanc_password.get_secret_value()
