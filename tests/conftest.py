@@ -22,4 +22,7 @@ def fixtures_dir() -> Path:
 def _isolated_cache(tmp_path_factory):
     """Decoded-image caches of test runs go to a temporary folder, not the working tree."""
     os.environ["DISEASEID_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    # Exported graphs are keyed by the weights' hash (diseaseid.serving.export): safe to keep between runs, and
+    # exporting the four shipped models again costs each run 10-15 s.
+    os.environ.setdefault("DISEASEID_GRAPHS", str(REPO / ".cache" / "graphs"))
     yield

@@ -11,6 +11,9 @@ Services subclass :class:`ServiceSettings` to add their own fields; the shared o
   ``DECODE_WAIT_S`` for its turn gets a 503 with ``Retry-After`` (see services.common.uploads);
 - ``DISEASEID_MIN_IMAGE_SIDE``: smaller images are degenerate (a 1x1 PNG is not an MRI slice);
 - ``DISEASEID_TORCH_THREADS`` and ``DISEASEID_DEVICE`` (cpu | cuda | auto);
+- ``DISEASEID_NICE`` (how far the process lowers its priority at start: 0 for the APIs, 10 for explain workers
+  unless set) and ``DISEASEID_CPUS`` (the CPUs it may use, e.g. ``0`` or ``1-3``; empty: all):
+  services.common.process;
 - ``DISEASEID_RUNTIME``: what runs predictions (auto | torch | onnxruntime | openvino; auto: ONNX Runtime on a
   CPU, PyTorch on a GPU; see diseaseid.serving.runtime); explanations always use PyTorch;
 - ``DISEASEID_LOG_LEVEL``.
@@ -43,6 +46,8 @@ class ServiceSettings(BaseSettings):
     torch_threads: int = Field(1, ge=1)
     device: str = "auto"  # cpu | cuda | auto (CUDA when available)
     runtime: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"  # diseaseid.serving.runtime
+    nice: int | None = Field(None, ge=0, le=19)  # None: the process's default (services.common.process)
+    cpus: str = ""  # CPU affinity list; empty: every CPU
     log_level: str = "INFO"
 
     @field_validator("api_keys", mode="before")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 
-import torch
 from fastapi import FastAPI
 
 from services.common.app import FORM_OVERHEAD, build_app
+from services.common.process import apply_process_settings
 from services.inference.metrics import InferenceMetrics
 from services.inference.model_runner import ModelRunner
 from services.inference.routers import health, models, predict
@@ -37,7 +37,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        torch.set_num_threads(settings.torch_threads)
+        apply_process_settings(settings)  # priority, CPUs and threads, before the thread pools start
         # Load in the background so /healthz answers while /readyz waits for the models.
         loading = asyncio.get_running_loop().run_in_executor(None, runner.load_all)
         try:

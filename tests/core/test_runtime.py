@@ -79,7 +79,7 @@ def test_served_runtime_equals_pytorch_on_the_fixtures(task, role, fixtures, ser
 
 
 def test_graph_is_cached_by_the_weights_hash_with_its_sidecar(tmp_path, monkeypatch):
-    monkeypatch.setenv("DISEASEID_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DISEASEID_GRAPHS", str(tmp_path / "graphs"))
     weights = tmp_path / "w" / "student.safetensors"
     weights.parent.mkdir()
     shutil.copy(shipped_weights("tumor", "student"), weights)

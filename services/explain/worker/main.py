@@ -34,6 +34,7 @@ from rq.exceptions import AbandonedJobError, StopRequested
 from rq.timeouts import JobTimeoutException
 
 from services.explain.recovery import ABANDONED_MESSAGE, CONNECTION_NAME_FIELD, record_failure
+from services.common.process import WORKER_NICE, apply_process_settings
 from services.explain.redis_store import ExplainStore
 from services.explain.settings import ExplainSettings, get_settings
 from services.explain.worker.models import model_pool, parse_preload
@@ -180,9 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     from services.explain.sealing import process_sealer
 
     process_sealer()  # a bad or missing key stops the worker here, not in its first job
-    import torch
-
-    torch.set_num_threads(settings.torch_threads)
+    # Below the inference service's priority (services.common.process), before any thread pool exists.
+    apply_process_settings(settings, default_nice=WORKER_NICE)
     from services.explain.worker.explain import warm_up
 
     loaded = model_pool().preload(parse_preload(settings.preload), warm_up=warm_up if settings.warmup else None)

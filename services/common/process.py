@@ -1,0 +1,58 @@
+"""A service process's share of the CPU: its priority (nice), the cores it may run on and its thread count, set
+once at start from the settings (``DISEASEID_NICE``, ``DISEASEID_CPUS``, ``DISEASEID_TORCH_THREADS``).
+
+Inference comes first: an explain worker lowers its priority by ``WORKER_NICE`` (nice 10 when started at 0)
+unless told otherwise, so that while both have work the kernel gives the inference service's threads about nine
+times the worker's CPU time (CFS weights 1024 at nice 0 against 110 at nice 10) and a burst of explain jobs cannot
+starve ``/predict``; an idle inference service leaves the worker all of it. Under docker compose the containers'
+``cpu_shares`` do the same across containers (docs/deploy.md). Priority and affinity are applied to the calling
+thread before any thread pool exists (Linux keeps them per thread and new threads inherit them), so call this
+first thing in ``main``/the lifespan.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+WORKER_NICE = 10
+
+
+def parse_cpus(spec: str) -> set[int]:
+    """``"0"``, ``"0,2"``, ``"1-3"`` or a mix -> the set of CPU numbers."""
+    cpus: set[int] = set()
+    for part in spec.replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        first, last = int(lo), int(hi) if hi else int(lo)
+        if first < 0 or last < first:
+            raise ValueError(f"bad CPU range {part!r} in {spec!r}")
+        cpus.update(range(first, last + 1))
+    if not cpus:
+        raise ValueError(f"no CPU in {spec!r}")
+    return cpus
+
+
+def apply_process_settings(settings, default_nice: int = 0) -> dict:
+    """Lower this process's priority by ``settings.nice`` (else ``default_nice``; relative to how it was started,
+    so ``nice -n 5 make up`` keeps the same order between the processes), set its CPU affinity (``settings.cpus``;
+    empty: every CPU) and torch thread count; returns what is in force, for the log."""
+    import torch
+
+    step = settings.nice if settings.nice is not None else default_nice
+    if step > 0:
+        os.nice(step)  # at most 19; an unprivileged process can only lower its priority
+    if settings.cpus:
+        available = os.sched_getaffinity(0)
+        cpus = parse_cpus(settings.cpus) & available
+        if not cpus:
+            raise ValueError(f"DISEASEID_CPUS={settings.cpus!r} names none of this machine's CPUs "
+                             f"{sorted(available)}")
+        os.sched_setaffinity(0, cpus)
+    torch.set_num_threads(settings.torch_threads)
+    state = {"nice": os.getpriority(os.PRIO_PROCESS, 0), "cpus": sorted(os.sched_getaffinity(0)),
+             "torch_threads": torch.get_num_threads()}
+    log.info("process: nice %(nice)d, CPUs %(cpus)s, %(torch_threads)d thread(s) per forward pass", state)
+    return state

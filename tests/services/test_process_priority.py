@@ -1,0 +1,63 @@
+"""Inference first: an explain worker runs below the inference service's priority, and a process keeps to the CPUs
+and threads its settings name (services.common.process)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.common.process import WORKER_NICE, parse_cpus
+from tests.services.explain_stack import ExplainStack
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def nice_of(pid: int) -> int:
+    """Field 19 of /proc/<pid>/stat: the process's nice value."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_cpu_lists():
+    assert parse_cpus("0") == {0}
+    assert parse_cpus("0,2") == {0, 2}
+    assert parse_cpus("1-3, 5") == {1, 2, 3, 5}
+    for bad in ("", ",", "3-1", "-1", "a"):
+        with pytest.raises(ValueError):
+            parse_cpus(bad)
+
+
+def applied(env: dict[str, str], default_nice: int) -> dict:
+    """apply_process_settings in a fresh process (niceness cannot be lowered again), with ``env``."""
+    code = ("import json; from services.common.process import apply_process_settings; "
+            "from services.common.settings import ServiceSettings; "
+            f"print(json.dumps(apply_process_settings(ServiceSettings(), default_nice={default_nice})))")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DISEASEID_")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**clean, **env}, capture_output=True,
+                         text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+BASE = os.getpriority(os.PRIO_PROCESS, 0)  # the tests may run under `nice`: priorities are relative to it
+
+
+def test_settings_set_priority_cpus_and_threads():
+    cpus = sorted(os.sched_getaffinity(0))
+    got = applied({"DISEASEID_CPUS": str(cpus[-1]), "DISEASEID_TORCH_THREADS": "1"}, default_nice=WORKER_NICE)
+    assert got == {"nice": min(19, BASE + WORKER_NICE), "cpus": [cpus[-1]], "torch_threads": 1}
+    got = applied({"DISEASEID_NICE": "3", "DISEASEID_TORCH_THREADS": "2"}, default_nice=WORKER_NICE)
+    assert got == {"nice": min(19, BASE + 3), "cpus": cpus, "torch_threads": 2}  # the setting wins
+
+
+def test_an_explain_worker_runs_below_the_inference_service(inference_server):
+    stack = ExplainStack.start(DISEASEID_EXPLAIN_PRELOAD="none", DISEASEID_EXPLAIN_WARMUP="false")
+    try:
+        worker = stack.start_worker()
+        assert nice_of(worker.proc.pid) == min(19, BASE + WORKER_NICE)
+        assert nice_of(stack.api.proc.pid) == BASE  # the explain API takes uploads: not lowered
+        assert nice_of(inference_server.proc.pid) == BASE
+    finally:
+        stack.close()
