@@ -69,13 +69,16 @@ class SliceSource:
 
 def grey_features(images: np.ndarray | list[np.ndarray], block: int = 4) -> np.ndarray:
     """N model inputs (224 x 224 x 3) -> N x 3136 unit vectors: grey levels as 4 x 4 block means on a 56 x 56
-    grid, centred; the dot product of two is their Pearson correlation (a flat slice gives zeros)."""
-    grey = np.stack([np.asarray(im, np.float64) for im in images])
-    if grey.ndim == 4:
-        grey = grey.mean(axis=3)
-    n, h, w = grey.shape
-    h, w = (h // block) * block, (w // block) * block
-    grid = grey[:, :h, :w].reshape(n, h // block, block, w // block, block).mean(axis=(2, 4)).reshape(n, -1)
+    grid, centred; the dot product of two is their Pearson correlation (a flat slice gives zeros). One slice at
+    a time: a 64-slice study never holds more than one slice in floating point."""
+    rows = []
+    for image in images:
+        grey = np.asarray(image, np.float64)
+        if grey.ndim == 3:
+            grey = grey.mean(axis=2)
+        h, w = (grey.shape[0] // block) * block, (grey.shape[1] // block) * block
+        rows.append(grey[:h, :w].reshape(h // block, block, w // block, block).mean(axis=(1, 3)).ravel())
+    grid = np.stack(rows)
     grid -= grid.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(grid, axis=1, keepdims=True)
     return np.divide(grid, norm, out=np.zeros_like(grid), where=norm > 0)
