@@ -53,6 +53,40 @@ def test_stack_order_follows_the_slice_normal_then_instance_number():
     assert sorted(range(3), key=lambda i: _stack_order(bare[i], i)) == [2, 1, 0]
 
 
+@pytest.mark.skipif(missing() is not None, reason=missing() or "")
+def test_an_unreachable_service_holds_the_feed_without_failing_the_series(tmp_path):
+    """Services down is no series' fault: the change stays unhandled (tried again), nothing is recorded as
+    failed or done, and the feed does not move past it."""
+    from services.pacs.bridge import Bridge as InProcessBridge
+    from services.pacs.bridge import Retry
+    from services.pacs.client import ServicesClient
+    from services.pacs.orthanc import OrthancClient
+    from services.pacs.settings import PacsSettings
+    from tests.services.conftest import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    settings = PacsSettings(orthanc_url="", DISEASEID_DATA_DIR=str(tmp_path), poll_s=0.1)
+    with OrthancServer() as orthanc:
+        series = mr_series(fixture_slices("tumor", "glioma", 1))
+        stow(orthanc, series.files)
+        client = OrthancClient(orthanc.url)
+        deadline = time.monotonic() + 20
+        while not any(c["ChangeType"] == "StableSeries" for c in client.changes(0)[0]):
+            assert time.monotonic() < deadline, "Orthanc never called the series stable"
+            time.sleep(0.2)
+        stable = next(c for c in client.changes(0)[0] if c["ChangeType"] == "StableSeries")
+        state = BridgeState.load(settings.state_path)
+        bridge = InProcessBridge(settings, client, ServicesClient(closed, closed, timeout_s=2), state)
+        bridge.check_orthanc()
+        for _ in range(2):
+            with pytest.raises(Retry):
+                bridge.run_once()
+        saved = BridgeState.load(settings.state_path)
+        assert saved.last_seq == stable["Seq"] - 1  # everything before it handled, it not
+        assert stable["ID"] not in saved.series or saved.series[stable["ID"]].status == "pending"
+        client.close()
+
+
 def test_state_file_survives_and_is_replaced_whole(tmp_path):
     state = BridgeState.load(tmp_path / "pacs" / "state.json")
     assert state.last_seq == 0 and state.series == {}
@@ -65,8 +99,6 @@ def test_state_file_survives_and_is_replaced_whole(tmp_path):
 
 
 # -- with a real Orthanc and services -------------------------------------------------------------------------
-pytestmark_orthanc = pytest.mark.skipif(missing() is not None, reason=missing() or "")
-
 
 class Bridge:
     """``python -m services.pacs`` as a process, restartable."""
