@@ -33,8 +33,8 @@ from rq import Queue, SimpleWorker, worker_registration
 from rq.exceptions import AbandonedJobError, StopRequested
 from rq.timeouts import JobTimeoutException
 
-from services.explain.recovery import ABANDONED_MESSAGE, CONNECTION_NAME_FIELD, record_failure
 from services.common.process import WORKER_NICE, apply_process_settings
+from services.explain.recovery import ABANDONED_MESSAGE, CONNECTION_NAME_FIELD, record_failure
 from services.explain.redis_store import ExplainStore
 from services.explain.settings import ExplainSettings, get_settings
 from services.explain.worker.models import model_pool, parse_preload
