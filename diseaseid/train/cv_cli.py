@@ -32,13 +32,14 @@ def load_bags(task: str, data: str | None = None):
     from diseaseid.paths import task_data_dir, weights_dir
     from diseaseid.tasks import get_task
     from diseaseid.train.cv import subject_bags
-    from diseaseid.train.embeddings import cached_embeddings, cached_model_embeddings
+    from diseaseid.train.embeddings import cached_embeddings, cached_model_embeddings, cached_perturbed_embeddings
     from diseaseid.train.subject_heads import csf_features
 
     t = get_task(task)
     ds = ImageFolder.scan(data or task_data_dir(t), t)
     feats = cached_embeddings(ds)
-    feats = {**feats, "all": np.concatenate([feats["final"], feats["mid"]], 1), "csf": csf_features(ds.images)}
+    feats = {**feats, "all": np.concatenate([feats["final"], feats["mid"]], 1), "csf": csf_features(ds.images),
+             "final_aug": cached_perturbed_embeddings(ds)}
     student = weights_dir() / task / "student.safetensors"
     if student.exists():  # the shipped ConvNet1's convolutional features (its head may be refitted on them)
         feats["student"] = cached_model_embeddings(ds, student)

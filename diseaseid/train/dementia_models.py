@@ -46,6 +46,9 @@ def register(sub) -> None:
     p = sub.add_parser("ship-dementia", help="fit the cross-validated dementia slice and study heads on every "
                                              "subject and write them with their CV figures")
     p.add_argument("--study-head", default="slice-linear", choices=sorted(STUDY_HEADS))
+    p.add_argument("--augmented", action="store_true",
+                   help="fit the teacher's slice classifier on every slice and one perturbed copy of it "
+                        "(cross-validated as slice-linear-aug)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
@@ -126,9 +129,11 @@ def cmd_ship_dementia(args) -> int:
         return r
 
     # The teacher: ImageNet Lite0 + a slice classifier.
-    result = teacher_result = cv("slice-linear")
+    result = teacher_result = cv("slice-linear-aug" if args.augmented else "slice-linear")
     x = np.concatenate([b["final"] for b in bags.bags])
     y = np.repeat(bags.labels, [len(b["final"]) for b in bags.bags])
+    if args.augmented:  # every slice and one copy under a random realistic acquisition change
+        x, y = np.concatenate([x, np.concatenate([b["final_aug"] for b in bags.bags])]), np.concatenate([y, y])
     head = LinearHead(l2=100.0).fit(x, y)
     teacher = create_model("lite0", num_classes=task.num_classes, pretrained=True).eval()
     with torch.no_grad():
@@ -137,7 +142,10 @@ def cmd_ship_dementia(args) -> int:
     _, logits, labels = _oof_slice_report(result, bags, task.classes)
     card = _slice_model_card("teacher", "lite0", ds, bags, result, logits, labels, teacher,
                              "ImageNet EfficientNet-Lite0 frozen; logistic regression on each slice's pooled "
-                             "1280-d features", 100.0)
+                             "1280-d features" + (" and on those of one copy of it under a random realistic "
+                                                  "acquisition change" if args.augmented else ""), 100.0)
+    if args.augmented:
+        card["command"] += " --augmented"
     written["teacher"] = save_model(teacher, out / "teacher", card, dtype=torch.float32)
 
     # The student: the shipped ConvNet1's convolutions + a refitted classifier.

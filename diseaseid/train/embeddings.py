@@ -86,3 +86,18 @@ def cached_model_embeddings(ds: ImageFolder, weights: str | Path, cache_dir: Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, feats)
     return feats
+
+
+def cached_perturbed_embeddings(ds: ImageFolder, seed: int = 7, cache_dir: Path = CACHE_DIR) -> np.ndarray:
+    """ImageNet Lite0 final embeddings of each slice of ``ds`` under one random realistic acquisition change
+    (:func:`diseaseid.robustness.evaluate.perturbed_images`): the augmented copies a frozen-feature head is
+    fitted on beside the clean slices. Cached by the images' key and ``seed``."""
+    from diseaseid.robustness.evaluate import perturbed_images
+
+    path = Path(cache_dir) / f"imagenet-lite0-perturbed-{ds.images_key()}-{seed}.npy"
+    if path.exists():
+        return np.load(path)
+    feats = multiscale_features(imagenet_backbone(), perturbed_images(ds, seed)[0])["final"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, feats)
+    return feats
