@@ -32,7 +32,7 @@ Tensor = torch.Tensor
 Params = tuple[Tensor, Tensor | None]
 
 
-class Literal(NamedTuple):
+class BasicHookForm(NamedTuple):
     """Zennit's BasicHook form: part ``p`` runs the layer on ``input_modifiers[p](a)`` with
     ``param_modifiers[p](w, b)``; ``gradient_mapper(R, outputs)`` gives each part's ``s``; ``reducer(inputs,
     gradients)`` combines the transposed products into the input relevance."""
@@ -72,7 +72,7 @@ class Rule:
         cheaper forms."""
         raise NotImplementedError
 
-    def literal(self, op: Linear) -> Literal:
+    def literal(self, op: Linear) -> BasicHookForm:
         raise NotImplementedError
 
 
@@ -88,9 +88,9 @@ class Epsilon(Rule):
 
     def literal(self, op):
         eps = self.epsilon
-        return Literal([_same], [lambda w, b: (w, b)],
-                       lambda r, outs: [divide_stable(r, outs[0], eps)],
-                       lambda ins, grads: ins[0] * grads[0])
+        return BasicHookForm([_same], [lambda w, b: (w, b)],
+                             lambda r, outs: [divide_stable(r, outs[0], eps)],
+                             lambda ins, grads: ins[0] * grads[0])
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class AlphaBeta(Rule):
         alpha, beta, eps = self.alpha, self.beta, self.stabilizer
         pos = lambda w: w.clamp(min=0)  # noqa: E731
         neg = lambda w: w.clamp(max=0)  # noqa: E731
-        return Literal(
+        return BasicHookForm(
             [lambda a: a.clamp(min=0), lambda a: a.clamp(max=0)] * 2,
             [lambda w, b: (pos(w), _positive(b)), _no_bias(neg),
              lambda w, b: (neg(w), _negative(b)), _no_bias(pos)],
@@ -213,7 +213,7 @@ class Gamma(Rule):
             sn = (z < 0) * r / stabilize(outs[2] + outs[3], eps)
             return [sp, sp, sn, sn, torch.zeros_like(r)]
 
-        return Literal(
+        return BasicHookForm(
             [lambda a: a.clamp(min=0), lambda a: a.clamp(max=0)] * 2 + [_same],
             [with_bias(plus), _no_bias(minus), with_bias(minus), _no_bias(plus), lambda w, b: (w, b)],
             mapper,
@@ -241,9 +241,9 @@ class _ConstantInput(Rule):
     def literal(self, op):
         eps = self.stabilizer
         mod = self.modified
-        return Literal([torch.ones_like], [lambda w, b: (mod(w), None)],
-                       lambda r, outs: [divide_stable(r, outs[0], eps)],
-                       lambda ins, grads: grads[0])
+        return BasicHookForm([torch.ones_like], [lambda w, b: (mod(w), None)],
+                             lambda r, outs: [divide_stable(r, outs[0], eps)],
+                             lambda ins, grads: grads[0])
 
 
 @dataclass(frozen=True)
@@ -316,7 +316,7 @@ class ZBox(Rule):
     def literal(self, op):
         eps = self.stabilizer
         rule = self
-        return Literal(
+        return BasicHookForm(
             [_same, lambda a: rule.bounds(a)[0].expand_as(a).clone(),
              lambda a: rule.bounds(a)[1].expand_as(a).clone()],
             [lambda w, b: (w, b), lambda w, b: (w.clamp(min=0), _positive(b)),
