@@ -3,7 +3,9 @@
 Real processes as in production: redis-server, the API under uvicorn, ``python -m services.explain.worker``.
 End-to-end latency uses the long poll (``GET /explain/{id}?wait=``), which returns as soon as the job ends,
 so it includes no polling interval. Each request differs (image or target) so none is served from the
-dedup cache. Goals (issue 6): student on CPU <= 300 ms end to end; teacher on GPU <= 50 ms.
+dedup cache. Goals (issue 6): student on CPU <= 300 ms end to end; teacher on GPU <= 50 ms. Issue 27, as ratios
+within the run: rendering (overlays, panel, PNGs) <= 20% of the maps' compute, and end to end <= 1.1x the
+worker's own total (what the queue, Redis and HTTP add).
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ import torch
 
 from tests.services.conftest import FIXTURES
 from tests.services.explain_stack import ExplainStack, wait_for_job
+
+GOAL_RENDER_SHARE = 0.2  # of the maps' time
+GOAL_END_TO_END_RATIO = 1.1  # of the worker's total
 
 # Long enough that nothing expires mid-run; recovery timings stay at production values.
 BENCH_ENV = {
@@ -95,7 +100,14 @@ def run(quick: bool = False) -> dict:
                 results["throughput"]["student/cpu x2 workers"] = throughput(stack, jobs, requests)
         finally:
             stack.close()
+    results["goals"] = {}
+    for name, r in results["latency"].items():
+        results["goals"][f"render_under_{GOAL_RENDER_SHARE:.0%}_of_maps:{name}"] = (
+            r["worker_render_p50_ms"] <= GOAL_RENDER_SHARE * r["worker_explain_p50_ms"])
+        results["goals"][f"end_to_end_under_{GOAL_END_TO_END_RATIO}x_worker_total:{name}"] = (
+            r["p50_ms"] <= GOAL_END_TO_END_RATIO * r["worker_total_p50_ms"])
     _print(results)
+    print("goals: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in results["goals"].items()))
     return results
 
 

@@ -30,8 +30,11 @@ from diseaseid.serving.ood_features import features_and_logits
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
-# The CPU winner of `python -m bench --only runtimes` (docs/serving.md has the table): ONNX Runtime ran the
-# shipped networks 2-4x faster than eager PyTorch, with logits equal to 1e-6.
+# The CPU winner of `python -m bench --only runtimes` (bench/results/latest.txt; docs/deploy.md, "Inference
+# first"): on the 2-core development machine (busy, --quick, 2026-12-05) ONNX Runtime had the lowest geometric
+# mean of batch-1 latency over the four shipped networks (18.0 ms; OpenVINO 19.9, torch.jit.freeze 138, eager
+# PyTorch 246), all within 1e-4 of eager PyTorch's logits with the same labels; OpenVINO was faster on the tumor
+# student alone. Rerun on a quiet machine before changing this.
 CPU_RUNTIME = "onnxruntime"
 ENV = "DISEASEID_RUNTIME"
 
