@@ -123,7 +123,7 @@ def header_bytes(ds: Dataset) -> bytes:
     out = Dataset()
     out.update({el.tag: el for el in ds if el.keyword not in ("PixelData", "FloatPixelData",
                                                               "DoubleFloatPixelData")})
-    out.file_meta = getattr(ds, "file_meta", None) or pydicom.dataset.FileMetaDataset()
+    out.file_meta = pydicom.dataset.FileMetaDataset()  # a new one: the source's stays as it was
     out.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     out.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "")
     out.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "")
@@ -230,14 +230,17 @@ def prediction_sr(sources: Sequence[Dataset], finding: Finding, algorithm: Algor
         imaging_measurements=groups,
         referenced_images=[*prepared, *images],
     )
-    first = prepared[0]
+    try:  # one slice: the SR sorts beside its source; a study's is the series' first
+        number = int(prepared[0].get("InstanceNumber") or 1) if len(prepared) == 1 else 1
+    except (TypeError, ValueError):
+        number = 1
     return hd.sr.ComprehensiveSR(
         evidence=[*prepared, *images],
         content=report,
         series_instance_uid=result_uid(kind, "series", *series, algorithm.name, algorithm.version),
         series_number=SERIES_NUMBERS.get(kind, SERIES_NUMBERS["predict"]),
         sop_instance_uid=result_uid(kind, "sr", *uids, algorithm.name, algorithm.version),
-        instance_number=int(first.get("InstanceNumber") or 1) if len(prepared) == 1 else 1,
+        instance_number=max(number, 1),
         manufacturer=MANUFACTURER,
         manufacturer_model_name=algorithm.name[:64],
         software_versions=algorithm.version,

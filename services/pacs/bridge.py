@@ -85,6 +85,12 @@ class Bridge:
     def run_once(self) -> int:
         """Handle the changes after the last one handled; returns how many were read."""
         changes, last, done = self.orthanc.changes(self.state.last_seq)
+        if not changes and last < self.state.last_seq:  # a new database under the same Orthanc
+            log.warning("Orthanc's feed ends at %d, before our %d: a new database; reading it from the start",
+                        last, self.state.last_seq)
+            self.state.last_seq = 0
+            self.state.save()
+            return 0
         for change in changes:
             if self.stopping:
                 break
