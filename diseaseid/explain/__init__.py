@@ -3,6 +3,6 @@ evaluation.
 
 ``explain_maps(model, x, methods, target)`` is the entry point; ``render`` turns maps into PNG overlays.
 """
-from diseaseid.explain.api import METHODS, explain_maps
+from diseaseid.explain.maps import MAP_METHODS, explain_maps
 
-__all__ = ["METHODS", "explain_maps"]
+__all__ = ["MAP_METHODS", "explain_maps"]

@@ -11,7 +11,7 @@ import torch
 
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.data.preprocess import normalize
-from diseaseid.explain.api import DEFAULT_COMPOSITE, explain_maps
+from diseaseid.explain.maps import DEFAULT_COMPOSITE, explain_maps
 from diseaseid.explain.faithfulness import PATCH, Evaluation, perturbation_curves
 from diseaseid.explain.lrp.composites import get_composite
 from diseaseid.paths import REPO_ROOT, fixtures_dir, task_data_dir

@@ -17,7 +17,7 @@ from diseaseid.explain.graph import backprop, compile_graph
 from diseaseid.explain.lrp.composites import DEFAULT_COMPOSITE_NAME, Composite, get_composite
 from diseaseid.explain.lrp.propagate import LRP, output_relevance, select_targets
 
-METHODS = ("gradcam", "gradcam++", "hirescam", "lrp", "gradient")
+MAP_METHODS = ("gradcam", "gradcam++", "hirescam", "lrp", "gradient")
 DEFAULT_COMPOSITE = get_composite(DEFAULT_COMPOSITE_NAME)
 
 
@@ -38,9 +38,9 @@ def explain_maps(model: nn.Module, x: torch.Tensor, methods: Sequence[str] = ("g
     * ``"gradient"`` -- the plain input gradient's largest absolute value over channels (Simonyan et al.
       2014).
     """
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in MAP_METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(MAP_METHODS)}")
     if x.ndim != 4:
         raise ValueError(f"x must be N x C x H x W, got shape {tuple(x.shape)}")
     graph = compile_graph(model, fold=True)

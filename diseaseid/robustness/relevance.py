@@ -26,7 +26,7 @@ def relevance_inside_head(predictor, images: np.ndarray, methods=("lrp", "gradca
     import torch
 
     from diseaseid.data.preprocess import normalize
-    from diseaseid.explain.api import explain_maps
+    from diseaseid.explain.maps import explain_maps
 
     head = images.max(axis=3) > 0
     shares: dict[str, list[np.ndarray]] = {m: [] for m in methods}
