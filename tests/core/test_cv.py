@@ -164,3 +164,48 @@ def test_slab_means_and_csf_features():
     assert f[0, 0] == 0  # nothing below 30
     assert f[0, 1] == pytest.approx(36 / 400)  # below 40: the patch, as a share of the brain
     assert f[0, 6] == pytest.approx(400 / 900)  # brain area
+
+
+def test_augmented_slice_head_fits_on_both_copies_and_tests_on_clean():
+    """slice-linear-aug = slice-linear fitted on the clean slices and their perturbed copies, tested on clean."""
+    from diseaseid.train.subject_heads import slice_linear, slice_linear_augmented
+
+    rng = np.random.default_rng(0)
+    train = [{"final": rng.normal(c, 1.0, (4, 3)), "final_aug": rng.normal(c, 3.0, (4, 3))} for c in (0, 0, 2, 2)]
+    y = np.array([0, 0, 1, 1])
+    test = [{"final": rng.normal(c, 1.0, (4, 3))} for c in (0, 2)]
+    got = slice_linear_augmented(train, y, test, l2=1.0)
+    merged = [{"final": np.concatenate([b["final"], b["final_aug"]])} for b in train]
+    want = slice_linear(merged, y, test, l2=1.0, balanced=False)
+    assert np.allclose(got.subject_probs, want.subject_probs)
+    clean_only = slice_linear(train, y, test, l2=1.0, balanced=False)
+    assert not np.allclose(got.subject_probs, clean_only.subject_probs)  # the copies were used
+    assert got.subject_probs[0].argmax() == 0 and got.subject_probs[1].argmax() == 1
+
+
+def test_choice_nested_picks_inside_the_training_subjects():
+    """The nested choice scores each candidate by an inner CV of the training subjects only and refits the
+    winner: with one candidate that always answers class 0, the informative one is chosen."""
+    from diseaseid.train.subject_heads import HeadResult, nested
+
+    calls = []
+
+    def make(name):
+        def head(tr, y, te):
+            calls.append((name, len(tr)))
+            if name == "constant":
+                p = np.zeros((len(te), 4))
+                p[:, 0] = 1
+                return HeadResult(p)
+            p = np.full((len(te), 4), 0.01)
+            for i, b in enumerate(te):
+                p[i, int(b["label"])] = 0.97
+            return HeadResult(p)
+        return head
+
+    y = np.array([0, 1, 2] * 8)
+    bags = [{"label": v} for v in y]
+    out = nested(make, ("constant", "oracle"), inner_folds=4)(bags[:18], y[:18], bags[18:])
+    assert np.array_equal(out.subject_probs.argmax(1), y[18:])
+    assert all(n <= 18 for _, n in calls)  # never fitted on the test subjects
+    assert calls[-1] == ("oracle", 18)  # the winner refitted on every training subject
