@@ -44,7 +44,7 @@ GOAL_RSS_MB, GOAL_P99_MS = 1536, 1000
 
 def png(side: int, mode: str) -> bytes:
     if side > 5000:  # a valid 1-bit PNG of zeros, written by hand: PIL would allocate it first
-        from tests.services.test_inference_common import bomb_png
+        from tests.helpers import bomb_png
 
         return bomb_png(side)
     buf = io.BytesIO()

@@ -2,10 +2,10 @@
 cat on black and white text on black (224 x 224 x 3 uint8, gray in all three channels)."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image, ImageDraw
+
+from tests.helpers import png_bytes  # noqa: F401  (callers take it from here with the images)
 
 SIZE = 224
 
@@ -27,9 +27,3 @@ def text_on_black() -> np.ndarray:
     for line in range(12):
         draw.text((6, 6 + 18 * line), f"Scan notes {line}: nothing to see here {line * 7}", fill=255)
     return np.repeat(np.asarray(img)[..., None], 3, axis=2)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()

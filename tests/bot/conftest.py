@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.bot.fake_telegram import FakeTelegram
+from tests.helpers import png_bytes  # noqa: F401  (re-exported for the bot tests)
 from tests.services.conftest import run_server
 from tests.services.explain_stack import API_KEY, ExplainStack
 from tests.services.redis_server import RedisServer
@@ -37,12 +38,6 @@ def tumor_slice(cls: str = "glioma", index: int = 0) -> Path:
 def dementia_slices(subject: str = "MildDemented-002") -> list[Path]:
     cls = subject.split("-")[0]
     return sorted((FIXTURES / "dementia" / cls).glob(f"{subject}_*.jpg"))
-
-
-def png_bytes(path: Path) -> bytes:
-    buffer = io.BytesIO()
-    Image.open(path).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def decode_png(content: bytes) -> Image.Image:

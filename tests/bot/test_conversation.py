@@ -13,7 +13,7 @@ import redis
 from tests.bot.bot_process import BotProcess
 from tests.bot.conftest import tumor_slice
 from tests.bot.fake_telegram import make_user, strip_html
-from tests.services.redis_server import free_port
+from tests.helpers import free_port
 
 ALLOWED = make_user(1001, "en")
 ALLOWED_RU = make_user(1002, "ru")

@@ -8,7 +8,7 @@ import pytest
 
 from tests.bot.bot_process import BotProcess
 from tests.bot.fake_telegram import FakeTelegram, make_user
-from tests.services.conftest import free_port
+from tests.helpers import free_port
 
 SECRET = "webhook-secret-0123456789"
 

@@ -20,12 +20,7 @@ from diseaseid.data.preprocess import (
     open_image,
     to_uint8_rgb,
 )
-
-
-def png_bytes(img: Image.Image, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", **kw)
-    return buf.getvalue()
+from tests.helpers import png_bytes
 
 
 def gradient(h: int, w: int) -> np.ndarray:

@@ -14,7 +14,8 @@ import pytest
 from redis import Redis
 
 from tests.deploy.processes import child_pids
-from tests.services.conftest import REPO, free_port
+from tests.helpers import free_port
+from tests.services.conftest import REPO
 from tests.services.redis_server import answers_ping as answers
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")

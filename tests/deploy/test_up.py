@@ -30,7 +30,8 @@ import pytest
 from supervisor.xmlrpc import SupervisorTransport
 
 from tests.deploy.processes import child_pids
-from tests.services.conftest import REPO, fixture_bytes, free_port
+from tests.helpers import free_port
+from tests.services.conftest import REPO, fixture_bytes
 
 UP = REPO / "scripts" / "up.sh"
 READY_TIMEOUT_S = 90

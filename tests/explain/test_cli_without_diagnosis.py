@@ -9,7 +9,8 @@ import pytest
 
 from diseaseid.cli import main
 from diseaseid.tasks import get_task
-from tests.ood_images import png_bytes, text_on_black
+from tests.helpers import png_bytes
+from tests.ood_images import text_on_black
 
 TUMOR = get_task("tumor")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from services.pacs.orthanc_config import config, dicomweb_plugin
-from tests.services.conftest import free_port
+from tests.helpers import free_port
 
 ORTHANC = shutil.which("Orthanc")
 DICOMWEB_PLUGIN = dicomweb_plugin()

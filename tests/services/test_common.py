@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import zlib
 
 import numpy as np
 import pytest
@@ -14,15 +13,10 @@ from services.common.errors import ImageTooLarge, InvalidImage, UnknownModel, Un
 from services.common.images import decode_image_bytes, sniff_format
 from services.common.settings import ServiceSettings
 from services.common.validation import resolve_model, resolve_task
-from tests.services.conftest import PATIENT_ID, PATIENT_NAME, fixture_bytes, make_dicom
+from tests.helpers import PATIENT_ID, PATIENT_NAME, bomb_png, make_dicom, png_bytes
+from tests.services.conftest import fixture_bytes
 
 SETTINGS = ServiceSettings(api_keys="")
-
-
-def png_bytes(arr: np.ndarray, **kw) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr, **kw).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -138,17 +132,6 @@ def decode_error(data: bytes) -> str:
     except InvalidImage as exc:
         return exc.message
     raise AssertionError("expected InvalidImage")
-
-
-def bomb_png(side: int) -> bytes:
-    """A valid 1-bit PNG of ``side`` x ``side`` zeros: tiny on disk, ``side**2`` pixels once decoded."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
-    row = b"\0" * (1 + (side + 7) // 8)
-    z = zlib.compressobj(9)
-    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
-    ihdr = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def test_pixel_cap_refuses_bombs_before_decoding():

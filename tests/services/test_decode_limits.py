@@ -21,8 +21,8 @@ from services.common.errors import Busy, ImageTooLarge
 from services.common.images import decode_image_bytes, probe_image
 from services.common.settings import ServiceSettings
 from services.common.uploads import DecodeGate, _decode_heavy
+from tests.helpers import bomb_png
 from tests.services.conftest import fixture_bytes
-from tests.services.test_inference_common import bomb_png
 
 SETTINGS = ServiceSettings(api_keys="")
 

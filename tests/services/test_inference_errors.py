@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.services.conftest import PATIENT_ID, fixture_bytes, make_dicom
-from tests.services.test_inference_common import bomb_png
+from tests.helpers import PATIENT_ID, bomb_png, make_dicom
+from tests.services.conftest import fixture_bytes
 
 MB = 1024 * 1024
 JPEG = fixture_bytes("tumor", "glioma")

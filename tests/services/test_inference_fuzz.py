@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from diseaseid.tasks import TASKS
-from tests.services.conftest import fixture_bytes, make_dicom
+from tests.helpers import make_dicom
+from tests.services.conftest import fixture_bytes
 
 EXAMPLES = int(os.environ.get("DISEASEID_FUZZ_EXAMPLES", "300"))
 SEED = int(os.environ.get("DISEASEID_FUZZ_SEED", "20261126"))

@@ -12,7 +12,8 @@ from PIL import Image
 from diseaseid.models.checkpoint import read_card
 from diseaseid.serving import shipped_mil, shipped_weights
 from diseaseid.tasks import TASKS
-from tests.services.conftest import FIXTURES, PATIENT_ID, PATIENT_NAME, fixture_bytes, make_dicom
+from tests.helpers import PATIENT_ID, PATIENT_NAME, make_dicom
+from tests.services.conftest import FIXTURES, fixture_bytes
 
 FIRST_CLASS = {"tumor": "glioma", "dementia": "NonDemented"}
 
@@ -224,7 +225,8 @@ def test_non_mri_image_gets_no_diagnosis_from_any_model(inference_client, name):
 def test_study_leaves_a_cat_out_and_says_so(inference_client):
     """Issue 14: one cat among two meningioma slices left the subject "meningioma" with the flag false."""
     pytest.importorskip("skimage")
-    from tests.ood_images import cat_on_black, png_bytes
+    from tests.helpers import png_bytes
+    from tests.ood_images import cat_on_black
 
     mri = [fixture_bytes("tumor", "meningioma", i) for i in range(4)]
     mri = [d for d in mri if not post_predict(inference_client, d, "tumor").json()["ood"]["flag"]][:2]

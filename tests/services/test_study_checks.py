@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pydicom
 import pytest
 from PIL import Image
 
@@ -20,7 +19,8 @@ from diseaseid.serving.study_checks import (
     grey_features,
     slice_similarity,
 )
-from tests.services.conftest import FIXTURES, PATIENT_ID, make_dicom
+from tests.helpers import PATIENT_ID, make_dicom
+from tests.services.conftest import FIXTURES
 
 DEMENTIA = FIXTURES / "dementia"
 README_STUDY = sorted((DEMENTIA / "MildDemented").glob("MildDemented-002_*.jpg"))  # r08, r16, r24
@@ -50,12 +50,7 @@ SERIES = {"PatientID": PATIENT_ID, "StudyInstanceUID": "1.2.826.0.1.3680043.8.49
 
 def dicom_slice(path, **tags) -> bytes:
     """One fixture slice as an MR DICOM of the series ``SERIES``, with ``tags`` changed."""
-    ds = pydicom.dcmread(io.BytesIO(make_dicom(grey(path).astype(np.uint16) * 16, bits_stored=12)))
-    for keyword, value in {**SERIES, **tags}.items():
-        setattr(ds, keyword, value)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return make_dicom(grey(path).astype(np.uint16) * 16, bits_stored=12, **{**SERIES, **tags})
 
 
 # ---- the checks, in process --------------------------------------------------------------------------------

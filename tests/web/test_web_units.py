@@ -20,7 +20,8 @@ from services.web.routers.api import upstream_error
 from services.web.settings import WebSettings
 from services.web.texts import pick_lang
 from services.web.views import conclusion_view, explain_view, key_slice, percent
-from tests.services.conftest import REPO, free_port
+from tests.helpers import free_port, make_dicom
+from tests.services.conftest import REPO
 
 MODELS = {"tasks": [
     {"name": "tumor", "subject_level": False, "classes": [
@@ -223,16 +224,8 @@ def test_uploads_that_cannot_be_sent_are_refused_with_a_reason(uploads, key, sta
 
 def dicom_with_number(number: int | None) -> bytes:
     import numpy as np
-    import pydicom
 
-    from tests.services.conftest import make_dicom
-
-    ds = pydicom.dcmread(io.BytesIO(make_dicom(np.zeros((32, 32), np.uint16))))
-    if number is not None:
-        ds.InstanceNumber = number
-    buf = io.BytesIO()
-    ds.save_as(buf)
-    return buf.getvalue()
+    return make_dicom(np.zeros((32, 32), np.uint16), **({} if number is None else {"InstanceNumber": number}))
 
 
 def test_a_dicom_series_is_ordered_by_instance_number_not_by_name():
