@@ -102,16 +102,12 @@ class DecodeGate:
             self._slots.release()
 
 
-async def read_image_upload(upload: UploadFile, settings: ServiceSettings,
-                            gate: DecodeGate | None = None) -> DecodedImage:
+async def read_image_upload(upload: UploadFile, settings: ServiceSettings, gate: DecodeGate) -> DecodedImage:
     """Read (size-limited) and decode one upload in a worker thread -> :class:`DecodedImage`.
 
     Raises :class:`PayloadTooLarge` (413), ``UnsupportedMediaType`` (415), ``InvalidImage`` or
     ``ImageTooLarge`` (422), :class:`Busy` (503); the installed error handlers turn them into the JSON error
-    body. Without a ``gate`` (one per app) large images are not rationed.
+    body. The ``gate`` (one per app) rations large images.
     """
     data = await read_upload_bytes(upload, settings.max_upload_bytes)
-    if gate is None:
-        return await run_in_threadpool(_images().decode_image_bytes, data, settings,
-                                       content_type=upload.content_type, filename=upload.filename)
     return await gate.decode(data, content_type=upload.content_type, filename=upload.filename)
