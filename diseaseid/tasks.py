@@ -20,11 +20,17 @@ class Task:
     # A screening answer besides the classes: these classes are "normal", the others "impaired"; the
     # probability of impairment is the sum of the others' probabilities.
     normal_classes: tuple[str, ...] = ()
+    # What the task is called in a sentence ("the brain tumor task"), in English and Russian; its name when unset.
+    title_en: str = ""
+    title_ru: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def title(self, lang: str = "en") -> str:
+        return (self.title_ru if lang == "ru" else self.title_en) or self.name
 
     def display(self, index: int, lang: str = "en") -> str:
         return (self.display_ru if lang == "ru" else self.display_en)[index]
@@ -77,6 +83,8 @@ register_task(Task(
     data_dir="brain-tumor-mri/Training",
     description="Brain tumor type from one MRI slice",
     group_by_phash=True,
+    title_en="brain tumor",
+    title_ru="опухоль мозга",
 ))
 
 register_task(Task(
@@ -89,6 +97,8 @@ register_task(Task(
     group_by_phash=False,
     subject_level=True,
     normal_classes=("NonDemented",),
+    title_en="dementia",
+    title_ru="деменция",
 ))
 
 

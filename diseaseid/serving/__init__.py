@@ -1,6 +1,6 @@
 """What services need from the ML core: loaded predictors with calibrated, OOD-checked outputs."""
 from diseaseid.serving.default import DefaultModel, choose_default, default_model
-from diseaseid.serving.ood import DIAGNOSIS, NOT_A_BRAIN_MRI
+from diseaseid.serving.ood import DIAGNOSIS, NOT_A_BRAIN_MRI, OUTCOMES, WRONG_TASK
 from diseaseid.serving.pool import ModelPool, all_models, warm_up_predict
 from diseaseid.serving.predictor import ROLES, Prediction, Predictor, shipped_weights
 from diseaseid.serving.study import (
@@ -12,6 +12,6 @@ from diseaseid.serving.study import (
     shipped_mil,
 )
 
-__all__ = ["DIAGNOSIS", "NOT_A_BRAIN_MRI", "ROLES", "BackboneMismatch", "DefaultModel", "ModelPool", "Prediction",
-           "Predictor", "StudyAnswer", "StudyModel", "StudyResult", "all_models", "answer_study", "choose_default",
-           "default_model", "shipped_mil", "shipped_weights", "warm_up_predict"]
+__all__ = ["DIAGNOSIS", "NOT_A_BRAIN_MRI", "OUTCOMES", "ROLES", "WRONG_TASK", "BackboneMismatch", "DefaultModel",
+           "ModelPool", "Prediction", "Predictor", "StudyAnswer", "StudyModel", "StudyResult", "all_models",
+           "answer_study", "choose_default", "default_model", "shipped_mil", "shipped_weights", "warm_up_predict"]

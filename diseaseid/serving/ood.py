@@ -23,6 +23,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# The outcomes and their display names: one list, in a module light to import (services' schemas and clients
+# read it); re-exported here for the serving code.
+from diseaseid.outcomes import (  # noqa: F401
+    DIAGNOSIS,
+    NOT_A_BRAIN_MRI,
+    NOT_A_BRAIN_MRI_DISPLAY,
+    OUTCOMES,
+    WRONG_TASK,
+    WRONG_TASK_DISPLAY,
+)
+
 log = logging.getLogger(__name__)
 
 
@@ -76,12 +87,6 @@ def detector_of(task: str) -> tuple[str, str]:
     """(task, role) of the shipped model whose features (or, without statistics, energy score) decide OOD for
     every request of ``task``."""
     return DETECTORS.get(task, (task, DETECTOR_ROLE))
-
-
-# The outcome of a flagged image: no diagnosis, only the model's probabilities for tools that ask.
-NOT_A_BRAIN_MRI = "not_a_brain_mri"
-DIAGNOSIS = "diagnosis"
-NOT_A_BRAIN_MRI_DISPLAY = {"en": "Not a brain MRI slice", "ru": "Не похоже на срез МРТ мозга"}
 
 
 # -- the feature-distance detector -------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ The OOD verdict does not depend on the model that answers: a shipped predictor c
 (``diseaseid.serving.ood.detector_of``) and the task's feature statistics (``weights/<task>/ood.*``): the
 distance of the detector's features to the task's training slices decides with the image checks (without
 statistics, the detector's energy score at its card threshold). A flagged image gets no diagnosis: ``label``
-and ``label_index`` are None and ``outcome`` is ``not_a_brain_mri``; the probabilities stay for tools that ask.
+and ``label_index`` are None; the probabilities stay for tools that ask. Its ``outcome`` says why (issue 25):
+``wrong_task`` when the image passes the image checks and another task's detector accepts it (a brain MRI slice
+of the kind that task reads, named in ``suited_task``), else ``not_a_brain_mri``.
 
 Forward passes go through the predictor's ``runtime`` (``diseaseid.serving.runtime``: the exported graph under
 ONNX Runtime for shipped weights on a CPU, by default); ``model`` stays the PyTorch module, for explanations.
@@ -27,6 +29,8 @@ from diseaseid.serving.ood import (
     DIAGNOSIS,
     NOT_A_BRAIN_MRI,
     NOT_A_BRAIN_MRI_DISPLAY,
+    WRONG_TASK,
+    WRONG_TASK_DISPLAY,
     FeatureDetector,
     detector_of,
     energy_score,
@@ -34,7 +38,7 @@ from diseaseid.serving.ood import (
     load_feature_detector,
 )
 from diseaseid.serving.runtime import Runtime, TorchRuntime, load_runtime
-from diseaseid.tasks import Task, get_task
+from diseaseid.tasks import TASKS, Task, get_task
 
 ROLES = ("student", "teacher")
 log = logging.getLogger(__name__)
@@ -61,8 +65,9 @@ class Prediction:
     ood: bool
     ood_reasons: list[str] = field(default_factory=list)
     screening: dict | None = None  # normal vs impaired, where the task defines it (Task.screening); None if ood
-    outcome: str = DIAGNOSIS  # or NOT_A_BRAIN_MRI (then label, label_index and screening are None)
+    outcome: str = DIAGNOSIS  # or NOT_A_BRAIN_MRI or WRONG_TASK (then label, label_index and screening are None)
     ood_detector: str | None = None  # the model whose features (or energy) decided (name), None: image checks only
+    suited_task: str | None = None  # WRONG_TASK: the task whose detector accepts the image
 
     @property
     def is_diagnosis(self) -> bool:
@@ -75,6 +80,15 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class TaskDetector:
+    """Another task's OOD verdict: its detector model and its feature statistics (``weights/<task>/ood.*``)."""
+
+    task: str
+    model: Predictor
+    statistics: FeatureDetector
 
 
 _detectors: dict[tuple, Predictor] = {}
@@ -97,6 +111,28 @@ def shipped_detector(task: str, device: str | torch.device = "cpu", runtime: str
     return detector
 
 
+def other_task_detectors(task: str, device: str | torch.device = "cpu", runtime: str | None = None
+                         ) -> list[TaskDetector]:
+    """The shipped detectors of every task but ``task``, in registry order, where that task ships feature
+    statistics fitted on its detector: what tells "not the kind of MRI this task reads" from "not a brain MRI".
+    A task without usable statistics is left out (logged), so it is never named as the suited task."""
+    found = []
+    for other in TASKS:
+        if other == task:
+            continue
+        model = shipped_detector(other, device, runtime)
+        if model is None:
+            continue
+        try:
+            statistics = load_feature_detector(other, weights_dir(), model.version)
+        except ValueError as exc:
+            log.warning("task %s: its OOD statistics are unusable, so no image is sent its way (%s)", other, exc)
+            continue
+        if statistics is not None:
+            found.append(TaskDetector(other, model, statistics))
+    return found
+
+
 class Predictor:
     def __init__(self, model: torch.nn.Module, card: dict, device: str | torch.device = "cpu",
                  detector: Predictor | None = None, feature_detector: FeatureDetector | None = None,
@@ -115,6 +151,8 @@ class Predictor:
         # its features (``feature_detector``, this task's statistics) or else by its energy score.
         self.detector: Predictor = detector if detector is not None else self
         self.feature_detector = feature_detector
+        # Other tasks' detectors: a flagged image one of them accepts is the wrong task's, not a non-MRI image.
+        self.other_tasks: list[TaskDetector] = []
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str | torch.device = "cpu", runtime: str | None = None
@@ -135,6 +173,7 @@ class Predictor:
             found = detector is not None
         if found:
             predictor.feature_detector = load_feature_detector(task, weights_dir(), predictor.detector.version)
+        predictor.other_tasks = other_task_detectors(task, device, runtime)
         return predictor
 
     @property
@@ -169,6 +208,7 @@ class Predictor:
         if images.ndim == 3:
             images = images[None]
         detector, features = self.detector, self.feature_detector
+        feats = None
         if features is not None:
             if detector is self:
                 own, logits_np = self.features_and_logits(images)
@@ -189,35 +229,71 @@ class Predictor:
             extra = [f"unusual for the {detector.name} detector (energy {s:.2f} > {threshold:.2f})"
                      if flag else "" for s, flag in zip(scores, flags)]
         probs = torch.softmax(logits / self.temperature, dim=1).numpy()
-        predictions = [self._prediction(p, float(s), [*image_checks(img), *([why] if flag else [])])
-                       for p, s, img, flag, why in zip(probs, scores, images, flags, extra)]
+        checks = [image_checks(img) for img in images]
+        # Only an image the image checks pass can be another task's: a colourful photo is nobody's MRI slice.
+        suited = self._suited_tasks(images, [i for i, f in enumerate(flags) if f and not checks[i]], feats)
+        predictions = [self._prediction(p, float(s), [*check, *([why] if flag else []), *suited.get(i, ("", []))[1]],
+                                        suited.get(i, (None, []))[0])
+                       for i, (p, s, check, flag, why) in enumerate(zip(probs, scores, checks, flags, extra))]
         return predictions, (own if keep_features else None)
+
+    def _suited_tasks(self, images: np.ndarray, flagged: list[int], feats: np.ndarray | None
+                      ) -> dict[int, tuple[str, list[str]]]:
+        """index -> (task, [why]) for the ``flagged`` images another task's detector accepts (the first such
+        task in registry order). Where the other task's detector is this task's detector model (both tasks'
+        is the tumor student), the features already computed are scored again: no forward pass."""
+        found: dict[int, tuple[str, list[str]]] = {}
+        for other in self.other_tasks:
+            left = [i for i in flagged if i not in found]
+            if not left:
+                break
+            same = (feats is not None and other.model.name == self.detector.name
+                    and other.model.version == self.detector.version)
+            other_feats = feats[left] if same else other.model.features_and_logits(images[left])[0]
+            scores = other.statistics.score(other_feats, images[left])
+            threshold = other.statistics.threshold
+            for i, score in zip(left, scores):
+                if score <= threshold:
+                    found[i] = (other.task, [f"like the brain MRI slices of the {other.task} task (its feature "
+                                             f"distance {score:.1f} <= {threshold:.1f})"])
+        return found
 
     def aggregate(self, predictions: list[Prediction], probabilities: np.ndarray | None = None) -> Prediction:
         """Subject-level result from the slices not flagged as OOD: the mean of their calibrated probabilities,
         or ``probabilities`` from a subject-level model run on those slices only (diseaseid.serving.study).
-        When every slice is flagged the subject gets no diagnosis (probabilities: the mean over all slices)."""
+        When every slice is flagged the subject gets no diagnosis (probabilities: the mean over all slices):
+        ``wrong_task`` when every slice is the same other task's, else ``not_a_brain_mri``."""
         used = [p for p in predictions if not p.ood]
         reasons: list[str] = []
+        suited = None
         if not used:  # every slice flagged: no diagnosis
             used = predictions
             reasons = sorted({r for p in predictions for r in p.ood_reasons}) or ["every slice was flagged"]
+            others = {p.suited_task for p in predictions}
+            suited = others.pop() if len(others) == 1 else None
         probs = probabilities if probabilities is not None and not reasons else np.mean(
             [[p.probabilities[c] for c in self.task.classes] for p in used], axis=0)
         score = float(np.mean([p.ood_score for p in used]))
-        return self._prediction(probs, score, reasons)
+        return self._prediction(probs, score, reasons, suited)
 
-    def _prediction(self, probs: np.ndarray, score: float, reasons: list[str]) -> Prediction:
-        """``reasons``: why the image is not a brain MRI slice (image checks, then the detector); none: a
-        diagnosis."""
+    def _prediction(self, probs: np.ndarray, score: float, reasons: list[str], suited_task: str | None = None
+                    ) -> Prediction:
+        """``reasons``: why the image is not a brain MRI slice of this task (image checks, then the detector,
+        then which other task's detector accepts it); none: a diagnosis. ``suited_task``: that other task."""
         probabilities = {c: float(p) for c, p in zip(self.task.classes, probs)}
         decides = self.feature_detector is not None or self.detector.ood_threshold is not None
         detector = self.detector.name if decides else None
         if reasons:
-            return Prediction(label_index=None, label=None, display_en=NOT_A_BRAIN_MRI_DISPLAY["en"],
-                              display_ru=NOT_A_BRAIN_MRI_DISPLAY["ru"], probabilities=probabilities,
-                              ood_score=score, ood=True, ood_reasons=list(reasons), screening=None,
-                              outcome=NOT_A_BRAIN_MRI, ood_detector=detector)
+            if suited_task is None:
+                outcome, display = NOT_A_BRAIN_MRI, NOT_A_BRAIN_MRI_DISPLAY
+            else:
+                outcome = WRONG_TASK
+                display = {lang: WRONG_TASK_DISPLAY[lang].format(task=self.task.title(lang),
+                                                                 other=get_task(suited_task).title(lang))
+                           for lang in ("en", "ru")}
+            return Prediction(label_index=None, label=None, display_en=display["en"], display_ru=display["ru"],
+                              probabilities=probabilities, ood_score=score, ood=True, ood_reasons=list(reasons),
+                              screening=None, outcome=outcome, ood_detector=detector, suited_task=suited_task)
         i = int(np.argmax(probs))
         return Prediction(
             label_index=i,

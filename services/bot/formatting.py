@@ -41,8 +41,13 @@ def _model_line(c: Conclusion, lang: str) -> list[str]:
 def not_mri_text(c: Conclusion, lang: str, *, study: bool = False) -> str:
     """An image (or every image of a study) that is not a brain MRI slice: that first, and no diagnosis, no
     probability chart."""
-    title = (t("not_mri_study_title", lang, n=c.n_slices, reasons=_reasons(c)) if study
-             else t("not_mri_title", lang, reasons=_reasons(c)))
+    if c.outcome == "wrong_task" and c.suited_task:  # a brain MRI slice, of the kind another task reads
+        names = {"task": escape(task_name(c.task, lang)), "other": escape(task_name(c.suited_task, lang))}
+        title = (t("wrong_task_study_title", lang, n=c.n_slices, reasons=_reasons(c), **names) if study
+                 else t("wrong_task_title", lang, reasons=_reasons(c), **names))
+    else:
+        title = (t("not_mri_study_title", lang, n=c.n_slices, reasons=_reasons(c)) if study
+                 else t("not_mri_title", lang, reasons=_reasons(c)))
     return "\n".join([title, t("task_line", lang, task=escape(task_name(c.task, lang))), *_model_line(c, lang),
                       t("disclaimer_short", lang)])
 

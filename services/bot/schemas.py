@@ -48,8 +48,10 @@ class Conclusion:
     n_slices: int = 1
     screening: dict[str, Any] | None = None  # tasks with a screening answer: impaired_probability, display_*
     key_slice: int | None = None  # studies: index (in the files sent) of the slice that weighed most
-    # False when the service found the image is not a brain MRI slice (outcome not_a_brain_mri): no diagnosis.
+    # False when the service gave no diagnosis (outcome not_a_brain_mri, wrong_task or one the bot does not know).
     diagnosis: bool = True
+    outcome: str = "diagnosis"
+    suited_task: str = ""  # wrong_task: the task whose slices the image looks like
     excluded: tuple[int, ...] = ()  # studies: indices of the slices flagged as not brain MRI and left out
     # studies: signs that the slices may not be one stack ({"code", "message", "slices"}; /predict/study)
     warnings: tuple[dict[str, Any], ...] = ()
@@ -93,9 +95,10 @@ def parse_conclusion(data: dict[str, Any], *, task: str = "", n_slices: int = 1,
     name, version, role = _model_info(merged)
     flag, score, reasons = _ood_info(merged)
     probabilities = {str(k): float(v) for k, v in (merged.get("probabilities") or {}).items()}
-    # No diagnosis: the service says so (outcome), or it flags the image and gives no label.
-    diagnosis = merged.get("outcome", "diagnosis") != "not_a_brain_mri" and not (
-        flag and "label" in merged and merged["label"] is None)
+    # No diagnosis: the service says so (any outcome but "diagnosis", including one this bot does not know yet),
+    # or it flags the image and gives no label.
+    outcome = str(merged.get("outcome") or "diagnosis")
+    diagnosis = outcome == "diagnosis" and not (flag and "label" in merged and merged["label"] is None)
     if diagnosis:
         label = str(merged.get("label") or (max(probabilities, key=probabilities.get) if probabilities else "?"))
     else:
@@ -107,7 +110,8 @@ def parse_conclusion(data: dict[str, Any], *, task: str = "", n_slices: int = 1,
         ood=flag, ood_score=score, ood_reasons=reasons,
         n_slices=int(merged.get("n_slices") or n_slices), raw=data,
         screening=merged.get("screening") if isinstance(merged.get("screening"), dict) and diagnosis else None,
-        diagnosis=diagnosis, class_names=dict(class_names or {}),
+        diagnosis=diagnosis, outcome=outcome, suited_task=str(merged.get("suited_task") or ""),
+        class_names=dict(class_names or {}),
     )
 
 
@@ -139,7 +143,7 @@ def _excluded(data: dict[str, Any], slices: list | None) -> tuple[int, ...]:
         if isinstance(data.get("excluded"), list):
             return tuple(sorted(int(i) for i in data["excluded"]))
         return tuple(i for i, s in enumerate(slices or ()) if isinstance(s, dict) and (
-            s.get("used") is False or s.get("outcome") == "not_a_brain_mri"))
+            s.get("used") is False or s.get("outcome") not in (None, "diagnosis")))
     except (TypeError, ValueError):
         return ()
 

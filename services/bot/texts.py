@@ -88,10 +88,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "⚠️ <b>Ни одно из изображений ({n}) не похоже на срез МРТ головного мозга</b>{reasons}. "
               "Вывода по исследованию нет.",
     },
+    # Issue 25: a brain MRI slice, but not the kind the chosen task reads; {other}: the task it suits.
+    "wrong_task_title": {
+        "en": "⚠️ <b>This looks like a brain MRI slice, but not the kind the {task} task reads</b>{reasons}. "
+              "It looks like one for the {other} task: choose it with /task and send the slice again. No "
+              "conclusion is given.",
+        "ru": "⚠️ <b>Похоже на срез МРТ мозга, но не того вида, который читает задача «{task}»</b>{reasons}. "
+              "Он похож на срезы для задачи «{other}»: выберите её командой /task и пришлите срез снова. "
+              "Вывода нет.",
+    },
+    "wrong_task_study_title": {
+        "en": "⚠️ <b>The {n} images look like brain MRI slices, but not the kind the {task} task reads</b>"
+              "{reasons}. They look like slices for the {other} task: choose it with /task and send them again. "
+              "No conclusion is given for this study.",
+        "ru": "⚠️ <b>Изображения ({n}) похожи на срезы МРТ мозга, но не того вида, который читает задача "
+              "«{task}»</b>{reasons}. Они похожи на срезы для задачи «{other}»: выберите её командой /task и "
+              "пришлите их снова. Вывода по исследованию нет.",
+    },
     "study_excluded": {
-        "en": "⚠️ {k} of {n} images did not look like brain MRI slices and were left out of the conclusion: "
-              "{which}.",
-        "ru": "⚠️ Изображения, не похожие на срезы МРТ мозга ({k} из {n}), не учитывались в выводе: {which}.",
+        "en": "⚠️ {k} of {n} images did not look like the brain MRI slices this task reads and were left out of "
+              "the conclusion: {which}.",
+        "ru": "⚠️ Изображения, не похожие на срезы МРТ мозга для этой задачи ({k} из {n}), не учитывались в "
+              "выводе: {which}.",
     },
     "slice_numbers": {"en": "no. {numbers}", "ru": "№ {numbers}"},
     "task_line": {"en": "Task: {task}", "ru": "Задача: {task}"},

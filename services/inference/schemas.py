@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from diseaseid.outcomes import OUTCOMES
+
 _PROBS = {"glioma": 0.912, "meningioma": 0.041, "notumor": 0.012, "pituitary": 0.035}
 _MODEL = {"role": "student", "name": "tumor/student:lite0_stage5", "arch": "lite0_stage5", "version": "8261307019b1"}
 _OOD = {"flag": False, "score": 41.3, "reasons": [], "detector": "tumor/student:lite0_stage5"}
@@ -28,8 +30,8 @@ class ModelRef(BaseModel):
 
 
 class Ood(BaseModel):
-    flag: bool = Field(description="True when the input does not look like a brain MRI slice: then there is no "
-                                   "diagnosis (`outcome` not_a_brain_mri, `label` null)")
+    flag: bool = Field(description="True when the input does not look like a brain MRI slice of this task: then "
+                                   "there is no diagnosis (`outcome` not_a_brain_mri or wrong_task, `label` null)")
     score: float = Field(description="How unlike the task's MRI slices the detector model finds the image, "
                                      "higher is less familiar: the Mahalanobis distance of its features "
                                      "(docs/ood.md), or its energy score where the task ships no statistics")
@@ -59,15 +61,18 @@ class Screening(BaseModel):
     display_ru: str
 
 
-Outcome = Literal["diagnosis", "not_a_brain_mri"]
+Outcome = Literal[OUTCOMES]  # diagnosis, not_a_brain_mri, wrong_task (diseaseid.outcomes)
 
 
 class Conclusion(BaseModel):
-    outcome: Outcome = Field("diagnosis", description="`not_a_brain_mri` when the OOD check flags the input: "
-                                                      "then `label`, `label_index` and `screening` are null and "
-                                                      "`display_*` say so; the probabilities stay for tools "
-                                                      "that ask, and are no diagnosis")
-    label: str | None = Field(description="The suspected class; null when `outcome` is not_a_brain_mri")
+    outcome: Outcome = Field("diagnosis", description=(
+        "`diagnosis`, or no diagnosis when the OOD check flags the input: `wrong_task` when it looks like a brain "
+        "MRI slice of the kind another task reads (named in `suited_task`; e.g. a tumour slice sent with "
+        "task=dementia), else `not_a_brain_mri`. Without a diagnosis `label`, `label_index` and `screening` are "
+        "null and `display_*` say what it is; the probabilities stay for tools that ask, and are no diagnosis"))
+    suited_task: str | None = Field(None, description="`wrong_task`: the task whose slices the input looks like "
+                                                      "(send it there); null otherwise")
+    label: str | None = Field(description="The suspected class; null without a diagnosis")
     label_index: int | None
     display_en: str
     display_ru: str

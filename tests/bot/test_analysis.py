@@ -244,3 +244,37 @@ def test_an_image_that_is_not_mri_gets_no_class_no_percentage_and_no_heatmaps(bo
     lowered = text.lower()
     assert not [w for w in class_words("tumor") if w in lowered], text
     assert later == [], [(c.method, c.params.get("action")) for c in later]
+
+
+def choose_task(telegram, user: dict, label: str) -> None:
+    mark = telegram.mark()
+    telegram.send_text(user, "/task")
+    prompt = telegram.wait_for(lambda c: c.method == "sendMessage" and c.chat_id == user["id"], after=mark)
+    button = next(b for row in prompt.params["reply_markup"]["inline_keyboard"] for b in row if label in b["text"])
+    telegram.press(user, {"message_id": 1, "date": 0, "chat": {"id": user["id"], "type": "private"}},
+                   button["callback_data"])
+    telegram.wait_for(lambda c: c.method == "answerCallbackQuery", after=mark)
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_a_tumour_slice_sent_for_dementia_is_the_wrong_task_not_a_non_mri_image(bot, telegram, services, lang):
+    """Found 5: a real tumour MRI with task=dementia was called "Not a brain MRI slice". The service says
+    wrong_task (tests/core/test_wrong_task.py); the bot says which task reads it, names no class, shows no
+    percentage and sends no heatmaps."""
+    user = make_user(2006 if lang == "en" else 2007, lang)
+    choose_task(telegram, user, "Dementia" if lang == "en" else "Деменция")
+    path = tumor_slice("meningioma")
+    answer = predict_directly(services, path, "dementia")
+    assert (answer["outcome"], answer["suited_task"], answer["label"]) == ("wrong_task", "tumor", None)
+    text, later = no_diagnosis_exchange(telegram, user, path.read_bytes())
+    if lang == "en":
+        assert text.startswith("⚠️ This looks like a brain MRI slice, but not the kind the Dementia task reads"), text
+        assert "It looks like one for the Brain tumor task: choose it with /task" in text
+        assert "does not look like a brain MRI slice" not in text
+    else:
+        assert text.startswith("⚠️ Похоже на срез МРТ мозга, но не того вида, который читает задача «Деменция»"), text
+        assert "похож на срезы для задачи «Опухоль мозга»" in text
+    assert "%" not in text and "█" not in text
+    lowered = text.lower()
+    assert not [w for w in class_words("dementia") + class_words("tumor") if w in lowered], text
+    assert later == [], [(c.method, c.params.get("action")) for c in later]

@@ -97,6 +97,41 @@ def test_an_image_that_is_not_mri_gets_no_conclusion(lang):
     assert old.diagnosis and old.label == "notumor"
 
 
+WRONG_TASK = {**NOT_MRI, "task": "dementia", "outcome": "wrong_task", "suited_task": "tumor",
+              "display_en": "Not the kind of brain MRI slice the dementia task reads (it looks like one for the "
+                            "brain tumor task)",
+              "probabilities": {"NonDemented": 0.97, "VeryMildDemented": 0.02, "MildDemented": 0.006,
+                                "ModerateDemented": 0.004},
+              "ood": {"flag": True, "score": 310.5, "reasons": ["like the brain MRI slices of the tumor task"]}}
+
+
+@pytest.mark.parametrize("lang, first", [
+    ("en", "⚠️ <b>This looks like a brain MRI slice, but not the kind the Dementia task reads</b> (like the brain "
+           "MRI slices of the tumor task). It looks like one for the Brain tumor task: choose it with /task and "
+           "send the slice again. No conclusion is given."),
+    ("ru", "⚠️ <b>Похоже на срез МРТ мозга, но не того вида, который читает задача «Деменция»</b> (like the brain "
+           "MRI slices of the tumor task). Он похож на срезы для задачи «Опухоль мозга»: выберите её командой "
+           "/task и пришлите срез снова. Вывода нет."),
+])
+def test_a_slice_of_another_task_is_told_apart_from_a_non_mri_image(lang, first):
+    """Issue 25: a tumour slice sent with task=dementia is a brain MRI, not the kind this task reads."""
+    c = parse_conclusion(WRONG_TASK, task="dementia")
+    assert not c.diagnosis and c.label == "" and (c.outcome, c.suited_task) == ("wrong_task", "tumor")
+    text = conclusion_text(c, lang)
+    assert text.splitlines()[0] == first
+    for word in ("Conclusion", "Вывод:", "Non-demented", "Деменции нет", "█", "%", "97"):
+        assert word not in text
+    # not the not-a-brain-MRI words
+    assert "does not look like a brain MRI" not in text and "не похоже на срез" not in text.lower()
+    study = parse_study({"task": "dementia", "model": NOT_MRI["model"], "n_slices": 2, "excluded": [0, 1],
+                         "subject": WRONG_TASK, "slices": [WRONG_TASK, WRONG_TASK]}, task="dementia", n_files=2)
+    assert not study.diagnosis and study.key_slice is None and study.excluded == (0, 1)
+    assert conclusion_text(study, "en", study=True).startswith(
+        "⚠️ <b>The 2 images look like brain MRI slices, but not the kind the Dementia task reads</b>")
+    # an outcome the bot does not know yet is no diagnosis either
+    assert not parse_conclusion({**WRONG_TASK, "outcome": "something_new"}).diagnosis
+
+
 def test_a_study_says_which_slices_were_left_out():
     slices = [{"probabilities": {"MildDemented": 0.2}, "used": True},
               {"probabilities": {"MildDemented": 0.9}, "used": False, "outcome": "not_a_brain_mri"},
@@ -107,8 +142,8 @@ def test_a_study_says_which_slices_were_left_out():
     assert c.diagnosis and c.excluded == (1,) and c.key_slice == 2, "never the heatmaps of a left-out slice"
     lines = conclusion_text(c, "en", study=True).splitlines()
     assert lines[0] == "Study of 3 slices. Conclusion: <b>Mild dementia</b>"
-    assert lines[1] == ("⚠️ 1 of 3 images did not look like brain MRI slices and were left out of the "
-                        "conclusion: no. 2.")
+    assert lines[1] == ("⚠️ 1 of 3 images did not look like the brain MRI slices this task reads and were left "
+                        "out of the conclusion: no. 2.")
     assert "не учитывались в выводе: № 2" in conclusion_text(c, "ru", study=True)
     # Without the top-level list, the slices' own marks say it.
     assert parse_study({**body, "excluded": None}, task="dementia", n_files=3).excluded == (1,)

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from diseaseid.outcomes import OUTCOMES
+
 JobState = Literal["queued", "started", "finished", "failed"]
 
 
@@ -32,10 +34,11 @@ class MethodResult(BaseModel):
 
 
 class ExplainResult(BaseModel):
-    outcome: Literal["diagnosis", "not_a_brain_mri"] = Field(
-        "diagnosis", description="`not_a_brain_mri` when the OOD check flags the image: then there is no "
-                                 "diagnosis (`prediction.label` is null) and the maps only show what drives the "
-                                 "model's score")
+    outcome: Literal[OUTCOMES] = Field(
+        "diagnosis", description="`not_a_brain_mri`, or `wrong_task` (a brain MRI slice of the kind another task "
+                                 "reads: `prediction.suited_task`), when the OOD check flags the image: then there "
+                                 "is no diagnosis (`prediction.label` and every field of `target` are null) and the "
+                                 "maps only show what drives the model's score")
     notice: str | None = Field(None, description="What to tell a reader first, when there is no diagnosis")
     model: dict
     prediction: dict = Field(description="the model's prediction: outcome, label (null when not a brain MRI "

@@ -85,9 +85,10 @@ def model_ref(predictor: Predictor, role: str) -> dict:
 
 
 def conclusion(p: Prediction) -> dict:
-    """A flagged image: ``outcome`` not_a_brain_mri, ``label`` and ``label_index`` null, probabilities kept."""
-    return {"outcome": p.outcome, "label": p.label, "label_index": p.label_index, "display_en": p.display_en,
-            "display_ru": p.display_ru, "probabilities": p.probabilities,
+    """A flagged image: ``outcome`` not_a_brain_mri or wrong_task (then ``suited_task`` names the task whose slices
+    it looks like), ``label`` and ``label_index`` null, probabilities kept."""
+    return {"outcome": p.outcome, "suited_task": p.suited_task, "label": p.label, "label_index": p.label_index,
+            "display_en": p.display_en, "display_ru": p.display_ru, "probabilities": p.probabilities,
             "ood": {"flag": p.ood, "score": p.ood_score, "reasons": p.ood_reasons, "detector": p.ood_detector},
             "screening": p.screening}
 
@@ -103,7 +104,8 @@ async def predict(
     format: FormatForm = None,
 ) -> dict | Response:
     """Classify one MRI slice: calibrated probabilities, label, OOD flag, model version, input facts. An image
-    flagged as out-of-distribution gets no diagnosis: `outcome` is `not_a_brain_mri` and `label` is null."""
+    flagged as out-of-distribution gets no diagnosis: `outcome` is `not_a_brain_mri`, or `wrong_task` with
+    `suited_task` naming the task whose slices it looks like, and `label` is null."""
     start = time.perf_counter()
     spec = resolve_task(task)
     role = resolve_model(model, settings.default_model_for(spec.name))
