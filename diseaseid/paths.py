@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ROLES = ("student", "teacher")  # the shipped models of each task: weights/<task>/<role>.*
 
 
 def data_root() -> Path:

@@ -6,7 +6,6 @@ from diseaseid.data.preprocess import (
     ImageDecodeError,
     as_uint8_rgb,
     decode_image,
-    normalize,
     to_uint8_rgb,
 )
 
@@ -17,6 +16,5 @@ __all__ = [
     "ImageDecodeError",
     "as_uint8_rgb",
     "decode_image",
-    "normalize",
     "to_uint8_rgb",
 ]

@@ -2,8 +2,9 @@
 
 Any JPEG/PNG (8- or 16-bit, grayscale, palette, RGB or RGBA, any size) becomes a 224x224x3 uint8 array of
 the head alone (:mod:`diseaseid.data.head`: background zeroed, cropped square around the head, intensity
-standardised inside it); ``normalize`` turns a batch of those into ImageNet-normalised float tensors. No
-flips: where a lesion lies matters, so the head keeps its orientation and aspect ratio.
+standardised inside it); ``diseaseid.data.tensors.normalize`` turns a batch of those into ImageNet-normalised
+float tensors (torch stays out of decoding). No flips: where a lesion lies matters, so the head keeps its
+orientation and aspect ratio.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from diseaseid.data.head import PREPROCESS_NAME, head_crop
@@ -116,24 +116,10 @@ def decode_image(source: bytes | str | Path, size: int = IMAGE_SIZE) -> np.ndarr
     return to_uint8_rgb(open_image(source), size)
 
 
-def normalize(batch: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """uint8 NHWC (or one HWC) -> float32 NCHW, ImageNet mean/std."""
-    if isinstance(batch, np.ndarray) and not batch.flags.writeable:
-        batch = batch.copy()
-    t = torch.as_tensor(batch)
-    if t.ndim == 3:
-        t = t.unsqueeze(0)
-    if device is not None:
-        t = t.to(device, non_blocking=True)
-    t = t.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=t.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=t.device).view(1, 3, 1, 1)
-    return (t - mean) / std
-
-
-def denormalize(x: torch.Tensor) -> np.ndarray:
-    """Inverse of ``normalize`` for display: NCHW float -> NHWC uint8."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    img = (x.detach() * std + mean).clamp(0, 1).mul(255).round().byte()
-    return img.permute(0, 2, 3, 1).cpu().numpy()
+def __getattr__(name: str):
+    # normalize/denormalize moved to diseaseid.data.tensors (torch); kept reachable from here, lazily, only until
+    # code still importing them from this module has moved.
+    if name in ("normalize", "denormalize"):
+        from diseaseid.data import tensors
+        return getattr(tensors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

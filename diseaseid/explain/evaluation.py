@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from diseaseid.data.dataset import ImageFolder
-from diseaseid.data.preprocess import normalize
-from diseaseid.explain.maps import DEFAULT_COMPOSITE, explain_maps
+from diseaseid.data.tensors import normalize
 from diseaseid.explain.faithfulness import PATCH, Evaluation, perturbation_curves
 from diseaseid.explain.lrp.composites import get_composite
+from diseaseid.explain.maps import DEFAULT_COMPOSITE, explain_maps
 from diseaseid.paths import REPO_ROOT, fixtures_dir, task_data_dir
 from diseaseid.serving.predictor import Predictor
 from diseaseid.tasks import Task, get_task

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageFilter
 
-from diseaseid.data.preprocess import normalize
+from diseaseid.data.tensors import normalize
 
 BLUR_RADIUS = 5.0  # insertion's starting canvas, as RISE (Gaussian, sigma 5)
 # Perturb 8 x 8 squares, not single pixels (the "region perturbation" of Samek et al. 2017): blackening

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diseaseid.data.preprocess import normalize
-from diseaseid.explain.maps import explain_maps
+from diseaseid.data.tensors import normalize
 from diseaseid.explain.lrp.composites import Composite
+from diseaseid.explain.maps import explain_maps
 from diseaseid.explain.render import compact_png, gradcam_overlay_png, lrp_overlay_png, panel_png
 from diseaseid.percent import percent
 from diseaseid.serving.predictor import Prediction, Predictor

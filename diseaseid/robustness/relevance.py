@@ -25,7 +25,7 @@ def relevance_inside_head(predictor, images: np.ndarray, methods=("lrp", "gradca
     """``images``: N x 224 x 224 x 3 uint8 as served (head-cropped). {method: {mean, min, p10, n}}."""
     import torch
 
-    from diseaseid.data.preprocess import normalize
+    from diseaseid.data.tensors import normalize
     from diseaseid.explain.maps import explain_maps
 
     head = images.max(axis=3) > 0

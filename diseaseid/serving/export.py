@@ -34,7 +34,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diseaseid.data.preprocess import IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD, normalize
+from diseaseid.data.preprocess import IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from diseaseid.data.tensors import normalize
 from diseaseid.models.checkpoint import file_sha256, load_model, read_card
 from diseaseid.paths import graphs_dir
 
@@ -62,7 +63,7 @@ def logit_difference(logits: np.ndarray, reference: np.ndarray) -> float:
 
 
 class ServedGraph(nn.Module):
-    """uint8 N x H x W x 3 -> (logits, pooled features): ``diseaseid.data.preprocess.normalize`` and the model's
+    """uint8 N x H x W x 3 -> (logits, pooled features): ``diseaseid.data.tensors.normalize`` and the model's
     ``forward_features`` / ``forward_head`` (timm's interface, which every registered model answers)."""
 
     def __init__(self, model: nn.Module):

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diseaseid.data.preprocess import normalize
+from diseaseid.data.tensors import normalize
 from diseaseid.paths import REPO_ROOT
 
 

@@ -88,7 +88,7 @@ class TorchRuntime:
     def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
         if features:
             return features_and_logits(self.model, images, self.device, batch_size=max(1, len(images)))
-        from diseaseid.data.preprocess import normalize
+        from diseaseid.data.tensors import normalize
 
         return None, self.model(normalize(images, self.device)).float().cpu().numpy()
 

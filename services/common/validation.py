@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from starlette.datastructures import FormData
 
-from diseaseid.serving import ROLES
+from diseaseid.paths import ROLES
 from diseaseid.tasks import TASKS, Task
 from services.common.errors import (
     InvalidFormValue,

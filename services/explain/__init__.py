@@ -2,7 +2,7 @@
 
 * ``api/``: the HTTP API, ``uvicorn services.explain.api.main:app``. ``POST /explain`` decodes and checks the
   upload and queues an RQ job; ``GET /explain/{id}`` and the result routes read the job and its files back.
-  It never imports torch or the explainers.
+  It never imports torch or the explainers (tests/services/test_torch_free.py checks).
 * ``worker/``: the RQ worker, ``python -m services.explain.worker``. It loads the models once and runs
   ``worker.explain.explain_job``, which calls the ML core (``diseaseid.explain.report``) and stores the files.
 

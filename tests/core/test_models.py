@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diseaseid.data.preprocess import normalize, to_uint8_rgb
+from diseaseid.data.preprocess import to_uint8_rgb
+from diseaseid.data.tensors import normalize
 from diseaseid.models import count_parameters, create_model, feature_sizes, list_models, load_model, save_model
 
 

@@ -15,11 +15,10 @@ from diseaseid.data.preprocess import (
     ImageDecodeError,
     as_uint8_rgb,
     decode_image,
-    denormalize,
-    normalize,
     open_image,
     to_uint8_rgb,
 )
+from diseaseid.data.tensors import denormalize, normalize
 from tests.helpers import png_bytes
 
 

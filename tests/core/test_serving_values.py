@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from diseaseid.data.preprocess import normalize
+from diseaseid.data.tensors import normalize
 from diseaseid.serving import predictor as predictor_module
 from diseaseid.serving.ood import NOT_A_BRAIN_MRI, NOT_A_BRAIN_MRI_DISPLAY, image_checks
 from diseaseid.serving.predictor import Prediction, Predictor, shipped_detector, shipped_weights

@@ -69,7 +69,7 @@ def test_composite_assigns_rules_by_position_type_depth_and_name():
 
 
 def test_zbox_default_bounds_are_the_normalised_pixel_range():
-    from diseaseid.data.preprocess import normalize
+    from diseaseid.data.tensors import normalize
 
     rule = ZBox()
     low, high = rule.bounds(torch.zeros(1, 3, 2, 2))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diseaseid.data.dataset import ImageFolder
-from diseaseid.data.preprocess import normalize
+from diseaseid.data.tensors import normalize
 from diseaseid.explain import explain_maps
 from diseaseid.explain.gradcam import GradCAM
 from diseaseid.explain.graph import compile_graph
