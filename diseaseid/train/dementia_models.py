@@ -133,8 +133,10 @@ def cmd_ship_dementia(args) -> int:
     x = np.concatenate([b["final"] for b in bags.bags])
     y = np.repeat(bags.labels, [len(b["final"]) for b in bags.bags])
     if args.augmented:  # every slice and one copy under a random realistic acquisition change
-        x, y = np.concatenate([x, np.concatenate([b["final_aug"] for b in bags.bags])]), np.concatenate([y, y])
-    head = LinearHead(l2=100.0).fit(x, y)
+        head = LinearHead(l2=100.0).fit(np.concatenate([x, np.concatenate([b["final_aug"] for b in bags.bags])]),
+                                        np.concatenate([y, y]))
+    else:
+        head = LinearHead(l2=100.0).fit(x, y)
     teacher = create_model("lite0", num_classes=task.num_classes, pretrained=True).eval()
     with torch.no_grad():
         teacher.classifier.weight.copy_(torch.from_numpy(head.weight).float())
