@@ -28,6 +28,6 @@ Modules (import from each; this package re-exports nothing): ``app`` (build_app,
 (ServiceSettings), ``errors``,
 ``body_limit`` (streaming size limit), ``uploads`` (read + decode), ``images`` (format sniffing, JPEG/PNG
 decoding, DecodedImage), ``dicom`` (DICOM grey-level pipeline), ``validation`` (form values), ``auth``,
-``metrics`` (Prometheus), ``logs``, ``liveness`` (which RQ workers beat), ``healthcheck`` (the container
+``metrics`` (Prometheus), ``logs``, ``healthcheck`` (the container
 probes: ``python -m services.common.healthcheck``).
 """

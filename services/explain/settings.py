@@ -76,8 +76,8 @@ class ExplainSettings(ServiceSettings):
 
     @property
     def heartbeat_fresh_s(self) -> float:
-        """A worker heard from within this many seconds is alive (see services.common.liveness)."""
-        from services.common.liveness import fresh_within
+        """A worker heard from within this many seconds is alive (see services.explain.liveness)."""
+        from services.explain.liveness import fresh_within
 
         return fresh_within(self.heartbeat_interval_s, self.idle_poll_s, self.worker_ttl_s)
 

@@ -12,8 +12,6 @@ import pytest
 from redis import Redis
 from rq import Queue, Worker
 
-from services.common.healthcheck import WorkerProbeSettings
-from services.explain.settings import ExplainSettings
 from tests.services.conftest import REPO
 from tests.services.redis_server import RedisServer
 
@@ -67,23 +65,3 @@ def test_worker_probe_needs_a_fresh_heartbeat_from_this_host() -> None:
             assert probe("--explain-worker", env={**env, "DISEASEID_EXPLAIN_QUEUE": "other"}).returncode == 1
             worker.register_death()
     assert probe("--explain-worker", env=env).returncode == 1  # Redis gone
-
-
-@pytest.mark.parametrize("env", [
-    {},
-    {"REDIS_URL": "redis://a:1/2", "DISEASEID_EXPLAIN_QUEUE": "q", "DISEASEID_EXPLAIN_WORKER_TTL_S": "7"},
-    {"DISEASEID_EXPLAIN_REDIS_URL": "redis://b:3/0"},
-    {"DISEASEID_EXPLAIN_HEARTBEAT_INTERVAL_S": "0.5", "DISEASEID_EXPLAIN_IDLE_POLL_S": "2"},
-    {"REDIS_URL": "redis://first:1/0", "DISEASEID_EXPLAIN_REDIS_URL": "redis://second:1/0"},
-])
-def test_worker_probe_reads_the_environment_as_the_explain_settings_do(env, monkeypatch) -> None:
-    for name in ("REDIS_URL", "DISEASEID_EXPLAIN_REDIS_URL", "DISEASEID_EXPLAIN_QUEUE",
-                 "DISEASEID_EXPLAIN_WORKER_TTL_S", "DISEASEID_EXPLAIN_HEARTBEAT_INTERVAL_S",
-                 "DISEASEID_EXPLAIN_IDLE_POLL_S"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings = ExplainSettings(_env_file=None)
-    probe_settings = WorkerProbeSettings.from_env()
-    assert (probe_settings.redis_url, probe_settings.queue, probe_settings.heartbeat_fresh_s) == (
-        settings.redis_url, settings.queue, settings.heartbeat_fresh_s)

@@ -18,7 +18,7 @@ from rq import Queue, Retry
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from services.common.liveness import alive_workers
+from services.explain.liveness import alive_workers
 from services.explain.recovery import connected_workers, gone_workers, requeue_orphans
 from services.explain.redis_store import ExplainStore
 from tests.services.conftest import REPO, fixture_bytes

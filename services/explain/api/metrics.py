@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 from rq import Queue
 
-from services.common.liveness import alive_workers
+from services.explain.liveness import alive_workers
 from services.explain.redis_store import DURATION_BUCKETS, ExplainStore, bucket_label
 
 log = logging.getLogger("services.explain.api.metrics")

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from services.common.errors import NotReady, error_responses
-from services.common.liveness import alive_workers
 from services.common.metrics import metrics_response
 from services.explain.api.deps import MetricsRegistryDep, QueueDep, SettingsDep
+from services.explain.liveness import alive_workers
 from services.explain.recovery import gone_workers
 
 router = APIRouter(tags=["health"])

@@ -41,3 +41,18 @@ def alive_workers(queue: Queue, fresh_s: float, gone: Callable[[list[str]], set[
         if (now - beat).total_seconds() <= fresh_s:
             alive.append(worker)
     return alive
+
+
+def worker_alive_on(hostname: str) -> tuple[bool, str]:
+    """The explain worker container's health check (``python -m services.common.healthcheck --explain-worker``):
+    has a worker registered from ``hostname`` (a container's hostname is its own) beaten lately? The same test
+    the explain API's ``/readyz`` applies to all workers, with the same settings."""
+    from redis import Redis
+
+    from services.explain.settings import ExplainSettings
+
+    settings = ExplainSettings()
+    with Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2) as connection:
+        queue = Queue(settings.queue, connection=connection)
+        mine = [w for w in alive_workers(queue, settings.heartbeat_fresh_s) if w.hostname == hostname]
+    return bool(mine), f"{len(mine)} live explain worker(s) on {hostname}"
