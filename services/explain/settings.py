@@ -27,8 +27,7 @@ def _env(name: str, default: Any, *aliases: str, **kwargs: Any) -> Any:
 class ExplainSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="DISEASEID_", extra="ignore", populate_by_name=True)
 
-    # A worker uses the GPU when it has one.
-    device: str = "auto"
+    # device: the inherited "auto", so a worker uses the GPU when it has one.
 
     redis_url: str = _env("redis_url", "redis://127.0.0.1:6379/0", "REDIS_URL")
     # A short connect timeout turns "Redis is down" into a fast 503 instead of a hung request.
