@@ -174,11 +174,12 @@ def stack():
     with ExitStack() as exit_stack, ThreadPoolExecutor(3) as pool:
         explain = pool.submit(ExplainStack.start, DISEASEID_EXPLAIN_PRELOAD="tumor/student,dementia/student")
         inference = pool.submit(lambda: exit_stack.enter_context(
-            run_server("services.inference.main:app", {"DISEASEID_API_KEYS": ""}, ready_path="/readyz")))
+            run_server("services.inference.main:app", {"DISEASEID_API_KEYS": ""}, ready_path="/readyz",
+                       timeout=240)))  # a loaded machine starts three model-loading processes at once
         orthanc = exit_stack.enter_context(OrthancServer())
         explain_stack = explain.result()
         exit_stack.callback(explain_stack.close)
-        worker = pool.submit(explain_stack.ensure_worker)
+        worker = pool.submit(explain_stack.start_worker, 240)
         server = inference.result()
         worker.result()
         yield orthanc, server, explain_stack
