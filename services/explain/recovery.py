@@ -37,10 +37,12 @@ CONNECTION_NAME_FIELD = "connection_name"
 
 
 def connected_workers(redis: Redis) -> set[str]:
-    """Names of the workers that hold at least one open connection to this Redis."""
+    """Names of the workers that hold at least one open connection to this Redis. Our workers name every
+    connection ``ExplainStore.worker_client_name``; RQ itself renames one of them to the bare worker name
+    (to learn its address), which counts as well."""
     prefix = ExplainStore.WORKER_CLIENT_PREFIX
-    return {name[len(prefix):] for client in redis.client_list()
-            if (name := client.get("name") or "").startswith(prefix)}
+    names = {client.get("name") or "" for client in redis.client_list()}
+    return {name.removeprefix(prefix) for name in names if name}
 
 
 def gone_workers(redis: Redis, names: list[str] | set[str], settle_s: float) -> set[str]:
