@@ -110,6 +110,20 @@ class ImageFolder:
     def class_counts(self) -> dict[str, int]:
         return {c: int((self.labels == i).sum()) for i, c in enumerate(self.task.classes)}
 
+    def stored_images(self) -> np.ndarray:
+        """The files as stored, each resized to 224 x 224 (no head crop): what near-duplicate grouping hashes
+        (the data sets' own definition of a near-copy), independent of the models' pre-processing."""
+        from PIL import Image
+
+        from diseaseid.data.preprocess import as_uint8_rgb, open_image
+
+        def load(f):
+            rgb = as_uint8_rgb(open_image(self.root / f))
+            return np.asarray(Image.fromarray(rgb).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR))
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return np.stack(list(pool.map(load, self.files)))
+
     @property
     def images(self) -> np.ndarray:
         """All slices as N x 224 x 224 x 3 uint8, decoded once (and cached on disk by fingerprint)."""

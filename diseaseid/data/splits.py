@@ -17,7 +17,7 @@ def leakage_groups(ds: ImageFolder, max_distance: int = PHASH_MAX_DISTANCE,
     """Group id per image: one group per subject, joined with perceptual-hash neighbours when the task asks."""
     pairs = np.zeros((0, 2), np.int64)
     if ds.task.group_by_phash:
-        pairs = near_duplicate_pairs(phashes(ds.images), max_distance)
+        pairs = near_duplicate_pairs(phashes(ds.stored_images()), max_distance)
     groups = group_ids(len(ds), pairs, base=ds.subjects)
     if verbose:
         sizes = np.bincount(np.unique(groups, return_inverse=True)[1])
