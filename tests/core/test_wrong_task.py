@@ -16,9 +16,9 @@ from diseaseid.tasks import TASKS
 from tests.core.test_ood_decision import mri_slices, shipped
 from tests.ood_images import text_on_black
 
-# Measured on the committed fixtures (2026-12-05, statistics of the tumor student 8261307019b1's features):
-# all 16 tumour slices sent with task=dementia are flagged by the dementia statistics and accepted by the tumour
-# ones; in issue 25 they were all called "Not a brain MRI slice".
+# Measured on the committed fixtures with the statistics of the tumor student 8261307019b1 and again after their
+# refit on student b52c13986af9 (2026-12-05): all 16 tumour slices sent with task=dementia are flagged by the
+# dementia statistics and accepted by the tumour ones; in issue 25 they were all called "Not a brain MRI slice".
 TUMOR_SLICES_AS_DEMENTIA_WRONG_TASK = 16
 
 
