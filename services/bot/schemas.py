@@ -133,7 +133,11 @@ def parse_study(data: dict[str, Any], *, task: str, n_files: int, class_names: C
     excluded = _excluded(data, slices)
     key = key_slice(data, slices, conclusion.label, n_slices, excluded) if conclusion.diagnosis else None
     warnings = tuple(w for w in data.get("warnings") or () if isinstance(w, dict) and isinstance(w.get("code"), str))
-    return replace(conclusion, key_slice=key, excluded=excluded, warnings=warnings)
+    # ``model`` names what produced the subject answer (the subject-level head, role "mil"); the key slice's
+    # heatmaps are asked of the model that answered the slices (``slice_model``).
+    slice_model = data.get("slice_model")
+    role = str(slice_model.get("role", "")) if isinstance(slice_model, dict) else conclusion.model_role
+    return replace(conclusion, key_slice=key, excluded=excluded, warnings=warnings, model_role=role)
 
 
 def _excluded(data: dict[str, Any], slices: list | None) -> tuple[int, ...]:

@@ -75,11 +75,13 @@ def _sr_bytes(uploads: Sequence[bytes], body: dict[str, Any], study: bool) -> by
 
     try:
         headers = [dr.read_header(data, force=True) for data in uploads]
-        task, model = body["task"], body["model"]
+        task, model = body["task"], body["model"]  # a study's: what produced the subject-level finding
         params = [f"task={task}", f"role={model['role']}"]
         if study:
             aggregation = body["aggregation"]
             params.append(f"subject-level={aggregation['method']}")
+            slices = body.get("slice_model") or model
+            params.append(f"slice model={slices['name']} version {slices['version']}")
             if aggregation.get("model"):
                 params.append(f"subject-level model={aggregation['model']['name']} "
                               f"version {aggregation['model']['version']}")

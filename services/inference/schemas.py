@@ -126,10 +126,19 @@ class StudyWarningInfo(BaseModel):
     slices: list[int] = Field(description="The slices concerned, by position in the request")
 
 
+class SubjectModelRef(ModelRef):
+    role: str = Field(description="`mil`: the task's subject-level head (see `aggregation`); else the slice model's "
+                                  "role (`student` or `teacher`), whose probabilities were averaged")
+    reads: str | None = Field(None, description="`mil`: the slice model whose embeddings the head reads (the "
+                                                "task's teacher), whichever model answered the slices")
+
+
 class StudyResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "task": "dementia", "model": {**_MODEL, "name": "dementia/student:convnet1", "arch": "convnet1",
-                                             "version": "1f393f82d84b"}, "n_slices": 2,
+        "task": "dementia", "model": {"role": "mil", "name": "dementia/mil:attention_mil", "arch": "attention_mil",
+                                      "version": "3f2a9c1b7d0e", "reads": "dementia/teacher:lite0"},
+        "slice_model": {**_MODEL, "name": "dementia/student:convnet1", "arch": "convnet1",
+                        "version": "1f393f82d84b"}, "n_slices": 2,
         "n_used": 2, "excluded": [], "warnings": [],
         "subject": {"outcome": "diagnosis", "label": "NonDemented", "label_index": 0,
                     "display_en": "Non-demented", "display_ru": "Деменции нет",
@@ -143,7 +152,10 @@ class StudyResponse(BaseModel):
         "timing_ms": {"decode": 3.0, "inference": 7.9, "total": 11.6}}]})
 
     task: str
-    model: ModelRef
+    model: SubjectModelRef = Field(description="What produced the subject-level answer: the subject-level head "
+                                               "(`role` mil), or the slice model when its probabilities were "
+                                               "averaged (`aggregate=mean`, no head, or every slice flagged)")
+    slice_model: ModelRef = Field(description="The model that answered each slice (`slices`)")
     n_slices: int
     n_used: int = Field(description="Slices the subject-level result rests on: those not flagged as OOD")
     excluded: list[int] = Field(description="Indices of the slices flagged as not brain MRI and left out of the "

@@ -61,6 +61,21 @@ def test_study_conclusion_reads_the_subject_and_warns_when_out_of_distribution()
     assert "Лёгкая деменция" in conclusion_text(c, "ru", study=True)
 
 
+def test_a_study_names_the_head_and_explains_with_the_slice_model():
+    """Issue 25: a study's `model` is what produced the subject answer (the MIL head), `slice_model` the model of
+    each slice; the conclusion names the head, the heatmaps are asked of the slice model (the explain service
+    knows no "mil" model)."""
+    body = {**STUDY, "model": {"role": "mil", "name": "dementia/mil:attention_mil", "arch": "attention_mil",
+                               "version": "3f2a", "reads": "dementia/teacher:lite0"},
+            "slice_model": {"role": "student", "name": "dementia/student:convnet1", "arch": "convnet1",
+                            "version": "1f39"}}
+    c = parse_study(body, task="dementia", n_files=2)
+    assert (c.model_name, c.model_version, c.model_role) == ("dementia/mil:attention_mil", "3f2a", "student")
+    assert "Model: dementia/mil:attention_mil (3f2a)" in conclusion_text(c, "en", study=True)
+    # an older service without slice_model: its model is the slice model
+    assert parse_study(STUDY, task="dementia", n_files=2).model_role == "teacher"
+
+
 def test_key_slice_of_a_study():
     """Attention picks the slice where a subject-level head answered; else the slice most sure of the label."""
     slices = [{"probabilities": {"MildDemented": p}} for p in (0.2, 0.7, 0.5)]

@@ -301,3 +301,36 @@ def test_trained_student_gets_most_tumor_fixtures_right(inference_client):
             total += 1
             right += post_predict(inference_client, path.read_bytes(), "tumor").json()["label"] == cls
     assert right >= 0.75 * total, f"{right}/{total}"
+
+
+def test_a_study_answer_names_what_produced_the_subject_answer(inference_client):
+    """Issue 25: `model` named the slice student while the subject answer came from the MIL head. Now `model` is
+    what produced the subject answer (the head, reading the teacher's embeddings; the slice model when the
+    slices' probabilities were averaged) and `slice_model` the model of every slice."""
+    from diseaseid.serving import Predictor, StudyModel
+    from tests.helpers import png_bytes
+    from tests.ood_images import text_on_black
+
+    paths = sorted((FIXTURES / "dementia").glob("*/*.jpg"))
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+    one = post_predict(inference_client, paths[0].read_bytes(), "dementia", "student").json()
+    body = inference_client.post("/predict/study", files=files, data={"task": "dementia", "model": "student"}).json()
+    assert body["slice_model"] == one["model"] and body["slice_model"]["role"] == "student"
+    assert body["n_used"] > 0  # the head answered (it reads the slices the OOD check passes)
+    teacher = Predictor.from_shipped("dementia", "teacher")
+    study = StudyModel.from_shipped("dementia", teacher)
+    assert body["model"] == {"role": "mil", "name": study.name, "arch": study.card["arch"], "version": study.version,
+                             "reads": teacher.name}
+    assert body["aggregation"]["model"] == {"name": study.name, "version": study.version}
+    # the mean of the slices' probabilities: the slice model answered the subject too
+    mean = inference_client.post("/predict/study", files=files[:3],
+                                 data={"task": "dementia", "model": "student", "aggregate": "mean"}).json()
+    assert mean["model"] == {**one["model"], "reads": None} and mean["slice_model"] == one["model"]
+    # no head for tumor; and a study whose every slice is flagged has no head answer either
+    tumor = inference_client.post("/predict/study", files=[("files", ("a.jpg", fixture_bytes("tumor", "glioma"),
+                                                                      "image/jpeg"))], data={"task": "tumor"}).json()
+    assert tumor["model"] == {**tumor["slice_model"], "reads": None}
+    flagged = inference_client.post("/predict/study", data={"task": "dementia", "model": "teacher"},
+                                    files=[("files", ("t.png", png_bytes(text_on_black()), "image/png"))]).json()
+    assert flagged["n_used"] == 0 and flagged["subject"]["label"] is None
+    assert flagged["model"] == {**flagged["slice_model"], "reads": None} and flagged["model"]["role"] == "teacher"

@@ -84,6 +84,16 @@ def model_ref(predictor: Predictor, role: str) -> dict:
             "version": predictor.version}
 
 
+def subject_model_ref(answer: StudyAnswer, study: StudyModel | None, slices: dict) -> dict:
+    """What produced a study's subject-level answer (issue 25: ``model`` named the slice model while the head
+    answered): the head where it ran (some slice was used), else the slice model whose probabilities were
+    averaged."""
+    if study is None or not answer.used:
+        return {**slices, "reads": None}
+    return {"role": "mil", "name": study.name, "arch": str(study.card.get("arch", "")), "version": study.version,
+            "reads": study.backbone.name}
+
+
 def conclusion(p: Prediction) -> dict:
     """A flagged image: ``outcome`` not_a_brain_mri or wrong_task (then ``suited_task`` names the task whose slices
     it looks like), ``label`` and ``label_index`` null, probabilities kept."""
@@ -204,8 +214,10 @@ async def predict_study(
         answer, aggregation = await models.run(_predict_study, predictor, images, study)
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc(len(images))
+    slice_model = model_ref(predictor, role)
     body = {
-        "task": spec.name, "model": model_ref(predictor, role), "n_slices": len(images),
+        "task": spec.name, "model": subject_model_ref(answer, study, slice_model), "slice_model": slice_model,
+        "n_slices": len(images),
         "n_used": len(answer.used), "excluded": answer.excluded,
         "warnings": [{"code": w.code, "message": w.message, "slices": list(w.slices)} for w in warnings],
         "subject": conclusion(answer.subject), "aggregation": aggregation,
