@@ -1,4 +1,4 @@
 """`python -m services.bot`: run the Telegram bot (long polling; a webhook server with BOT_MODE=webhook)."""
-from .bot import main
+from services.bot.bot import main
 
 main()

@@ -15,13 +15,13 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.fsm.strategy import FSMStrategy
 
-from .albums import AlbumCollector
-from .client import DiseaseIdClient
-from .logs import setup_logging
-from .middlewares import AllowlistMiddleware, DependenciesMiddleware
-from .ratelimit import RateLimiter
-from .routers import ROUTERS
-from .settings import BotSettings
+from services.bot.albums import AlbumCollector
+from services.bot.client import DiseaseIdClient
+from services.bot.logs import setup_logging
+from services.bot.middlewares import AllowlistMiddleware, DependenciesMiddleware
+from services.bot.ratelimit import RateLimiter
+from services.bot.routers import ROUTERS
+from services.bot.settings import BotSettings
 
 log = logging.getLogger(__name__)
 

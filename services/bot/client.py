@@ -7,7 +7,15 @@ from typing import Any
 
 import httpx
 
-from .schemas import ClassNames, Conclusion, ExplainImages, Upload, parse_class_names, parse_conclusion, parse_study
+from services.bot.schemas import (
+    ClassNames,
+    Conclusion,
+    ExplainImages,
+    Upload,
+    parse_class_names,
+    parse_conclusion,
+    parse_study,
+)
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from html import escape
 
 from diseaseid.percent import percent
-
-from .schemas import Conclusion
-from .texts import t, task_name
+from services.bot.schemas import Conclusion
+from services.bot.texts import t, task_name
 
 BAR_WIDTH = 10
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update, User
 
-from .texts import lang_of, t
+from services.bot.texts import lang_of, t
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
 """``python -m services.pacs``: run the PACS bridge until SIGTERM/SIGINT (``--once``: one pass, then exit)."""
-from .bridge import main
+from services.pacs.bridge import main
 
 raise SystemExit(main())

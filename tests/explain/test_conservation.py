@@ -8,8 +8,7 @@ import torch
 import torch.nn as nn
 
 from diseaseid.explain.lrp import LRP, Composite, Epsilon, Flat, Gamma, ZBox, ZPlus, epsilon_composite
-
-from .conftest import ARCHS, batch, build, toy
+from tests.explain.conftest import ARCHS, batch, build, toy
 
 COMPOSITES = {
     "epsilon": epsilon_composite(1e-12),

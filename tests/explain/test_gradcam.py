@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from diseaseid.explain.gradcam import GradCAM
-
-from .conftest import ARCHS, batch, build, toy
+from tests.explain.conftest import ARCHS, batch, build, toy
 
 pgc = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402

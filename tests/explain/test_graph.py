@@ -15,8 +15,7 @@ from diseaseid.explain.graph import (
 )
 from diseaseid.explain.lrp.canonizers import batchnorm_pairs, merged_batchnorm
 from diseaseid.explain.ops import Add
-
-from .conftest import ARCHS, batch, build, toy
+from tests.explain.conftest import ARCHS, batch, build, toy
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

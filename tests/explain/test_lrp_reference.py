@@ -19,8 +19,7 @@ from diseaseid.explain.lrp import (
     ZPlus,
 )
 from diseaseid.explain.lrp.reference import reference_relevance
-
-from .conftest import ARCHS, batch, build, toy
+from tests.explain.conftest import ARCHS, batch, build, toy
 
 # every rule somewhere: first layer, convolutions by depth, dense layers, the unfolded BatchNorm
 MIXED = Composite("mixed", first=WSquare(), conv=((0.3, Gamma(0.5)), (0.6, AlphaBeta(2, 1)), (1.0, ZPlus())),

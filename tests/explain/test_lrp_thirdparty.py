@@ -17,8 +17,7 @@ from diseaseid.explain.lrp import (
     epsilon_composite,
 )
 from diseaseid.explain.lrp.rules import IMAGENET_HIGH, IMAGENET_LOW
-
-from .conftest import batch, build
+from tests.explain.conftest import batch, build
 
 captum_attr = pytest.importorskip("captum.attr")
 zennit_attribution = pytest.importorskip("zennit.attribution")
@@ -100,7 +99,7 @@ class Grouped(nn.Module):
 
 @pytest.mark.parametrize("which", ["epsilon_plus_flat", "epsilon_gamma_box"])
 def test_grouped_depthwise_and_average_pooling_equal_zennit(which):
-    from .conftest import randomize_batchnorm
+    from tests.explain.conftest import randomize_batchnorm
 
     torch.manual_seed(0)
     model = randomize_batchnorm(Grouped()).eval()

@@ -13,8 +13,7 @@ from diseaseid.explain.graph import compile_graph
 from diseaseid.explain.lrp import LRP
 from diseaseid.serving.predictor import Predictor
 from diseaseid.tasks import get_task
-
-from .conftest import batch, build
+from tests.explain.conftest import batch, build
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
 """One Router per feature; `bot.py` includes them in this order (first match wins)."""
-from . import albums, errors, fallback, images, start, task
+from services.bot.routers import albums, errors, fallback, images, start, task
 
 ROUTERS = (start.router, task.router, albums.router, images.router, fallback.router, errors.router)

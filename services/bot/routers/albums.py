@@ -5,12 +5,12 @@ from aiogram import Bot, F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
-from ..albums import AlbumCollector
-from ..analysis import analyse_study
-from ..client import DiseaseIdClient
-from ..ratelimit import RateLimiter
-from ..settings import BotSettings
-from ..tasks import current_task
+from services.bot.albums import AlbumCollector
+from services.bot.analysis import analyse_study
+from services.bot.client import DiseaseIdClient
+from services.bot.ratelimit import RateLimiter
+from services.bot.settings import BotSettings
+from services.bot.tasks import current_task
 
 router = Router(name="albums")
 

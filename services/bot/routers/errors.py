@@ -6,7 +6,7 @@ import logging
 from aiogram import Router
 from aiogram.types import ErrorEvent
 
-from ..texts import lang_of, t
+from services.bot.texts import lang_of, t
 
 log = logging.getLogger(__name__)
 

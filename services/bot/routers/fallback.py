@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.types import Message
 
-from ..texts import t
+from services.bot.texts import t
 
 router = Router(name="fallback")
 

@@ -6,9 +6,9 @@ from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
-from ..settings import BotSettings
-from ..tasks import current_task
-from ..texts import t, task_name
+from services.bot.settings import BotSettings
+from services.bot.tasks import current_task
+from services.bot.texts import t, task_name
 
 router = Router(name="start")
 

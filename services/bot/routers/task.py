@@ -8,9 +8,9 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from ..settings import BotSettings
-from ..tasks import TASKS, TaskChoice, current_task, remember_task
-from ..texts import TASK_NAMES, t, task_name
+from services.bot.settings import BotSettings
+from services.bot.tasks import TASKS, TaskChoice, current_task, remember_task
+from services.bot.texts import TASK_NAMES, t, task_name
 
 router = Router(name="task")
 
