@@ -11,7 +11,9 @@ the Docker image exports into ``/app/graphs`` when it is built). ``key`` hashes 
 on (the normalisation constants, the input size, the opset, this module's format number), so new weights or a
 changed contract export a new file and an old one is never read by mistake. A sidecar ``.json`` beside each
 graph records the weights' and the graph's sha256, the versions that made it and how far its outputs were from
-PyTorch's on a check batch; an export whose logits differ from PyTorch's by more than ``TOLERANCE`` is refused.
+PyTorch's on a check batch; an export whose logits differ from PyTorch's by more than ``TOLERANCE`` (or, for a
+model whose float32 logits are less precise than that, are further from the float64 result than PyTorch's) is
+refused.
 
 The exporter is ``torch.onnx``'s TorchScript one (``dynamo=False``): on the 2-core development machine it exports
 a model in 2-4 s against 14 s for the ``torch.export`` one, with the same outputs to 1e-6. It is deprecated since
@@ -43,16 +45,42 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1  # the graph's contract (inputs, outputs, what is inside); bump to invalidate every cached graph
 OPSET = 18
-# Largest logit difference from PyTorch an export may have, as a share of the batch's largest |logit| (at least
-# 1, so small logits are held to 1e-4 absolute). The dementia student's flattened convolutional head gives logits
-# up to +-107 on real slices, which ONNX Runtime's convolutions (summing in another order than PyTorch's oneDNN,
-# with or without graph optimisations) reproduce to 7e-4: 7e-6 of the largest.
+# How far an export's logits may be from PyTorch's: 1e-4 of the batch's largest |logit| (at least 1, so small
+# logits are held to 1e-4 absolute), or, where PyTorch's float32 logits are themselves further than that from the
+# float64 result, no further from it than PyTorch's are (``excess_error``). The dementia student (a flattened
+# convolutional head summing 7,776 terms that cancel) is such a model: on the fixtures its PyTorch float32 logits
+# were 2.2e-3 from float64 and ONNX Runtime's 5.5e-4, so the two differ by 2.4e-3 while the graph is the closer.
 TOLERANCE = 1e-4
 INPUT, OUTPUTS = "images", ("logits", "features")
 
 
 class ExportMismatch(RuntimeError):
     """The exported graph does not answer as the PyTorch model does."""
+
+
+def float64_logits(model: nn.Module, images: np.ndarray) -> np.ndarray:
+    """The model's logits computed in float64 (on a copy of it): the result both float32 runtimes round."""
+    import copy
+
+    with torch.inference_mode():
+        return copy.deepcopy(model).double()(normalize(images).double()).numpy()
+
+
+def excess_error(logits: np.ndarray, torch_logits: np.ndarray, exact: np.ndarray) -> float:
+    """How much further ``logits`` are from the float64 ``exact`` ones than PyTorch's float32 ``torch_logits``
+    are, over the largest |logit| (at least 1); 0 or less when they are as close or closer."""
+    if not len(exact):
+        return 0.0
+    ours, theirs = np.abs(logits - exact).max(), np.abs(torch_logits - exact).max()
+    return float((ours - theirs) / max(1.0, float(np.abs(exact).max())))
+
+
+def within_tolerance(logits: np.ndarray, torch_logits: np.ndarray, exact: np.ndarray | None = None) -> bool:
+    """The served ``logits`` equal PyTorch's within ``TOLERANCE`` of the largest logit or, given the float64
+    ``exact`` logits, are no further from them than PyTorch's are (plus ``TOLERANCE``)."""
+    if logit_difference(logits, torch_logits) <= TOLERANCE:
+        return True
+    return exact is not None and excess_error(logits, torch_logits, exact) <= TOLERANCE
 
 
 def logit_difference(logits: np.ndarray, reference: np.ndarray) -> float:
@@ -137,8 +165,12 @@ def _differences(graph: ServedGraph, path: Path) -> dict[str, float]:
         fmap = model.forward_features(normalize(images))
         want_features = model.forward_head(fmap, pre_logits=True).numpy()
         want_logits = model.forward_head(fmap).numpy()
+    exact = float64_logits(model, images)
     return {"logits": float(np.abs(logits - want_logits).max()),
             "logits_relative": logit_difference(logits, want_logits),
+            "torch_vs_float64": float(np.abs(want_logits - exact).max()),
+            "graph_vs_float64": float(np.abs(logits - exact).max()),
+            "within_tolerance": within_tolerance(logits, want_logits, exact),
             "features": float(np.abs(features - want_features).max())}
 
 
@@ -157,9 +189,11 @@ def export_graph(weights: str | Path, out: str | Path | None = None) -> Exported
     try:
         _export(graph, tmp)
         diff = _differences(graph, tmp)
-        if diff["logits_relative"] > TOLERANCE:
+        if not diff["within_tolerance"]:
             raise ExportMismatch(f"{weights}: exported logits differ from PyTorch's by {diff['logits']:.2e}, "
-                                 f"{diff['logits_relative']:.2e} of the largest logit (> {TOLERANCE:g})")
+                                 f"{diff['logits_relative']:.2e} of the largest logit (> {TOLERANCE:g}), and are "
+                                 f"{diff['graph_vs_float64']:.2e} from the float64 logits (PyTorch's: "
+                                 f"{diff['torch_vs_float64']:.2e})")
         import onnx
         import onnxruntime
 

@@ -1,7 +1,8 @@
 """The served runtime answers as PyTorch does: exported graphs of the shipped weights, checked on the fixtures.
 
 What is served (``auto`` on a CPU: the exported graph under ONNX Runtime) against the PyTorch model it was
-exported from: logits within 1e-4, calibrated probabilities within 1e-4, the same features for the OOD detector
+exported from: logits and calibrated probabilities within 1e-4 (or, where PyTorch's float32 logits are further
+than that from the float64 result, no further from it than PyTorch's), the same features for the OOD detector
 and the subject-level head, the same labels and OOD flags; the graph cache keyed by the weights; a study's slices
 in one pass per network."""
 from __future__ import annotations
@@ -19,17 +20,12 @@ from diseaseid.data.dataset import ImageFolder
 from diseaseid.models.checkpoint import file_sha256
 from diseaseid.serving import ROLES, Predictor, StudyModel, answer_study, shipped_weights
 from diseaseid.serving import export as export_mod
-from diseaseid.serving.export import ExportMismatch, cached_graph, export_graph, graph_path, logit_difference
+from diseaseid.serving.export import ExportMismatch, cached_graph, export_graph, float64_logits, graph_path
 from diseaseid.serving.runtime import CPU_RUNTIME, OnnxRuntime, TorchRuntime, load_runtime, resolve
 from diseaseid.tasks import TASKS, get_task
 
 pytest.importorskip("onnxruntime")
 PAIRS = [(t, r) for t in TASKS for r in ROLES]
-# Logits far from 0, where 1e-4 is below float32's rounding of sums in another order: held to 1e-4 of the
-# largest logit instead. The dementia student (a flattened convolutional head) reaches +-107 on the fixtures and
-# differs by up to 9e-4 under ONNX Runtime whatever its graph optimisations (8e-6 of its largest logit; its
-# calibrated probabilities still agree to 1e-4 and its labels exactly).
-LARGE_LOGITS = {("dementia", "student")}
 
 
 @pytest.fixture(scope="module")
@@ -62,19 +58,26 @@ def test_served_runtime_equals_pytorch_on_the_fixtures(task, role, fixtures, ser
     images = fixtures[task].images
     feats, logits = served.features_and_logits(images)
     want_feats, want_logits = reference.features_and_logits(images)
-    if (task, role) in LARGE_LOGITS:
-        assert logit_difference(logits, want_logits) <= 1e-4
+    # Within 1e-4 of PyTorch's logits; further only where PyTorch's float32 logits are themselves further than
+    # that from the float64 result (the dementia student: a flattened convolutional head summing 7,776 terms that
+    # cancel, 2e-3 off in float32), and then the served ones must be no further from it than PyTorch's.
+    # The calibrated probabilities follow the same rule.
+    got, want = served.predict(images), reference.predict(images)
+    probs = np.array([list(p.probabilities.values()) for p in got])
+    want_probs = np.array([list(p.probabilities.values()) for p in want])
+    if np.abs(logits - want_logits).max() > 1e-4:
+        exact = float64_logits(reference.model, images)
+        assert np.abs(logits - exact).max() <= np.abs(want_logits - exact).max() + 1e-4
+        exact_probs = torch.softmax(torch.from_numpy(exact) / reference.temperature, 1).numpy()
+        assert np.abs(probs - exact_probs).max() <= np.abs(want_probs - exact_probs).max() + 1e-4
     else:
-        np.testing.assert_allclose(logits, want_logits, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(probs, want_probs, rtol=0, atol=1e-4)
     np.testing.assert_allclose(feats, want_feats, rtol=1e-4, atol=1e-4)
     assert np.array_equal(logits.argmax(1), want_logits.argmax(1))
     assert np.array_equal(served.logits(images[:3]).numpy(), logits[:3])
-    # what a client gets: labels, OOD flags and probabilities, with the OOD detector on the same runtime
-    got, want = served.predict(images), reference.predict(images)
+    # what a client gets: labels and OOD flags, with the OOD detector on the same runtime
     assert [p.label for p in got] == [p.label for p in want]
     assert [p.ood for p in got] == [p.ood for p in want]
-    np.testing.assert_allclose([list(p.probabilities.values()) for p in got],
-                               [list(p.probabilities.values()) for p in want], atol=1e-4)
     np.testing.assert_allclose([p.ood_score for p in got], [p.ood_score for p in want], rtol=1e-3, atol=1e-3)
 
 
@@ -88,7 +91,7 @@ def test_graph_is_cached_by_the_weights_hash_with_its_sidecar(tmp_path, monkeypa
     info = json.loads(first.path.with_suffix(".json").read_text())
     assert info["weights_sha256"] == file_sha256(weights) and info["weights_sha256"][:16] in first.path.name
     assert info["graph_sha256"] == file_sha256(first.path)
-    assert info["max_abs_diff_vs_torch"]["logits"] <= 1e-4  # the tumor student's logits stay small
+    assert info["max_abs_diff_vs_torch"]["within_tolerance"] is True
     stamp = first.path.stat().st_mtime_ns
     assert cached_graph(weights).path == first.path and first.path.stat().st_mtime_ns == stamp  # read, not redone
     # a damaged graph no longer matches its sidecar's hash: exported again
@@ -108,7 +111,8 @@ def test_graph_is_cached_by_the_weights_hash_with_its_sidecar(tmp_path, monkeypa
 
 
 def test_an_export_that_differs_from_pytorch_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(export_mod, "TOLERANCE", 0.0)  # any float difference at all: refused
+    # a planted bug: the graph normalises with another mean than pre-processing does
+    monkeypatch.setattr(export_mod, "IMAGENET_MEAN", (0.5, 0.5, 0.5))
     out = tmp_path / "g.onnx"
     with pytest.raises(ExportMismatch, match="differ from PyTorch"):
         export_graph(shipped_weights("tumor", "student"), out)
