@@ -23,11 +23,11 @@ up: $(STAMP)
 
 # docker compose for real: build the image, start the stack (unique project, free ports), check it as a client
 # would, kill a worker mid-job, restart Redis, scale the workers, run the bot against a fake Bot API, then
-# `down -v` (scripts/compose_test.py; results in docs/deploy.md). Needs Docker and Compose >= 2.24, says SKIP
+# `down -v` (dev/compose_test.py; results in docs/deploy.md). Needs Docker and Compose >= 2.24, says SKIP
 # without them. Not part of `make test`: minutes, and a multi-GB image. E.g. COMPOSE_TEST_ARGS=--no-build.
 COMPOSE_TEST_ARGS ?=
 compose-test: $(STAMP)
-	PY=$(PY) scripts/compose_test.sh $(COMPOSE_TEST_ARGS)
+	PY=$(PY) dev/compose_test.sh $(COMPOSE_TEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench
@@ -36,7 +36,7 @@ bench-quick: $(STAMP)
 	$(PY) -m bench --quick
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check diseaseid services tests bench scripts
+	$(VENV)/bin/ruff check diseaseid services tests bench scripts dev
 
 # Mutation testing of the safety-critical modules ([tool.mutmut] in pyproject.toml; docs/testing.md). Not part
 # of `make test`: slow (21 minutes with MUTATION_JOBS=2 on the idle 2-core machine, more when it is busy).
@@ -54,5 +54,5 @@ MUTATION_JOBS ?= 2
 mutation: $(STAMP)
 	DISEASEID_WEIGHTS=$(CURDIR)/weights DISEASEID_TEST_THREADS=1 OMP_NUM_THREADS=1 nice -n 19 \
 		$(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MUTANTS),'$(m)')
-	$(PY) -m tests.mutation_report --mutmut $(VENV)/bin/mutmut --min $(MUTATION_MIN)
+	$(PY) -m dev.mutation_report --mutmut $(VENV)/bin/mutmut --min $(MUTATION_MIN)
 

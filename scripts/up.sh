@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the whole stack on this machine, no Docker: an embedded Redis, the inference service, the explain
 # API, explain worker(s) and, when TELEGRAM_BOT_TOKEN is set, the Telegram bot. `make up` runs this once
-# the virtual environment exists. supervisord runs the Procfile's processes (services/supervise.py): one that
+# the virtual environment exists. supervisord runs the Procfile's processes (dev/supervise.py): one that
 # dies is restarted with back-off while the others keep serving; Ctrl-C or SIGTERM stops them all, Redis last.
 #
 # Settings come from the environment, then from .env (DISEASEID_ENV_FILE), then the defaults below:
@@ -157,7 +157,7 @@ else
 fi
 
 SAMPLE=${SAMPLE:-$ROOT/tests/fixtures/tumor/glioma/Tr-gl_0082.jpg}
-CMD=(python -m services.supervise --data-dir "$DISEASEID_DATA_DIR" --workers "$EXPLAIN_WORKERS"
+CMD=(python -m dev.supervise --data-dir "$DISEASEID_DATA_DIR" --workers "$EXPLAIN_WORKERS"
      "${PROCESSES[@]}")
 
 cat <<EOF

@@ -163,7 +163,7 @@ def test_procfile_runs_the_same_services_as_compose(services) -> None:
         assert compose_targets[0] in procfile[name], name
     # The worker and the bot wait for Redis before starting (RQ exits when Redis is not up yet).
     for name in ("explain-worker", "bot"):
-        assert procfile[name][0] == "services.local_redis" and procfile_commands()[name][0][3] == "wait"
+        assert procfile[name][0] == "dev.local_redis" and procfile_commands()[name][0][3] == "wait"
 
 
 # -- compose ------------------------------------------------------------------------------------------

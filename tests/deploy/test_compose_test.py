@@ -1,4 +1,4 @@
-"""``make compose-test`` (scripts/compose_test.py) without running it: it skips cleanly where Docker is absent
+"""``make compose-test`` (dev/compose_test.py) without running it: it skips cleanly where Docker is absent
 (CI), its override keeps a developer's .env away from the test stack, and ``make test`` never runs it."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from tests.deploy.test_compose import COMPOSE, COMPOSE_CPU, PYTHON_SERVICES, docker_compose_available, load_compose
 from tests.services.conftest import REPO
 
-SCRIPT = REPO / "scripts" / "compose_test.py"
-WRAPPER = REPO / "scripts" / "compose_test.sh"
+SCRIPT = REPO / "dev" / "compose_test.py"
+WRAPPER = REPO / "dev" / "compose_test.sh"
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_docker_compose_accepts_the_override(compose_test, tmp_path) -> None:
 def test_make_test_does_not_run_it_and_make_compose_test_does() -> None:
     makefile = (REPO / "Makefile").read_text()
     target = re.search(r"^compose-test:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
-    assert target and "scripts/compose_test.sh" in target.group(1)
+    assert target and "dev/compose_test.sh" in target.group(1)
     test_recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE).group(1)
     assert "compose" not in test_recipe
     assert os.access(WRAPPER, os.X_OK)

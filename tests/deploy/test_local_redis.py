@@ -22,7 +22,7 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR
 
 
 def local_redis(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services.local_redis", *args]
+    return [sys.executable, "-m", "dev.local_redis", *args]
 
 
 def wait_until(condition, timeout: float) -> bool:

@@ -355,7 +355,7 @@ def test_sigkill_of_supervisord_leaves_no_orphan_and_make_up_starts_again(stack:
     assert {"redis", "inference", "explain-api", "explain-worker"} <= set(programs), programs
     assert all(programs.values()), programs
     (redis_server,) = child_pids(programs["redis"])
-    # up.sh exec'd services.supervise, which exec'd supervisord: the pid up.sh started with is supervisord's.
+    # up.sh exec'd dev.supervise, which exec'd supervisord: the pid up.sh started with is supervisord's.
     os.kill(stack.proc.pid, signal.SIGKILL)
     stack.proc.wait(10)
     killed_at = time.monotonic()
@@ -378,12 +378,12 @@ def test_sigkill_of_supervisord_leaves_no_orphan_and_make_up_starts_again(stack:
 def test_make_up_stops_what_a_killed_stack_left_running(tmp_path: Path) -> None:
     """The second guard (where PDEATHSIG did not fire, or a process is slow to go): the processes the last
     stack recorded that still run are stopped before the new one starts; others are left alone."""
-    from services.supervise import stop_leftovers
-    from services.supervised import start_time
+    from dev.supervise import stop_leftovers
+    from dev.supervised import start_time
 
     pids = tmp_path / "pids"
-    # Recorded by services.supervised, as each program of the killed stack was.
-    leftover = subprocess.Popen([sys.executable, "-m", "services.supervised", "--parent",
+    # Recorded by dev.supervised, as each program of the killed stack was.
+    leftover = subprocess.Popen([sys.executable, "-m", "dev.supervised", "--parent",
                                  str(os.getpid()), "--pids", str(pids), "--", "sleep", "60"], cwd=REPO)
     bystander = subprocess.Popen(["sleep", "60"])
     (pids / str(bystander.pid)).parent.mkdir(exist_ok=True)

@@ -1,6 +1,6 @@
 """Run the Procfile's processes under supervisord: ``make up``'s process manager (scripts/up.sh calls this).
 
-    python -m services.supervise [--data-dir .data] [--workers N] [--dry-run] redis inference explain-api ...
+    python -m dev.supervise [--data-dir .data] [--workers N] [--dry-run] redis inference explain-api ...
 
 The Procfile stays the one list of what runs (docker compose runs the same entry points); this module turns
 the named lines into a supervisord configuration under ``<data-dir>/run/`` and ``exec``s supervisord in the
@@ -16,7 +16,7 @@ foreground, so that Ctrl-C reaches it alone. What that buys over a plain process
   rest in order; a stop also reaches what a process started (``stopasgroup``/``killasgroup``).
 * ``supervisorctl -c <data-dir>/run/supervisord.conf status`` (or ``restart explain-worker:*``, ``tail -f
   inference``) from another terminal.
-* nothing outlives supervisord: each program runs under ``services.supervised``, which has the kernel signal
+* nothing outlives supervisord: each program runs under ``dev.supervised``, which has the kernel signal
   it when supervisord dies, even by SIGKILL (Linux), and records its pid in ``<data-dir>/run/pids``; a new
   ``make up`` first stops whatever recorded process still runs (``stop_leftovers``), so it starts cleanly.
 
@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.supervised import start_time
+from dev.supervised import start_time
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ class Policy:
     startsecs: int = 3  # alive this long = started; dying sooner counts as a failed start (back-off)
     startretries: int = 20  # failed starts in a row before giving up (FATAL)
     stopwaitsecs: int = 10  # SIGTERM, then SIGKILL after this long
-    deathsig: str = "TERM"  # what the kernel sends the program when supervisord dies (services.supervised)
+    deathsig: str = "TERM"  # what the kernel sends the program when supervisord dies (dev.supervised)
 
 
 POLICIES = {
@@ -88,8 +88,8 @@ def program_section(name: str, command: str, root: Path, numprocs: int = 1, pare
     parent = os.getpid() if parent is None else parent
     pids_dir = pids_dir or root / ".data" / "run" / "pids"
     # bash runs the Procfile line as it is written (variables, `&&`); the line itself `exec`s the server, so
-    # supervisord's signals reach it; services.supervised ties it to supervisord's life first.
-    argv = [sys.executable, "-m", "services.supervised", "--parent", str(parent), "--signal", policy.deathsig,
+    # supervisord's signals reach it; dev.supervised ties it to supervisord's life first.
+    argv = [sys.executable, "-m", "dev.supervised", "--parent", str(parent), "--signal", policy.deathsig,
             "--pids", str(pids_dir), "--", "/bin/bash", "-c", command]
     lines = [
         f"[program:{name}]",
@@ -121,7 +121,7 @@ def supervisord_conf(processes: dict[str, str], names: list[str], run_dir: Path,
     run = _ini(str(run_dir))
     # As root, say so: supervisord otherwise logs a CRIT line about not dropping privileges.
     user = "user=root\n" if os.geteuid() == 0 else ""
-    head = f"""; Written by `python -m services.supervise` (make up) on each start; edits are lost.
+    head = f"""; Written by `python -m dev.supervise` (make up) on each start; edits are lost.
 [supervisord]
 nodaemon=true
 {user}logfile={run}/supervisord.log
@@ -160,7 +160,7 @@ def lock_run_dir(run_dir: Path) -> int:
 
 
 def stop_leftovers(pids_dir: Path, grace_s: float = 15.0) -> list[int]:
-    """Stop the processes a previous stack recorded (services.supervised) that still run: SIGTERM, SIGKILL
+    """Stop the processes a previous stack recorded (dev.supervised) that still run: SIGTERM, SIGKILL
     after ``grace_s``. Only the very processes recorded (pid and start time match), never a later process
     that reuses a pid. Returns the pids that were still running."""
     if not pids_dir.is_dir():
@@ -209,7 +209,7 @@ def _alive(pid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.supervise", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dev.supervise", description=__doc__.split("\n")[0])
     parser.add_argument("processes", nargs="+", help="Procfile process names to run")
     parser.add_argument("--procfile", type=Path, default=REPO / "Procfile")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DISEASEID_DATA_DIR", REPO / ".data")),

@@ -1,7 +1,7 @@
-"""Run one of ``make up``'s programs so that it cannot outlive supervisord (services/supervise.py writes each
+"""Run one of ``make up``'s programs so that it cannot outlive supervisord (dev/supervise.py writes each
 program's command as this wrapper around the Procfile line):
 
-    python -m services.supervised --parent PID --signal TERM --pids DIR -- /bin/bash -c 'exec ...'
+    python -m dev.supervised --parent PID --signal TERM --pids DIR -- /bin/bash -c 'exec ...'
 
 supervisord stops its programs when it is told to stop; killed outright (SIGKILL, the OOM killer) it can tell
 nobody, and its programs would run on unsupervised, holding the ports and the data directory, so that the next
@@ -11,7 +11,7 @@ nobody, and its programs would run on unsupervised, holding the ports and the da
   supervisord dies, then ``exec``s the command: the setting survives the exec, and the Procfile line ``exec``s
   its server in turn, so the server itself is the process the signal reaches. Should supervisord already be
   gone by then (its pid is not our parent's), the wrapper exits at once.
-* It leaves its pid and start time in ``--pids``; the next ``make up`` (services/supervise.py) stops whatever
+* It leaves its pid and start time in ``--pids``; the next ``make up`` (dev/supervise.py) stops whatever
   listed process still runs (it takes a moment to exit, or the platform has no PDEATHSIG) before it starts.
 
 Standard library only: this runs before every start of every program.
@@ -56,7 +56,7 @@ def die_with(parent: int, sig: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.supervised", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dev.supervised", description=__doc__.split("\n")[0])
     parser.add_argument("--parent", type=int, required=True, help="supervisord's pid")
     parser.add_argument("--signal", default="TERM", help="sent when supervisord dies (TERM, KILL, INT)")
     parser.add_argument("--pids", type=Path, required=True, help="folder for this process's pid file")

@@ -2,8 +2,8 @@
 
 A fresh machine needs no system Redis and no Docker. Two sub-commands:
 
-    python -m services.local_redis serve --port 6379      # redis-server in the foreground
-    python -m services.local_redis wait --timeout 60      # block until $REDIS_URL answers PING
+    python -m dev.local_redis serve --port 6379      # redis-server in the foreground
+    python -m dev.local_redis wait --timeout 60      # block until $REDIS_URL answers PING
 
 Redis should stop last: an explain worker told to stop finishes its job, stores the result and unregisters,
 all in Redis. supervisord (``make up``) stops it last by priority; for process managers that stop everything
@@ -184,7 +184,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.local_redis",
+    parser = argparse.ArgumentParser(prog="python -m dev.local_redis",
                                      description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 

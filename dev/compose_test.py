@@ -619,7 +619,7 @@ def _interrupt(signum: int, frame: object) -> None:
 # -- main ----------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/compose_test.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="dev/compose_test.py", description=__doc__.split("\n")[0])
     parser.add_argument("--image", default=os.environ.get("COMPOSE_TEST_IMAGE", "diseaseid:latest"),
                         help="the image every Python service runs (default: diseaseid:latest)")
     parser.add_argument("--torch-variant", default=os.environ.get("TORCH_VARIANT", "cuda"), choices=("cpu", "cuda"),
