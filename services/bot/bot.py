@@ -17,11 +17,11 @@ from aiogram.fsm.strategy import FSMStrategy
 
 from services.bot.albums import AlbumCollector
 from services.bot.client import DiseaseIdClient
-from services.bot.logs import setup_logging
 from services.bot.middlewares import AllowlistMiddleware, DependenciesMiddleware
 from services.bot.ratelimit import RateLimiter
 from services.bot.routers import ROUTERS
 from services.bot.settings import BotSettings
+from services.common.logs import setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from collections.abc import Callable
 
 import pydicom
 
+from services.common.logs import setup_logging
 from services.pacs.client import Failed, ServicesClient, Unavailable
 from services.pacs.orthanc import OrthancClient, OrthancError, Series
 from services.pacs.settings import PacsSettings
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="one pass over the change feed, then exit")
     args = parser.parse_args(argv)
     settings = PacsSettings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per poll of the change feed
     auth = None
     if settings.orthanc_user:

@@ -33,6 +33,7 @@ from rq import Queue, SimpleWorker, worker_registration
 from rq.exceptions import AbandonedJobError, StopRequested
 from rq.timeouts import JobTimeoutException
 
+from services.common.logs import setup_logging
 from services.common.process import WORKER_NICE, apply_process_settings
 from services.explain.recovery import ABANDONED_MESSAGE, CONNECTION_NAME_FIELD, record_failure
 from services.explain.redis_store import ExplainStore
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true", help="quit when the queue is empty")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args.log_level)
 
     settings = get_settings()
     from services.explain.sealing import process_sealer
