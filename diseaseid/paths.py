@@ -20,6 +20,11 @@ def task_data_dir(task) -> Path:
     return data_root() / task.data_dir
 
 
+def split_path(task: str) -> Path:
+    """The committed train/validation/test split of ``task``: ``splits/<task>.json``."""
+    return REPO_ROOT / "splits" / f"{task}.json"
+
+
 def weights_dir() -> Path:
     return Path(os.environ.get("DISEASEID_WEIGHTS", REPO_ROOT / "weights"))
 

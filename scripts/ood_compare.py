@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from diseaseid.data.dataset import ImageFolder  # noqa: E402
 from diseaseid.data.preprocess import IMAGE_SIZE, to_uint8_rgb  # noqa: E402
-from diseaseid.paths import fixtures_dir, task_data_dir  # noqa: E402
+from diseaseid.paths import fixtures_dir, split_path, task_data_dir  # noqa: E402
 from diseaseid.serving import Predictor  # noqa: E402
 from diseaseid.serving.ood import image_checks  # noqa: E402
 from diseaseid.tasks import get_task  # noqa: E402
@@ -142,9 +142,8 @@ def fresh_non_mri(seed: int = 1) -> dict[str, np.ndarray]:
 
 def mri_sets(task: str, val_sample: int | None, train_sample: int, seed: int) -> dict[str, np.ndarray]:
     sets = {"fixtures": ImageFolder.scan(fixtures_dir() / task, get_task(task)).images}
-    split_path = REPO / "splits" / f"{task}.json"
     try:  # the committed split's file lists; only the sampled files are decoded
-        split = json.loads(split_path.read_text())
+        split = json.loads(split_path(task).read_text())
         data = ImageFolder.scan(task_data_dir(get_task(task)), get_task(task))
     except (OSError, ValueError) as exc:  # data sets absent
         print(f"  ({task}: no data set, fixtures only: {type(exc).__name__}: {exc})")

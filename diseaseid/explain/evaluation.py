@@ -14,7 +14,7 @@ from diseaseid.data.tensors import normalize
 from diseaseid.explain.faithfulness import PATCH, Evaluation, perturbation_curves
 from diseaseid.explain.lrp.composites import get_composite
 from diseaseid.explain.maps import DEFAULT_COMPOSITE, explain_maps
-from diseaseid.paths import REPO_ROOT, fixtures_dir, task_data_dir
+from diseaseid.paths import fixtures_dir, split_path, task_data_dir
 from diseaseid.serving.predictor import Predictor
 from diseaseid.tasks import Task, get_task
 
@@ -31,7 +31,7 @@ def validation_set(task: Task, n: int, seed: int = 0, data_dir: str | Path | Non
         ds, source = ImageFolder.scan(root, task), str(root)
     else:
         ds, source = ImageFolder.scan(fixtures_dir() / task.name, task), "test fixtures"
-    split = Path(split_file) if split_file else REPO_ROOT / "splits" / f"{task.name}.json"
+    split = Path(split_file) if split_file else split_path(task.name)
     if split.exists():
         known = set(ds.files)
         val = [f for f in json.loads(split.read_text()).get("val", []) if f in known]

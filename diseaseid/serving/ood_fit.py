@@ -88,7 +88,7 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
     service uses statistics only where their model is the task's detector."""
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.data.preprocess import to_uint8_rgb
-    from diseaseid.paths import REPO_ROOT, fixtures_dir, task_data_dir, weights_dir
+    from diseaseid.paths import fixtures_dir, split_path, task_data_dir, weights_dir
     from diseaseid.robustness.evaluate import perturbed_images
     from diseaseid.serving.ood_features import cached_features_and_logits
     from diseaseid.serving.ood_images import SETS, family, non_mri
@@ -98,7 +98,7 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
     det_task, det_role = detector_model or detector_of(task_name)
     detector = Predictor.from_weights(shipped_weights(det_task, det_role))
     version = detector.version
-    split = json.loads((REPO_ROOT / "splits" / f"{task_name}.json").read_text())
+    split = json.loads(split_path(task_name).read_text())
     data = ImageFolder.scan(task_data_dir(task), task)
     train_files = split["train"]
     if train_sample and len(train_files) > train_sample:
