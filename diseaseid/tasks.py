@@ -1,7 +1,7 @@
 """The registry of diagnostic tasks: adding a task is one entry here plus its data."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -16,14 +16,12 @@ class Task:
     # subjects already group adjacent slices (and unrelated brains would merge).
     group_by_phash: bool = True
     subject_level: bool = False  # evaluate by subject as well as by slice
-    default_student: str = "convnet1"
     # A screening answer besides the classes: these classes are "normal", the others "impaired"; the
     # probability of impairment is the sum of the others' probabilities.
     normal_classes: tuple[str, ...] = ()
     # What the task is called in a sentence ("the brain tumor task"), in English and Russian; its name when unset.
     title_en: str = ""
     title_ru: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
