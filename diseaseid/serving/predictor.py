@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from diseaseid.models.checkpoint import load_model
-from diseaseid.paths import weights_dir
+from diseaseid.paths import ROLES, weights_dir
 from diseaseid.serving.ood import (
     DIAGNOSIS,
     NOT_A_BRAIN_MRI,
@@ -40,7 +40,6 @@ from diseaseid.serving.ood import (
 from diseaseid.serving.runtime import Runtime, TorchRuntime, load_runtime
 from diseaseid.tasks import TASKS, Task, get_task
 
-ROLES = ("student", "teacher")
 log = logging.getLogger(__name__)
 
 
