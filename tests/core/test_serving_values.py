@@ -106,12 +106,13 @@ def test_an_unflagged_slice_gets_its_diagnosis_with_every_field(images, task_nam
         assert (p.label_index, p.label) == (i, task.classes[i])
         assert (p.display_en, p.display_ru) == (task.display(i, "en"), task.display(i, "ru"))
         assert p.ood is False and p.ood_reasons == [] and p.outcome == "diagnosis" and p.is_diagnosis
+        assert p.suited_task is None  # a diagnosis names no other task
         assert p.screening == task.screening(w)
         assert p.ood_detector is None  # no threshold anywhere: the image checks alone decide
         assert p.top_index == i
         assert p.to_dict() == {**p.__dict__}
         assert set(p.to_dict()) == {"label_index", "label", "display_en", "display_ru", "probabilities", "ood_score",
-                                    "ood", "ood_reasons", "screening", "outcome", "ood_detector"}
+                                    "ood", "ood_reasons", "screening", "outcome", "ood_detector", "suited_task"}
     if task_name == "dementia":
         assert all(p.screening is not None for p in got)
 
