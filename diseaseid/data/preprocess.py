@@ -114,12 +114,3 @@ def open_image(source: bytes | str | Path, max_pixels: int = MAX_PIXELS) -> Imag
 def decode_image(source: bytes | str | Path, size: int = IMAGE_SIZE) -> np.ndarray:
     """Bytes or a path of a JPEG/PNG -> ``size`` x ``size`` x 3 uint8 RGB."""
     return to_uint8_rgb(open_image(source), size)
-
-
-def __getattr__(name: str):
-    # normalize/denormalize moved to diseaseid.data.tensors (torch); kept reachable from here, lazily, only until
-    # code still importing them from this module has moved.
-    if name in ("normalize", "denormalize"):
-        from diseaseid.data import tensors
-        return getattr(tensors, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from diseaseid.data.preprocess import decode_image, normalize
+from diseaseid.data.preprocess import decode_image
+from diseaseid.data.tensors import normalize
 from diseaseid.paths import weights_dir
 from diseaseid.serving import NOT_A_BRAIN_MRI, ROLES, WRONG_TASK, Predictor, StudyModel, answer_study
 from diseaseid.serving.ood import (
