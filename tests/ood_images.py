@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tests.helpers import png_bytes  # noqa: F401  (callers take it from here with the images)
-
 SIZE = 224
 
 

@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from tests.bot.fake_telegram import FakeTelegram
-from tests.helpers import png_bytes  # noqa: F401  (re-exported for the bot tests)
 from tests.services.conftest import run_server
 from tests.services.explain_stack import API_KEY, ExplainStack
 from tests.services.redis_server import RedisServer

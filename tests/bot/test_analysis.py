@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from tests.bot.bot_process import BotProcess
-from tests.bot.conftest import REPO, decode_png, dementia_slices, png_bytes, tumor_slice
+from tests.bot.conftest import REPO, decode_png, dementia_slices, tumor_slice
 from tests.bot.fake_telegram import make_user, strip_html
+from tests.helpers import make_dicom, png_bytes
 
 TUMOR_USER = make_user(2001, "en")
 DEMENTIA_USER = make_user(2002, "en")
@@ -168,24 +169,7 @@ def test_album_of_slices_gets_one_subject_level_conclusion(bot, telegram, servic
 
 def dicom_bytes(path: Path) -> bytes:
     """A single-frame 8-bit MONOCHROME2 DICOM holding the fixture slice's pixels."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    pixels = np.asarray(Image.open(path).convert("L"))
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, meta.MediaStorageSOPInstanceUID, "MR"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = pixels.tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return make_dicom(np.asarray(Image.open(path).convert("L")), bits_stored=8)
 
 
 def test_dicom_document_is_analysed(bot, telegram):

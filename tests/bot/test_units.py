@@ -11,8 +11,8 @@ from services.bot.formatting import bar, conclusion_text
 from services.bot.media import sniff
 from services.bot.ratelimit import RateLimiter
 from services.bot.schemas import Upload, parse_class_names, parse_conclusion, parse_study
-from tests.bot.conftest import png_bytes, tumor_slice
-from tests.services.conftest import free_port
+from tests.bot.conftest import tumor_slice
+from tests.helpers import free_port, png_bytes
 
 
 def test_rate_limit_window_slides():
@@ -227,7 +227,7 @@ def test_silent_server_times_out():
 def test_token_is_redacted_from_log_lines_and_tracebacks(capsys):
     import logging
 
-    from services.bot.logs import setup_logging
+    from services.common.logs import setup_logging
 
     token = "123456:SECRET-token"
     root = logging.getLogger()

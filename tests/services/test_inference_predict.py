@@ -12,7 +12,7 @@ from PIL import Image
 from diseaseid.models.checkpoint import read_card
 from diseaseid.serving import shipped_mil, shipped_weights
 from diseaseid.tasks import TASKS
-from tests.helpers import PATIENT_ID, PATIENT_NAME, make_dicom
+from tests.helpers import PATIENT_ID, PATIENT_NAME, make_dicom, png_bytes
 from tests.services.conftest import FIXTURES, fixture_bytes
 
 FIRST_CLASS = {"tumor": "glioma", "dementia": "NonDemented"}
@@ -204,7 +204,7 @@ def test_non_mri_image_gets_no_diagnosis_from_any_model(inference_client, name):
     from diseaseid.serving.ood import detector_of
     from tests import ood_images
 
-    data = ood_images.png_bytes(getattr(ood_images, name)())
+    data = png_bytes(getattr(ood_images, name)())
     for task in sorted(TASKS):
         det_task, det_role = detector_of(task)
         detector = f"{det_task}/{det_role}:{read_card(shipped_weights(det_task, det_role))['arch']}"
@@ -225,7 +225,6 @@ def test_non_mri_image_gets_no_diagnosis_from_any_model(inference_client, name):
 def test_study_leaves_a_cat_out_and_says_so(inference_client):
     """Issue 14: one cat among two meningioma slices left the subject "meningioma" with the flag false."""
     pytest.importorskip("skimage")
-    from tests.helpers import png_bytes
     from tests.ood_images import cat_on_black
 
     mri = [fixture_bytes("tumor", "meningioma", i) for i in range(4)]
@@ -308,7 +307,6 @@ def test_a_study_answer_names_what_produced_the_subject_answer(inference_client)
     what produced the subject answer (the head, reading the teacher's embeddings; the slice model when the
     slices' probabilities were averaged) and `slice_model` the model of every slice."""
     from diseaseid.serving import Predictor, StudyModel
-    from tests.helpers import png_bytes
     from tests.ood_images import text_on_black
 
     paths = sorted((FIXTURES / "dementia").glob("*/*.jpg"))
