@@ -33,7 +33,13 @@ async def show(status: Message, text: str) -> None:
 _SLICE_PAIR = re.compile(r"slices (\d+) and (\d+)")
 
 
-def study_refusal_text(exc: InputRejected, lang: str) -> str | None:
+def _item(index: int, positions: list[int] | None) -> int:
+    """The album item (from 1) of the service's slice ``index`` (from 0); ``positions``: each slice sent, its
+    place in the album (items that were not images were left out before sending)."""
+    return positions[index] if positions is not None and 0 <= index < len(positions) else index + 1
+
+
+def study_refusal_text(exc: InputRejected, lang: str, positions: list[int] | None = None) -> str | None:
     """A study refused as not one patient's series (422 ``mixed_*``), in the user's language; None otherwise."""
     code = exc.code or ""
     if not code.startswith("mixed_") or f"study_why_{code}" not in TEXTS:
@@ -41,17 +47,17 @@ def study_refusal_text(exc: InputRejected, lang: str) -> str | None:
     pair = _SLICE_PAIR.search(exc.message or "")
     if pair is None:
         return t("study_refused_generic", lang)
-    a, b = (int(i) + 1 for i in pair.groups())  # the service counts from 0, the user from 1
+    a, b = (_item(int(i), positions) for i in pair.groups())
     return t("study_refused", lang, a=a, b=b, why=t(f"study_why_{code}", lang))
 
 
-def study_warning_texts(conclusion: Conclusion, lang: str) -> list[str]:
+def study_warning_texts(conclusion: Conclusion, lang: str, positions: list[int] | None = None) -> list[str]:
     """The study's warnings (slices that may not be one stack), in the user's language."""
     notes = []
     for warning in conclusion.warnings:
         key = f"study_warning_{warning.get('code')}"
         try:
-            items = [int(i) + 1 for i in warning.get("slices") or ()]
+            items = [_item(int(i), positions) for i in warning.get("slices") or ()]
         except (TypeError, ValueError):
             items = []
         if key in TEXTS and len(items) >= (3 if warning.get("code") == "out_of_order" else 2):
@@ -156,6 +162,7 @@ async def analyse_study(messages: list[Message], bot: Bot, client: DiseaseIdClie
         await first.reply(refusal)
         return
     status = await first.reply(t("analysing_study", lang, n=len(refs), task=task_name(task, lang)))
+    positions: list[int] | None = None
     try:
         async with ChatActionSender.typing(bot=bot, chat_id=first.chat.id):
             parts, uploads = [], []
@@ -167,10 +174,12 @@ async def analyse_study(messages: list[Message], bot: Bot, client: DiseaseIdClie
                     skipped += 1
             if not uploads:
                 raise Rejection("album_empty")
+            positions = [messages.index(part) + 1 for part in parts]  # album items, from 1
             conclusion = await client.predict_study(uploads, task)
     except (Rejection, ServiceCallError) as exc:
         log.info("study not analysed: %r", exc)
-        await show(status, failure_text(exc, lang))
+        refusal = study_refusal_text(exc, lang, positions) if isinstance(exc, InputRejected) else None
+        await show(status, refusal or failure_text(exc, lang))
         return
     except Exception:
         log.exception("study not analysed")
@@ -178,7 +187,7 @@ async def analyse_study(messages: list[Message], bot: Bot, client: DiseaseIdClie
         return
     if skipped:
         notes.append(t("album_skipped", lang, n=skipped))
-    notes += study_warning_texts(conclusion, lang)
+    notes += study_warning_texts(conclusion, lang, positions)
     await show(status, "\n\n".join([conclusion_text(conclusion, lang, study=True), *notes]))
     k = conclusion.key_slice
     if k is not None and 0 <= k < len(uploads):
