@@ -207,12 +207,16 @@ def test_an_album_of_two_patients_dicom_is_refused_in_the_users_language(bot, te
 
     files = [dicom_slice(README_STUDY[0]), dicom_slice(README_STUDY[1]),
              dicom_slice(README_STUDY[2], PatientID="PID-0099-OTHER")]
-    for lang, expected in (("ru", "элементы 1 и 3 относятся к разным пациентам (DICOM PatientID)"),
-                           ("en", "items 1 and 3 belong to different patients (DICOM PatientID)")):
+    parts = [telegram.document_content(f, file_name=f"s{i}.dcm", mime_type="application/dicom")
+             for i, f in enumerate(files)]
+    note = telegram.document_content(b"notes", file_name="notes.txt", mime_type="text/plain")
+    # In English with a text file as the album's second item: the items are counted as the user sees them.
+    for lang, album, expected in (
+            ("ru", parts, "элементы 1 и 3 относятся к разным пациентам (DICOM PatientID)"),
+            ("en", [parts[0], note, *parts[1:]], "items 1 and 4 belong to different patients (DICOM PatientID)")):
         user = make_user(3010 if lang == "ru" else 3011, lang)
         mark = telegram.mark()
-        send_parts(telegram, user, [telegram.document_content(f, file_name=f"s{i}.dcm", mime_type="application/dicom")
-                                    for i, f in enumerate(files)])
+        send_parts(telegram, user, album)
         _, text = final_text(telegram, user, mark)
         assert expected in text, text
         assert "PID-" not in text
