@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.shipped import shipped_predictor
+
 torch.set_num_threads(int(os.environ.get("DISEASEID_TEST_THREADS", "1")))
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,3 +28,9 @@ def _isolated_cache(tmp_path_factory):
     # exporting the four shipped models again costs each run 10-15 s.
     os.environ.setdefault("DISEASEID_GRAPHS", str(REPO / ".cache" / "graphs"))
     yield
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    """``shipped(task, role="student")``: the session's one copy of each shipped predictor."""
+    return shipped_predictor

@@ -52,10 +52,10 @@ def test_class_weighting_modes():
         class_weights(y, 3, "bogus")
 
 
-def test_shipped_study_model_binds_to_its_teacher_and_reads_slices_in_order():
-    from diseaseid.serving import BackboneMismatch, Predictor, StudyModel, shipped_mil
+def test_shipped_study_model_binds_to_its_teacher_and_reads_slices_in_order(shipped):
+    from diseaseid.serving import BackboneMismatch, StudyModel, shipped_mil
 
-    teacher = Predictor.from_shipped("dementia", "teacher")
+    teacher = shipped("dementia", "teacher")
     study = StudyModel.from_shipped("dementia", teacher)
     assert shipped_mil("dementia") is not None and shipped_mil("tumor") is None
     rng = np.random.default_rng(0)
@@ -71,6 +71,6 @@ def test_shipped_study_model_binds_to_its_teacher_and_reads_slices_in_order():
     with pytest.raises(ValueError, match="at least one slice"):
         study.predict(images[:0])
     # A head refuses a slice model it was not trained on (the student here).
-    student = Predictor.from_shipped("dementia", "student")
+    student = shipped("dementia", "student")
     with pytest.raises(BackboneMismatch, match="train-mil"):
         StudyModel(study.head, study.card, student)

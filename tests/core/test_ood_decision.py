@@ -17,7 +17,7 @@ import torch
 from diseaseid.data.preprocess import decode_image
 from diseaseid.data.tensors import normalize
 from diseaseid.paths import weights_dir
-from diseaseid.serving import NOT_A_BRAIN_MRI, ROLES, WRONG_TASK, Predictor, StudyModel, answer_study
+from diseaseid.serving import NOT_A_BRAIN_MRI, ROLES, WRONG_TASK, StudyModel, answer_study
 from diseaseid.serving.ood import (
     NOT_A_BRAIN_MRI_DISPLAY,
     STATS_STEM,
@@ -29,6 +29,7 @@ from diseaseid.serving.ood import (
 )
 from diseaseid.tasks import TASKS
 from tests.ood_images import cat_on_black, text_on_black
+from tests.shipped import shipped_predictor
 
 pytest.importorskip("skimage")
 
@@ -44,9 +45,7 @@ MARGIN = 1.05
 FLOAT32_BATCHES = 2e-3
 
 
-@functools.cache
-def shipped(task: str, role: str) -> Predictor:
-    return Predictor.from_shipped(task, role)
+shipped = shipped_predictor
 
 
 @functools.cache

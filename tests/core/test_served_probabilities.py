@@ -49,8 +49,8 @@ def test_a_card_without_calibration_serves_plain_softmax():
     np.testing.assert_allclose([list(g.values()) for g in got], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_shipped_student_serves_its_cards_temperature(fixtures_dir):
-    predictor = Predictor.from_shipped("tumor", "student")
+def test_shipped_student_serves_its_cards_temperature(fixtures_dir, shipped):
+    predictor = shipped("tumor", "student")
     temperature = float(predictor.card["calibration"]["temperature"])
     images = ImageFolder.scan(fixtures_dir / "tumor", get_task("tumor"), per_class=1).images
     logits = predictor.logits(images)

@@ -8,7 +8,7 @@ import torch
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.models import load_model
 from diseaseid.models.checkpoint import file_sha256
-from diseaseid.serving import ROLES, Predictor, shipped_weights
+from diseaseid.serving import ROLES, shipped_weights
 from diseaseid.tasks import TASKS, get_task
 
 PAIRS = [(t, r) for t in TASKS for r in ROLES]
@@ -30,11 +30,11 @@ def test_model_card_is_complete(task, role):
 
 
 @pytest.mark.parametrize("task,role", PAIRS)
-def test_ood_flags_non_mri_and_passes_mri(task, role, fixtures_dir):
+def test_ood_flags_non_mri_and_passes_mri(task, role, fixtures_dir, shipped):
     pytest.importorskip("skimage")
     from diseaseid.train.ood_eval import non_mri_images
 
-    predictor = Predictor.from_shipped(task, role)
+    predictor = shipped(task, role)
     others = non_mri_images()
     flagged = [p.ood for p in predictor.predict(np.stack(list(others.values())))]
     assert np.mean(flagged) >= 0.95, [k for k, f in zip(others, flagged) if not f]
@@ -44,9 +44,9 @@ def test_ood_flags_non_mri_and_passes_mri(task, role, fixtures_dir):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_tumor_models_classify_fixture_slices(role, fixtures_dir):
+def test_tumor_models_classify_fixture_slices(role, fixtures_dir, shipped):
     """Trained tumor models get nearly all committed sample slices right (a real-weights smoke check)."""
-    predictor = Predictor.from_shipped("tumor", role)
+    predictor = shipped("tumor", role)
     ds = ImageFolder.scan(fixtures_dir / "tumor", get_task("tumor"))
     with torch.no_grad():
         preds = np.array([p.label_index for p in predictor.predict(ds.images)])

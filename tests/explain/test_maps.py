@@ -11,14 +11,13 @@ from diseaseid.explain import explain_maps
 from diseaseid.explain.gradcam import GradCAM
 from diseaseid.explain.graph import compile_graph
 from diseaseid.explain.lrp import LRP
-from diseaseid.serving.predictor import Predictor
 from diseaseid.tasks import get_task
 from tests.explain.conftest import batch, build
 
 
 @pytest.fixture(scope="module")
-def shipped():
-    return Predictor.from_shipped("tumor", "student")
+def student(shipped):
+    return shipped("tumor", "student")
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +26,16 @@ def slices(fixtures_dir):
     return ds.images[[0, 4, 8, 12]]  # one per class
 
 
-def test_contract_on_the_shipped_model(shipped, slices):
+def test_contract_on_the_shipped_model(student, slices):
     x = normalize(slices)
-    maps, targets = explain_maps(shipped.model, x)
+    maps, targets = explain_maps(student.model, x)
     assert set(maps) == {"gradcam", "lrp"}
     for m in maps.values():
         assert m.shape == (4, 224, 224) and m.dtype == np.float32 and np.isfinite(m).all()
     assert maps["gradcam"].min() >= 0.0 and maps["gradcam"].max() <= 1.0
     assert targets.dtype == np.int64 and targets.shape == (4,)
     with torch.no_grad():
-        assert targets.tolist() == shipped.model(x).argmax(1).tolist()
+        assert targets.tolist() == student.model(x).argmax(1).tolist()
 
 
 def test_maps_equal_the_explainers_called_alone():

@@ -10,12 +10,11 @@ from PIL import Image
 
 from diseaseid.data.preprocess import decode_image
 from diseaseid.explain.report import explain_slice
-from diseaseid.serving import Predictor
 
 
 @pytest.fixture(scope="module")
-def predictor():
-    return Predictor.from_shipped("tumor", "student")
+def predictor(shipped):
+    return shipped("tumor", "student")
 
 
 @pytest.fixture(scope="module")
