@@ -10,13 +10,13 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 from aiogram.utils.chat_action import ChatActionSender
 
-from .client import DiseaseIdClient, InputRejected, ServiceCallError, ServiceTimeout
-from .formatting import conclusion_text
-from .media import Rejection, download, image_ref
-from .ratelimit import RateLimiter
-from .schemas import Conclusion, Upload
-from .settings import BotSettings
-from .texts import TEXTS, t, task_name
+from services.bot.answers import Conclusion, Upload
+from services.bot.client import DiseaseIdClient, InputRejected, ServiceCallError, ServiceTimeout
+from services.bot.formatting import conclusion_text
+from services.bot.media import Rejection, download, image_ref
+from services.bot.ratelimit import RateLimiter
+from services.bot.settings import BotSettings
+from services.bot.texts import TEXTS, t, task_name
 
 log = logging.getLogger(__name__)
 

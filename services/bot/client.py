@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from services.bot.schemas import (
+from services.bot.answers import (
     ClassNames,
     Conclusion,
     ExplainImages,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from diseaseid.percent import percent
-from services.bot.schemas import Conclusion
+from services.bot.answers import Conclusion
 from services.bot.texts import t, task_name
 
 BAR_WIDTH = 10

@@ -6,11 +6,11 @@ import socket
 
 import pytest
 
+from services.bot.answers import Upload, parse_class_names, parse_conclusion, parse_study
 from services.bot.client import DiseaseIdClient, ServiceTimeout, ServiceUnavailable
 from services.bot.formatting import bar, conclusion_text
 from services.bot.media import sniff
 from services.bot.ratelimit import RateLimiter
-from services.bot.schemas import Upload, parse_class_names, parse_conclusion, parse_study
 from tests.bot.conftest import tumor_slice
 from tests.helpers import free_port, png_bytes
 

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from diseaseid.percent import percent
+from services.bot.answers import parse_conclusion
 from services.bot.formatting import conclusion_text, probability_chart
-from services.bot.schemas import parse_conclusion
 
 
 @pytest.mark.parametrize("p, decimals, text", [
