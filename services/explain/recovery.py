@@ -1,7 +1,7 @@
 """A worker that dies is noticed within a second, and its job goes back on the queue at once.
 
 Heartbeats alone answer slowly: a worker beats every few seconds, so "dead" can only mean "silent for two
-beats" (``services.common.liveness``), and RQ hands a dead worker's job on only when the job's registry entry
+beats" (``services.explain.liveness``), and RQ hands a dead worker's job on only when the job's registry entry
 expires (a beat plus ``abandoned_grace_s``) and some worker's maintenance next runs: half a minute with the
 defaults. A faster sign is the worker's connection to Redis: every worker names its connections
 (``ExplainStore.worker_client_name``), and when its process dies, however it dies, the kernel closes them and

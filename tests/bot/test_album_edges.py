@@ -20,8 +20,8 @@ from services.bot.albums import AlbumCollector
 from tests.bot.bot_process import BotProcess
 from tests.bot.conftest import dementia_slices
 from tests.bot.fake_telegram import make_user
+from tests.helpers import free_port
 from tests.services.conftest import run_server
-from tests.services.redis_server import free_port
 
 API_KEY = "album-edges-key-0001"
 MAX_ALBUM = 4
