@@ -86,7 +86,8 @@ async def _start_explain(client: ServicesClient, answer: dict[str, Any], view: d
             return {"error": t("explain_failed", lang)}
         index = found
         explain["key_slice"] = t("key_slice", lang, k=index + 1, n=len(slices), name=slices[index].name)
-    role = (answer.get("model") or {}).get("role")
+    # a study's ``model`` is what produced the subject answer (the MIL head); its slices were read by ``slice_model``
+    role = (answer.get("slice_model") or answer.get("model") or {}).get("role")
     try:
         explain["job_id"] = await client.submit_explain(slices[index], task, model=role, target=target)
     except (UpstreamError, KeyError, ValueError) as exc:
