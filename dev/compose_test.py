@@ -121,7 +121,7 @@ class Stack:
         explain = {**shared, "DISEASEID_EXPLAIN_DEBUG_DELAY_S": str(JOB_DELAY_S)}
         services = {
             # No .env in the containers either (env_file: !reset).
-            "inference": shared, "explain-api": explain, "explain-worker": explain,
+            "inference": shared, "explain-api": explain, "explain-worker": explain, "web": shared, "pacs": shared,
             "bot": {**shared, "TELEGRAM_BOT_TOKEN": "${CT_BOT_TOKEN:-}", "TELEGRAM_API_URL": "${CT_TELEGRAM_URL:-}",
                     "BOT_POLLING_TIMEOUT_S": "1", "BOT_ALBUM_WAIT_S": "0.5"},
         }
