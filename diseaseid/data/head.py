@@ -18,6 +18,7 @@ Geometry is preserved otherwise: no flips, and the head's left stays left.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class HeadBox:
     found: bool  # False when no head-like region was found (the whole image is used)
 
 
+@functools.cache
 def preprocess_hash() -> str:
     """A short hash of this module's source: caches of pre-processed images are keyed by it, so an edit to
     the pre-processing can never be trained on stale images."""
