@@ -49,6 +49,10 @@ def register(sub) -> None:
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--select", default=d.select, help="validation metric for early stopping")
     p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--aug-noise", type=float, default=d.aug_noise,
+                   help="largest Rician noise sigma of the augmentation, as a fraction of the intensity range")
+    p.add_argument("--aug-noise-p", type=float, default=d.aug_noise_p,
+                   help="share of training images that get noise at all")
     p.add_argument("--balanced", action="store_true", help="class-weighted loss")
     p.add_argument("--init", default=None,
                    help="start from these weights (.safetensors of the same architecture), e.g. to train a "

@@ -17,6 +17,10 @@ class TrainConfig:
     label_smoothing: float = 0.1
     warmup_epochs: float = 1.0
     augment: bool = True
+    # Rician noise of the acquisition augmentation (diseaseid.data.augment.AugmentConfig): sigma drawn up to
+    # `aug_noise` (fraction of the intensity range) for a share `aug_noise_p` of the images.
+    aug_noise: float = 0.04
+    aug_noise_p: float = 0.7
     balanced: bool = False  # class-weighted loss, for unbalanced tasks
     patience: int = 6  # early stopping, in epochs without improvement of `select`
     select: str = "macro_f1"  # validation metric that picks the best epoch

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from diseaseid.data.augment import apply_params, augment, sample_params
+from diseaseid.data.augment import AugmentConfig, apply_params, augment, sample_params
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from diseaseid.models import create_model, load_ensemble, load_model
@@ -39,7 +39,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 class DeviceImages:
     """uint8 NHWC images on a device, served as normalised float NCHW batches (optionally augmented)."""
 
-    def __init__(self, images: np.ndarray, device: torch.device, channels_last: bool | None = None):
+    def __init__(self, images: np.ndarray, device: torch.device, channels_last: bool | None = None,
+                 augment_config: AugmentConfig | None = None):
+        self.augment_config = augment_config or AugmentConfig()
         self.data = torch.from_numpy(np.ascontiguousarray(images)).to(device)
         self.device = device
         self.channels_last = device.type == "cuda" if channels_last is None else channels_last
@@ -57,7 +59,7 @@ class DeviceImages:
         if views is not None:
             x = apply_params(x, views)
         elif train_augment:
-            x = augment(x)
+            x = augment(x, self.augment_config)
         if size is not None and size != x.shape[-1]:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         x = (x - self.mean) / self.std
@@ -439,7 +441,8 @@ def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
     gen = _seed_everything(cfg.seed)
     channels_last = use_channels_last(cfg, device)
     model = build_model(cfg, task.num_classes, device, channels_last)
-    tr_images = DeviceImages(train.images, device, channels_last)
+    tr_images = DeviceImages(train.images, device, channels_last,
+                             AugmentConfig(noise=cfg.aug_noise, noise_p=cfg.aug_noise_p))
     va_images = DeviceImages(val.images, device, channels_last)
     y_train = torch.from_numpy(train.labels).to(device)
     checkpoint = Path(checkpoint) if checkpoint else None
