@@ -9,7 +9,7 @@
 #         third soup ingredient), ood-fit; dementia: dementia-cv dementia-ship; head-centred pre-processing
 #         (diseaseid/data/head.py) and acquisition augmentation: tumor-teacher-head tumor-student-head
 #         dementia-ship ood-fit, then robustness; stronger noise: tumor-student-noise tumor-teacher-noise
-#         ood-fit robustness)
+#         dementia-student-head dementia-ship ood-fit robustness)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -138,6 +138,13 @@ for s in $stages; do
         --batch-size 32 --lr 1.5e-4 --weight-decay 0.01 --label-smoothing 0.1 --warmup-epochs 0.3 --patience 3 \
         --aug-noise 0.07 --aug-noise-p 0.85 --select accuracy --threads $T --out runs/tumor-teacher-noise --resume \
         --ship teacher ;;
+    dementia-student-head)  # the ConvNet1 student trained anew on head-cropped slices with acquisition augmentation
+      # (its old convolutions, trained on uncropped slices, put 96% of their LRP relevance in the corners); then
+      # dementia-ship refits its classifier by subject-grouped CV
+      $PY -m diseaseid train --task dementia --model convnet1 --epochs 10 --batch-size 32 --lr 2e-3 \
+        --weight-decay 0.1 --dropout 0.4 --balanced --select subject_balanced_accuracy \
+        --teacher weights/dementia/teacher.safetensors --kd-temperature 4 --w-soft 0.5 --w-ce 0.5 \
+        --threads $T --out runs/dementia-student-head --resume --ship student ;;
     robustness)  # every shipped model under acquisition changes (docs/robustness.md)
       $PY -m diseaseid robustness --task tumor dementia --threads $T --out docs/robustness ;;
     tumor-teacher-ensemble)  # the distillation teacher's validation figures: each member and their mean logits
