@@ -5,6 +5,10 @@ Each slice is perturbed in its raw form (:mod:`~diseaseid.robustness.perturbatio
 path (``to_uint8_rgb`` / ``decode_image``: head crop included) and answered by ``Predictor.predict``, so the OOD
 verdict is the one a user would get. "Changed" compares the network's label with its label on the clean slice;
 "served accuracy" counts an image flagged as not an MRI as a miss.
+
+Where the shipped models saw the sample (dementia: fitted on every subject), each frozen-feature model is also
+scored with its head refitted without the sample's subjects (:mod:`~diseaseid.robustness.held_out`), under
+``models[role]["held_out"]``: the figures a new patient would get.
 """
 from __future__ import annotations
 
@@ -60,6 +64,16 @@ def answers(predictor, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray,
     return np.array(labels), np.array(flags)
 
 
+def held_out_scores(truth: np.ndarray, labels: np.ndarray, clean: np.ndarray | None) -> dict:
+    from sklearn.metrics import balanced_accuracy_score
+
+    out = {"accuracy": float((labels == truth).mean()),
+           "balanced_accuracy": float(balanced_accuracy_score(truth, labels))}
+    if clean is not None:
+        out["changed"] = float((labels != clean).mean())
+    return out
+
+
 def scores(truth: np.ndarray, labels: np.ndarray, flags: np.ndarray, clean: np.ndarray | None) -> dict:
     from sklearn.metrics import balanced_accuracy_score
 
@@ -85,6 +99,14 @@ def evaluate_task(task: str, roles: tuple[str, ...] = ("teacher", "student"), n:
     clean = {role: answers(p, clean_images) for role, p in predictors.items()}
     rows = [{"family": "clean", "level": "none", "realistic": True,
              "models": {role: scores(sample.labels, *clean[role], None) for role in roles}}]
+    held = {}
+    if sample.in_sample:
+        from diseaseid.robustness.held_out import held_out_heads
+
+        held = held_out_heads(task, roles, sample.files)
+        held_clean = {role: h.labels(clean_images) for role, h in held.items()}
+        for role in held:
+            rows[0]["models"][role]["held_out"] = held_out_scores(sample.labels, held_clean[role], None)
     log(_row_text(task, rows[-1], time.perf_counter() - start))
     for k, pert in enumerate(perturbations):
         t0 = time.perf_counter()
@@ -94,6 +116,9 @@ def evaluate_task(task: str, roles: tuple[str, ...] = ("teacher", "student"), n:
         for role, p in predictors.items():
             labels, flags = answers(p, images)
             models[role] = scores(sample.labels, labels, flags, clean[role][0])
+            if role in held:
+                models[role]["held_out"] = held_out_scores(sample.labels, held[role].labels(images),
+                                                           held_clean[role])
         rows.append({"family": pert.family, "level": pert.level, "realistic": pert.realistic, "models": models})
         log(_row_text(task, rows[-1], time.perf_counter() - t0))
     result = {"task": task, "n": len(sample.files), "seed": seed, "in_sample": sample.in_sample,
@@ -101,6 +126,9 @@ def evaluate_task(task: str, roles: tuple[str, ...] = ("teacher", "student"), n:
                                 "preprocess": p.card.get("preprocess", {}).get("name", "resize (none recorded)")}
                          for role, p in predictors.items()},
               "rows": rows}
+    if held:
+        result["held_out"] = {role: {"subjects": h.subjects, "note": "head refitted without the sample's subjects"}
+                              for role, h in held.items()}
     if non_mri:
         result["non_mri"] = non_mri_flagged(next(iter(predictors.values())))
         log(f"{task}: non-MRI images flagged {result['non_mri']['flagged']:.1%} of {result['non_mri']['n']}")
@@ -142,6 +170,11 @@ def summary(result: dict) -> dict:
             "worst_flagged": worst_flagged["models"][role]["flagged"],
             "worst_flagged_at": f"{worst_flagged['family']}:{worst_flagged['level']}",
         }
+        if "held_out" in clean[role]:
+            h = max(rows, key=lambda r: r["models"][role]["held_out"]["changed"])
+            out[role]["held_out"] = {"clean": clean[role]["held_out"][metric],
+                                     "worst_changed": h["models"][role]["held_out"]["changed"],
+                                     "worst_changed_at": f"{h['family']}:{h['level']}"}
     return out
 
 

@@ -40,9 +40,27 @@ def markdown(results: dict[str, dict]) -> str:
             lines += ["Positive relevance inside the head (mean, minimum over slices): " + "; ".join(
                 f"{role} " + ", ".join(f"{m} {_pct(v['mean'])}% (min {_pct(v['min'])}%)" for m, v in rel.items())
                 for role, rel in r["relevance_inside_head"].items()) + ".", ""]
+        held = [role for role in roles if "held_out" in r["rows"][0]["models"][role]]
+        if held:
+            fitted = ", ".join(f"{role} on {r['held_out'][role]['subjects']} subjects" for role in held)
+            lines += [f"Held out: each head refitted by its recipe without the sample's subjects ({fitted}), "
+                      f"on the shipped model's features: what a new patient gets. {metric} % / answers changed %.",
+                      "", "| change | level | " + " | ".join(f"{role} held out | changed" for role in held) + " |",
+                      "|---|---|" + "---:|---:|" * len(held)]
+            for row in r["rows"]:
+                cells = []
+                for role in held:
+                    m = row["models"][role]["held_out"]
+                    cells += [_pct(m[key]), _pct(m["changed"]) if "changed" in m else "-"]
+                star = "" if row["realistic"] else " *"
+                lines.append(f"| {row['family']}{star} | {row['level']} | " + " | ".join(cells) + " |")
+            lines.append("")
         s = r["summary"]
         lines += ["Summary over the realistic rows: " + "; ".join(
             f"{role}: clean {_pct(v['clean'])}%, worst drop {_pct(v['worst_drop'])} pt ({v['worst_drop_at']}), "
             f"most changed {_pct(v['worst_changed'])}% ({v['worst_changed_at']}), most flagged "
-            f"{_pct(v['worst_flagged'])}% ({v['worst_flagged_at']})" for role, v in s.items()) + ".", ""]
+            f"{_pct(v['worst_flagged'])}% ({v['worst_flagged_at']})"
+            + (f"; held out: clean {_pct(v['held_out']['clean'])}%, most changed "
+               f"{_pct(v['held_out']['worst_changed'])}% ({v['held_out']['worst_changed_at']})"
+               if "held_out" in v else "") for role, v in s.items()) + ".", ""]
     return "\n".join(lines)

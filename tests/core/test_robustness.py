@@ -132,3 +132,56 @@ def test_inside_share():
     maps[0, 1, 1], maps[0, 0, 0], maps[0, 3, 3] = 3.0, 1.0, -5.0  # negative relevance is not counted
     share = inside_share(maps, head)
     assert share[0] == pytest.approx(0.75) and np.isnan(share[1])
+
+
+def test_held_out_scores_summary_and_table():
+    from diseaseid.robustness.evaluate import held_out_scores
+    from diseaseid.robustness.report import markdown
+
+    truth = np.array([0, 0, 1, 1])
+    clean, noisy = np.array([0, 1, 1, 1]), np.array([0, 0, 0, 1])
+    h = held_out_scores(truth, noisy, clean)
+    assert h["accuracy"] == 0.75 and h["changed"] == 0.5 and h["balanced_accuracy"] == 0.75
+    base = scores(truth, clean, np.zeros(4, bool), None)
+    rows = [{"family": "clean", "level": "none", "realistic": True,
+             "models": {"student": {**base, "held_out": held_out_scores(truth, clean, None)}}},
+            {"family": "noise", "level": "sigma 4", "realistic": True,
+             "models": {"student": {**scores(truth, clean, np.zeros(4, bool), clean), "held_out": h}}}]
+    result = {"task": "dementia", "n": 4, "seed": 0, "in_sample": True, "rows": rows,
+              "models": {"student": {"version": "v", "name": "n", "preprocess": "head-v1"}},
+              "held_out": {"student": {"subjects": 127}}}
+    result["summary"] = summary(result)
+    held = result["summary"]["student"]["held_out"]
+    assert held["clean"] == pytest.approx(0.75) and held["worst_changed"] == 0.5
+    table = markdown({"dementia": result})
+    assert "student on 127 subjects" in table and "| noise | sigma 4 | 75.0 | 50.0 |" in table
+
+
+def test_held_out_head_reads_the_classifier_input():
+    """With the shipped head's own weights, a HeldOutHead answers exactly as the shipped network does: its
+    features are the ones the classifier reads."""
+    import torch
+
+    from diseaseid.models import load_model
+    from diseaseid.paths import weights_dir
+    from diseaseid.robustness.held_out import HeldOutHead, frozen_head_l2
+
+    model, card = load_model(weights_dir() / "dementia" / "student.safetensors")
+    assert frozen_head_l2(card) == card["training"]["l2"] and frozen_head_l2({"training": {}}) is None
+    rng = np.random.default_rng(0)
+    images = np.stack([decode(np.clip(phantom(208, 176) * rng.uniform(0.7, 1.2), 0, 255).astype(np.uint8))
+                       for _ in range(6)])
+    w = model.classifier.weight.detach().numpy().astype(np.float64)
+    b = model.classifier.bias.detach().numpy().astype(np.float64)
+    w = w + rng.normal(0, w.std(), w.shape)  # a different head, so the check is not argmax(model) by accident
+    head = HeldOutHead(model.eval(), w, b, 1)
+    from diseaseid.data.tensors import normalize
+
+    with torch.no_grad():
+        x = normalize(images)
+        feats = {}
+        hook = model.classifier.register_forward_hook(lambda m, i, o: feats.setdefault("x", i[0]))
+        model(x)
+        hook.remove()
+    expected = np.argmax(feats["x"].double().numpy() @ w.T + b, axis=1)
+    assert (head.labels(images) == expected).all()
