@@ -46,10 +46,18 @@ SERIES_NUMBERS = {"predict": 9101, "explain-images": 9102, "explain-sr": 9103}
 
 PROBABILITY = hd.sr.CodedConcept("122157", "DCM", "Probability")
 OUTCOME = hd.sr.CodedConcept("outcome", SCHEME, "Outcome of the analysis")
+# One code per outcome of diseaseid.outcomes. No DICOM (DCM, CID 7011 "Rejected for Quality Reasons"), SNOMED
+# CT or LOINC concept says "a brain MRI, but not the kind this model reads" (the nearest, e.g. (111235, DCM,
+# "Unusable - Quality renders image unusable") or (128621, DCM, "Inappropriate for the indications"), speak of
+# image quality or of an order), so both refusals are codes of our declared local scheme.
 OUTCOMES = {
     "diagnosis": hd.sr.CodedConcept("diagnosis", SCHEME, "Diagnosis (model answer, research use only)"),
     "not_a_brain_mri": hd.sr.CodedConcept("not-brain-mri", SCHEME, "Not a brain MRI slice: no diagnosis"),
+    "wrong_task": hd.sr.CodedConcept("wrong-task", SCHEME, "Brain MRI of a kind this task does not read: no "
+                                                           "diagnosis"),
 }
+# With ``wrong-task``: the task whose kind of slice the image resembles (the JSON ``suited_task``).
+SUITED_TASK = hd.sr.CodedConcept("suited-task", SCHEME, "Task whose kind of slice the image resembles")
 ATTENTION = hd.sr.CodedConcept("attention", SCHEME, "Weight of the slice in the subject-level answer")
 IMPAIRED = hd.sr.CodedConcept("p-impaired", SCHEME, "Probability of any cognitive impairment")
 
@@ -70,10 +78,11 @@ class Finding:
     """One answer as the API gives it: the conclusion of a slice or of a subject."""
 
     task: str
-    outcome: str  # "diagnosis" | "not_a_brain_mri"
+    outcome: str  # "diagnosis" | "not_a_brain_mri" | "wrong_task" (diseaseid.outcomes)
     label: str | None  # None without a diagnosis
     probabilities: Mapping[str, float]
     impaired_probability: float | None = None  # dementia's screening answer
+    suited_task: str | None = None  # wrong_task: the task whose kind of slice it is
 
     @classmethod
     def from_answer(cls, task: str, conclusion: Mapping) -> Finding:
@@ -82,7 +91,8 @@ class Finding:
         screening = conclusion.get("screening") or {}
         return cls(task=task, outcome=str(conclusion.get("outcome") or "diagnosis"), label=conclusion.get("label"),
                    probabilities={str(k): float(v) for k, v in conclusion["probabilities"].items()},
-                   impaired_probability=screening.get("impaired_probability"))
+                   impaired_probability=screening.get("impaired_probability"),
+                   suited_task=conclusion.get("suited_task"))
 
     @property
     def is_diagnosis(self) -> bool:
@@ -103,6 +113,19 @@ def class_concept(task: str, label: str) -> hd.sr.CodedConcept:
     t = get_task(task)
     index = t.classes.index(label)
     return hd.sr.CodedConcept(f"{task}.{index}", SCHEME, t.display(index, "en"))
+
+
+def outcome_concept(outcome: str) -> hd.sr.CodedConcept:
+    """The coded outcome; an outcome without a code is refused rather than written as another one."""
+    try:
+        return OUTCOMES[outcome]
+    except KeyError:
+        raise CannotWriteDicom(f"no DICOM code for the outcome {outcome[:40]!r}") from None
+
+
+def task_concept(task: str) -> hd.sr.CodedConcept:
+    """A task as a coded concept of our scheme: value ``task.<name>``, its English title."""
+    return hd.sr.CodedConcept(f"task.{task}", SCHEME, get_task(task).title("en")[:64])
 
 
 def result_uid(*parts: object) -> str:
@@ -186,6 +209,9 @@ def _group(finding: Finding, algorithm: Algorithm, sources: Sequence[Dataset], t
             measurements.append(hd.sr.Measurement(name=IMPAIRED, value=finding.impaired_probability,
                                                   unit=codes.UCUM.NoUnits))
     measurements.extend(extra)
+    evaluations = [hd.sr.QualitativeEvaluation(OUTCOME, outcome_concept(finding.outcome))]
+    if finding.outcome == "wrong_task" and finding.suited_task:
+        evaluations.append(hd.sr.QualitativeEvaluation(SUITED_TASK, task_concept(finding.suited_task)))
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=tracking[:64]),
         finding_type=finding_type,
@@ -194,8 +220,7 @@ def _group(finding: Finding, algorithm: Algorithm, sources: Sequence[Dataset], t
                                                    manufacturer=MANUFACTURER),
         finding_sites=[hd.sr.FindingSite(codes.SCT.Brain)],
         measurements=measurements or None,
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(OUTCOME, OUTCOMES.get(finding.outcome,
-                                                                                   OUTCOMES["not_a_brain_mri"]))],
+        qualitative_evaluations=evaluations,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in sources],
     )
 

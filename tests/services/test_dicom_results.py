@@ -20,6 +20,7 @@ needs_dciodvfy = pytest.mark.skipif(
     shutil.which("dciodvfy") is None,
     reason="dciodvfy not installed: apt-get install dicom3tools (.ci/setup.d/orthanc.sh)")
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR Storage
+OUTCOME_CODES = {"diagnosis": "diagnosis", "not_a_brain_mri": "not-brain-mri", "wrong_task": "wrong-task"}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def check_common(sr, series, model: dict, sent: int | None = None) -> None:
 
 def check_finding(facts: dict, answer: dict, model: dict) -> None:
     assert facts["algorithm"] == model["name"] and facts["version"] == model["version"]
-    assert facts["outcome"] == ("diagnosis" if answer["outcome"] == "diagnosis" else "not-brain-mri")
+    assert facts["outcome"] == OUTCOME_CODES[answer["outcome"]]
     if answer["label"] is None:
         assert facts["finding"] is None and "122157" not in facts["numbers"]
         return
@@ -139,9 +140,10 @@ def test_study_of_jpegs_asking_for_dicom_is_refused(inference_client):
     assert r.status_code == 406 and r.json()["error"]["code"] == "not_acceptable"
 
 
-def _finding(label="glioma", outcome="diagnosis"):
+def _finding(label="glioma", outcome="diagnosis", suited_task=None):
     return dr.Finding("tumor", outcome, label if outcome == "diagnosis" else None,
-                      {"glioma": 0.7, "meningioma": 0.2, "notumor": 0.06, "pituitary": 0.04})
+                      {"glioma": 0.7, "meningioma": 0.2, "notumor": 0.06, "pituitary": 0.04},
+                      suited_task=suited_task)
 
 
 ALGORITHM = dr.Algorithm("tumor/student:lite0_stage5", "8261307019b1", ("task=tumor",))
@@ -153,6 +155,31 @@ def test_no_diagnosis_sr_says_so_and_names_no_class(tumour):
     facts = group_facts(group)
     assert facts["finding"] is None and facts["outcome"] == "not-brain-mri"
     assert not any(k.startswith("p.") or k == "122157" for k in facts["numbers"])
+
+
+def test_wrong_task_sr_has_its_own_code_and_names_the_suited_task(tumour):
+    """Not the kind of MRI this task reads: its own outcome code (not the not-brain-MRI one), the task it looks
+    like as a coded qualitative evaluation, no class and no probability."""
+    from tests.dicom_series import concept, content_items
+
+    sr = dr.prediction_sr([read(tumour.files[0])], _finding(outcome="wrong_task", suited_task="dementia"),
+                          ALGORITHM)
+    (group,) = groups(sr)
+    facts = group_facts(group)
+    assert facts["finding"] is None and facts["outcome"] == "wrong-task"
+    assert not any(k.startswith("p.") or k == "122157" for k in facts["numbers"])
+    codes = {concept(i): i.ConceptCodeSequence[0] for i in content_items(group) if i.ValueType == "CODE"}
+    assert codes[("99DISEASEID", "outcome")].CodeMeaning.startswith("Brain MRI of a kind this task does not read")
+    suited = codes[("99DISEASEID", "suited-task")]
+    assert (suited.CodeValue, suited.CodingSchemeDesignator, suited.CodeMeaning) == ("task.dementia", "99DISEASEID",
+                                                                                     "dementia")
+    assert [s.CodingSchemeDesignator for s in sr.CodingSchemeIdentificationSequence] == ["99DISEASEID"]
+    # Every outcome the models give has its own code; an unknown one is refused, never written as another.
+    from diseaseid.outcomes import OUTCOMES
+
+    assert len({dr.outcome_concept(o).value for o in OUTCOMES}) == len(OUTCOMES)
+    with pytest.raises(dr.CannotWriteDicom, match="no DICOM code"):
+        dr.prediction_sr([read(tumour.files[0])], _finding(outcome="maybe"), ALGORITHM)
 
 
 def test_sources_that_cannot_carry_a_result_are_refused(tumour, dementia):
@@ -189,6 +216,9 @@ def test_dciodvfy_finds_no_error_in_any_object_we_write(inference_client, tumour
         "study": post(inference_client, dementia, task="dementia", study=True, data={"format": "dicom"}).content,
         "no-diagnosis": dr.dicom_bytes(dr.prediction_sr([read(tumour.files[0])],
                                                         _finding(outcome="not_a_brain_mri"), ALGORITHM)),
+        "wrong-task": dr.dicom_bytes(dr.prediction_sr([read(tumour.files[0])],
+                                                      _finding(outcome="wrong_task", suited_task="dementia"),
+                                                      ALGORITHM)),
         **dr.explain_objects(read(tumour.files[0]), _finding(), ALGORITHM,
                              {"gradcam": png(224, 224), "lrp": png(224, 224), "panel": png(700, 260)},
                              target="glioma"),
