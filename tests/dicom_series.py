@@ -1,8 +1,8 @@
 """A realistic MR series for tests of our DICOM results: fixture slices (JPEG) as MR Image Storage instances
 of one study and series, with the patient, study, series, geometry and UIDs a scanner writes.
 
-Only test input is written tag by tag here (our own objects come from highdicom); the identifying values are
-recognisable so that tests can follow them into what we write.
+Only test input is written tag by tag here (through ``tests.helpers.make_dicom``; our own objects come from
+highdicom); the identifying values are recognisable so that tests can follow them into what we write.
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from tests.helpers import make_dicom
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 
 @dataclass
@@ -48,50 +49,21 @@ def mr_series(paths: list[Path], *, patient_id: str = "PID-7731", patient_name: 
     files, sops = [], []
     for i, path in enumerate(paths):
         grey = np.asarray(Image.open(path).convert("L"), dtype=np.uint16) * 16  # 12 bits stored
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.SOPClassUID = MR_IMAGE_STORAGE
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
-        ds.StudyDate, ds.StudyTime = "20240301", "101500"
-        ds.SeriesDate, ds.SeriesTime = "20240301", "102000"
-        ds.AccessionNumber = "ACC-5521"
-        ds.Modality = modality
-        ds.Manufacturer = "TestScanner"
-        ds.ReferringPhysicianName = "Ref^Doctor"
-        ds.SeriesDescription = description
-        ds.PatientName = patient_name
-        ds.PatientID = patient_id
-        ds.PatientBirthDate = "19580412"
-        ds.PatientSex = "F"
-        ds.BodyPartExamined = "BRAIN"
-        ds.PatientPosition = "HFS"
-        ds.ScanningSequence, ds.SequenceVariant, ds.ScanOptions = "SE", "NONE", ""
-        ds.MRAcquisitionType = "2D"
-        ds.SliceThickness = "5"
-        ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = "500", "15", "1"
-        ds.MagneticFieldStrength = "1.5"
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.StudyID = "S-88"
-        ds.SeriesNumber = "3"
-        ds.InstanceNumber = str(i + 1)
-        ds.ImagePositionPatient = [-120.0, -120.0, 5.0 * i]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
-        ds.SliceLocation = str(5.0 * i)
-        ds.PixelSpacing = [0.9375, 0.9375]
-        ds.set_pixel_data(grey, "MONOCHROME2", 12)
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        files.append(buf.getvalue())
-        sops.append(str(ds.SOPInstanceUID))
+        sop_uid = generate_uid()
+        files.append(make_dicom(
+            grey, bits_stored=12, SOPInstanceUID=sop_uid, SpecificCharacterSet="ISO_IR 100",
+            ImageType=["ORIGINAL", "PRIMARY", "OTHER"], StudyDate="20240301", StudyTime="101500",
+            SeriesDate="20240301", SeriesTime="102000", AccessionNumber="ACC-5521", Modality=modality,
+            Manufacturer="TestScanner", ReferringPhysicianName="Ref^Doctor", SeriesDescription=description,
+            PatientName=patient_name, PatientID=patient_id, PatientBirthDate="19580412", PatientSex="F",
+            BodyPartExamined="BRAIN", PatientPosition="HFS", ScanningSequence="SE", SequenceVariant="NONE",
+            ScanOptions="", MRAcquisitionType="2D", SliceThickness="5", RepetitionTime="500", EchoTime="15",
+            EchoTrainLength="1", MagneticFieldStrength="1.5", StudyInstanceUID=study_uid,
+            SeriesInstanceUID=series_uid, StudyID="S-88", SeriesNumber="3", InstanceNumber=str(i + 1),
+            ImagePositionPatient=[-120.0, -120.0, 5.0 * i], ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            FrameOfReferenceUID=frame_uid, PositionReferenceIndicator="", SliceLocation=str(5.0 * i),
+            PixelSpacing=[0.9375, 0.9375]))
+        sops.append(sop_uid)
     return Series(files, study_uid, series_uid, sops, patient_id, patient_name, description, list(paths))
 
 

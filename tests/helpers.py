@@ -53,7 +53,8 @@ def make_dicom(pixels, *, photometric: str = "MONOCHROME2", bits_stored: int = 1
                voi_lut: list[int] | None = None, sop_class: str = MR_IMAGE_STORAGE,
                with_pixels: bool = True, preamble: bool = True, **tags: object) -> bytes:
     """A DICOM file (MR Image Storage by default) holding ``pixels`` (HxW, or FxHxW for multi-frame), with
-    any further ``tags`` by keyword (e.g. ``InstanceNumber=3``).
+    any further ``tags`` by keyword (e.g. ``InstanceNumber=3``; a ``SOPInstanceUID`` goes into the file meta
+    too).
 
     Patient tags are set to recognisable values so tests can check that they never come back.
     """
@@ -63,7 +64,7 @@ def make_dicom(pixels, *, photometric: str = "MONOCHROME2", bits_stored: int = 1
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = tags.get("SOPInstanceUID") or generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
