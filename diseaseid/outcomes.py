@@ -1,5 +1,5 @@
-"""What an answer is: the one list of outcomes (issue 25), kept free of heavy imports so that the services'
-schemas and clients read it too.
+"""What an answer is: the one list of outcomes, kept free of heavy imports so that the answers' models
+(``diseaseid.answers``) and the clients read it too. ``Outcome`` is the type; the constants are its values.
 
 A flagged image gets no diagnosis, only the model's probabilities for tools that ask: ``wrong_task`` when another
 task's detector accepts it (a brain MRI slice of another kind, e.g. a tumour study sent to the dementia task;
@@ -7,10 +7,11 @@ the answer names that task), else ``not_a_brain_mri``. How it is decided: ``dise
 """
 from __future__ import annotations
 
-DIAGNOSIS = "diagnosis"
-NOT_A_BRAIN_MRI = "not_a_brain_mri"
-WRONG_TASK = "wrong_task"
-OUTCOMES = (DIAGNOSIS, NOT_A_BRAIN_MRI, WRONG_TASK)
+from typing import Literal, get_args
+
+Outcome = Literal["diagnosis", "not_a_brain_mri", "wrong_task"]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+DIAGNOSIS, NOT_A_BRAIN_MRI, WRONG_TASK = OUTCOMES
 
 NOT_A_BRAIN_MRI_DISPLAY = {"en": "Not a brain MRI slice", "ru": "Не похоже на срез МРТ мозга"}
 # {task}: the task asked for, {other}: the task whose slices it looks like (both Task.title)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diseaseid.answers import Conclusion
 from diseaseid.models.checkpoint import load_model
 from diseaseid.paths import ROLES, weights_dir
 from diseaseid.serving.ood import (
@@ -78,7 +79,9 @@ class Prediction:
         return int(np.argmax(list(self.probabilities.values())))
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The answer's JSON shape (``diseaseid.answers.Conclusion``: the OOD verdict nested as ``ood``), the one
+        every service and client reads."""
+        return Conclusion.of(self).model_dump(mode="json")
 
 
 @dataclass(frozen=True)

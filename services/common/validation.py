@@ -5,6 +5,7 @@ surrounding white space goes, and a value that is too long or holds control char
 anything else looks at it. On top of that:
 
 - :func:`resolve_task`, :func:`resolve_model`, :func:`resolve_aggregation`: a name from a fixed list;
+- :func:`role_field`: the model's role from ``role``, or from ``model``, its deprecated old name;
 - a class named by index or name (``target``): ``diseaseid.tasks.Task.class_index``, which reads ASCII
   digits only (``"²"`` and ``"①"`` pass ``str.isdigit`` but not ``int()``; 4,301 digits fail ``int()`` too);
 - :func:`reject_repeated_fields`: a field that takes one value (``file`` on ``/predict`` and
@@ -72,6 +73,18 @@ def resolve_model(role: str | None, default: str = "student") -> str:
     if role not in ROLES:
         raise UnknownModel(f"unknown model {_shown(role)}; choose one of: {', '.join(ROLES)}")
     return role
+
+
+def role_field(role: str | None, model: str | None) -> str | None:
+    """What names the model's role (student or teacher): the ``role`` field, or ``model``, its deprecated old
+    name, which clients written before ``role`` still send; None when neither is sent. Both, with different
+    values: :class:`MalformedRequest` (400), since it is not clear which one is meant."""
+    new = form_text(role, "role", error=UnknownModel)
+    old = form_text(model, "model", error=UnknownModel)
+    if new and old and new != old:
+        raise MalformedRequest(f"fields 'role' ({_shown(new)}) and 'model' ({_shown(old)}) differ; send 'role' "
+                               "only ('model' is its deprecated old name)")
+    return new or old or None
 
 
 def resolve_aggregation(value: str | None) -> str:

@@ -110,9 +110,11 @@ def test_an_unflagged_slice_gets_its_diagnosis_with_every_field(images, task_nam
         assert p.screening == task.screening(w)
         assert p.ood_detector is None  # no threshold anywhere: the image checks alone decide
         assert p.top_index == i
-        assert p.to_dict() == {**p.__dict__}
-        assert set(p.to_dict()) == {"label_index", "label", "display_en", "display_ru", "probabilities", "ood_score",
-                                    "ood", "ood_reasons", "screening", "outcome", "ood_detector", "suited_task"}
+        # The answer's shape (diseaseid.answers.Conclusion): the OOD verdict nested, every other field as is.
+        assert p.to_dict() == {"outcome": "diagnosis", "suited_task": None, "label": task.classes[i],
+                               "label_index": i, "display_en": p.display_en, "display_ru": p.display_ru,
+                               "probabilities": p.probabilities, "screening": p.screening,
+                               "ood": {"flag": False, "score": p.ood_score, "reasons": [], "detector": None}}
     if task_name == "dementia":
         assert all(p.screening is not None for p in got)
 

@@ -44,8 +44,7 @@ def images(fixtures_dir) -> dict[str, np.ndarray]:
 
 
 def test_one_list_of_outcomes_read_by_both_services():
-    from services.explain.api.schemas import ExplainResult
-    from services.inference.schemas import Conclusion
+    from diseaseid.answers import Conclusion, ExplainResult
 
     assert OUTCOMES == (DIAGNOSIS, NOT_A_BRAIN_MRI, WRONG_TASK) == ("diagnosis", "not_a_brain_mri", "wrong_task")
     for model in (Conclusion, ExplainResult):

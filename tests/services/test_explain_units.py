@@ -15,6 +15,7 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 
+from diseaseid.answers import ExplainJobResult
 from diseaseid.tasks import get_task
 from services.common.errors import UnknownMethod, UnknownTarget
 from services.explain.api.metrics import QueueCollector
@@ -172,11 +173,14 @@ def test_a_job_on_an_image_that_is_not_mri_says_so_first():
     result = explain_job(cat_on_black().tobytes(), "tumor", "student", ["gradcam"])
     assert list(result)[:2] == ["outcome", "notice"]
     assert result["outcome"] == "not_a_brain_mri" and result["notice"].startswith("Not a brain MRI slice: no")
-    assert result["prediction"]["label"] is None and result["prediction"]["ood"] is True
+    # The one answer shape: the prediction as /predict gives it (the OOD verdict nested), the whole result typed.
+    assert ExplainJobResult.model_validate(result).model_dump(mode="json") == result
+    assert result["prediction"]["label"] is None and result["prediction"]["ood"]["flag"] is True
+    assert result["prediction"]["outcome"] == "not_a_brain_mri" and "ood_score" not in result["prediction"]
     # Issue 25: no class named anywhere (the target neither), no percentage; only the probabilities stay, as
     # /predict gives them to tools.
     assert result["target"] == {"index": None, "label": None, "display_en": None, "display_ru": None}
-    reasons = "; ".join(result["prediction"]["ood_reasons"])
+    reasons = "; ".join(result["prediction"]["ood"]["reasons"])
     assert result["notice"] == (f"Not a brain MRI slice: no diagnosis ({reasons}). The maps show only what drives "
                                 "the model's score, no finding.")
     task = get_task("tumor")

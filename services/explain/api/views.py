@@ -9,15 +9,9 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.results import Result
 
+from diseaseid.answers import ExplainJobResult, ExplainResult
 from services.common.errors import NotFound
-from services.explain.api.schemas import (
-    ExplainRequestEcho,
-    ExplainResult,
-    JobError,
-    JobState,
-    JobView,
-    MethodResult,
-)
+from services.explain.api.schemas import ExplainRequestEcho, JobError, JobState, JobView
 
 # RQ has more states than a client needs: a retried or deferred job is still waiting, a stopped one failed.
 _STATES: dict[JobStatus, JobState] = {
@@ -104,15 +98,21 @@ def job_view(queue: Queue, job: Job, base_url: str) -> JobView:
 
 
 def _result(job: Job, base_url: str) -> ExplainResult:
-    value = job.return_value()
-    root = f"{base_url}/explain/{job.id}"
-    methods = {
-        name: MethodResult(png_url=f"{root}/{name}.png", npy_url=f"{root}/{name}.npy", **summary)
-        for name, summary in value["methods"].items()
-    }
-    return ExplainResult(outcome=value.get("outcome", "diagnosis"), notice=value.get("notice"),
-                         model=value["model"], prediction=value["prediction"], target=value["target"],
-                         methods=methods, panel_url=f"{root}/panel.png", timing_ms=value["timing_ms"])
+    value = _from_older_worker(job.return_value())
+    return ExplainResult.with_urls(ExplainJobResult.model_validate(value), f"{base_url}/explain/{job.id}")
+
+
+def _from_older_worker(value: dict) -> dict:
+    """A result stored by a worker from before the one answer shape (it kept the prediction flat: ``ood`` a bool
+    beside ``ood_score``, ``ood_reasons`` and ``ood_detector``), in today's shape. Such results live one TTL
+    after an upgrade; a fresh result passes unchanged."""
+    p = value.get("prediction")
+    if not isinstance(p, dict) or not isinstance(p.get("ood"), bool):
+        return value
+    rest = {k: v for k, v in p.items() if k not in ("ood", "ood_score", "ood_reasons", "ood_detector")}
+    ood = {"flag": p["ood"], "score": p.get("ood_score"), "reasons": p.get("ood_reasons") or [],
+           "detector": p.get("ood_detector")}
+    return {**value, "prediction": {**rest, "ood": ood}}
 
 
 def _last_line(job: Job) -> str:

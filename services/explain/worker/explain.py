@@ -7,6 +7,7 @@ import time
 import numpy as np
 from rq import get_current_job
 
+from diseaseid.answers import ExplainJobResult
 from diseaseid.data.preprocess import IMAGE_SIZE
 from diseaseid.explain.report import explain_slice
 from diseaseid.serving import Predictor
@@ -43,8 +44,9 @@ def warm_up(predictor: Predictor) -> None:
 def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target: int | None = None) -> dict:
     """Explain one 224x224x3 uint8 slice; PNG and .npy results go to Redis under this job's id.
 
-    Returns the small JSON-able part of the result: the prediction, the explained class, each map's value
-    range, and where the time went. Bad arguments raise ValueError (the worker fails the job at once).
+    Returns the small JSON-able part of the result (``diseaseid.answers.ExplainJobResult``, as a dict): the
+    prediction, the explained class, each map's value range, and where the time went. Bad arguments raise
+    ValueError (the worker fails the job at once).
     """
     settings = get_settings()
     started = time.perf_counter()
@@ -71,7 +73,7 @@ def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target:
     target = ({"index": report.target, "label": t.classes[report.target],
                "display_en": t.display(report.target, "en"), "display_ru": t.display(report.target, "ru")}
               if prediction.is_diagnosis else {"index": None, "label": None, "display_en": None, "display_ru": None})
-    return {
+    return ExplainJobResult.model_validate({
         # First: whether there is a diagnosis at all.
         "outcome": prediction.outcome,
         "notice": None if prediction.is_diagnosis else (
@@ -85,4 +87,4 @@ def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target:
         "methods": {m: {"min": float(heatmap.min()), "max": float(heatmap.max()),
                         "render_ms": round(report.render_s[m] * 1000, 1)} for m, heatmap in report.maps.items()},
         "timing_ms": {k: round(v * 1000, 1) for k, v in timing.items()},
-    }
+    }).model_dump(mode="json")

@@ -7,7 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
-from diseaseid.serving import Prediction, Predictor, StudyAnswer, StudyModel, answer_study
+from diseaseid.answers import PredictResponse, StudyResponse
+from diseaseid.serving import Predictor, StudyAnswer, StudyModel, answer_study
+from diseaseid.serving.study import study_batches
 from diseaseid.serving.study_checks import MixedStudy, SliceSource, StudyWarning, check_study
 from services.common.app import DecodeGateDep
 from services.common.auth import require_api_key
@@ -26,6 +28,7 @@ from services.common.validation import (
     resolve_aggregation,
     resolve_model,
     resolve_task,
+    role_field,
 )
 from services.inference.deps import MetricsDep, ModelsDep, SettingsDep
 from services.inference.dicom_answer import (
@@ -36,14 +39,17 @@ from services.inference.dicom_answer import (
     wants_dicom,
 )
 from services.inference.model_runner import ModelRunner
-from services.inference.schemas import PredictResponse, StudyResponse
+from services.inference.settings import InferenceSettings
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
 
 TaskForm = Annotated[str, Form(description="Which diagnosis: `tumor` or `dementia`", examples=["tumor"])]
-ModelForm = Annotated[str | None, Form(
+RoleForm = Annotated[str | None, Form(
     description="`student` (fast) or `teacher` (larger); default per task from settings (student)",
     examples=["student"])]
+ModelForm = Annotated[str | None, Form(
+    description="Deprecated: the old name of `role` (it never named a model, only its role); still read when "
+                "`role` is not sent", deprecated=True)]
 
 AggregateForm = Annotated[str | None, Form(
     description="How slices become one subject-level answer: `mil` (the task's attention-MIL head over the "
@@ -53,12 +59,12 @@ AggregateForm = Annotated[str | None, Form(
 
 
 async def single_file_fields(request: Request) -> None:
-    """Every field once: one ``file``, one ``task``, one ``model``."""
+    """Every field once: one ``file``, one ``task``, one ``role`` (or ``model``)."""
     reject_repeated_fields(await request.form())
 
 
 async def single_study_fields(request: Request) -> None:
-    """``files`` repeats; ``task``, ``model`` and ``aggregate`` come once."""
+    """``files`` repeats; ``task``, ``role`` (or ``model``) and ``aggregate`` come once."""
     reject_repeated_fields(await request.form(), multiple=("files",))
 
 
@@ -94,15 +100,6 @@ def subject_model_ref(answer: StudyAnswer, study: StudyModel | None, slices: dic
             "reads": study.backbone.name}
 
 
-def conclusion(p: Prediction) -> dict:
-    """A flagged image: ``outcome`` not_a_brain_mri or wrong_task (then ``suited_task`` names the task whose slices
-    it looks like), ``label`` and ``label_index`` null, probabilities kept."""
-    return {"outcome": p.outcome, "suited_task": p.suited_task, "label": p.label, "label_index": p.label_index,
-            "display_en": p.display_en, "display_ru": p.display_ru, "probabilities": p.probabilities,
-            "ood": {"flag": p.ood, "score": p.ood_score, "reasons": p.ood_reasons, "detector": p.ood_detector},
-            "screening": p.screening}
-
-
 @router.post("/predict", response_model=PredictResponse, form_limits={"max_files": 1, "max_fields": 8},
              dependencies=[Depends(single_file_fields)],
              responses={**DICOM_RESPONSE, **error_responses(400, 401, 406, 413, 415, 422, 503)})
@@ -110,6 +107,7 @@ async def predict(
     request: Request, models: ModelsDep, settings: SettingsDep, metrics: MetricsDep, gate: DecodeGateDep,
     file: Annotated[UploadFile, File(description="One MRI slice: JPEG, PNG or single-frame DICOM")],
     task: TaskForm,
+    role: RoleForm = None,
     model: ModelForm = None,
     format: FormatForm = None,
 ) -> dict | Response:
@@ -118,7 +116,7 @@ async def predict(
     `suited_task` naming the task whose slices it looks like, and `label` is null."""
     start = time.perf_counter()
     spec = resolve_task(task)
-    role = resolve_model(model, settings.default_model_for(spec.name))
+    role = resolve_model(role_field(role, model), settings.default_model_for(spec.name))
     as_dicom = wants_dicom(request, format)
     with metrics.observe("predict", spec.name, role):
         predictor = models.predictor(spec.name, role)
@@ -132,7 +130,7 @@ async def predict(
         pred = (await models.run(predictor.predict, image.array[None]))[0]
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc()
-    body = {"task": spec.name, **conclusion(pred), "model": model_ref(predictor, role), "input": image.info(),
+    body = {"task": spec.name, **pred.to_dict(), "model": model_ref(predictor, role), "input": image.info(),
             "timing_ms": {"decode": _ms(decode_s), "inference": _ms(done - t_read - decode_s),
                           "total": _ms(done - start)}}
     return await dicom_answer(models.run, [data], body) if as_dicom else body
@@ -165,10 +163,22 @@ def one_stack(images: list[DecodedImage]) -> list[StudyWarning]:
         raise NotOneStudy(exc.message, code=exc.code) from None
 
 
+def study_role(aggregate: str | None, task: str, models: ModelRunner, settings: InferenceSettings) -> str:
+    """The slice model of a study that names none: the backbone of the subject-level head where the head
+    answers (its one pass per slice gives both the slices' answers and the head's embeddings; another slice
+    model would add a second network per slice), else the task's default."""
+    try:
+        head = resolve_aggregation(aggregate) != "mean" and models.study_model(task)
+    except ServiceError:  # refused with its own error below, where the request is counted
+        head = None
+    return head.backbone.role if head else settings.default_model_for(task)
+
+
 def _predict_study(predictor: Predictor, images: list[DecodedImage], study: StudyModel | None = None,
-                   ) -> tuple[StudyAnswer, dict]:
-    # All slices in one pass through each network (at most max_study_files, 64 by default).
-    answer = answer_study(predictor, [im.array for im in images], study)
+                   map_batches=map, threads: int = 1) -> tuple[StudyAnswer, dict]:
+    # Every slice once through each network: one batch per inference thread, the batches side by side.
+    answer = answer_study(predictor, [im.array for im in images], study,
+                          batch_size=study_batches(len(images), threads), map_batches=map_batches)
     aggregation = {"method": answer.method, "model": None, "attention": None}
     if study is not None:
         aggregation["model"] = {"name": study.name, "version": study.version}
@@ -184,6 +194,7 @@ async def predict_study(
     request: Request, models: ModelsDep, settings: SettingsDep, metrics: MetricsDep, gate: DecodeGateDep,
     files: Annotated[list[UploadFile], File(description="Slices of one subject (repeat the field)")],
     task: TaskForm,
+    role: RoleForm = None,
     model: ModelForm = None,
     aggregate: AggregateForm = None,
     format: FormatForm = None,
@@ -196,7 +207,7 @@ async def predict_study(
     are refused with 422 `mixed_*`; slices that may not be one stack get `warnings`."""
     start = time.perf_counter()
     spec = resolve_task(task)
-    role = resolve_model(model, settings.default_model_for(spec.name))
+    role = resolve_model(role_field(role, model), study_role(aggregate, spec.name, models, settings))
     as_dicom = wants_dicom(request, format)
     with metrics.observe("predict_study", spec.name, role):
         if len(files) > settings.max_study_files:
@@ -211,7 +222,9 @@ async def predict_study(
             require_dicom_input(images)
         warnings = await models.run(one_stack, images)
         decode_s = time.perf_counter() - t_read
-        answer, aggregation = await models.run(_predict_study, predictor, images, study)
+        # coordinated off the inference threads, which run the batches
+        answer, aggregation = await asyncio.to_thread(_predict_study, predictor, images, study, models.map,
+                                                      settings.inference_workers)
         done = time.perf_counter()
         metrics.slices.labels(spec.name, role).inc(len(images))
     slice_model = model_ref(predictor, role)
@@ -220,8 +233,8 @@ async def predict_study(
         "n_slices": len(images),
         "n_used": len(answer.used), "excluded": answer.excluded,
         "warnings": [{"code": w.code, "message": w.message, "slices": list(w.slices)} for w in warnings],
-        "subject": conclusion(answer.subject), "aggregation": aggregation,
-        "slices": [{"index": i, **conclusion(p), "used": not p.ood, "input": im.info()}
+        "subject": answer.subject.to_dict(), "aggregation": aggregation,
+        "slices": [{"index": i, **p.to_dict(), "used": not p.ood, "input": im.info()}
                    for i, (im, p) in enumerate(zip(images, answer.slices, strict=True))],
         "timing_ms": {"decode": _ms(decode_s), "inference": _ms(done - t_read - decode_s),
                       "total": _ms(done - start)},

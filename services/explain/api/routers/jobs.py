@@ -16,6 +16,7 @@ from services.common.validation import (
     reject_repeated_fields,
     resolve_model,
     resolve_task,
+    role_field,
 )
 from services.explain.api.deps import (
     AsyncRedisDep,
@@ -60,7 +61,7 @@ def parse_target(task: Task, value: str | None) -> int | None:
 
 
 async def single_valued_fields(request: Request) -> None:
-    """One ``file``, ``task``, ``model`` and ``target`` per request, as on ``/predict``."""
+    """One ``file``, ``task``, ``role`` (or ``model``) and ``target`` per request, as on ``/predict``."""
     reject_repeated_fields(await request.form(), multiple=("methods",))
 
 
@@ -79,14 +80,16 @@ async def create_explain_job(
     request_metrics: RequestMetricsDep,
     file: Annotated[UploadFile, File(description="one MRI slice: JPEG, PNG or DICOM")],
     task: Annotated[str, Form(description="tumor or dementia")],
-    model: Annotated[str | None, Form(description="student (default) or teacher")] = None,
+    role: Annotated[str | None, Form(description="student (default) or teacher")] = None,
+    model: Annotated[str | None, Form(description="Deprecated: the old name of `role`; still read when `role` is "
+                                                  "not sent", deprecated=True)] = None,
     methods: Annotated[list[str] | None, Form(description="gradcam, lrp (default: both)")] = None,
     target: Annotated[str | None, Form(description="class name or index to explain (default: the predicted)")
                       ] = None,
 ) -> JobAccepted:
     """Queue a Grad-CAM / LRP explanation of one slice; identical requests share one job."""
     task_ = resolve_task(task)
-    role = resolve_model(model)
+    role = resolve_model(role_field(role, model))
     method_names = parse_methods(methods)
     target_index = parse_target(task_, target)
     image = await read_image_upload(file, settings, gate)
