@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import io
+import shutil
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -141,24 +143,35 @@ def test_server_is_still_healthy_after_the_errors(inference_client, path):
     assert inference_client.post(path, files=files, data={"task": "tumor"}).status_code == 200
 
 
-def test_missing_weights_keep_the_service_unready_but_serving_the_rest(tmp_path):
-    import shutil
-
+def students_only(weights: Path, *extra: tuple[str, str]) -> dict[str, str]:
+    """A weights folder holding each task's student and the ``extra`` (task, role) models, no teacher; the
+    inference service's environment that serves it."""
     from diseaseid.paths import weights_dir
     from diseaseid.tasks import TASKS
+
+    for task, role in [(task, "student") for task in TASKS] + list(extra):
+        (weights / task).mkdir(exist_ok=True)
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(weights_dir() / task / f"{role}{suffix}", weights / task)
+    return {"DISEASEID_API_KEYS": "", "DISEASEID_WEIGHTS": str(weights)}
+
+
+def readiness_after_loading(client: httpx.Client) -> dict:
+    """The 503 error of ``/readyz`` once the models that can load have loaded."""
+    deadline = time.monotonic() + 60
+    while "still loading" in (ready := error_of(client.get("/readyz"), 503))["message"]:
+        assert time.monotonic() < deadline, "models never finished loading"
+        time.sleep(0.1)
+    return ready
+
+
+def test_missing_weights_keep_the_service_unready_but_serving_the_rest(tmp_path):
     from tests.services.conftest import run_server
 
-    for task in TASKS:  # students only: every teacher is missing
-        (tmp_path / task).mkdir()
-        for suffix in (".safetensors", ".json"):
-            shutil.copy(weights_dir() / task / f"student{suffix}", tmp_path / task)
-    env = {"DISEASEID_API_KEYS": "", "DISEASEID_WEIGHTS": str(tmp_path)}
+    env = students_only(tmp_path)  # every teacher is missing
     with run_server("services.inference.main:app", env, ready_path="/healthz") as server:
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while "still loading" in (ready := error_of(client.get("/readyz"), 503))["message"]:
-                assert time.monotonic() < deadline, "models never finished loading"
-                time.sleep(0.1)
+            ready = readiness_after_loading(client)
             assert ready["code"] == "not_ready" and "tumor/teacher" in ready["message"]
             assert predict(client).status_code == 200
             assert "not available" in error_of(predict(client, model="teacher"), 503)["message"]
@@ -170,26 +183,12 @@ def test_missing_weights_keep_the_service_unready_but_serving_the_rest(tmp_path)
 def test_a_subject_level_head_that_cannot_load_is_reported_and_never_used_silently(tmp_path):
     """The dementia MIL head ships without its backbone (the teacher): readiness names it, `aggregate=mil`
     is a 503, and the default answers by the mean of slices, saying so in the response."""
-    import shutil
-
-    from diseaseid.paths import weights_dir
-    from diseaseid.tasks import TASKS
     from tests.services.conftest import run_server
 
-    for task in TASKS:
-        (tmp_path / task).mkdir()
-        for suffix in (".safetensors", ".json"):
-            shutil.copy(weights_dir() / task / f"student{suffix}", tmp_path / task)
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(weights_dir() / "dementia" / f"mil{suffix}", tmp_path / "dementia")
-    env = {"DISEASEID_API_KEYS": "", "DISEASEID_WEIGHTS": str(tmp_path)}
+    env = students_only(tmp_path, ("dementia", "mil"))
     with run_server("services.inference.main:app", env, ready_path="/healthz") as server:
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while "still loading" in (ready := error_of(client.get("/readyz"), 503))["message"]:
-                assert time.monotonic() < deadline, "models never finished loading"
-                time.sleep(0.1)
-            assert "dementia/mil" in ready["message"]
+            assert "dementia/mil" in readiness_after_loading(client)["message"]
             files = [("files", ("a.jpg", JPEG, "image/jpeg"))]
             err = error_of(client.post("/predict/study", files=files, data={"task": "dementia", "aggregate": "mil"}),
                            503)
