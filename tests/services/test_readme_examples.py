@@ -1,4 +1,5 @@
-"""The README's API examples, run as written against real services over loopback (issue 14.5).
+"""The API examples of the README (curl) and docs/api.md (Python), run as written against real services over
+loopback.
 
 The bash block runs in ``bash`` and the Python block in a fresh interpreter, both from the repository root,
 with only the ports changed (``127.0.0.1:8000`` / ``8001`` -> the test servers') and ``DISEASEID_API_KEY`` set
@@ -22,15 +23,21 @@ from tests.services.explain_stack import ExplainStack
 pytestmark = pytest.mark.slow
 
 README = REPO / "README.md"
+API_DOC = REPO / "docs" / "api.md"
 PORTS = {"http://127.0.0.1:8000": "inference", "http://127.0.0.1:8001": "explain"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def section(path, heading: str) -> str:
+    """The text under ``## heading`` of a markdown file, up to the next ``## ``."""
+    return path.read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def example_blocks(language: str) -> list[str]:
-    """The fenced ``language`` blocks of the README's "API examples" section."""
-    text = README.read_text()
-    section = text.split("## API examples", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+    """The fenced ``language`` blocks of the examples: the README's "API examples" (bash), docs/api.md's
+    "Python"."""
+    text = section(README, "API examples") if language == "bash" else section(API_DOC, "Python")
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
 
 
 def json_documents(text: str) -> list[dict]:
@@ -81,20 +88,20 @@ def test_readme_has_the_examples():
     assert len(example_blocks("bash")) == 1 and len(example_blocks("python")) == 1
 
 
-def test_readme_states_the_status_of_an_image_over_the_pixel_cap_and_how_to_run_the_python():
-    """Issue 25: the README said 415 for images over 4096 x 4096; the service answers 422 image_too_large."""
+def test_the_docs_state_the_status_of_an_image_over_the_pixel_cap_and_how_to_run_the_python():
+    """The README once said 415 for images over 4096 x 4096; the service answers 422 image_too_large, and
+    docs/api.md, which now lists the errors, must say so."""
     from services.common.errors import ImageTooLarge, UnsupportedMediaType
     from services.common.settings import SERVICE_MAX_PIXELS
 
-    section = README.read_text().split("## API examples", 1)[1].split("\n## ", 1)[0]
-    statuses = " ".join(section.split("never a 500 for bad input:", 1)[1].split("```", 1)[0].split())
+    statuses = " ".join(section(API_DOC, "Errors").split("never a 500 for bad input:", 1)[1].split())
     assert (ImageTooLarge.status, ImageTooLarge.code) == (422, "image_too_large") and UnsupportedMediaType.status == 415
     assert SERVICE_MAX_PIXELS == 4096 * 4096
     too_large = re.search(r"422 \(([^)]*)\)", statuses).group(1)
     assert "`image_too_large` for an image over 4096 x 4096" in too_large
     assert "pixel" not in re.search(r"415 \(([^)]*)\)", statuses).group(1)
     # The example imports httpx, which only the project's virtual environment is sure to have.
-    before_python = section.split("```python", 1)[0].rsplit("```", 1)[1]
+    before_python = section(API_DOC, "Python").split("```python", 1)[0]
     assert "httpx" in before_python and "`.venv/bin/python" in before_python
 
 
