@@ -45,7 +45,7 @@ def held_out_heads(task: str, roles: tuple[str, ...], sample_files: list[str]) -
     from diseaseid.models import load_model
     from diseaseid.paths import task_data_dir, weights_dir
     from diseaseid.tasks import get_task
-    from diseaseid.train.embeddings import cached_model_embeddings, model_features
+    from diseaseid.train.embeddings import cached_model_embeddings, cached_perturbed_model_embeddings
     from diseaseid.train.subject_heads import LinearHead
 
     t = get_task(task)
@@ -65,9 +65,7 @@ def held_out_heads(task: str, roles: tuple[str, ...], sample_files: list[str]) -
         x = cached_model_embeddings(ds, path)[train]
         y = ds.labels[train]
         if "acquisition change" in card["training"].get("recipe", ""):  # fitted beside perturbed copies
-            from diseaseid.robustness.evaluate import perturbed_images
-
-            x = np.concatenate([x, model_features(model, perturbed_images(ds)[0][train])])
+            x = np.concatenate([x, cached_perturbed_model_embeddings(ds, path)[train]])
             y = np.concatenate([y, y])
         fit = LinearHead(l2=l2).fit(x, y)
         heads[role] = HeldOutHead(model.eval(), fit.weight, fit.bias, len({s for s, k in zip(ds.subjects, train)

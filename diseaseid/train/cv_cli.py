@@ -32,7 +32,12 @@ def load_bags(task: str, data: str | None = None):
     from diseaseid.paths import task_data_dir, weights_dir
     from diseaseid.tasks import get_task
     from diseaseid.train.cv import subject_bags
-    from diseaseid.train.embeddings import cached_embeddings, cached_model_embeddings, cached_perturbed_embeddings
+    from diseaseid.train.embeddings import (
+        cached_embeddings,
+        cached_model_embeddings,
+        cached_perturbed_embeddings,
+        cached_perturbed_model_embeddings,
+    )
     from diseaseid.train.subject_heads import csf_features
 
     t = get_task(task)
@@ -43,6 +48,7 @@ def load_bags(task: str, data: str | None = None):
     student = weights_dir() / task / "student.safetensors"
     if student.exists():  # the shipped ConvNet1's convolutional features (its head may be refitted on them)
         feats["student"] = cached_model_embeddings(ds, student)
+        feats["student_aug"] = cached_perturbed_model_embeddings(ds, student)
     return ds, subject_bags(ds, feats)
 
 

@@ -47,8 +47,8 @@ def register(sub) -> None:
                                              "subject and write them with their CV figures")
     p.add_argument("--study-head", default="slice-linear", choices=sorted(STUDY_HEADS))
     p.add_argument("--augmented", action="store_true",
-                   help="fit the teacher's slice classifier on every slice and one perturbed copy of it "
-                        "(cross-validated as slice-linear-aug)")
+                   help="fit the slice classifiers on every slice and one perturbed copy of it "
+                        "(cross-validated as slice-linear-aug and student-slice-linear-aug)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
@@ -152,9 +152,13 @@ def cmd_ship_dementia(args) -> int:
 
     # The student: the shipped ConvNet1's convolutions + a refitted classifier.
     if "student" in bags.bags[0]:
-        result = cv("student-slice-linear")
+        result = cv("student-slice-linear-aug" if args.augmented else "student-slice-linear")
         xs = np.concatenate([b["student"] for b in bags.bags])
-        head = LinearHead(l2=1000.0).fit(xs, y)
+        if args.augmented:  # as the teacher's: every slice and one perturbed copy of it
+            xa = np.concatenate([b["student_aug"] for b in bags.bags])
+            head = LinearHead(l2=1000.0).fit(np.concatenate([xs, xa]), np.concatenate([y, y]))
+        else:
+            head = LinearHead(l2=1000.0).fit(xs, y)
         student, old = load_model(weights_dir() / "dementia" / "student.safetensors")
         with torch.no_grad():
             student.classifier.weight.copy_(torch.from_numpy(head.weight).float())
@@ -162,7 +166,9 @@ def cmd_ship_dementia(args) -> int:
         _, logits, labels = _oof_slice_report(result, bags, task.classes)
         card = _slice_model_card("student", old["arch"], ds, bags, result, logits, labels, student.eval(),
                                  f"the ConvNet1 of {old.get('version')} with its convolutions frozen; its "
-                                 "classifier refitted by logistic regression on every slice", 1000.0)
+                                 "classifier refitted by logistic regression on every slice"
+                                 + (" and on one copy of it under a random realistic acquisition change"
+                                    if args.augmented else ""), 1000.0)
         card["arch_args"] = old.get("arch_args", {})
         written["student"] = save_model(student, out / "student", card)
 

@@ -101,3 +101,21 @@ def cached_perturbed_embeddings(ds: ImageFolder, seed: int = 7, cache_dir: Path 
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, feats)
     return feats
+
+
+def cached_perturbed_model_embeddings(ds: ImageFolder, weights: str | Path, seed: int = 7,
+                                      cache_dir: Path = CACHE_DIR) -> np.ndarray:
+    """:func:`model_features` of the model at ``weights`` for each slice of ``ds`` under one random realistic
+    acquisition change (the same copies as :func:`cached_perturbed_embeddings`), cached by the model's version,
+    the images' key and ``seed``."""
+    from diseaseid.models import load_model
+    from diseaseid.robustness.evaluate import perturbed_images
+
+    model, card = load_model(weights)
+    path = Path(cache_dir) / f"{card['task']}-{card['arch']}-{card['version']}-perturbed-{ds.images_key()}-{seed}.npy"
+    if path.exists():
+        return np.load(path)
+    feats = model_features(model, perturbed_images(ds, seed)[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, feats)
+    return feats

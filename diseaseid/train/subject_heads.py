@@ -281,6 +281,10 @@ HEADS = {
     "student-slice-linear": ("logistic regression on each slice's features from the ConvNet1 student's "
                              "convolutions (7,776-d); subject = geometric mean",
                              lambda tr, y, te: slice_linear(tr, y, te, l2=1000.0, balanced=False, key="student")),
+    "student-slice-linear-aug": ("student-slice-linear fitted on every slice and one copy under a random realistic "
+                                 "acquisition change, tested on the clean slices",
+                                 lambda tr, y, te: slice_linear_augmented(tr, y, te, l2=1000.0, key="student",
+                                                                          augmented="student_aug")),
     "mean-linear": ("logistic regression on the subject's mean embedding",
                     lambda tr, y, te: bag_linear(tr, y, te, l2=30.0, balanced=False)),
     "mean-linear-balanced": ("the same, class-balanced, prior-corrected",
