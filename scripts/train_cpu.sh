@@ -9,7 +9,7 @@
 #         third soup ingredient), ood-fit; dementia: dementia-cv dementia-ship; head-centred pre-processing
 #         (diseaseid/data/head.py) and acquisition augmentation: tumor-teacher-head tumor-student-head
 #         dementia-ship ood-fit, then robustness; stronger noise: tumor-student-noise tumor-teacher-noise
-#         dementia-student-head dementia-ship ood-fit robustness)
+#         dementia-student-head dementia-ship ood-fit robustness dementia-ship-aug ood-fit robustness)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -117,7 +117,9 @@ for s in $stages; do
         runs/tumor-student-stage5/student.safetensors --threads $T --out runs/tumor-student-soup --ship student ;;
     ood-fit)  # the OOD statistics and thresholds of both tasks on the detector's features (the tumor student since
       # 2026-12-03; docs/ood.md): rerun whenever the detector model is shipped anew, or the service ignores them
-      $PY -m diseaseid ood-fit --task tumor dementia --threads $T ;;
+      # thresholds as shipped: at most 0.8% of clean tumour and 1% of clean dementia validation slices flagged
+      $PY -m diseaseid ood-fit --task tumor --max-mri-flagged 0.008 --threads $T
+      $PY -m diseaseid ood-fit --task dementia --max-mri-flagged 0.01 --threads $T ;;
     tumor-teacher-head)  # the shipped teacher fine-tuned on head-cropped slices (background zero, square crop
       # around the head, intensity standardised) with acquisition augmentation (Rician noise, gamma, bias field)
       $PY -m diseaseid train --task tumor --model lite0 --init weights/tumor/teacher.safetensors --epochs 5 \
@@ -155,6 +157,11 @@ for s in $stages; do
         --heads slice-linear,slice-linear-balanced,slice-linear-multiscale,student-slice-linear,mean-linear,mean-linear-balanced,mean-linear-nested,slab4-linear,mean-ordinal,slab4-ordinal,csf-linear,csf-ordinal,csf-ordinal-nested,mean-linear+csf-ordinal ;;
     dementia-ship)  # fit the chosen heads on all 160 subjects and ship them with their CV figures
       $PY -m diseaseid ship-dementia --study-head slice-linear --threads $T --ship ;;
+    dementia-ship-aug)  # the same heads fitted on every slice and one copy under a random realistic acquisition
+      # change (teacher and student), for answers that a scanner's export does not flip
+      $PY -m diseaseid ship-dementia --study-head slice-linear --augmented --threads $T --ship ;;
+    dementia-choice-nested)  # the whole choice among the candidate heads inside each outer CV fold (nested)
+      $PY -m diseaseid cv --task dementia --heads choice-nested --threads $T --out docs/dementia-cv-nested ;;
     search)
       $PY -m diseaseid search --task tumor --model convnet1 --teacher weights/tumor/teacher.safetensors \
         --per-class 100 --trials 6 --epochs 2,4 --threads $T --out runs/search/tumor-convnet1-kd ;;
