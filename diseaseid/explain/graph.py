@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from diseaseid.explain.allocator import keep_freed_memory
-from diseaseid.explain.ops import Activation, Add, AvgPool, Flatten, Linear, MaxPool, Op
+from diseaseid.explain.ops import Activation, Add, AvgPool, Flatten, Gate, Linear, MaxPool, Op
 
 Tensor = torch.Tensor
 
@@ -94,10 +94,12 @@ class Graph:
 
 
 class _Tracer(fx.Tracer):
-    """BatchNorm subclasses (timm's BatchNormAct2d: BN, then dropout, then activation) stay whole."""
+    """BatchNorm subclasses (timm's BatchNormAct2d: BN, then dropout, then activation) stay whole, and so do
+    gates (modules with a ``gate_mask``, such as the convnets' head gate)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, nn.modules.batchnorm._BatchNorm) or super().is_leaf_module(m, qualname)
+        return (isinstance(m, nn.modules.batchnorm._BatchNorm) or hasattr(m, "gate_mask")
+                or super().is_leaf_module(m, qualname))
 
 
 def _pair(v) -> tuple[int, int]:
@@ -135,6 +137,8 @@ def _activation(m: nn.Module) -> str | None:
 
 def _module_op(m: nn.Module, name: str) -> list[Op | str]:
     """The operations one leaf module becomes ('identity' for a pass-through)."""
+    if hasattr(m, "gate_mask"):
+        return [Gate(m.gate_mask)]
     if isinstance(m, nn.Conv2d):
         if m.padding_mode != "zeros" or isinstance(m.padding, str):
             raise UnsupportedModelError(f"{name}: only explicit zero padding is supported")

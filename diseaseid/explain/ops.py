@@ -11,6 +11,7 @@ pooling and sums split it in proportion to each input's contribution (the "Norm"
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -195,6 +196,23 @@ class Flatten(Op):
 
     def gradient(self, grad, inputs, output, ctx):
         return [grad.reshape(inputs[0].shape)]
+
+    def relevance(self, r, inputs, output, ctx):
+        return self.gradient(r, inputs, output, ctx)
+
+
+@dataclass(eq=False)
+class Gate(Op):
+    """``a * mask(x, size of a)``: ``a`` gated by a 0/1 mask computed from another value (a convnet's head
+    cells, from its input). The mask is a constant for propagation: gradient and relevance go to ``a`` only."""
+    mask: Callable[[Tensor, tuple[int, int]], Tensor]
+
+    def forward(self, a, x):
+        m = self.mask(x, tuple(a.shape[-2:]))
+        return a * m, m
+
+    def gradient(self, grad, inputs, output, ctx):
+        return [grad * ctx, torch.zeros_like(inputs[1])]
 
     def relevance(self, r, inputs, output, ctx):
         return self.gradient(r, inputs, output, ctx)

@@ -2,6 +2,12 @@
 
 ConvNet1 (4 blocks, 16/36/45/54 channels) and ConvNet2 (3 blocks, 22/34/48) are the widths an earlier
 hyper-parameter search found; both take their widths as arguments so the search can tune them.
+
+The head reads the last feature map flattened, one weight per position. Outside the head (the background the
+head crop sets to zero) those positions still carry a constant activation, which the linear head turns into
+evidence that depends on where the head is not, and LRP rightly puts relevance there. With
+``mask_background`` the feature positions whose cell holds no head pixel are set to zero, so the answer (and
+its explanation) comes from the head only.
 """
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from diseaseid.data.preprocess import IMAGE_SIZE
+from diseaseid.data.preprocess import IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from diseaseid.models._registry import register_model
 
 
@@ -21,6 +28,26 @@ def feature_sizes(num_blocks: int, image_size: int = IMAGE_SIZE) -> list[int]:
         s = (s - 2) // 2
         sizes.append(s)
     return sizes
+
+
+def head_cells(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """N x 1 x ``size`` float mask of the cells that hold a head pixel of the ImageNet-normalised batch ``x``
+    (a pixel is head where any channel is above the value a zero byte normalises to)."""
+    background = (-torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype)
+                  / torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype)).view(1, -1, 1, 1)
+    head = (x > background + 1e-3).any(dim=1, keepdim=True).to(x.dtype)
+    return F.adaptive_max_pool2d(head, size)
+
+
+class HeadGate(nn.Module):
+    """``f * head_cells(x)``: feature cells without a head pixel set to zero (LRP propagates it as a gate)."""
+
+    @staticmethod
+    def gate_mask(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return head_cells(x, size)
+
+    def forward(self, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return f * head_cells(x, f.shape[-2:])
 
 
 class ConvBlock(nn.Sequential):
@@ -38,9 +65,10 @@ class ConvNet(nn.Module):
     get_classifier / reset_classifier, plus ``gradcam_layer`` naming the last convolutional block."""
 
     def __init__(self, widths: Sequence[int], num_classes: int = 4, dropout: float = 0.2,
-                 in_chans: int = 3, image_size: int = IMAGE_SIZE):
+                 in_chans: int = 3, image_size: int = IMAGE_SIZE, mask_background: bool = False):
         super().__init__()
         self.widths = list(widths)
+        self.mask_background = mask_background
         self.num_classes = num_classes
         chs = [in_chans, *self.widths]
         self.features = nn.Sequential(*[ConvBlock(chs[i], chs[i + 1]) for i in range(len(self.widths))])
@@ -48,10 +76,12 @@ class ConvNet(nn.Module):
         self.num_features = self.widths[-1] * self.final_size ** 2
         self.drop = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.num_features, num_classes)
-        self.gradcam_layer = f"features.{len(self.widths) - 1}"
+        self.gate = HeadGate() if mask_background else None
+        self.gradcam_layer = "gate" if mask_background else f"features.{len(self.widths) - 1}"
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+        f = self.features(x)
+        return self.gate(f, x) if self.gate is not None else f
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         # torch.flatten rather than an nn.Flatten module: Captum's LRP only accepts known module types.

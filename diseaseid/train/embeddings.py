@@ -66,6 +66,15 @@ def cached_embeddings(ds: ImageFolder, cache_dir: Path = CACHE_DIR) -> dict[str,
     return feats
 
 
+def _model_key(card: dict) -> str:
+    """The weights' version, plus the architecture's arguments where they change the features (the same
+    weights with ``mask_background`` give other features)."""
+    args = card.get("arch_args") or {}
+    if not args.get("mask_background"):
+        return card["version"]
+    return card["version"] + "-" + hashlib.sha256(repr(sorted(args.items())).encode()).hexdigest()[:8]
+
+
 def model_features(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """The pre-logit features of any shipped slice model (``slice_features``): N x F."""
     from diseaseid.train.mil import slice_embeddings
@@ -79,7 +88,7 @@ def cached_model_embeddings(ds: ImageFolder, weights: str | Path, cache_dir: Pat
     from diseaseid.models import load_model
 
     model, card = load_model(weights)
-    path = Path(cache_dir) / f"{card['task']}-{card['arch']}-{card['version']}-{ds.images_key()}.npy"
+    path = Path(cache_dir) / f"{card['task']}-{card['arch']}-{_model_key(card)}-{ds.images_key()}.npy"
     if path.exists():
         return np.load(path)
     feats = model_features(model, ds.images)
@@ -112,7 +121,7 @@ def cached_perturbed_model_embeddings(ds: ImageFolder, weights: str | Path, seed
     from diseaseid.robustness.evaluate import perturbed_images
 
     model, card = load_model(weights)
-    path = Path(cache_dir) / f"{card['task']}-{card['arch']}-{card['version']}-perturbed-{ds.images_key()}-{seed}.npy"
+    path = Path(cache_dir) / f"{card['task']}-{card['arch']}-{_model_key(card)}-perturbed-{ds.images_key()}-{seed}.npy"
     if path.exists():
         return np.load(path)
     feats = model_features(model, perturbed_images(ds, seed)[0])
