@@ -9,7 +9,8 @@
 #         third soup ingredient), ood-fit; dementia: dementia-cv dementia-ship; head-centred pre-processing
 #         (diseaseid/data/head.py) and acquisition augmentation: tumor-teacher-head tumor-student-head
 #         dementia-ship ood-fit, then robustness; stronger noise: tumor-student-noise tumor-teacher-noise
-#         dementia-student-head dementia-ship ood-fit robustness dementia-ship-aug ood-fit robustness)
+#         dementia-student-head dementia-ship ood-fit robustness dementia-ship-aug ood-fit
+#         dementia-student-mask robustness)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -159,6 +160,12 @@ for s in $stages; do
       $PY -m diseaseid ship-dementia --study-head slice-linear --threads $T --ship ;;
     dementia-ship-aug)  # the same heads fitted on every slice and one copy under a random realistic acquisition
       # change (teacher and student), for answers that a scanner's export does not flip
+      $PY -m diseaseid ship-dementia --study-head slice-linear --augmented --threads $T --ship ;;
+    dementia-student-mask)  # the shipped ConvNet1 with its head gate on (ConvNet mask_background: feature cells
+      # without a head pixel are zeroed, so the flattened head no longer reads the background's constant
+      # activation, which held 98% of its LRP relevance), then its head refitted on the gated features
+      $PY -c "import json, pathlib; p = pathlib.Path('weights/dementia/student.json'); c = json.loads(p.read_text()); \
+c['arch_args']['mask_background'] = True; p.write_text(json.dumps(c, indent=1) + '\n')"
       $PY -m diseaseid ship-dementia --study-head slice-linear --augmented --threads $T --ship ;;
     dementia-choice-nested)  # the whole choice among the candidate heads inside each outer CV fold (nested)
       $PY -m diseaseid cv --task dementia --heads choice-nested --threads $T --out docs/dementia-cv-nested ;;
