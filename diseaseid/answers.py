@@ -244,19 +244,36 @@ class MethodResult(MapSummary):
     npy_url: str = Field(description="the raw 224 x 224 float32 map (numpy .npy)")
 
 
+class DicomResults(BaseModel):
+    """Where an explanation of a DICOM slice is as DICOM objects, in the slice's study (docs/dicom.md)."""
+
+    url: str = Field(description='every object as one `multipart/related; type="application/dicom"` body, images '
+                                 "first (what STOW-RS takes)")
+    objects: dict[str, str] = Field(description="each object by name: `gradcam`, `lrp` (Secondary Capture images "
+                                                "of the methods computed), `panel`, and `sr` (an SR with the "
+                                                "explained prediction, referencing them and the slice)")
+
+
 class ExplainResult(ExplainJobResult):
     """``GET /explain/{id}`` of a finished job: the worker's result with where to fetch its files."""
 
     methods: dict[str, MethodResult]
     panel_url: str
+    dicom: DicomResults | None = Field(None, description="For a DICOM input: where its results are as DICOM "
+                                                         "objects (built on first request); null for JPEG/PNG")
 
     @classmethod
-    def with_urls(cls, job: ExplainJobResult, root: str) -> ExplainResult:
-        """``root``: the job's URL (``.../explain/{id}``); each file lies under it."""
+    def with_urls(cls, job: ExplainJobResult, root: str, *, dicom: bool = False) -> ExplainResult:
+        """``root``: the job's URL (``.../explain/{id}``); each file lies under it. ``dicom``: the input was
+        DICOM, so the results exist as DICOM objects too."""
         methods = {name: MethodResult(png_url=f"{root}/{name}.png", npy_url=f"{root}/{name}.npy",
                                       **summary.model_dump())
                    for name, summary in job.methods.items()}
-        return cls(**{**dict(job), "methods": methods, "panel_url": f"{root}/panel.png"})
+        links = None
+        if dicom:
+            names = (*job.methods, "panel", "sr")
+            links = DicomResults(url=f"{root}/dicom", objects={n: f"{root}/dicom/{n}.dcm" for n in names})
+        return cls(**{**dict(job), "methods": methods, "panel_url": f"{root}/panel.png", "dicom": links})
 
 
 def example(model: type[BaseModel]) -> dict[str, Any]:

@@ -364,6 +364,10 @@ def explain_objects(source: Dataset, finding: Finding, algorithm: Algorithm, png
 # -- bytes on the wire -------------------------------------------------------------------------------------
 def dicom_bytes(ds: Dataset) -> bytes:
     """A DICOM file (preamble, file meta) as a PACS and ``dciodvfy`` expect it."""
+    if "SeriesDate" not in ds and "ContentDate" in ds:
+        # General Series, Type 3: viewers and PACS (Orthanc Explorer) sort and group a study's series by date;
+        # without one our series stand apart, under "?". The object's own creation time is the honest value.
+        ds.SeriesDate, ds.SeriesTime = ds.ContentDate, ds.ContentTime
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()

@@ -75,7 +75,8 @@ def _iso(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def job_view(queue: Queue, job: Job, base_url: str) -> JobView:
+def job_view(queue: Queue, job: Job, base_url: str, *, dicom: bool = False) -> JobView:
+    """``dicom``: the job explains a DICOM upload (its result then links the DICOM objects)."""
     state = job_state(job)
     meta = job.meta
     view = JobView(
@@ -91,15 +92,16 @@ def job_view(queue: Queue, job: Job, base_url: str) -> JobView:
     if state == "queued":
         view.queue_position = queue.get_job_position(job.id)
     elif state == "finished":
-        view.result = _result(job, base_url)
+        view.result = _result(job, base_url, dicom)
     elif state == "failed":
         view.error = JobError(code="job_failed", message=meta.get("error") or _last_line(job))
     return view
 
 
-def _result(job: Job, base_url: str) -> ExplainResult:
+def _result(job: Job, base_url: str, dicom: bool = False) -> ExplainResult:
     value = _from_older_worker(job.return_value())
-    return ExplainResult.with_urls(ExplainJobResult.model_validate(value), f"{base_url}/explain/{job.id}")
+    return ExplainResult.with_urls(ExplainJobResult.model_validate(value), f"{base_url}/explain/{job.id}",
+                                   dicom=dicom)
 
 
 def _from_older_worker(value: dict) -> dict:

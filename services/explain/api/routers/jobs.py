@@ -1,6 +1,7 @@
 """Explain jobs: submit one (``POST /explain``) and follow it (``GET /explain/{job_id}``)."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
@@ -26,7 +27,7 @@ from services.explain.api.deps import (
     SealerDep,
     SettingsDep,
 )
-from services.explain.api.dicom import remember_source
+from services.explain.api.dicom import has_source, remember_source
 from services.explain.api.schemas import JobAccepted, JobView
 from services.explain.api.submit import ExplainRequest, submit
 from services.explain.api.views import fetch_job, job_state, job_view, wait_for_outcome
@@ -98,7 +99,7 @@ async def create_explain_job(
                          task=task_.name, role=role, methods=method_names, target=target_index, tenant=tenant)
     job, deduplicated = await run_in_threadpool(submit, queue, settings, req)
     if image.format == "dicom":  # for its results as DICOM (GET /explain/{id}/dicom)
-        await remember_source(store, job.id, file)
+        await remember_source(store, queue, job.id, file)
     request_metrics.submitted.labels("deduplicated" if deduplicated else "enqueued").inc()
     status_url = f"{base_url(request)}/explain/{job.id}"
     response.headers["Location"] = status_url
@@ -116,9 +117,10 @@ async def get_explain_job(
     job_id: str,
     wait: Annotated[float, Query(ge=0, description="seconds to wait for the job to end (long poll)")] = 0,
 ) -> JobView:
-    """The job's state; its results once finished, the reason once failed; 404 once expired."""
+    """The job's state; its results once finished (with their DICOM objects for a DICOM input), the reason once
+    failed; 404 once expired."""
     job = await run_in_threadpool(fetch_job, queue, job_id, tenant)
     if wait > 0 and job_state(job) in ("queued", "started"):
         await wait_for_outcome(waiter, job_id, min(wait, settings.max_wait_s))
         job = await run_in_threadpool(fetch_job, queue, job_id, tenant)
-    return await run_in_threadpool(job_view, queue, job, base_url(request))
+    return await run_in_threadpool(partial(job_view, dicom=has_source(job)), queue, job, base_url(request))
