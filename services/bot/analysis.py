@@ -10,13 +10,13 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 from aiogram.utils.chat_action import ChatActionSender
 
-from services.bot.answers import Conclusion, Upload
 from services.bot.client import DiseaseIdClient, InputRejected, ServiceCallError, ServiceTimeout
 from services.bot.formatting import conclusion_text
 from services.bot.media import Rejection, download, image_ref
 from services.bot.ratelimit import RateLimiter
 from services.bot.settings import BotSettings
 from services.bot.texts import TEXTS, t, task_name
+from services.bot.views import ConclusionView, Upload
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +51,16 @@ def study_refusal_text(exc: InputRejected, lang: str, positions: list[int] | Non
     return t("study_refused", lang, a=a, b=b, why=t(f"study_why_{code}", lang))
 
 
-def study_warning_texts(conclusion: Conclusion, lang: str, positions: list[int] | None = None) -> list[str]:
+def study_warning_texts(conclusion: ConclusionView, lang: str, positions: list[int] | None = None) -> list[str]:
     """The study's warnings (slices that may not be one stack), in the user's language."""
     notes = []
     for warning in conclusion.warnings:
-        key = f"study_warning_{warning.get('code')}"
-        try:
-            items = [_item(int(i), positions) for i in warning.get("slices") or ()]
-        except (TypeError, ValueError):
-            items = []
-        if key in TEXTS and len(items) >= (3 if warning.get("code") == "out_of_order" else 2):
+        key = f"study_warning_{warning.code}"
+        items = [_item(i, positions) for i in warning.slices]
+        if key in TEXTS and len(items) >= (3 if warning.code == "out_of_order" else 2):
             notes.append(t(key, lang, a=items[0], b=items[1], c=items[-1]))
         else:
-            notes.append(t("study_warning_other", lang, message=escape(str(warning.get("message", "")))))
+            notes.append(t("study_warning_other", lang, message=escape(warning.message)))
     return notes
 
 
@@ -121,11 +118,11 @@ async def analyse_slice(message: Message, bot: Bot, client: DiseaseIdClient, set
 
 
 async def send_heatmaps(message: Message, bot: Bot, client: DiseaseIdClient, settings: BotSettings, lang: str,
-                        upload: Upload, conclusion: Conclusion, note: str | None = None) -> None:
+                        upload: Upload, conclusion: ConclusionView, note: str | None = None) -> None:
     """The explain job's pictures as an album replying to ``message``; ``note`` heads the first caption."""
     try:
         async with ChatActionSender.upload_photo(bot=bot, chat_id=message.chat.id):
-            result = await client.explain(upload, conclusion.task, model=conclusion.model_role,
+            result = await client.explain(upload, conclusion.task, role=conclusion.model_role,
                                           timeout_s=settings.explain_timeout_s,
                                           poll_s=settings.explain_poll_s)
     except ServiceCallError as exc:  # failed, timed out, or the explain service is down

@@ -3,21 +3,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import ValidationError
 
-from services.bot.answers import (
+from diseaseid.answers import ExplainResult
+from services.bot.views import (
     ClassNames,
-    Conclusion,
+    ConclusionView,
     ExplainImages,
     Upload,
     parse_class_names,
-    parse_conclusion,
-    parse_study,
+    read_prediction,
+    read_study,
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXPLAIN_IMAGES = ("gradcam", "lrp", "panel")
 
@@ -46,6 +50,11 @@ class InputRejected(ServiceCallError):
 
 class ExplainFailed(ServiceCallError):
     """The explain job finished without pictures, or did not finish in time."""
+
+
+class UnexpectedAnswer(ServiceUnavailable):
+    """The service answered 200 with a body its answer's model (``diseaseid.answers``) does not accept: a
+    service and a bot of different versions. Logged; the user is told to try again later."""
 
 
 def _error_of(response: httpx.Response) -> tuple[str | None, str]:
@@ -109,24 +118,25 @@ class DiseaseIdClient:
                 return {}
         return self._class_names.get(task, {})
 
-    async def predict(self, image: Upload, task: str, model: str | None = None) -> Conclusion:
-        data = {"task": task, **({"model": model} if model else {})}
+    async def predict(self, image: Upload, task: str, role: str | None = None) -> ConclusionView:
+        data = {"task": task, **({"role": role} if role else {})}
         files = {"file": (image.filename, image.content, image.content_type)}
         response = await self._request("inference", "POST", f"{self.inference_url}/predict",
                                        data=data, files=files)
-        return parse_conclusion(response.json(), task=task, class_names=await self.class_names(task))
+        class_names = await self.class_names(task)
+        return _read("inference", response, lambda body: read_prediction(body, class_names))
 
-    async def predict_study(self, images: list[Upload], task: str, model: str | None = None) -> Conclusion:
-        data = {"task": task, **({"model": model} if model else {})}
+    async def predict_study(self, images: list[Upload], task: str, role: str | None = None) -> ConclusionView:
+        data = {"task": task, **({"role": role} if role else {})}
         files = [("files", (im.filename, im.content, im.content_type)) for im in images]
         response = await self._request("inference", "POST", f"{self.inference_url}/predict/study",
                                        data=data, files=files)
-        return parse_study(response.json(), task=task, n_files=len(images),
-                           class_names=await self.class_names(task))
+        class_names = await self.class_names(task)
+        return _read("inference", response, lambda body: read_study(body, class_names))
 
     # explain -----------------------------------------------------------------------------------------------
-    async def submit_explain(self, image: Upload, task: str, model: str | None = None) -> str:
-        data = {"task": task, **({"model": model} if model else {})}
+    async def submit_explain(self, image: Upload, task: str, role: str | None = None) -> str:
+        data = {"task": task, **({"role": role} if role else {})}
         files = {"file": (image.filename, image.content, image.content_type)}
         response = await self._request("explain", "POST", f"{self.explain_url}/explain",
                                        data=data, files=files)
@@ -163,10 +173,11 @@ class DiseaseIdClient:
         return response.content
 
     async def explain(self, image: Upload, task: str, *, timeout_s: float, poll_s: float = 0.5,
-                      model: str | None = None) -> ExplainImages:
+                      role: str | None = None) -> ExplainImages:
         """Submit, wait, fetch: the Grad-CAM and LRP overlays and the panel of one image."""
-        job_id = await self.submit_explain(image, task, model or None)
+        job_id = await self.submit_explain(image, task, role or None)
         status = await self.wait_explain(job_id, timeout_s=timeout_s, poll_s=poll_s)
+        result = _read("explain", status.get("result"), ExplainResult.model_validate)
         images = {}
         for name in EXPLAIN_IMAGES:
             try:
@@ -175,9 +186,14 @@ class DiseaseIdClient:
                 log.warning("explain job %s has no %s.png", job_id, name)
         if not images:
             raise ExplainFailed("explain", "job finished without pictures")
-        result = status.get("result") if isinstance(status.get("result"), dict) else {}
-        model = result.get("model") if isinstance(result.get("model"), dict) else {}
-        target = result.get("target") if isinstance(result.get("target"), dict) else {}
-        return ExplainImages(job_id=job_id, images=images, model_name=str(model.get("name", "")),
-                             target_en=str(target.get("display_en") or target.get("label") or ""),
-                             target_ru=str(target.get("display_ru") or ""))
+        return ExplainImages.of(job_id, images, result)
+
+
+def _read(service: str, answer: httpx.Response | Any, read: Callable[[Any], T]) -> T:
+    """``read`` (a model's reader) over a response's JSON body or an already decoded part of one;
+    :class:`UnexpectedAnswer` when it is not JSON or the model refuses it."""
+    try:
+        return read(answer.json() if isinstance(answer, httpx.Response) else answer)
+    except (ValueError, ValidationError) as exc:  # ValidationError is a ValueError; named for the reader
+        log.error("%s sent an answer this bot cannot read: %s", service, exc)
+        raise UnexpectedAnswer(service, "an answer in an unexpected shape") from exc

@@ -9,7 +9,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
-from services.bot.answers import Upload
+from services.bot.views import Upload
 
 ACCEPTED_MIME = {"image/jpeg", "image/jpg", "image/pjpeg", "image/png", "application/dicom", "image/dicom"}
 # Clients label DICOM files in many ways; these we download and then judge by their bytes.

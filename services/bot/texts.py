@@ -11,7 +11,7 @@ TASK_NAMES = {
 }
 
 # Class display names are not here: they come from the task registry (diseaseid/tasks.py) through GET /models,
-# so the conclusion's label and its chart name a class alike (services.bot.answers.ClassNames).
+# so the conclusion's label and its chart name a class alike (services.bot.views.ClassNames).
 
 TEXTS: dict[str, dict[str, str]] = {
     "start": {

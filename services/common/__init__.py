@@ -13,7 +13,7 @@ Routes get resources through ``Annotated`` aliases ending in ``Dep`` (``services
 caller takes ``TenantDep``. In a route::
 
     task = resolve_task(task_form_value)         # Task, or 422 unknown_task
-    role = resolve_model(model_form_value)       # "student" | "teacher", or 422 unknown_model
+    role = resolve_model(role_field(role, model))  # "student" | "teacher", or 422 unknown_model
     image = await read_image_upload(upload, settings, gate)
     image.array   # 224 x 224 x 3 uint8 RGB, ready for the models
     image.info()  # {"sha256", "format", "size_bytes", "width", "height"} for the response

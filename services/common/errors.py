@@ -19,7 +19,7 @@ HTTP   code                       when
 415    ``unsupported_media_type`` the file is not JPEG, PNG or DICOM
 422    ``invalid_form_value``     a form value too long or holding control characters
 422    ``unknown_task``           ``task`` is not a registered task
-422    ``unknown_model``          ``model`` is not ``student`` or ``teacher``
+422    ``unknown_model``          ``role`` (or ``model``, its deprecated old name) is not ``student`` or ``teacher``
 422    ``unknown_aggregation``    ``aggregate`` (``/predict/study``) is not ``auto``, ``mil`` or ``mean``
 422    ``unknown_method``         ``methods`` (``/explain``) names no explainer we offer
 422    ``unknown_target``         ``target`` (``/explain``) is neither a class name nor a class index

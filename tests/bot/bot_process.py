@@ -30,6 +30,9 @@ class BotProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, ready_timeout: float = 30.0) -> BotProcess:
+        """Returns once the bot polls (or sets its webhook), within ``ready_timeout`` or
+        ``$DISEASEID_TEST_READY_S`` where set (tests/services/conftest.py.run_server reads it too)."""
+        ready_timeout = float(os.environ.get("DISEASEID_TEST_READY_S") or ready_timeout)
         mark = self.telegram.mark()
         self.proc = subprocess.Popen([sys.executable, "-m", "services.bot"], cwd=REPO, env=self.env,
                                      stdout=self._log, stderr=subprocess.STDOUT)

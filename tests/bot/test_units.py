@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import socket
+import threading
 
 import pytest
+from pydantic import ValidationError
 
-from services.bot.answers import Upload, parse_class_names, parse_conclusion, parse_study
-from services.bot.client import DiseaseIdClient, ServiceTimeout, ServiceUnavailable
+from diseaseid.answers import PredictResponse, StudyResponse, example
+from services.bot.client import DiseaseIdClient, ServiceTimeout, ServiceUnavailable, UnexpectedAnswer
 from services.bot.formatting import bar, conclusion_text
 from services.bot.media import sniff
 from services.bot.ratelimit import RateLimiter
+from services.bot.views import Upload, parse_class_names, read_prediction, read_study
 from tests.bot.conftest import tumor_slice
 from tests.helpers import free_port, png_bytes
 
@@ -39,19 +44,27 @@ def test_sniff_tells_formats_by_their_bytes():
     assert sniff(b"GIF89a....") is None
 
 
-STUDY = {"task": "dementia", "n_slices": 2,
-         "model": {"role": "teacher", "name": "dementia/teacher:convnet2", "arch": "convnet2",
-                   "version": "abc"},
-         "subject": {"label": "MildDemented", "label_index": 2, "display_en": "Mild dementia",
-                     "display_ru": "Лёгкая деменция",
-                     "probabilities": {"NonDemented": 0.1, "VeryMildDemented": 0.2, "MildDemented": 0.6,
-                                       "ModerateDemented": 0.1},
+DEMENTIA = {"NonDemented": 0.1, "VeryMildDemented": 0.2, "MildDemented": 0.6, "ModerateDemented": 0.1}
+TEACHER = {"role": "teacher", "name": "dementia/teacher:convnet2", "arch": "convnet2", "version": "abc"}
+
+
+def study_slice(index: int, mild: float, **extra) -> dict:
+    """One entry of a study's ``slices`` (the OpenAPI example's) with P(MildDemented) = ``mild``."""
+    entry = example(StudyResponse)["slices"][0]
+    return {**entry, "index": index, "probabilities": {**entry["probabilities"], "MildDemented": mild}, **extra}
+
+
+# A whole /predict/study body: a flagged subject that still has a label gets the OOD warning under it.
+STUDY = {**example(StudyResponse), "model": TEACHER, "slice_model": TEACHER, "n_slices": 2, "n_used": 2,
+         "subject": {"outcome": "diagnosis", "label": "MildDemented", "label_index": 2,
+                     "display_en": "Mild dementia", "display_ru": "Лёгкая деменция", "probabilities": DEMENTIA,
                      "ood": {"flag": True, "score": 3.0, "reasons": ["low contrast"]}},
-         "slices": [{}, {}]}
+         "aggregation": {"method": "mean", "model": None, "attention": None},
+         "slices": [study_slice(0, 0.5), study_slice(1, 0.5)]}
 
 
 def test_study_conclusion_reads_the_subject_and_warns_when_out_of_distribution():
-    c = parse_study(STUDY, task="dementia", n_files=2)
+    c = read_study(STUDY)
     assert (c.label, c.model_role, c.n_slices, c.ood, c.ood_reasons) == (
         "MildDemented", "teacher", 2, True, ("low contrast",))
     text = conclusion_text(c, "en", study=True)
@@ -62,43 +75,50 @@ def test_study_conclusion_reads_the_subject_and_warns_when_out_of_distribution()
 
 
 def test_a_study_names_the_head_and_explains_with_the_slice_model():
-    """Issue 25: a study's `model` is what produced the subject answer (the MIL head), `slice_model` the model of
-    each slice; the conclusion names the head, the heatmaps are asked of the slice model (the explain service
-    knows no "mil" model)."""
+    """A study's `model` is what produced the subject answer (the MIL head), `slice_model` the model of each
+    slice; the conclusion names the head, the heatmaps are asked of the slice model (the explain service knows
+    no "mil" model)."""
     body = {**STUDY, "model": {"role": "mil", "name": "dementia/mil:attention_mil", "arch": "attention_mil",
                                "version": "3f2a", "reads": "dementia/teacher:lite0"},
             "slice_model": {"role": "student", "name": "dementia/student:convnet1", "arch": "convnet1",
                             "version": "1f39"}}
-    c = parse_study(body, task="dementia", n_files=2)
+    c = read_study(body)
     assert (c.model_name, c.model_version, c.model_role) == ("dementia/mil:attention_mil", "3f2a", "student")
     assert "Model: dementia/mil:attention_mil (3f2a)" in conclusion_text(c, "en", study=True)
-    # an older service without slice_model: its model is the slice model
-    assert parse_study(STUDY, task="dementia", n_files=2).model_role == "teacher"
 
 
 def test_key_slice_of_a_study():
     """Attention picks the slice where a subject-level head answered; else the slice most sure of the label."""
-    slices = [{"probabilities": {"MildDemented": p}} for p in (0.2, 0.7, 0.5)]
-    by_mean = {**STUDY, "n_slices": 3, "slices": slices}
-    assert parse_study(by_mean, task="dementia", n_files=3).key_slice == 1
+    by_mean = {**STUDY, "n_slices": 3, "slices": [study_slice(i, p) for i, p in enumerate((0.2, 0.7, 0.5))]}
+    assert read_study(by_mean).key_slice == 1
     by_mil = {**by_mean, "aggregation": {"method": "attention_mil", "attention": [0.1, 0.2, 0.7]}}
-    assert parse_study(by_mil, task="dementia", n_files=3).key_slice == 2
-    assert parse_study(STUDY, task="dementia", n_files=2).key_slice is None  # slices say nothing
-    odd = {**by_mean, "aggregation": {"attention": [0.5]}, "slices": [{"probabilities": "x"}] * 3}
-    assert parse_study(odd, task="dementia", n_files=3).key_slice is None
+    assert read_study(by_mil).key_slice == 2
+
+
+@pytest.mark.parametrize("change", [
+    {"slices": [{"probabilities": "x"}] * 2},  # not the slices' shape
+    {"subject": {**STUDY["subject"], "outcome": "something_new"}},  # an outcome the contract does not have
+    {"aggregation": None},  # a required part missing
+    {"subject": {**STUDY["subject"], "ood": True, "ood_score": 3.0}},  # the flat prediction of old workers
+])
+def test_a_study_body_off_the_contract_is_refused(change):
+    with pytest.raises(ValidationError):
+        read_study({**STUDY, **change})
 
 
 NOT_MRI = {"task": "tumor", "outcome": "not_a_brain_mri", "label": None, "label_index": None,
            "display_en": "Not a brain MRI slice", "display_ru": "Не похоже на срез МРТ мозга",
            "probabilities": {"glioma": 0.02, "meningioma": 0.03, "notumor": 0.94, "pituitary": 0.01},
            "ood": {"flag": True, "score": 1.5, "reasons": ["unusual for the tumor/teacher:lite0 detector"]},
-           "screening": None, "model": {"role": "student", "name": "tumor/student:convnet1", "version": "v1"}}
+           "screening": None, "model": {"role": "student", "name": "tumor/student:convnet1", "arch": "convnet1",
+                                        "version": "v1"},
+           "input": example(PredictResponse)["input"], "timing_ms": example(PredictResponse)["timing_ms"]}
 
 
 @pytest.mark.parametrize("lang", ["en", "ru"])
 def test_an_image_that_is_not_mri_gets_no_conclusion(lang):
-    """Issue 14: say first that it is not a brain MRI slice; no label, no probability chart."""
-    c = parse_conclusion(NOT_MRI, task="tumor")
+    """Say first that it is not a brain MRI slice; no label, no probability chart."""
+    c = read_prediction(NOT_MRI)
     assert not c.diagnosis and c.label == "" and c.ood and c.screening is None
     text = conclusion_text(c, lang)
     first = text.splitlines()[0]
@@ -107,9 +127,8 @@ def test_an_image_that_is_not_mri_gets_no_conclusion(lang):
     for word in ("Conclusion", "Вывод:", "No tumor", "Нет опухоли", "█", "94"):
         assert word not in text
     assert "tumor/student:convnet1 (v1)" in text
-    # A service that still labels a flagged image (older contract) gets the old warning under its label.
-    old = parse_conclusion({**NOT_MRI, "outcome": None, "label": "notumor"}, task="tumor")
-    assert old.diagnosis and old.label == "notumor"
+    # A label beside a refusal is not read as a diagnosis.
+    assert not read_prediction({**NOT_MRI, "label": "notumor", "label_index": 2}).diagnosis
 
 
 WRONG_TASK = {**NOT_MRI, "task": "dementia", "outcome": "wrong_task", "suited_task": "tumor",
@@ -129,8 +148,8 @@ WRONG_TASK = {**NOT_MRI, "task": "dementia", "outcome": "wrong_task", "suited_ta
            "/task и пришлите срез снова. Вывода нет."),
 ])
 def test_a_slice_of_another_task_is_told_apart_from_a_non_mri_image(lang, first):
-    """Issue 25: a tumour slice sent with task=dementia is a brain MRI, not the kind this task reads."""
-    c = parse_conclusion(WRONG_TASK, task="dementia")
+    """A tumour slice sent with task=dementia is a brain MRI, not the kind this task reads."""
+    c = read_prediction(WRONG_TASK)
     assert not c.diagnosis and c.label == "" and (c.outcome, c.suited_task) == ("wrong_task", "tumor")
     text = conclusion_text(c, lang)
     assert text.splitlines()[0] == first
@@ -138,43 +157,45 @@ def test_a_slice_of_another_task_is_told_apart_from_a_non_mri_image(lang, first)
         assert word not in text
     # not the not-a-brain-MRI words
     assert "does not look like a brain MRI" not in text and "не похоже на срез" not in text.lower()
-    study = parse_study({"task": "dementia", "model": NOT_MRI["model"], "n_slices": 2, "excluded": [0, 1],
-                         "subject": WRONG_TASK, "slices": [WRONG_TASK, WRONG_TASK]}, task="dementia", n_files=2)
+    flagged = [study_slice(i, 0.006, used=False, outcome="wrong_task", suited_task="tumor", label=None,
+                           label_index=None) for i in range(2)]
+    study = read_study({**STUDY, "model": NOT_MRI["model"], "slice_model": NOT_MRI["model"], "n_used": 0,
+                        "excluded": [0, 1], "subject": WRONG_TASK, "slices": flagged})
     assert not study.diagnosis and study.key_slice is None and study.excluded == (0, 1)
     assert conclusion_text(study, "en", study=True).startswith(
         "⚠️ <b>The 2 images look like brain MRI slices, but not the kind the Dementia task reads</b>")
-    # an outcome the bot does not know yet is no diagnosis either
-    assert not parse_conclusion({**WRONG_TASK, "outcome": "something_new"}).diagnosis
 
 
 def test_a_study_says_which_slices_were_left_out():
-    slices = [{"probabilities": {"MildDemented": 0.2}, "used": True},
-              {"probabilities": {"MildDemented": 0.9}, "used": False, "outcome": "not_a_brain_mri"},
-              {"probabilities": {"MildDemented": 0.5}, "used": True}]
+    slices = [study_slice(0, 0.2), study_slice(1, 0.9, used=False, outcome="not_a_brain_mri"),
+              study_slice(2, 0.5)]
     subject = {**STUDY["subject"], "ood": {"flag": False, "score": -3.0, "reasons": []}}
     body = {**STUDY, "n_slices": 3, "n_used": 2, "excluded": [1], "subject": subject, "slices": slices}
-    c = parse_study(body, task="dementia", n_files=3)
+    c = read_study(body)
     assert c.diagnosis and c.excluded == (1,) and c.key_slice == 2, "never the heatmaps of a left-out slice"
     lines = conclusion_text(c, "en", study=True).splitlines()
     assert lines[0] == "Study of 3 slices. Conclusion: <b>Mild dementia</b>"
     assert lines[1] == ("⚠️ 1 of 3 images did not look like the brain MRI slices this task reads and were left "
                         "out of the conclusion: no. 2.")
     assert "не учитывались в выводе: № 2" in conclusion_text(c, "ru", study=True)
-    # Without the top-level list, the slices' own marks say it.
-    assert parse_study({**body, "excluded": None}, task="dementia", n_files=3).excluded == (1,)
     by_mil = {**body, "aggregation": {"method": "attention_mil", "attention": [0.3, 0.0, 0.7]}}
-    assert parse_study(by_mil, task="dementia", n_files=3).key_slice == 2
+    assert read_study(by_mil).key_slice == 2
     none = {**body, "n_used": 0, "excluded": [0, 1, 2],
             "subject": {**NOT_MRI, "task": "dementia", "probabilities": subject["probabilities"]}}
-    c = parse_study(none, task="dementia", n_files=3)
+    c = read_study(none)
     assert not c.diagnosis and c.key_slice is None
     text = conclusion_text(c, "en", study=True)
     assert text.startswith("⚠️ <b>None of the 3 images looks like a brain MRI slice</b>")
     assert "Conclusion:" not in text and "█" not in text
 
 
+TUMOR_ANSWER = {**example(PredictResponse), "label": "notumor", "label_index": 2, "display_en": "No tumor",
+                "display_ru": "Опухоль не выявлена",
+                "probabilities": {"glioma": 0.02, "meningioma": 0.03, "notumor": 0.9, "pituitary": 0.05}}
+
+
 def test_chart_and_label_name_a_class_alike():
-    """Issue 16: the class names come from GET /models (the task registry), so the label and its bar agree."""
+    """The class names come from GET /models (the task registry), so the label and its bar agree."""
     from diseaseid.tasks import get_task
 
     task = get_task("tumor")
@@ -182,21 +203,56 @@ def test_chart_and_label_name_a_class_alike():
         {"name": c, "display_en": task.display(i, "en"), "display_ru": task.display(i, "ru")}
         for i, c in enumerate(task.classes)]}]}
     names = parse_class_names(models)["tumor"]
-    body = {"task": "tumor", "label": "notumor", "display_en": "No tumor", "display_ru": "Опухоль не выявлена",
-            "probabilities": {"glioma": 0.02, "meningioma": 0.03, "notumor": 0.9, "pituitary": 0.05},
-            "ood": {"flag": False, "score": -5.0, "reasons": []}}
-    c = parse_conclusion(body, task="tumor", class_names=names)
+    c = read_prediction(TUMOR_ANSWER, class_names=names)
     ru = conclusion_text(c, "ru")
     assert "Вывод: <b>Опухоль не выявлена</b>" in ru and "Опухоль не выявлена █" in ru and "Нет опухоли" not in ru
     assert "Pituitary tumor ░" in conclusion_text(c, "en")
     # Without the names (GET /models unreachable) the chart falls back to the class names as served.
-    assert "notumor    █" in conclusion_text(parse_conclusion(body, task="tumor"), "en")
+    assert "notumor    █" in conclusion_text(read_prediction(TUMOR_ANSWER), "en")
 
 
-def test_flat_prediction_shape_is_read_too():
-    c = parse_conclusion({"label": "glioma", "probabilities": {"glioma": 0.9, "notumor": 0.1},
-                          "ood": True, "ood_score": 2.5, "ood_reasons": "odd"}, task="tumor")
-    assert (c.display_en, c.ood, c.ood_score, c.ood_reasons) == ("glioma", True, 2.5, ("odd",))
+class _OneAnswer(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with the class's ``body`` (200) and every GET with 404."""
+
+    body: dict = {}
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        data = json.dumps(self.body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802
+        self.send_error(404)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("body, unexpected", [
+    (TUMOR_ANSWER, False),
+    # the flat shape old explain workers kept a prediction in: refused, not guessed at
+    ({**{k: v for k, v in TUMOR_ANSWER.items() if k != "ood"}, "ood": False, "ood_score": -5.0, "ood_reasons": []},
+     True),
+])
+def test_the_client_reads_answers_with_the_shared_model(body, unexpected):
+    handler = type("Handler", (_OneAnswer,), {"body": body})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            if unexpected:
+                with pytest.raises(UnexpectedAnswer):
+                    _predict(url, 5)
+            else:
+                c = _predict(url, 5)
+                assert (c.label, c.display_en, c.model_name, c.probabilities["notumor"]) == (
+                    "notumor", "No tumor", TUMOR_ANSWER["model"]["name"], 0.9)
+        finally:
+            server.shutdown()
 
 
 def _predict(url: str, timeout: float):
@@ -250,14 +306,14 @@ def test_token_is_redacted_from_log_lines_and_tracebacks(capsys):
 def test_screening_answer_and_the_single_slice_caveat():
     screening = {"impaired_probability": 0.734, "impaired": True, "display_en": "Cognitive impairment suspected",
                  "display_ru": "Подозрение на когнитивное нарушение"}
-    one = parse_conclusion({**STUDY["subject"], "task": "dementia", "screening": screening})
+    subject = {**STUDY["subject"], "screening": screening}
+    one = read_prediction({**NOT_MRI, **subject, "task": "dementia"})
     text = conclusion_text(one, "en")
     assert "Screening: <b>Cognitive impairment suspected</b> (probability of impairment 73%)" in text
     assert "One slice is weak evidence" in text and "whole axial study" in text
     assert "Подозрение на когнитивное нарушение" in conclusion_text(one, "ru")
-    study = parse_study({**STUDY, "subject": {**STUDY["subject"], "screening": screening}}, task="dementia",
-                        n_files=2)
+    study = read_study({**STUDY, "subject": subject})
     text = conclusion_text(study, "en", study=True)
     assert "probability of impairment 73%" in text and "One slice is weak evidence" not in text
-    tumor = parse_conclusion({**STUDY["subject"], "task": "tumor", "screening": None})
+    tumor = read_prediction({**NOT_MRI, **STUDY["subject"], "task": "tumor", "screening": None})
     assert "Screening" not in conclusion_text(tumor, "en")

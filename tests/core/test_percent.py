@@ -7,9 +7,10 @@ import re
 
 import pytest
 
+from diseaseid.answers import PredictResponse, example
 from diseaseid.percent import percent
-from services.bot.answers import parse_conclusion
 from services.bot.formatting import conclusion_text, probability_chart
+from services.bot.views import read_prediction
 
 
 @pytest.mark.parametrize("p, decimals, text", [
@@ -36,14 +37,14 @@ def test_no_probability_anywhere_in_0_to_1_reads_100_or_0():
             assert not re.fullmatch(r"(100|0)(\.0+)?%", shown), (p, shown)
 
 
-SURE = {"task": "tumor", "outcome": "diagnosis", "label": "glioma", "label_index": 0, "display_en": "Glioma",
-        "display_ru": "Глиома", "ood": {"flag": False, "score": 30.0, "reasons": []},
+SURE = {**example(PredictResponse), "task": "tumor", "outcome": "diagnosis", "label": "glioma", "label_index": 0,
+        "display_en": "Glioma", "display_ru": "Глиома", "ood": {"flag": False, "score": 30.0, "reasons": []},
         "probabilities": {"glioma": 0.99962, "meningioma": 0.00031, "notumor": 0.00006, "pituitary": 0.00001},
-        "model": {"role": "student", "name": "tumor/student:lite0_stage5", "version": "v1"}}
+        "model": {"role": "student", "name": "tumor/student:lite0_stage5", "arch": "lite0_stage5", "version": "v1"}}
 
 
 def test_the_bots_chart_shows_near_certain_classes_as_bounds():
-    c = parse_conclusion(SURE, task="tumor")
+    c = read_prediction(SURE)
     rows = html.unescape(probability_chart(c, "en").removeprefix("<pre>").removesuffix("</pre>")).splitlines()
     # the bars line up: every percentage is right-aligned in six columns
     assert [row[-6:] for row in rows] == [">99.9%", " <0.1%", " <0.1%", " <0.1%"]
@@ -54,7 +55,7 @@ def test_the_bots_screening_line_never_says_100():
     sure = {**SURE, "task": "dementia", "probabilities": {"NonDemented": 0.0003, "MildDemented": 0.9997},
             "screening": {"impaired_probability": 0.9997, "impaired": True,
                           "display_en": "Cognitive impairment suspected", "display_ru": "Подозрение"}}
-    assert "(probability of impairment >99%)" in conclusion_text(parse_conclusion(sure), "en")
-    assert "(вероятность нарушения >99%)" in conclusion_text(parse_conclusion(sure), "ru")
+    assert "(probability of impairment >99%)" in conclusion_text(read_prediction(sure), "en")
+    assert "(вероятность нарушения >99%)" in conclusion_text(read_prediction(sure), "ru")
     none = {**sure, "screening": {**sure["screening"], "impaired_probability": 0.0002, "impaired": False}}
-    assert "(probability of impairment <1%)" in conclusion_text(parse_conclusion(none), "en")
+    assert "(probability of impairment <1%)" in conclusion_text(read_prediction(none), "en")

@@ -123,7 +123,9 @@ class ExplainStack:
 
     # -- workers ---------------------------------------------------------------------------------------
     def start_worker(self, timeout: float = 90.0, **env: str) -> WorkerProcess:
-        """``python -m services.explain.worker``; returns once it has registered with Redis."""
+        """``python -m services.explain.worker``; returns once it has registered with Redis (within ``timeout``,
+        or ``$DISEASEID_TEST_READY_S`` where set, as for the servers)."""
+        timeout = float(os.environ.get("DISEASEID_TEST_READY_S") or timeout)
         log = tempfile.NamedTemporaryFile(prefix="explain-worker-", suffix=".log", delete=False)
         proc = subprocess.Popen([sys.executable, "-m", "services.explain.worker"], cwd=REPO,
                                 env={**os.environ, **self.env, **env}, stdout=log, stderr=subprocess.STDOUT,

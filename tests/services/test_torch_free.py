@@ -12,7 +12,7 @@ from tests.services.conftest import REPO
 
 TORCH_FREE = ["services.explain.api.main", "services.common.images", "services.common.uploads",
               "services.common.validation", "services.explain.settings", "diseaseid.data.preprocess",
-              "diseaseid.paths", "diseaseid.tasks"]
+              "diseaseid.paths", "diseaseid.tasks", "diseaseid.answers", "diseaseid.outcomes", "services.bot.views"]
 HEAVY = ("torch", "timm", "onnxruntime")
 
 
