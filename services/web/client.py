@@ -15,6 +15,10 @@ import httpx
 log = logging.getLogger("services.web")
 
 EXPLAIN_IMAGES = ("gradcam", "lrp", "panel")
+# An explanation of a DICOM slice as DICOM (GET /explain/{id}/dicom/{name}.dcm): the pictures as Secondary
+# Capture images and the SR that references them.
+EXPLAIN_DICOM = (*EXPLAIN_IMAGES, "sr")
+DICOM = "application/dicom"
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,21 @@ class ServicesClient:
                                            data=data, files=files)
         return response.json()
 
+    async def predict_sr(self, uploads: list[Upload], task: str) -> bytes:
+        """The same answer as :meth:`predict`, as the inference service's DICOM Structured Report (TID 1500) in
+        the uploads' study (DICOM uploads only: anything else gets the service's 406)."""
+        data = {"task": task, "format": "dicom"}
+        headers = {"Accept": DICOM}
+        if len(uploads) == 1:
+            u = uploads[0]
+            response = await self._request("inference", "POST", f"{self.inference_url}/predict", data=data,
+                                           headers=headers, files={"file": (u.name, u.content, u.content_type)})
+        else:
+            files = [("files", (u.name, u.content, u.content_type)) for u in uploads]
+            response = await self._request("inference", "POST", f"{self.inference_url}/predict/study",
+                                           data=data, headers=headers, files=files)
+        return response.content
+
     async def ready(self) -> bool:
         try:
             await self._request("inference", "GET", f"{self.inference_url}/readyz", timeout=3.0)
@@ -132,4 +151,10 @@ class ServicesClient:
 
     async def explain_png(self, job_id: str, name: str) -> bytes:
         response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}/{name}.png")
+        return response.content
+
+    async def explain_dicom(self, job_id: str, name: str) -> bytes:
+        """One DICOM object of a finished job of a DICOM slice (``gradcam``, ``lrp``, ``panel`` or ``sr``)."""
+        response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}/dicom/{name}.dcm",
+                                       headers={"Accept": DICOM})
         return response.content

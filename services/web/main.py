@@ -4,8 +4,9 @@ A third thin client of the inference and explain services, like the Telegram bot
 imports no torch, and reaches the models over HTTP only (``INFERENCE_URL``, ``EXPLAIN_URL``, with the
 operator's ``DISEASEID_API_KEY``, which never reaches a browser). Routes: ``GET /`` (the page), ``/static/*``
 (its script, style and icon, from this package), ``POST /api/analyse``, ``GET /api/explain/{id}`` and its
-pictures, ``/healthz``, ``/readyz``, ``/metrics``, and ``/docs`` with local assets. Who may use it:
-:mod:`services.web.access`. Built by the services' one app builder (``services.common.app.build_app``).
+pictures, ``POST /api/dicom/sr`` and ``GET /api/explain/{id}/dicom/*.dcm`` (DICOM results), ``/healthz``,
+``/readyz``, ``/metrics``, and ``/docs`` with local assets. Who may use it: :mod:`services.web.access`.
+Built by the services' one app builder (``services.common.app.build_app``).
 """
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         lifespan=lifespan, routers=(page.router, api.router, health.router), http_metrics=http_metrics,
         state={"client": client, "templates": Jinja2Templates(directory=HERE / "templates"),
                "http_metrics": http_metrics},
-        body_limits={"/api/analyse": settings.web_max_request_bytes + FORM_OVERHEAD},
+        body_limits={path: settings.web_max_request_bytes + FORM_OVERHEAD for path in ("/api/analyse",
+                                                                                        "/api/dicom/sr")},
         api_key_auth=False,
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

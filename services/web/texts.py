@@ -108,6 +108,33 @@ TEXTS: dict[str, dict[str, str]] = {
     "key_slice": {"en": "Heatmaps of slice {k} of {n} ({name}): the one that weighed most in the conclusion.",
                   "ru": "Тепловые карты среза {k} из {n} ({name}): он сильнее всего повлиял на вывод."},
     "download_panel": {"en": "Download the panel (PNG)", "ru": "Скачать панель (PNG)"},
+    # DICOM results (docs/dicom.md): for DICOM uploads only.
+    "download_sr": {"en": "Download the result as DICOM (SR)", "ru": "Скачать результат в DICOM (SR)"},
+    "download_sr_hint": {
+        "en": "A DICOM Structured Report in the study of the uploaded images: the conclusion, its probability "
+              "and the model, for a PACS or a DICOM viewer.",
+        "ru": "Структурированный отчёт DICOM (SR) в исследовании загруженных снимков: вывод, его вероятность и "
+              "модель — для PACS или программы просмотра DICOM.",
+    },
+    "sr_dicom_only": {
+        "en": "No DICOM result (SR) for JPEG or PNG files: a DICOM result belongs to the study of its images, "
+              "and these files name none. Upload the DICOM files to get one.",
+        "ru": "Для файлов JPEG и PNG результата в DICOM (SR) нет: результат DICOM относится к исследованию "
+              "своих снимков, а эти файлы его не указывают. Загрузите файлы DICOM, чтобы получить его.",
+    },
+    "sr_preparing": {"en": "Preparing the DICOM file…", "ru": "Готовим файл DICOM…"},
+    "sr_failed": {
+        "en": "The DICOM result could not be made this time; the conclusion above still stands.",
+        "ru": "Результат в DICOM сейчас сделать не удалось; вывод выше остаётся в силе.",
+    },
+    "error_sr": {"en": "No DICOM result could be made for these files: {reason}",
+                 "ru": "Сделать результат в DICOM для этих файлов не удалось: {reason}"},
+    "heatmaps_dicom": {"en": "Heatmaps as DICOM, for a PACS or a DICOM viewer:",
+                       "ru": "Тепловые карты в DICOM, для PACS или программы просмотра DICOM:"},
+    "dicom_gradcam": {"en": "Grad-CAM image", "ru": "изображение Grad-CAM"},
+    "dicom_lrp": {"en": "LRP image", "ru": "изображение LRP"},
+    "dicom_panel": {"en": "panel", "ru": "панель"},
+    "dicom_sr": {"en": "SR referencing them", "ru": "SR со ссылками на них"},
     "explain_queued": {"en": "Heatmaps: waiting in the queue…", "ru": "Тепловые карты: в очереди…"},
     "explain_queued_position": {"en": "Heatmaps: waiting in the queue ({n} ahead)…",
                                 "ru": "Тепловые карты: в очереди (перед вами: {n})…"},
@@ -191,7 +218,7 @@ TEXTS: dict[str, dict[str, str]] = {
 
 # The strings the page's script needs, handed to it inside the page (no second request, no inline script).
 SCRIPT_TEXTS = ("uploading", "analysing", "network_error", "error_no_files", "files_chosen", "explain_queued",
-                "explain_failed", "error_upload_too_large")
+                "explain_failed", "error_upload_too_large", "sr_preparing", "sr_failed")
 
 
 def pick_lang(query: str | None, accept_language: str | None) -> str:

@@ -135,6 +135,19 @@ def conclusion_view(answer: dict[str, Any], *, task: str, lang: str, files: list
     return view
 
 
+def dicom_offer(dicom: bool, lang: str) -> dict[str, Any]:
+    """What the page offers as DICOM beside the conclusion: for an upload of DICOM files only, the answer as the
+    inference service's SR (``api/dicom/sr``, asked for with the same files when the person wants it); for
+    anything else a short note why there is none."""
+    if dicom:
+        return {"sr": {"url": "api/dicom/sr", "text": t("download_sr", lang), "hint": t("download_sr_hint", lang)}}
+    return {"sr_note": t("sr_dicom_only", lang)}
+
+
+# The DICOM objects of an explanation of a DICOM slice, in the order the page lists them.
+EXPLAIN_DICOM = ("gradcam", "lrp", "panel", "sr")
+
+
 def explain_view(job: dict[str, Any], *, job_id: str, lang: str) -> dict[str, Any]:
     """A ``GET /explain/{id}`` answer as the page shows it: a progress line until it ends, then the overlays
     (URLs on the page's own server) and the panel to download."""
@@ -167,5 +180,13 @@ def explain_view(job: dict[str, Any], *, job_id: str, lang: str) -> dict[str, An
                       for m in ("gradcam", "lrp") if m in methods or not methods]
     view["panel_url"] = f"{base}/panel.png"
     view["download"] = t("download_panel", lang)
+    # A DICOM slice's job links its heatmaps as DICOM (result.dicom, null for JPEG/PNG): the page's own URLs.
+    dicom = result.get("dicom") if isinstance(result.get("dicom"), dict) else {}
+    objects = dicom.get("objects") if isinstance(dicom.get("objects"), dict) else {}
+    names = [n for n in EXPLAIN_DICOM if n in objects]
+    if names:
+        view["dicom"] = {"heading": t("heatmaps_dicom", lang),
+                         "links": [{"name": n, "url": f"{base}/dicom/{n}.dcm", "text": t(f"dicom_{n}", lang),
+                                    "filename": f"diseaseid-{n}.dcm"} for n in names]}
     view["text"] = ""
     return view

@@ -1,6 +1,7 @@
-"""The web page as a person uses it, in Chromium: a tumour slice, a dementia study, an image that is not an
-MRI, a file that is not an image, the Russian page, load time, /docs offline. The answers on the page are
-compared with what the inference service itself says about the same files."""
+"""The web page as a person uses it, in Chromium: a tumour slice, a DICOM slice and its DICOM results, a
+dementia study, an image that is not an MRI, a file that is not an image, the Russian page, load time, /docs
+offline. The answers on the page are compared with what the inference service itself says about the same
+files."""
 from __future__ import annotations
 
 import re
@@ -13,7 +14,7 @@ from tests.ood_images import text_on_black
 from tests.services.conftest import FIXTURES
 from tests.web.conftest import screenshot
 
-TUMOR_SLICE = FIXTURES / "tumor" / "glioma" / "Tr-gl_0082.jpg"
+GLIOMA = sorted((FIXTURES / "tumor" / "glioma").glob("*.jpg"))
 # A subject whose top slice the OOD check leaves out (it looks unlike the detector's slices): the page must say so.
 STUDY = sorted((FIXTURES / "dementia" / "VeryMildDemented").glob("VeryMildDemented-002_*.jpg"))
 
@@ -29,6 +30,21 @@ def service_answer(web_stack, files: list[tuple[str, bytes]], task: str) -> dict
                        files=[("files", f) for f in files], timeout=60)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def diagnosed(web_stack, candidates: list[tuple[str, bytes]]) -> tuple[str, bytes]:
+    """The first file the tumour models diagnose (the shipped models change as they are retrained; which
+    fixture slice the OOD check flags changes with them, and a refusal shows no chart)."""
+    for name, data in candidates:
+        if service_answer(web_stack, [(name, data)], "tumor")["outcome"] == "diagnosis":
+            return name, data
+    raise AssertionError("the tumour models diagnose none of the glioma fixture slices")
+
+
+@pytest.fixture(scope="module")
+def tumor_slice(web_stack):
+    name, _ = diagnosed(web_stack, [(p.name, p.read_bytes()) for p in GLIOMA])
+    return FIXTURES / "tumor" / "glioma" / name
 
 
 def class_names(web_stack, task: str, lang: str) -> dict[str, str]:
@@ -60,11 +76,11 @@ def wait_heatmaps(page) -> None:
                            ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
 
 
-def test_tumour_slice_conclusion_chart_then_heatmaps(tab, web_stack):
+def test_tumour_slice_conclusion_chart_then_heatmaps(tab, web_stack, tumor_slice):
     page = tab.page
     page.goto("/?lang=en")
-    analyse(page, "tumor", str(TUMOR_SLICE))
-    answer = service_answer(web_stack, [(TUMOR_SLICE.name, TUMOR_SLICE.read_bytes())], "tumor")
+    analyse(page, "tumor", str(tumor_slice))
+    answer = service_answer(web_stack, [(tumor_slice.name, tumor_slice.read_bytes())], "tumor")
     assert answer["outcome"] == "diagnosis"
     page.wait_for_selector(".conclusion")
     assert page.inner_text(".conclusion") == f"Conclusion: {answer['display_en']}"
@@ -93,7 +109,70 @@ def test_tumour_slice_conclusion_chart_then_heatmaps(tab, web_stack):
     assert web_stack.api_key not in page.content()
     assert all(web_stack.api_key not in url for url in tab.requests)
     assert all(url.startswith(web_stack.web.url) for url in tab.requests)
+    # A JPEG names no study: no DICOM result is offered, and the page says why.
+    assert page.is_hidden("#dicom-sr") and page.is_hidden("#maps-dicom")
+    assert page.inner_text("#sr-note").startswith("No DICOM result (SR) for JPEG or PNG files")
     screenshot(page, "tumor")
+
+
+def test_a_dicom_slice_gives_its_answer_as_a_dicom_sr_in_its_study(tab, web_stack, tmp_path):
+    """A DICOM slice: the SR downloaded from the page says what the page shows (finding, probability), in the
+    study of the upload; the heatmaps come as DICOM too, in the same study."""
+    import pydicom
+
+    from tests.dicom_series import group_facts, groups, mr_series
+
+    candidates = {p.name: mr_series([p]) for p in GLIOMA}  # each slice as a scanner's one-slice series
+    name, data = diagnosed(web_stack, [(f"{n}.dcm", s.files[0]) for n, s in candidates.items()])
+    series = candidates[name.removesuffix(".dcm")]
+    upload = tmp_path / "IM0001.dcm"
+    upload.write_bytes(data)
+    page = tab.page
+    page.goto("/?lang=en")
+    with page.expect_response(lambda r: r.url.endswith("/api/analyse")) as analysed:
+        analyse(page, "tumor", str(upload))
+    shown = analysed.value.json()
+    answer = service_answer(web_stack, [(upload.name, upload.read_bytes())], "tumor")
+    assert answer["outcome"] == "diagnosis"
+    page.wait_for_selector(".conclusion")
+    assert page.inner_text(".conclusion") == f"Conclusion: {answer['display_en']}"
+    assert page.is_visible("#download-sr") and page.is_hidden("#sr-note")
+    assert page.inner_text("#download-sr") == "Download the result as DICOM (SR)"
+
+    with page.expect_download() as download:
+        page.click("#download-sr")
+    assert download.value.suggested_filename == "diseaseid-sr.dcm"
+    sr = pydicom.dcmread(download.value.path())
+    assert sr.Modality == "SR" and sr.StudyInstanceUID == series.study_uid and sr.PatientID == series.patient_id
+    assert sr.SeriesInstanceUID != series.series_uid
+    facts = group_facts(groups(sr)[0])
+    assert facts["finding"] == (f"tumor.{answer['label_index']}", answer["display_en"])
+    probability = facts["numbers"]["122157"]
+    assert probability == pytest.approx(answer["probabilities"][answer["label"]], abs=1e-12)
+    top = next(row for row in shown["probabilities"] if row["top"])  # what the page drew
+    assert top["share"] == round(probability, 4) and top["percent"] == expected_percent(probability)
+    assert page.inner_text(".bar.top .pct") == expected_percent(probability)
+    assert facts["sources"] == series.sop_uids and facts["version"] == answer["model"]["version"]
+
+    # The heatmaps as DICOM: Secondary Capture images and the SR that references them, same study.
+    wait_heatmaps(page)
+    page.wait_for_selector("#maps-dicom a[data-name=sr]")
+    assert page.locator("#maps-dicom a").evaluate_all("links => links.map(a => a.dataset.name)") == [
+        "gradcam", "lrp", "panel", "sr"]
+    with page.expect_download() as download:
+        page.click("#maps-dicom a[data-name=gradcam]")
+    gradcam = pydicom.dcmread(download.value.path())
+    assert gradcam.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and gradcam.StudyInstanceUID == series.study_uid
+    assert gradcam.PhotometricInterpretation == "RGB" and gradcam.ContentQualification == "RESEARCH"
+    with page.expect_download() as download:
+        page.click("#maps-dicom a[data-name=sr]")
+    explained = pydicom.dcmread(download.value.path())
+    evidence = {ref.ReferencedSOPInstanceUID for item in explained.CurrentRequestedProcedureEvidenceSequence
+                for s in item.ReferencedSeriesSequence for ref in s.ReferencedSOPSequence}
+    assert {gradcam.SOPInstanceUID, *series.sop_uids} <= evidence
+    assert web_stack.api_key not in page.content()
+    assert all(web_stack.api_key not in url for url in tab.requests)
+    screenshot(page, "dicom")
 
 
 def test_dementia_study_is_read_in_order_with_screening_and_key_slice(tab, web_stack):
@@ -158,14 +237,14 @@ def test_a_file_that_is_not_an_image_gets_a_clear_error(tab, tmp_path):
     assert not re.search(r"Traceback|Exception|File \"", page.inner_text("body"))
 
 
-def test_russian_page(tab, web_stack):
+def test_russian_page(tab, web_stack, tumor_slice):
     page = tab.page
     page.goto("/?lang=ru")
     assert page.get_attribute("html", "lang") == "ru"
     assert page.inner_text("#submit") == "Анализировать"
     assert "не медицинское изделие" in page.inner_text("#notice")
-    analyse(page, "tumor", str(TUMOR_SLICE))
-    answer = service_answer(web_stack, [(TUMOR_SLICE.name, TUMOR_SLICE.read_bytes())], "tumor")
+    analyse(page, "tumor", str(tumor_slice))
+    answer = service_answer(web_stack, [(tumor_slice.name, tumor_slice.read_bytes())], "tumor")
     page.wait_for_selector(".conclusion")
     assert page.inner_text(".conclusion") == f"Вывод: {answer['display_ru']}"
     names = class_names(web_stack, "tumor", "ru")
@@ -174,6 +253,7 @@ def test_russian_page(tab, web_stack):
     wait_heatmaps(page)
     assert page.locator("#maps figcaption").first.inner_text().startswith("Grad-CAM: области")
     assert page.inner_text("#download") == "Скачать панель (PNG)"
+    assert page.inner_text("#sr-note").startswith("Для файлов JPEG и PNG результата в DICOM (SR) нет")
     screenshot(page, "ru")
 
 

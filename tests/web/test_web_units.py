@@ -19,7 +19,7 @@ from services.web.files import Limits, UploadRefused, natural_key, slices_of
 from services.web.routers.api import upstream_error
 from services.web.settings import WebSettings
 from services.web.texts import pick_lang
-from services.web.views import conclusion_view, explain_view, key_slice, percent
+from services.web.views import conclusion_view, dicom_offer, explain_view, key_slice, percent
 from tests.helpers import free_port, make_dicom
 from tests.services.conftest import REPO
 
@@ -179,6 +179,48 @@ def test_explain_progress_then_pictures_on_the_page_server():
     assert refused["status"] == "refused" and "images" not in refused
 
 
+def test_dicom_results_are_offered_for_dicom_uploads_and_a_note_says_why_not_otherwise():
+    assert dicom_offer(True, "en") == {"sr": {
+        "url": "api/dicom/sr", "text": "Download the result as DICOM (SR)",
+        "hint": "A DICOM Structured Report in the study of the uploaded images: the conclusion, its probability "
+                "and the model, for a PACS or a DICOM viewer."}}
+    assert dicom_offer(True, "ru")["sr"]["text"] == "Скачать результат в DICOM (SR)"
+    note = dicom_offer(False, "en")
+    assert list(note) == ["sr_note"] and note["sr_note"].startswith("No DICOM result (SR) for JPEG or PNG files")
+    assert dicom_offer(False, "ru")["sr_note"].startswith("Для файлов JPEG и PNG результата в DICOM (SR) нет")
+    # The heatmaps of a DICOM slice's job as DICOM, on the page's own server, in a fixed order.
+    root = "http://127.0.0.1:8001/explain/j1/dicom"
+    result = {"outcome": "diagnosis", "target": {"label": "glioma", "display_en": "Glioma"},
+              "methods": {"gradcam": {}, "lrp": {}},
+              "dicom": {"url": root, "objects": {n: f"{root}/{n}.dcm" for n in ("sr", "panel", "lrp", "gradcam")}}}
+    view = explain_view({"status": "finished", "result": result}, job_id="j1", lang="ru")
+    assert view["dicom"]["heading"] == "Тепловые карты в DICOM, для PACS или программы просмотра DICOM:"
+    assert [(x["name"], x["url"], x["filename"]) for x in view["dicom"]["links"]] == [
+        (n, f"api/explain/j1/dicom/{n}.dcm", f"diseaseid-{n}.dcm") for n in ("gradcam", "lrp", "panel", "sr")]
+    assert [x["text"] for x in view["dicom"]["links"]] == ["изображение Grad-CAM", "изображение LRP", "панель",
+                                                           "SR со ссылками на них"]
+    # A JPEG's job (dicom null), or a service that does not say: no DICOM links.
+    for dicom in (None, {"url": root}):
+        assert "dicom" not in explain_view({"status": "finished", "result": {**result, "dicom": dicom}},
+                                           job_id="j1", lang="en")
+
+
+def test_the_sr_route_refuses_what_names_no_study_before_asking_a_service(local):
+    jpeg = local.post("/api/dicom/sr", data={"task": "tumor", "lang": "en"},
+                      files={"files": ("a.jpg", b"\xff\xd8x", "image/jpeg")})
+    assert jpeg.status_code == 406 and jpeg.json()["error"]["code"] == "not_acceptable"
+    assert jpeg.json()["error"]["message"].startswith("No DICOM result (SR) for JPEG or PNG files")
+    mixed = local.post("/api/dicom/sr", data={"task": "tumor"},
+                       files=[("files", ("a.dcm", dicom_with_number(1), "application/dicom")),
+                              ("files", ("b.jpg", b"\xff\xd8x", "image/jpeg"))])
+    assert mixed.status_code == 406
+    down = local.post("/api/dicom/sr", data={"task": "tumor"},
+                      files={"files": ("a.dcm", dicom_with_number(1), "application/dicom")})
+    assert down.status_code == 503  # a DICOM upload goes to the service, which is down here
+    assert local.get("/api/explain/abc/dicom/secrets.dcm").status_code == 404
+    assert local.get("/api/explain/abc/dicom/sr.dcm").status_code == 503  # asked, the service is down
+
+
 # -- uploads: order, zips, limits ---------------------------------------------------------------------------
 
 LIMITS = Limits(max_files=4, max_file_bytes=1000, max_total_bytes=2500)
@@ -251,6 +293,8 @@ SLICES = [Upload("a.jpg", b""), Upload("notes.txt", b"")]
     (503, "busy", "busy", "The analysis service is busy or still starting."),
     (503, "unavailable", "ConnectError", "The analysis service is not reachable right now."),
     (504, "timeout", "no answer in time", "The analysis took too long"),
+    (422, "cannot_write_dicom", "file 0: the DICOM header has no StudyInstanceUID",
+     "No DICOM result could be made for these files: file 0: the DICOM header has no StudyInstanceUID"),
 ])
 def test_service_refusals_in_a_clinicians_words(status, code, message, expected):
     error = upstream_error(UpstreamError("inference", status, code, message), "en", SLICES, SETTINGS)

@@ -12,6 +12,7 @@
   const drop = $("drop");
   const EXPLAIN_DEADLINE_MS = 5 * 60 * 1000;
   let run = 0; // a newer upload makes older polls stop
+  let sent = null; // the form of the upload shown: the DICOM SR is asked for with the same files
 
   function fill(template, values) {
     return template.replace(/\{(\w+)\}/g, (m, k) => (k in values ? String(values[k]) : m));
@@ -99,8 +100,57 @@
       box.append(details);
     }
     box.append(el("p", "meta", view.task), el("p", "meta model", view.model), el("p", "notice-short", view.notice));
+    // DICOM uploads: the answer as a DICOM SR on request; anything else: why there is none.
+    $("dicom-sr").hidden = !view.sr;
+    $("sr-status").textContent = "";
+    if (view.sr) {
+      $("download-sr").textContent = view.sr.text;
+      $("download-sr").dataset.url = view.sr.url;
+      $("download-sr-hint").textContent = view.sr.hint;
+    }
+    $("sr-note").hidden = !view.sr_note;
+    $("sr-note").textContent = view.sr_note || "";
     $("result").hidden = false;
   }
+
+  function saveBlob(blob, filename) {
+    const url = URL.createObjectURL(blob);
+    const link = el("a");
+    link.href = url;
+    link.download = filename;
+    link.hidden = true;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60 * 1000);
+  }
+
+  $("download-sr").addEventListener("click", async () => {
+    if (!sent) return;
+    const button = $("download-sr");
+    const myRun = run;
+    button.disabled = true;
+    $("sr-status").textContent = T.sr_preparing;
+    try {
+      const response = await fetch(button.dataset.url, { method: "POST", body: sent });
+      if (myRun !== run) return;
+      if (!response.ok) {
+        let message = T.sr_failed;
+        try {
+          const body = await response.json();
+          message = (body.error && body.error.message) || message;
+        } catch (err) { /* not JSON: the general words */ }
+        $("sr-status").textContent = message;
+        return;
+      }
+      saveBlob(await response.blob(), "diseaseid-sr.dcm");
+      $("sr-status").textContent = "";
+    } catch (err) {
+      if (myRun === run) $("sr-status").textContent = T.network_error;
+    } finally {
+      button.disabled = false;
+    }
+  });
 
   function setExplainStatus(text, busy) {
     $("explain-status").textContent = text || "";
@@ -125,6 +175,19 @@
     link.href = view.panel_url;
     link.textContent = view.download;
     link.hidden = false;
+    const dicom = $("maps-dicom");
+    dicom.replaceChildren();
+    dicom.hidden = !view.dicom;
+    if (view.dicom) {
+      dicom.append(el("span", null, view.dicom.heading));
+      view.dicom.links.forEach((item) => {
+        const a = el("a", null, item.text);
+        a.href = item.url;
+        a.download = item.filename;
+        a.dataset.name = item.name;
+        dicom.append(a);
+      });
+    }
   }
 
   async function followExplain(explain, myRun) {
@@ -132,6 +195,7 @@
     section.hidden = false;
     $("maps").replaceChildren();
     $("download").hidden = true;
+    $("maps-dicom").hidden = true;
     $("key-slice").hidden = !explain.key_slice;
     $("key-slice").textContent = explain.key_slice || "";
     if (explain.error || !explain.job_id) {
@@ -213,6 +277,7 @@
       return;
     }
     const formData = new FormData(form);
+    sent = null;
     $("submit").disabled = true;
     setStatus(T.analysing, true);
     const { status, body } = await send(formData, myRun);
@@ -227,6 +292,7 @@
       showError((body && body.error && body.error.message) || T.network_error);
       return;
     }
+    sent = formData;
     renderAnswer(body);
     if (body.diagnosis && body.explain) followExplain(body.explain, myRun);
   });
