@@ -37,6 +37,7 @@ from collections.abc import Callable
 
 import pydicom
 
+from diseaseid.outcomes import DIAGNOSIS
 from services.common.logs import setup_logging
 from services.pacs.client import Failed, ServicesClient, Unavailable
 from services.pacs.orthanc import OrthancClient, OrthancError, Series
@@ -171,7 +172,7 @@ class Bridge:
         if not self.settings.explain:
             return []
         result, objects = self.services.explain(data, task, timeout_s=self.settings.explain_timeout_s)
-        return objects if result.get("outcome", "diagnosis") == "diagnosis" else []
+        return objects if result.outcome == DIAGNOSIS else []
 
     def _process(self, series: Series, task: str) -> list[str]:
         files = [self.orthanc.file(i.id) for i in series.instances]
@@ -185,7 +186,7 @@ class Bridge:
         if task == "dementia":
             answer = self.services.study(files, task, as_dicom=False)
             sr = self.services.study(files, task, as_dicom=True)
-            attention = (answer.get("aggregation") or {}).get("attention")
+            attention = answer.aggregation.attention
             best = max(range(len(files)), key=lambda i: attention[i]) if attention else len(files) // 2
             keep([sr, *self._explain(files[best], task)])
         else:

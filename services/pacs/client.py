@@ -6,11 +6,15 @@ the bridge handles one series at a time.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
+from diseaseid.answers import ExplainResult, StudyResponse
 from services.common.dicom_results import MEDIA_TYPE, split_multipart
+
+Answer = TypeVar("Answer", bound=BaseModel)
 
 
 class ServiceCallError(Exception):
@@ -34,6 +38,15 @@ def _error(response: httpx.Response) -> tuple[str | None, str]:
         return error.get("code"), str(error.get("message", ""))[:300]
     except (ValueError, AttributeError):
         return None, response.text[:200]
+
+
+def _typed(service: str, model: type[Answer], body: Any) -> Answer:
+    """``body`` read with its answer's model (``diseaseid.answers``); :class:`Failed` when it does not fit (a
+    service of another version), counted against the series like any failed request."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise Failed(service, f"an answer in an unexpected shape ({exc.error_count()} errors)") from exc
 
 
 class ServicesClient:
@@ -68,17 +81,17 @@ class ServicesClient:
                        files={"file": ("slice.dcm", data, MEDIA_TYPE)}, headers={"Accept": MEDIA_TYPE})
         return r.content
 
-    def study(self, files: list[bytes], task: str, *, as_dicom: bool) -> Any:
-        """A series as one subject's study: the JSON answer, or with ``as_dicom`` its SR."""
+    def study(self, files: list[bytes], task: str, *, as_dicom: bool) -> StudyResponse | bytes:
+        """A series as one subject's study: the answer, or with ``as_dicom`` its SR."""
         parts = [("files", (f"slice-{i}.dcm", data, MEDIA_TYPE)) for i, data in enumerate(files)]
         r = self._call("inference", "POST", f"{self.inference_url}/predict/study", data={"task": task},
                        files=parts, headers={"Accept": MEDIA_TYPE if as_dicom else "application/json"})
-        return r.content if as_dicom else r.json()
+        return r.content if as_dicom else _typed("inference", StudyResponse, r.json())
 
     # -- explain -------------------------------------------------------------------------------------------
     def explain(self, data: bytes, task: str, *, timeout_s: float, poll_s: float = 0.5
-                ) -> tuple[dict, list[bytes]]:
-        """Queue, wait, fetch: the finished job's result (JSON) and its DICOM objects (images, then the SR)."""
+                ) -> tuple[ExplainResult, list[bytes]]:
+        """Queue, wait, fetch: the finished job's result and its DICOM objects (images, then the SR)."""
         r = self._call("explain", "POST", f"{self.explain_url}/explain", data={"task": task},
                        files={"file": ("slice.dcm", data, MEDIA_TYPE)})
         job_id = str(r.json()["job_id"])
@@ -95,4 +108,5 @@ class ServicesClient:
                 raise Failed("explain", f"job {job_id} not finished after {timeout_s:.0f} s")
             time.sleep(poll_s)
         r = self._call("explain", "GET", f"{self.explain_url}/explain/{job_id}/dicom")
-        return view["result"], split_multipart(r.content, r.headers.get("content-type", ""))
+        return _typed("explain", ExplainResult, view.get("result")), split_multipart(
+            r.content, r.headers.get("content-type", ""))
