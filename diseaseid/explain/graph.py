@@ -16,8 +16,8 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from diseaseid.explain.allocator import keep_freed_memory
 from diseaseid.explain.ops import Activation, Add, AvgPool, Flatten, Gate, Linear, MaxPool, Op
+from diseaseid.memory import keep_freed_memory
 
 Tensor = torch.Tensor
 

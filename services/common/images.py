@@ -15,8 +15,6 @@ decode (see :mod:`services.common.uploads`).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import io
 from dataclasses import dataclass
@@ -162,27 +160,6 @@ def refuse_oversized_png(data: bytes, settings: ServiceSettings) -> None:
         if width * height > settings.max_pixels:
             raise ImageTooLarge(f"image is {width}x{height} pixels, over the limit of {settings.max_pixels:,} "
                                 "(MRI slices are far smaller); not decoded")
-
-
-_libc = None
-
-
-def release_memory() -> None:
-    """Hand freed heap memory back to the OS (glibc's ``malloc_trim``; a no-op elsewhere).
-
-    A burst of large decodes leaves the freed buffers in malloc's per-thread arenas, where they count as the
-    process's memory until something else reuses them; trimming after each large decode returns them."""
-    global _libc
-    if _libc is None:
-        name = ctypes.util.find_library("c")
-        try:
-            _libc = ctypes.CDLL(name) if name else False
-            if _libc and not hasattr(_libc, "malloc_trim"):
-                _libc = False
-        except OSError:
-            _libc = False
-    if _libc:
-        _libc.malloc_trim(0)
 
 
 def _check_side(width: int, height: int, settings: ServiceSettings) -> None:

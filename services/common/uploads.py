@@ -9,7 +9,7 @@ upload's header first (cheap, in a worker thread) and lets images over ``heavy_d
 ``max_heavy_decodes`` at a time per process. One that cannot start within ``decode_wait_s`` is refused with
 503 ``busy`` and ``Retry-After``, so a flood of large images neither queues up without bound (each holding
 its bytes and, once decoding, its pixels) nor delays the ordinary slices, which never wait for the gate.
-After each large decode the freed memory is handed back to the OS.
+After each large decode the freed memory is handed back to the OS (``diseaseid.memory``: the policy).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartParser
 
+from diseaseid.memory import release_freed_memory
 from services.common.errors import Busy, PayloadTooLarge
 from services.common.settings import ServiceSettings
 
@@ -67,7 +68,7 @@ def _decode_heavy(data: bytes, settings: ServiceSettings, content_type: str | No
     try:
         return _images().decode_image_bytes(data, settings, content_type=content_type, filename=filename)
     finally:
-        _images().release_memory()
+        release_freed_memory()
 
 
 class DecodeGate:
