@@ -1,7 +1,8 @@
 """The page's server as an HTTP client of the inference and explain services: the page's only way to the models.
 
-It sends the operator's ``DISEASEID_API_KEY`` (the browser never sees it) and gives back the services' JSON as it
-is; what a person reads is made from it in :mod:`services.web.views`. A failure becomes an
+It sends the operator's ``DISEASEID_API_KEY`` (the browser never sees it) and gives back the services' answers
+checked with their models (``diseaseid.answers``), as JSON; what a person reads is made from them in
+:mod:`services.web.views`. A failure becomes an
 :class:`UpstreamError` with the service's own error code and status when it sent one.
 """
 from __future__ import annotations
@@ -11,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ValidationError
+
+from diseaseid.answers import ExplainResult, PredictResponse, StudyResponse
 
 log = logging.getLogger("services.web")
 
@@ -48,6 +52,16 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
     if isinstance(error, dict):
         return str(error.get("code") or "http_error"), str(error.get("message") or "")
     return "http_error", str(body)[:200]
+
+
+def _answer(service: str, model: type[BaseModel], body: Any) -> dict[str, Any]:
+    """``body`` read with its answer's model (``diseaseid.answers``) and given back as the model writes it; an
+    answer off the contract (a service of another version) is an :class:`UpstreamError`, not half read."""
+    try:
+        return model.model_validate(body).model_dump(mode="json")
+    except ValidationError as exc:
+        raise UpstreamError(service, 502, "unexpected_answer",
+                            f"an answer in an unexpected shape ({exc.error_count()} errors)") from exc
 
 
 class ServicesClient:
@@ -109,7 +123,7 @@ class ServicesClient:
             files = [("files", (u.name, u.content, u.content_type)) for u in uploads]
             response = await self._request("inference", "POST", f"{self.inference_url}/predict/study",
                                            data=data, files=files)
-        return response.json()
+        return _answer("inference", PredictResponse if len(uploads) == 1 else StudyResponse, response.json())
 
     async def predict_sr(self, uploads: list[Upload], task: str) -> bytes:
         """The same answer as :meth:`predict`, as the inference service's DICOM Structured Report (TID 1500) in
@@ -134,9 +148,9 @@ class ServicesClient:
         return True
 
     # explain -----------------------------------------------------------------------------------------------
-    async def submit_explain(self, upload: Upload, task: str, *, model: str | None = None,
+    async def submit_explain(self, upload: Upload, task: str, *, role: str | None = None,
                              target: str | None = None) -> str:
-        data = {"task": task, **({"model": model} if model else {}), **({"target": target} if target else {})}
+        data = {"task": task, **({"role": role} if role else {}), **({"target": target} if target else {})}
         response = await self._request("explain", "POST", f"{self.explain_url}/explain", data=data,
                                        files={"file": (upload.name, upload.content, upload.content_type)})
         return str(response.json()["job_id"])
@@ -147,7 +161,10 @@ class ServicesClient:
         params = {"wait": f"{wait_s:.1f}"} if wait_s > 0 else None
         response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}", params=params,
                                        timeout=self._http.timeout.read + wait_s)
-        return response.json()
+        job = response.json()
+        if isinstance(job, dict) and job.get("result") is not None:  # finished: the result is a typed answer
+            job = {**job, "result": _answer("explain", ExplainResult, job["result"])}
+        return job
 
     async def explain_png(self, job_id: str, name: str) -> bytes:
         response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}/{name}.png")

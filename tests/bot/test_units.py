@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
-import json
 import socket
-import threading
 
 import pytest
 from pydantic import ValidationError
@@ -18,6 +15,7 @@ from services.bot.ratelimit import RateLimiter
 from services.bot.views import Upload, parse_class_names, read_prediction, read_study
 from tests.bot.conftest import tumor_slice
 from tests.helpers import free_port, png_bytes
+from tests.services.test_answers import flat, one_answer_server
 
 
 def test_rate_limit_window_slides():
@@ -211,48 +209,19 @@ def test_chart_and_label_name_a_class_alike():
     assert "notumor    █" in conclusion_text(read_prediction(TUMOR_ANSWER), "en")
 
 
-class _OneAnswer(http.server.BaseHTTPRequestHandler):
-    """Answers every POST with the class's ``body`` (200) and every GET with 404."""
-
-    body: dict = {}
-
-    def do_POST(self):  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        data = json.dumps(self.body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):  # noqa: N802
-        self.send_error(404)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.mark.parametrize("body, unexpected", [
     (TUMOR_ANSWER, False),
-    # the flat shape old explain workers kept a prediction in: refused, not guessed at
-    ({**{k: v for k, v in TUMOR_ANSWER.items() if k != "ood"}, "ood": False, "ood_score": -5.0, "ood_reasons": []},
-     True),
+    (flat(TUMOR_ANSWER), True),  # the flat shape old explain workers kept a prediction in: refused, not guessed at
 ])
 def test_the_client_reads_answers_with_the_shared_model(body, unexpected):
-    handler = type("Handler", (_OneAnswer,), {"body": body})
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            url = f"http://127.0.0.1:{server.server_address[1]}"
-            if unexpected:
-                with pytest.raises(UnexpectedAnswer):
-                    _predict(url, 5)
-            else:
-                c = _predict(url, 5)
-                assert (c.label, c.display_en, c.model_name, c.probabilities["notumor"]) == (
-                    "notumor", "No tumor", TUMOR_ANSWER["model"]["name"], 0.9)
-        finally:
-            server.shutdown()
+    with one_answer_server(body) as url:
+        if unexpected:
+            with pytest.raises(UnexpectedAnswer):
+                _predict(url, 5)
+        else:
+            c = _predict(url, 5)
+            assert (c.label, c.display_en, c.model_name, c.probabilities["notumor"]) == (
+                "notumor", "No tumor", TUMOR_ANSWER["model"]["name"], 0.9)
 
 
 def _predict(url: str, timeout: float):

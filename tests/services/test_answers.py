@@ -3,9 +3,16 @@ is the core's serializer output for the same image, results of older explain wor
 and the form field ``role`` (``model`` its deprecated old name)."""
 from __future__ import annotations
 
+import asyncio
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
-from diseaseid.answers import Conclusion, ExplainJobResult, ExplainResult, PredictResponse
+from diseaseid.answers import Conclusion, ExplainJobResult, ExplainResult, PredictResponse, StudyResponse, example
 from diseaseid.outcomes import OUTCOMES
 from tests.services.conftest import fixture_bytes
 
@@ -137,3 +144,85 @@ def test_an_older_worker_result_is_read_in_todays_shape():
     assert result.panel_url == "http://h/explain/j1/panel.png"
     assert (result.methods["lrp"].png_url, result.methods["lrp"].npy_url, result.methods["lrp"].max) == (
         "http://h/explain/j1/lrp.png", "http://h/explain/j1/lrp.npy", 2.0)
+
+
+class _OneAnswer(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with the class's ``body`` (200) and every GET with 404."""
+
+    body: dict = {}
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        data = json.dumps(self.body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802
+        self.send_error(404)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def one_answer_server(body: dict) -> Iterator[str]:
+    """A loopback HTTP server that answers every POST with ``body``; yields its URL."""
+    handler = type("Handler", (_OneAnswer,), {"body": body})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+
+
+def flat(body: dict) -> dict:
+    """``body`` with its prediction in the flat shape the explain worker used to return."""
+    ood = body["ood"]
+    return {**{k: v for k, v in body.items() if k != "ood"}, "ood": ood["flag"], "ood_score": ood["score"],
+            "ood_reasons": ood["reasons"]}
+
+
+@pytest.mark.parametrize("off_contract", [False, True])
+def test_the_web_page_reads_answers_with_the_shared_models(off_contract):
+    from services.web.client import ServicesClient, Upload, UpstreamError
+
+    body = flat(example(PredictResponse)) if off_contract else example(PredictResponse)
+
+    async def predict(url):
+        client = ServicesClient(url, url, timeout_s=5)
+        try:
+            return await client.predict([Upload("a.jpg", b"\xff\xd8\xff")], "tumor")
+        finally:
+            await client.aclose()
+
+    with one_answer_server(body) as url:
+        if off_contract:
+            with pytest.raises(UpstreamError) as info:
+                asyncio.run(predict(url))
+            assert (info.value.status, info.value.code) == (502, "unexpected_answer")
+        else:
+            assert asyncio.run(predict(url)) == PredictResponse.model_validate(body).model_dump(mode="json")
+
+
+@pytest.mark.parametrize("off_contract", [False, True])
+def test_the_pacs_bridge_reads_answers_with_the_shared_models(off_contract):
+    from services.pacs.client import Failed, ServicesClient
+
+    body = example(StudyResponse)
+    if off_contract:
+        body = {**body, "subject": flat(body["subject"])}
+    with one_answer_server(body) as url:
+        client = ServicesClient(url, url, timeout_s=5)
+        try:
+            if off_contract:
+                with pytest.raises(Failed, match="unexpected shape"):
+                    client.study([b"x"], "dementia", as_dicom=False)
+            else:
+                answer = client.study([b"x"], "dementia", as_dicom=False)
+                assert isinstance(answer, StudyResponse) and answer.aggregation.attention == [0.62, 0.38]
+        finally:
+            client.close()

@@ -98,7 +98,7 @@ async def _start_explain(client: ServicesClient, answer: dict[str, Any], view: d
     # a study's ``model`` is what produced the subject answer (the MIL head); its slices were read by ``slice_model``
     role = (answer.get("slice_model") or answer.get("model") or {}).get("role")
     try:
-        explain["job_id"] = await client.submit_explain(slices[index], task, model=role, target=target)
+        explain["job_id"] = await client.submit_explain(slices[index], task, role=role, target=target)
     except (UpstreamError, KeyError, ValueError) as exc:
         log.warning("could not queue the heatmaps: %s", exc)
         return {"error": t("explain_unavailable", lang)}
