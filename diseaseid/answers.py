@@ -1,7 +1,8 @@
 """The answers clients get, as pydantic models: one slice (``POST /predict``), one study (``POST /predict/study``)
 and one finished explanation (``GET /explain/{id}``). Defined here once; the services declare them as their
 response models (so the OpenAPI schema says what a client gets), the explain worker returns
-:class:`ExplainJobResult`, and the clients in this repository (the bot, the PACS bridge) read answers with them.
+:class:`ExplainJobResult`, and the clients in this repository (the bot, the web page, the PACS
+bridge) read answers with them.
 
 One shape for a prediction, the one ``/predict`` has always documented: the out-of-distribution verdict nested as
 ``ood{flag, score, reasons, detector}`` beside ``outcome``, ``label``, ``probabilities`` and the rest
