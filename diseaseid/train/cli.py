@@ -127,8 +127,9 @@ def register(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    from diseaseid.paths import split_path
     from diseaseid.train.config import TrainConfig
-    from diseaseid.train.data import default_split_path, load_task_data
+    from diseaseid.train.data import load_task_data
     from diseaseid.train.pipeline import train_and_package
 
     _threads(args)
@@ -139,9 +140,9 @@ def cmd_train(args) -> int:
     train, val, split = load_task_data(args.task, args.data, args.split, args.per_class, args.seed)
     print(f"[{args.task}] train {len(train)} {train.class_counts()}  val {len(val)} {val.class_counts()}")
     out = Path(args.out or f"runs/{args.task}-{args.model}-{dt.datetime.now():%Y%m%d-%H%M%S}")
-    split_path = None if args.per_class is not None and args.split is None else (
-        Path(args.split) if args.split else default_split_path(args.task))
-    stem, result = train_and_package(cfg, train, val, split, out, role=args.ship, split_path=split_path,
+    split_file = None if args.per_class is not None and args.split is None else (
+        Path(args.split) if args.split else split_path(args.task))
+    stem, result = train_and_package(cfg, train, val, split, out, role=args.ship, split_path=split_file,
                                      progress=not args.quiet, resume=args.resume, stop_after=args.stop_after)
     return _report_and_ship(stem, result, args, {"best_epoch": result.best_epoch, "seconds": round(result.seconds, 1)})
 
@@ -164,8 +165,9 @@ def _report_and_ship(stem: Path, result, args, head: dict) -> int:
 
 def cmd_average(args) -> int:
     from diseaseid.models.checkpoint import read_card
+    from diseaseid.paths import split_path
     from diseaseid.train.averaging import average_run, soup_run
-    from diseaseid.train.data import default_split_path, load_task_data
+    from diseaseid.train.data import load_task_data
     from diseaseid.train.pipeline import package
 
     _threads(args)
@@ -179,7 +181,7 @@ def cmd_average(args) -> int:
                        else average_run(args.snapshots, args.last, train, val, bn_images=args.bn_images))
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    stem = package(result, cfg, train, val, split, args.out, role=args.ship, split_path=default_split_path(args.task))
+    stem = package(result, cfg, train, val, split, args.out, role=args.ship, split_path=split_path(args.task))
     averaged = ({"soup_of": [{k: m[k] for k in ("file", "version", "accuracy")} for m in cfg.extra["soup_of"]]}
                 if args.weights else {"averaged_epochs": cfg.extra["averaged_epochs"]})
     return _report_and_ship(stem, result, args, averaged)

@@ -5,12 +5,8 @@ from pathlib import Path
 
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.data.splits import load_or_make_split
-from diseaseid.paths import REPO_ROOT, task_data_dir
+from diseaseid.paths import split_path, task_data_dir
 from diseaseid.tasks import get_task
-
-
-def default_split_path(task: str) -> Path:
-    return REPO_ROOT / "splits" / f"{task}.json"
 
 
 def load_task_data(task: str, data: str | Path | None = None, split: str | Path | None = None,
@@ -19,7 +15,7 @@ def load_task_data(task: str, data: str | Path | None = None, split: str | Path 
     data (``data`` or a ``per_class`` subset) gets a split made in memory, or read/written at ``split``."""
     t = get_task(task)
     ds = ImageFolder.scan(data or task_data_dir(t), t, per_class=per_class, seed=seed)
-    path = Path(split) if split else default_split_path(task)
+    path = Path(split) if split else split_path(task)
     if split is None and (per_class is not None or data is not None):
         from diseaseid.data.splits import make_split
 

@@ -10,9 +10,8 @@ from diseaseid.data.dataset import ImageFolder
 from diseaseid.data.phash import group_ids, near_duplicate_pairs, phash, phashes
 from diseaseid.data.splits import grouped_stratified_split, leakage_groups, make_split
 from diseaseid.data.subjects import subject_from_name
-from diseaseid.paths import task_data_dir
+from diseaseid.paths import split_path, task_data_dir
 from diseaseid.tasks import TASKS, get_task
-from diseaseid.train.data import default_split_path
 
 FULL = {name: task_data_dir(t) for name, t in TASKS.items()}
 
@@ -94,7 +93,7 @@ def test_shipped_split_files_are_leakage_free(task):
         pytest.skip(f"full data set not present at {FULL[task]}")
     from diseaseid.data.splits import read_split
 
-    split = read_split(default_split_path(task))
+    split = read_split(split_path(task))
     ds = ImageFolder.scan(FULL[task], get_task(task))
     assert split["data_fingerprint"] == ds.fingerprint()
     assert len(split["train"]) + len(split["val"]) == len(ds)
