@@ -1,12 +1,16 @@
-"""``python -m bench [--quick] [--only NAME ...]``: every benchmark the issues ask for, one JSON and one table.
+"""``python -m bench``: every benchmark the issues ask for, in one JSON, one table and a summary of the goals.
 
-Writes bench/results/latest.json and bench/results/latest.txt (with the date and the machine)."""
+The run ends with a summary block: every goal of the run as a number against its target, PASS or FAIL.
+
+Writes bench/results/latest.json and bench/results/latest.txt (with the date, the machine, its load and the
+versions of the shipped models measured); ``scripts/bench_table.py`` turns the JSON into README's table."""
 from __future__ import annotations
 
 import argparse
 import contextlib
 import datetime as dt
 import importlib
+import inspect
 import io
 import json
 import os
@@ -17,6 +21,8 @@ import traceback
 from pathlib import Path
 
 import torch
+
+from bench.goals import summary
 
 SUITES = ("models", "runtimes", "training", "explainers", "predict", "explain", "flood", "robustness")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,23 +42,57 @@ class Tee(io.TextIOBase):
             st.flush()
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() in ("model name", "Model", "cpu model"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def machine() -> dict:
     return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+            "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def shipped_versions() -> dict[str, str]:
+    """task/role -> the version (weights hash) of each shipped model and study head: what this run measured."""
+    from diseaseid.models.checkpoint import read_card
+    from diseaseid.paths import weights_dir
+
+    versions = {}
+    for card in sorted(weights_dir().glob("*/*.json")):
+        if (stem := card.with_suffix(".safetensors")).exists() and card.stem in ("student", "teacher", "mil"):
+            versions[f"{card.parent.name}/{card.stem}"] = str(read_card(stem).get("version"))
+    return versions
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run in a minute or two")
     ap.add_argument("--only", nargs="*", choices=SUITES, default=None)
+    ap.add_argument("--part", nargs="*", default=None, metavar="PART",
+                    help="only these parts of the suites that have parts (predict: load, study, busy)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = io.StringIO()
     report = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "quick": args.quick,
-              "machine": machine(), "suites": {}}
+              "only": args.only, "parts": args.part, "machine": machine(), "load_average_start": load_average(),
+              "models": shipped_versions(), "suites": {}}
     failed = []
     with contextlib.redirect_stdout(Tee(sys.stdout, text)):
         print(f"diseaseid benchmarks - {report['date']} - {report['machine']['platform']}, "
@@ -63,12 +103,22 @@ def main(argv=None) -> int:
             start = time.time()
             try:
                 module = importlib.import_module(f"bench.{name}")
-                report["suites"][name] = module.run(quick=args.quick)
+                kwargs = {"parts": tuple(args.part)} if args.part and "parts" in inspect.signature(
+                    module.run).parameters else {}
+                report["suites"][name] = module.run(quick=args.quick, **kwargs)
             except Exception as exc:  # one broken suite must not hide the others' numbers
                 traceback.print_exc()
                 report["suites"][name] = {"error": f"{type(exc).__name__}: {exc}"}
                 failed.append(name)
             print(f"({name}: {time.time() - start:.0f} s)")
+        report["load_average_end"] = load_average()
+        report["models_after"] = shipped_versions()
+        report["summary"] = summary(report)
+        print(f"\n===== summary: the goals of this run (load average {report['load_average_start']} at the "
+              f"start, {report['load_average_end']} at the end) =====")
+        if report["models_after"] != report["models"]:
+            print("WARNING  the shipped models changed during the run: its numbers mix model versions")
+        print("\n".join(report["summary"]))
     suffix = "quick" if args.quick else "latest"
     (out / f"{suffix}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     (out / f"{suffix}.txt").write_text(text.getvalue())

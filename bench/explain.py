@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from bench.goals import describe, goal
 from tests.services.conftest import FIXTURES
 from tests.services.explain_stack import ExplainStack, wait_for_job
 
@@ -102,12 +103,15 @@ def run(quick: bool = False) -> dict:
             stack.close()
     results["goals"] = {}
     for name, r in results["latency"].items():
-        results["goals"][f"render_under_{GOAL_RENDER_SHARE:.0%}_of_maps:{name}"] = (
-            r["worker_render_p50_ms"] <= GOAL_RENDER_SHARE * r["worker_explain_p50_ms"])
-        results["goals"][f"end_to_end_under_{GOAL_END_TO_END_RATIO}x_worker_total:{name}"] = (
-            r["p50_ms"] <= GOAL_END_TO_END_RATIO * r["worker_total_p50_ms"])
+        results["goals"][f"render_over_maps:{name}"] = goal(
+            r["worker_render_p50_ms"] / r["worker_explain_p50_ms"], "<=", GOAL_RENDER_SHARE, "share",
+            issue27="render", detail=f"render {r['worker_render_p50_ms']:.1f} ms / maps "
+                                     f"{r['worker_explain_p50_ms']:.1f} ms, worker p50")
+        results["goals"][f"end_to_end_over_worker_total:{name}"] = goal(
+            r["p50_ms"] / r["worker_total_p50_ms"], "<=", GOAL_END_TO_END_RATIO, issue27="explain",
+            detail=f"end to end {r['p50_ms']:.1f} ms / worker total {r['worker_total_p50_ms']:.1f} ms, p50")
     _print(results)
-    print("goals: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in results["goals"].items()))
+    print("goals:\n  " + "\n  ".join(describe(k, v) for k, v in results["goals"].items()))
     return results
 
 

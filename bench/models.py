@@ -1,7 +1,11 @@
 """CPU latency of the shipped models: one image per call (what a service sees: ``predict()``, which also runs the
-task's OOD detector model when another model answers), the answering network alone (``logits()``: normalisation
-and one forward pass), and throughput at batch 16. A task's models are timed in turn, call by call
-(``_time_interleaved``)."""
+task's OOD detector model when another model answers), the answering network alone (normalisation and one
+forward pass on the served runtime), the networks ``predict()`` runs (the answering one and, where another model
+is the OOD detector, the detector's), and throughput at batch 16. A task's models are timed in turn, call by
+call (``_time_interleaved``).
+
+Issue 27's goal: ``predict()`` within 1.5 ms of the networks it runs (what pre- and post-processing, the OOD
+statistics and calibration add)."""
 from __future__ import annotations
 
 import time
@@ -9,10 +13,11 @@ import time
 import numpy as np
 import torch
 
+from bench.goals import describe, goal
 from diseaseid.serving import ROLES, Predictor, StudyModel, shipped_mil
 from diseaseid.tasks import TASKS
 
-# issue 27: predict() within 1.5 ms of its network (for a model that is its own OOD detector: one forward pass)
+# issue 27: predict() within 1.5 ms of the networks it runs
 GOAL_OVERHEAD_MS = 1.5
 
 
@@ -62,15 +67,20 @@ def run(quick: bool = False) -> dict:
         calls = {}
         for role, p in mine.items():
             calls[("predict", role)] = lambda p=p: p.predict(image)
-            calls[("network", role)] = lambda p=p: p.logits(image)
+            calls[("network", role)] = lambda p=p: p.runtime.run(image, features=False)
+            # what predict() runs: one pass where the model is its own detector, else its own and the detector's
+            calls[("networks", role)] = ((lambda p=p: p.runtime.run(image)) if p.detector is p else
+                                         (lambda p=p: (p.runtime.run(image, features=False),
+                                                       p.detector.runtime.run(image))))
         times = _time_interleaved(calls, repeats)
         for role, p in mine.items():
-            single, network = times[("predict", role)], times[("network", role)]
+            single, network, networks = times[("predict", role)], times[("network", role)], times[("networks", role)]
             batched = _time(lambda p=p: p.predict(batch), max(3, repeats // 10))
             row = {"task": task, "role": role, "arch": p.card["arch"], "parameters": p.card.get("parameters"),
                    "latency_ms_p50": float(np.median(single)), "latency_ms_p95": float(np.percentile(single, 95)),
                    "network_ms_p50": float(np.median(network)),
                    "network_ms_p95": float(np.percentile(network, 95)),
+                   "networks_ms_p50": float(np.median(networks)),
                    "ood_detector": None if p.detector is p else p.detector.name,
                    "batch16_images_per_s": 16 / (float(np.median(batched)) / 1000)}
             results["models"].append(row)
@@ -86,17 +96,21 @@ def run(quick: bool = False) -> dict:
     print(f"\nModel CPU latency ({results['threads']} torch threads, predict() incl. pre-processing of a 224x224 "
           f"uint8 image; runtime {next(iter(loaded.values())).runtime.name if loaded else '-'}):")
     print(f"{'task':<9} {'role':<8} {'arch':<13} {'params':>9} {'p50 ms':>8} {'p95 ms':>8} {'img/s@16':>9} "
-          f"{'network p50':>11}  OOD features from")
+          f"{'network p50':>11} {'networks p50':>12}  OOD features from")
     for r in results["models"]:
         print(f"{r['task']:<9} {r['role']:<8} {r['arch']:<13} {r['parameters']:>9,} {r['latency_ms_p50']:>8.2f} "
-              f"{r['latency_ms_p95']:>8.2f} {r['batch16_images_per_s']:>9.1f} {r['network_ms_p50']:>11.2f}  "
+              f"{r['latency_ms_p95']:>8.2f} {r['batch16_images_per_s']:>9.1f} {r['network_ms_p50']:>11.2f} "
+              f"{r['networks_ms_p50']:>12.2f}  "
               f"{r['ood_detector'] or 'itself'}")
     for r in results["studies"]:
         print(f"study: {r['model']} over {r['slices']} slices (teacher embeddings + MIL head): "
               f"p50 {r['latency_ms_p50']:.0f} ms")
     # issue 27: what predict() adds to its networks (pre- and post-processing, the OOD check) stays small
-    results["goals"] = {f"predict_within_network_plus_{GOAL_OVERHEAD_MS}ms:{r['task']}/{r['role']}":
-                        r["latency_ms_p50"] <= r["network_ms_p50"] + GOAL_OVERHEAD_MS
-                        for r in results["models"] if r["ood_detector"] is None}
-    print("goals: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in results["goals"].items()))
+    results["goals"] = {
+        f"predict_minus_networks:{r['task']}/{r['role']}": goal(
+            r["latency_ms_p50"] - r["networks_ms_p50"], "<=", GOAL_OVERHEAD_MS, "ms", issue27="predict",
+            detail=f"predict() {r['latency_ms_p50']:.2f} ms - networks {r['networks_ms_p50']:.2f} ms "
+                   f"({'itself' if r['ood_detector'] is None else 'with ' + r['ood_detector']})")
+        for r in results["models"]}
+    print("goals:\n  " + "\n  ".join(describe(k, v) for k, v in results["goals"].items()))
     return results

@@ -19,9 +19,11 @@ import json
 import os
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 
+from bench.goals import describe, goal
 from tests.services.conftest import FIXTURES, run_server
 
 GOAL_P50_MS = 10.0
@@ -164,41 +166,98 @@ def _predict_in_process_ms(model: str, image: bytes, threads: int, repeats: int)
         torch.set_num_threads(previous)
 
 
-async def _sequential(port: int, requests: list[bytes], rounds: int) -> tuple[list[float], list[dict]]:
-    """Seconds per round of ``requests`` sent one after another on one keep-alive connection, and the last
-    round's answers."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    seconds, answers = [], []
+async def _sequential(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      requests: list[bytes]) -> tuple[float, list[dict]]:
+    """Seconds for ``requests`` sent one after another on one keep-alive connection, and their answers (each
+    checked: status 200 and a subject or a label in the JSON, else an error)."""
+    answers = []
+    start = time.perf_counter()
+    for request in requests:
+        status, body = await _one(reader, writer, request)
+        answer = json.loads(body) if body[:1] == b"{" else {}
+        if status != 200 or not ("subject" in answer or "label" in answer):
+            raise RuntimeError(f"HTTP {status}: {body[:300]!r}")
+        answers.append(answer)
+    return time.perf_counter() - start, answers
+
+
+def _server_ms(answers: list[dict]) -> dict:
+    """The server's own timing of ``answers``, summed: decode (with the head crop and, for a study, its
+    checks), inference (networks, OOD, calibration, the head) and total."""
+    return {k: round(sum(a["timing_ms"][k] for a in answers), 1) for k in ("decode", "inference", "total")}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds process ``pid`` has used so far, all its threads (Linux: /proc), else None."""
     try:
-        for _ in range(rounds + 1):  # the first round warms up
-            answers = []
-            start = time.perf_counter()
-            for request in requests:
-                status, body = await _one(reader, writer, request)
-                answers.append(json.loads(body) if status == 200 else {"status": status, "body": body[:300]})
-            seconds.append(time.perf_counter() - start)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _study_rounds(port: int, pid: int, study_request: bytes, slices: list[bytes], rounds: int) -> dict:
+    """Rounds of (the study, then its slices one by one to the study's slice model), interleaved so that the
+    machine's drift slows both alike; the first round warms up. Besides the wall time, the server's CPU time
+    of each: on a machine busy with other work it shows the work done, which waiting for the CPU hides."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        _, (answer,) = await _sequential(reader, writer, [study_request])
+        role = answer["slice_model"]["role"]
+        singles = [_request_bytes(port, data, "dementia", role) for data in slices]
+        r: dict = {k: [] for k in ("study_s", "singles_s", "study_server", "singles_server", "study_cpu_s",
+                                   "singles_cpu_s")}
+        for i in range(rounds + 1):
+            cpu0 = cpu_seconds(pid)
+            seconds, (answer,) = await _sequential(reader, writer, [study_request])
+            cpu1 = cpu_seconds(pid)
+            seconds_singles, single_answers = await _sequential(reader, writer, singles)
+            cpu2 = cpu_seconds(pid)
+            if i:
+                r["study_s"].append(seconds)
+                r["singles_s"].append(seconds_singles)
+                r["study_server"].append(_server_ms([answer]))
+                r["singles_server"].append(_server_ms(single_answers))
+                if cpu0 is not None:
+                    r["study_cpu_s"].append(cpu1 - cpu0)
+                    r["singles_cpu_s"].append(cpu2 - cpu1)
     finally:
         writer.close()
-    return seconds[1:], answers
+    return {"answer": answer, "role": role, **r}
 
 
-def study_vs_slices(port: int, rounds: int) -> dict:
-    """One dementia study of ``STUDY_SLICES`` slices against the same slices sent one by one to the model the
-    study answered with."""
+def study_vs_slices(port: int, pid: int, rounds: int) -> dict:
+    """One dementia study of ``STUDY_SLICES`` slices (no model named: the server's choice) against the same
+    slices sent one by one, on one connection, to the model the study used.
+
+    "The model it uses": the study's slices are answered by ``slice_model``; where the subject-level head
+    answered, it read the embeddings of ``model.reads``. The server answers a head's study with the head's
+    backbone, so that both are one network: then the single requests go to it, and each runs what the study
+    runs per slice (that network and the OOD detector). Were they two networks, the study would run both per
+    slice against the singles' one, and the ratio says so (``networks``)."""
     paths = sorted((FIXTURES / "dementia").glob("*/*.jpg"))
     slices = [paths[i % len(paths)].read_bytes() for i in range(STUDY_SLICES)]
     study_request = _request_bytes(port, slices, "dementia", None, "/predict/study")
-    study_s, answers = asyncio.run(_sequential(port, [study_request], rounds))
-    answer = answers[0]
-    if "model" not in answer:
-        return {"error": f"POST /predict/study answered {answer}"}
-    role = answer["model"]["role"]
-    singles = [_request_bytes(port, data, "dementia", role) for data in slices]
-    singles_s, _ = asyncio.run(_sequential(port, singles, rounds))
-    study_ms, singles_ms = float(np.median(study_s)) * 1000, float(np.median(singles_s)) * 1000
-    return {"slices": STUDY_SLICES, "model": role, "aggregation": answer["aggregation"]["method"],
-            "study_ms_p50": round(study_ms, 1), "slices_one_by_one_ms_p50": round(singles_ms, 1),
-            "ratio": round(study_ms / singles_ms, 3)}
+    r = asyncio.run(_study_rounds(port, pid, study_request, slices, rounds))
+    answer = r["answer"]
+    reads = answer["model"].get("reads")
+    networks = [answer["slice_model"]["name"]] + ([reads] if reads and reads != answer["slice_model"]["name"] else [])
+    ratios = [a / b for a, b in zip(r["study_s"], r["singles_s"], strict=True)]
+    median = {k: {m: float(np.median([x[m] for x in r[k]])) for m in ("decode", "inference", "total")}
+              for k in ("study_server", "singles_server")}
+    return {"slices": STUDY_SLICES, "model": answer["model"]["name"], "slice_model": answer["slice_model"]["name"],
+            "compared_with": f"{STUDY_SLICES} x POST /predict role={r['role']} ({answer['slice_model']['name']})",
+            "networks_per_slice": networks, "aggregation": answer["aggregation"]["method"],
+            "study_ms_p50": round(float(np.median(r["study_s"])) * 1000, 1),
+            "slices_one_by_one_ms_p50": round(float(np.median(r["singles_s"])) * 1000, 1),
+            "server_ms_p50": {"study": median["study_server"], "slices_one_by_one": median["singles_server"]},
+            "ratios": [round(x, 3) for x in ratios], "ratio": round(float(np.median(ratios)), 3),
+            "cpu_s_p50": ({"study": round(float(np.median(r["study_cpu_s"])), 3),
+                           "slices_one_by_one": round(float(np.median(r["singles_cpu_s"])), 3)}
+                          if r["study_cpu_s"] else None),
+            "cpu_ratio": (round(float(np.median([a / b for a, b in zip(r["study_cpu_s"], r["singles_cpu_s"],
+                                                                        strict=True)])), 3)
+                          if r["study_cpu_s"] else None)}
 
 
 def under_explain_load(port: int, request: bytes, total: int, workers: int) -> dict:
@@ -231,8 +290,13 @@ def under_explain_load(port: int, request: bytes, total: int, workers: int) -> d
     return {"explain_workers": workers, "busy_before": before, "busy_after": after, **row}
 
 
-def run(quick: bool = False, env: dict[str, str] | None = None) -> dict:
-    """Benchmark /predict with a bounded number of requests; the rows, and whether the goals are met."""
+PARTS = ("load", "study", "busy")  # --part: /predict under load, the study against its slices, under explain load
+
+
+def run(quick: bool = False, env: dict[str, str] | None = None, parts: tuple[str, ...] | None = None) -> dict:
+    """Benchmark /predict with a bounded number of requests; the rows, and the goals as ratios. ``parts``: a
+    subset of PARTS (None: all)."""
+    parts = tuple(parts or PARTS)
     n_single, n_multi = (100, 400) if quick else (400, 1600)
     threads = os.environ.get("DISEASEID_TORCH_THREADS", "1")
     workers = os.environ.get("DISEASEID_INFERENCE_WORKERS", str(min(4, os.cpu_count() or 1)))
@@ -240,60 +304,101 @@ def run(quick: bool = False, env: dict[str, str] | None = None) -> dict:
                   "DISEASEID_INFERENCE_WORKERS": workers, "DISEASEID_LOG_LEVEL": "WARNING", **(env or {})}
     image_path = sorted((FIXTURES / "tumor" / "glioma").glob("*.jpg"))[0]
     image = image_path.read_bytes()
-    rows = []
+    rows, study, loaded, in_process = [], None, None, {}
     explain_workers = int(os.environ.get("BENCH_EXPLAIN_WORKERS", "1"))  # make up's default
     # keep-alive past uvicorn's 5 s: a client that waits for the others to warm up (slow while explain jobs
     # run) must find its connection still open
-    with run_server("services.inference.main:app", server_env, ready_path="/readyz",
+    # up to 10 minutes to start: a fresh checkout exports the served graphs first
+    with run_server("services.inference.main:app", server_env, ready_path="/readyz", timeout=600,
                     args=("--no-access-log", "--timeout-keep-alive", "120")) as server:
         port = int(server.url.rsplit(":", 1)[1])
-        for model in ("student", "teacher"):
-            request = _request_bytes(port, image, "tumor", model)
-            for clients, total in ((1, n_single), (16, n_multi)):
-                row = asyncio.run(_load(port, request, clients, total, warmup=max(20, 2 * clients)))
-                rows.append({"model": model, **row})
-        study = study_vs_slices(port, rounds=2 if quick else 5)
-        loaded = under_explain_load(port, _request_bytes(port, image, "tumor", "student"), n_multi // 2,
-                                    explain_workers)
-    in_process = {model: _predict_in_process_ms(model, image, int(threads), 50 if quick else 200)
-                  for model in ("student", "teacher")}
+        if "load" in parts or "busy" in parts:
+            for model in ("student", "teacher") if "load" in parts else ("student",):
+                request = _request_bytes(port, image, "tumor", model)
+                for clients, total in ((1, n_single), (16, n_multi)):
+                    row = asyncio.run(_load(port, request, clients, total, warmup=max(20, 2 * clients)))
+                    rows.append({"model": model, **row})
+        if "study" in parts:
+            try:
+                study = study_vs_slices(port, server.proc.pid, rounds=2 if quick else 5)
+            except RuntimeError as exc:  # an answer that is not a 200 with a result
+                study = {"error": str(exc)}
+        if "busy" in parts:
+            loaded = under_explain_load(port, _request_bytes(port, image, "tumor", "student"), n_multi // 2,
+                                        explain_workers)
+    if "load" in parts:
+        in_process = {model: _predict_in_process_ms(model, image, int(threads), 50 if quick else 200)
+                      for model in ("student", "teacher")}
     print(f"POST /predict, tumor, {len(image):,}-byte JPEG {image_path.name}; torch threads {threads}, "
-          f"inference workers {workers}, {os.cpu_count()} CPUs")
-    print(_table(rows))
-    print("predict() in this process, same threads and runtime: "
-          + ", ".join(f"{m} {ms:.2f} ms" for m, ms in in_process.items()))
-    if "error" in study:
+          f"inference workers {workers}, {os.cpu_count()} CPUs; parts: {', '.join(parts)}")
+    if rows:
+        print(_table(rows))
+    if in_process:
+        print("predict() in this process, same threads and runtime: "
+              + ", ".join(f"{m} {ms:.2f} ms" for m, ms in in_process.items()))
+    if study is not None and "error" in study:
         print(f"study: {study['error']}")
-    else:
-        print(f"{study['slices']}-slice dementia study ({study['model']}, {study['aggregation']}): "
-              f"{study['study_ms_p50']:.0f} ms in one request, {study['slices_one_by_one_ms_p50']:.0f} ms one by "
-              f"one: {study['ratio']:.2f}x")
-    print(f"/predict student, 16 clients, {loaded['explain_workers']} explain worker(s) busy "
-          f"({loaded['busy_before']} before, {loaded['busy_after']} after): p50 {loaded['p50_ms']:.1f} ms, "
-          f"p99 {loaded['p99_ms']:.1f} ms, {loaded['throughput_rps']:.1f} req/s, {loaded['errors']} errors")
-    student = {r["clients"]: r for r in rows if r["model"] == "student"}
-    cores = os.cpu_count() or 1
-    goals = {"student_p50_ms_at_1": student[1]["p50_ms"] <= GOAL_P50_MS,
-             "student_rps_at_16": student[16]["throughput_rps"] >= GOAL_RPS,
-             "no_errors": all(r["errors"] == 0 for r in rows) and loaded["errors"] == 0}
-    for model in ("student", "teacher"):
-        mine = {r["clients"]: r for r in rows if r["model"] == model}
-        goals[f"{model}_p50_at_1_within_predict_plus_{GOAL_HTTP_OVERHEAD_MS}ms"] = (
-            mine[1]["p50_ms"] <= in_process[model] + GOAL_HTTP_OVERHEAD_MS)
-        goals[f"{model}_rps_at_16_over_{GOAL_RPS_SHARE}_of_cores_over_predict"] = (
-            mine[16]["throughput_rps"] >= GOAL_RPS_SHARE * cores * 1000 / in_process[model])
-    goals[f"study_under_{GOAL_STUDY_RATIO}x_its_slices_one_by_one"] = (
-        "ratio" in study and study["ratio"] <= GOAL_STUDY_RATIO)
-    goals[f"p99_with_explain_busy_under_{GOAL_LOADED_P99_RATIO}x_idle"] = (
-        loaded["busy_after"] == loaded["explain_workers"]
-        and loaded["p99_ms"] <= GOAL_LOADED_P99_RATIO * student[16]["p99_ms"])
-    print("goals: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in goals.items()))
-    return {"endpoint": "POST /predict", "task": "tumor", "image_bytes": len(image),
+    elif study is not None:
+        srv = study["server_ms_p50"]
+        print(f"{study['slices']}-slice dementia study (subject: {study['model']}; slices: {study['slice_model']}; "
+              f"networks per slice: {' + '.join(study['networks_per_slice'])}, and the OOD detector): "
+              f"{study['study_ms_p50']:.0f} ms in one request against {study['slices_one_by_one_ms_p50']:.0f} ms "
+              f"for {study['compared_with']}: {study['ratio']:.2f}x (median of rounds {study['ratios']}); "
+              f"server time decode + inference, study {srv['study']['decode']:.0f} + "
+              f"{srv['study']['inference']:.0f} ms, singles summed {srv['slices_one_by_one']['decode']:.0f} + "
+              f"{srv['slices_one_by_one']['inference']:.0f} ms")
+        if study["cpu_ratio"] is not None:
+            cpu = study["cpu_s_p50"]
+            print(f"  the server's CPU time: study {cpu['study']:.2f} s, singles {cpu['slices_one_by_one']:.2f} s: "
+                  f"{study['cpu_ratio']:.2f}x (the work; the wall-time ratio also has the study's batches side by "
+                  f"side on the inference threads)")
+    if loaded is not None:
+        print(f"/predict student, 16 clients, {loaded['explain_workers']} explain worker(s) busy "
+              f"({loaded['busy_before']} before, {loaded['busy_after']} after): p50 {loaded['p50_ms']:.1f} ms, "
+              f"p99 {loaded['p99_ms']:.1f} ms, {loaded['throughput_rps']:.1f} req/s, {loaded['errors']} errors")
+    goals = _goals(rows, in_process, study, loaded)
+    print("goals:\n  " + "\n  ".join(describe(k, v) for k, v in goals.items()))
+    return {"endpoint": "POST /predict", "task": "tumor", "image_bytes": len(image), "parts": list(parts),
             "torch_threads": int(threads), "inference_workers": int(workers), "rows": rows,
             "predict_in_process_ms": in_process, "study": study, "under_explain_load": loaded, "goals": goals}
+
+
+def _goals(rows: list[dict], in_process: dict, study: dict | None, loaded: dict | None) -> dict:
+    """Issue 5's absolute goals and issue 27's ratios, for the parts that ran."""
+    goals = {}
+    by = {(r["model"], r["clients"]): r for r in rows}
+    cores = os.cpu_count() or 1
+    if in_process:
+        goals["student_p50_ms_at_1 (issue 5)"] = goal(by["student", 1]["p50_ms"], "<=", GOAL_P50_MS, "ms")
+        goals["student_rps_at_16 (issue 5)"] = goal(by["student", 16]["throughput_rps"], ">=", GOAL_RPS, "req/s")
+        for model in ("student", "teacher"):
+            http, predict = by[model, 1]["p50_ms"], in_process[model]
+            goals[f"{model}/p50_at_1_minus_predict"] = goal(
+                http - predict, "<=", GOAL_HTTP_OVERHEAD_MS, "ms", issue27="http",
+                detail=f"p50 {http:.2f} ms - predict() {predict:.2f} ms")
+            ideal = cores * 1000 / predict
+            rps = by[model, 16]["throughput_rps"]
+            goals[f"{model}/rps_at_16_over_cores_x_1000_over_predict"] = goal(
+                rps / ideal, ">=", GOAL_RPS_SHARE, issue27="rps",
+                detail=f"{rps:.1f} req/s / ({cores} x 1000 / {predict:.2f} ms = {ideal:.1f})")
+    if study is not None:
+        goals["study_over_its_slices_one_by_one"] = goal(
+            study.get("ratio"), "<=", GOAL_STUDY_RATIO, issue27="study",
+            detail=(study["error"] if "error" in study else
+                    f"{study['study_ms_p50']:.0f} ms / {study['slices_one_by_one_ms_p50']:.0f} ms for "
+                    f"{study['compared_with']}"))
+    if loaded is not None:
+        idle = by["student", 16]["p99_ms"]
+        goals["p99_with_explain_busy_over_idle_p99"] = goal(
+            loaded["p99_ms"] / idle, "<=", GOAL_LOADED_P99_RATIO, issue27="busy",
+            condition=loaded["busy_after"] == loaded["explain_workers"],
+            detail=f"{loaded['p99_ms']:.1f} / {idle:.1f} ms, student, 16 clients; explain workers busy "
+                   f"{loaded['busy_before']} before, {loaded['busy_after']} after, of {loaded['explain_workers']}")
+    goals["no_errors"] = goal(sum(r["errors"] for r in rows) + (loaded or {}).get("errors", 0), "==", 0, "errors")
+    return goals
 
 
 if __name__ == "__main__":
     import sys
 
-    run(quick="--quick" in sys.argv)
+    run(quick="--quick" in sys.argv, parts=tuple(a for a in sys.argv[1:] if a in PARTS) or None)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from diseaseid.cards import card_stem, file_sha256, read_card  # noqa: F401  (torch-free; re-exported)
 from diseaseid.models._registry import create_model
 from diseaseid.paths import REPO_ROOT
 
@@ -29,17 +29,7 @@ def git_commit() -> str | None:
         return None
 
 
-def file_sha256(path: str | Path, length: int = 64) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
-
-
-def _stem(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+_stem = card_stem
 
 
 def save_model(model: nn.Module, path: str | Path, card: dict[str, Any], dtype=torch.float16) -> Path:
@@ -71,10 +61,6 @@ def _preprocess_card() -> dict:
     from diseaseid.data.preprocess import PREPROCESS
 
     return {**PREPROCESS, "augmentation (training)": asdict(AugmentConfig())}
-
-
-def read_card(path: str | Path) -> dict[str, Any]:
-    return json.loads(_stem(path).with_suffix(".json").read_text())
 
 
 def update_card(path: str | Path, **fields) -> dict[str, Any]:

@@ -48,7 +48,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("export", help="export the shipped models' served graphs (ONNX) into the cache, checked "
                                       "against PyTorch; prints each graph's path and sha256")
-    p.add_argument("weights", nargs="*", help=".safetensors files (default: every shipped student and teacher)")
+    p.add_argument("weights", nargs="*", help=".safetensors files (default: every shipped student, teacher and "
+                                               "subject-level head)")
     p.add_argument("--force", action="store_true", help="export again even when the cache holds the graph")
     p.set_defaults(func=cmd_export)
 
@@ -72,7 +73,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from diseaseid.serving.export import cached_graph, export_graph
+    from diseaseid.cards import read_card
+    from diseaseid.serving.export import cached_graph, export_graph, export_head
+    from diseaseid.serving.study import shipped_mil
 
     paths = list(args.weights)
     if not paths:
@@ -82,8 +85,14 @@ def cmd_export(args: argparse.Namespace) -> int:
                     paths.append(shipped_weights(task, role))
                 except FileNotFoundError:
                     pass
+            if (head := shipped_mil(task)) is not None:  # the subject-level head's graph too
+                paths.append(head)
     for path in paths:
-        graph = export_graph(path) if args.force else cached_graph(path)
+        head = read_card(path).get("role") == "mil"
+        if args.force:
+            graph = export_head(path) if head else export_graph(path)
+        else:
+            graph = cached_graph(path, head=head)
         info = graph.info
         print(json.dumps({"weights": str(path), "weights_sha256": info["weights_sha256"], "graph": str(graph.path),
                           "graph_sha256": info["graph_sha256"], "bytes": info["graph_bytes"],

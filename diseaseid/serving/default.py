@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from diseaseid.models.checkpoint import read_card
+from diseaseid.cards import read_card
 from diseaseid.serving.ood import detector_of
 from diseaseid.serving.predictor import ROLES, shipped_weights
 

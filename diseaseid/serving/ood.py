@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 # The outcomes and their display names: one list, in a module light to import (services' schemas and clients
 # read it); re-exported here for the serving code.
@@ -37,9 +36,14 @@ from diseaseid.outcomes import (  # noqa: F401
 log = logging.getLogger(__name__)
 
 
-def energy_score(logits: torch.Tensor) -> torch.Tensor:
-    """Higher means less like the training data (negative free energy, flipped)."""
-    return -torch.logsumexp(logits.float(), dim=1)
+def energy_score(logits):
+    """Higher means less like the training data (negative free energy, flipped). N x C logits, a torch tensor
+    (-> a tensor) or a numpy array (-> float32 numpy, for serving without torch)."""
+    if isinstance(logits, np.ndarray):
+        x = logits.astype(np.float32)
+        top = x.max(axis=1, keepdims=True)
+        return -(top[:, 0] + np.log(np.exp(x - top).sum(axis=1)))
+    return -logits.float().logsumexp(dim=1)
 
 
 def image_checks(img: np.ndarray) -> list[str]:

@@ -54,7 +54,7 @@ class ModelPool:
                     predictor = Predictor.from_shipped(task, role, self.device, self.runtime)
                     self.predictors[key] = predictor
                     log.info("loaded %s (%s) on %s, runtime %s", predictor.name, predictor.version,
-                             predictor.device, predictor.runtime.name)
+                             self.device, predictor.runtime.name)
         return predictor
 
     def get_study_model(self, task: str) -> StudyModel | None:

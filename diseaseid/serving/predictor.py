@@ -11,7 +11,8 @@ and ``label_index`` are None; the probabilities stay for tools that ask. Its ``o
 of the kind that task reads, named in ``suited_task``), else ``not_a_brain_mri``.
 
 Forward passes go through the predictor's ``runtime`` (``diseaseid.serving.runtime``: the exported graph under
-ONNX Runtime for shipped weights on a CPU, by default); ``model`` stays the PyTorch module, for explanations.
+ONNX Runtime for shipped weights on a CPU, by default); ``model`` stays the PyTorch module, for explanations,
+loaded on first use where a graph serves: predictions on a graph runtime never import torch.
 """
 from __future__ import annotations
 
@@ -21,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from diseaseid.answers import Conclusion
-from diseaseid.models.checkpoint import load_model
+from diseaseid.cards import read_card
 from diseaseid.paths import ROLES, weights_dir
 from diseaseid.serving.ood import (
     DIAGNOSIS,
@@ -38,7 +38,7 @@ from diseaseid.serving.ood import (
     image_checks,
     load_feature_detector,
 )
-from diseaseid.serving.runtime import Runtime, TorchRuntime, load_runtime
+from diseaseid.serving.runtime import Runtime, TorchRuntime, device_type, load_runtime, resolve, torch_module
 from diseaseid.tasks import TASKS, Task, get_task
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ _detectors: dict[tuple, Predictor] = {}
 _detectors_lock = threading.Lock()
 
 
-def shipped_detector(task: str, device: str | torch.device = "cpu", runtime: str | None = None) -> Predictor | None:
+def shipped_detector(task: str, device="cpu", runtime: str | None = None) -> Predictor | None:
     """The task's OOD detector (``detector_of(task)``), loaded once per process and weights file; None (logged)
     where it is not shipped. Used only for forward passes, so every predictor may share it."""
     try:
@@ -113,8 +113,7 @@ def shipped_detector(task: str, device: str | torch.device = "cpu", runtime: str
     return detector
 
 
-def other_task_detectors(task: str, device: str | torch.device = "cpu", runtime: str | None = None
-                         ) -> list[TaskDetector]:
+def other_task_detectors(task: str, device="cpu", runtime: str | None = None) -> list[TaskDetector]:
     """The shipped detectors of every task but ``task``, in registry order, where that task ships feature
     statistics fitted on its detector: what tells "not the kind of MRI this task reads" from "not a brain MRI".
     A task without usable statistics is left out (logged), so it is never named as the suited task."""
@@ -135,15 +134,35 @@ def other_task_detectors(task: str, device: str | torch.device = "cpu", runtime:
     return found
 
 
+def _load_model(path: str | Path, device):
+    torch_module()  # keeps to the process's thread budget
+    from diseaseid.models.checkpoint import load_model
+
+    return load_model(path, device)[0].eval()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of N x C float32 logits (as ``torch.softmax(x, dim=1)``, within float32 rounding)."""
+    x = np.asarray(logits, np.float32)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 class Predictor:
-    def __init__(self, model: torch.nn.Module, card: dict, device: str | torch.device = "cpu",
-                 detector: Predictor | None = None, feature_detector: FeatureDetector | None = None,
-                 runtime: Runtime | None = None):
-        self.model = model.eval()
+    def __init__(self, model, card: dict, device="cpu", detector: Predictor | None = None,
+                 feature_detector: FeatureDetector | None = None, runtime: Runtime | None = None,
+                 weights: str | Path | None = None):
+        """``model``: the PyTorch module, or None to load it from ``weights`` on first use of ``model`` (a graph
+        runtime serves predictions without it)."""
+        if model is None and weights is None:
+            raise ValueError("a Predictor needs its model or the weights to load it from")
+        self._model = model.eval() if model is not None else None
+        self._model_lock = threading.Lock()
+        self.weights = Path(weights) if weights is not None else None
         self.card = card
-        self.device = torch.device(device)
+        self._device = device
         # What runs the forward passes of predictions (PyTorch unless told); explanations use ``model``.
-        self.runtime: Runtime = runtime if runtime is not None else TorchRuntime(self.model, self.device)
+        self.runtime: Runtime = runtime if runtime is not None else TorchRuntime(self.model, device)
         self.task: Task = get_task(card["task"])
         self.role: str = card.get("role", card["arch"])
         self.temperature: float = float(card.get("calibration", {}).get("temperature", 1.0))
@@ -156,16 +175,40 @@ class Predictor:
         # Other tasks' detectors: a flagged image one of them accepts is the wrong task's, not a non-MRI image.
         self.other_tasks: list[TaskDetector] = []
 
-    @classmethod
-    def from_weights(cls, path: str | Path, device: str | torch.device = "cpu", runtime: str | None = None
-                     ) -> Predictor:
-        """``runtime``: a name in ``diseaseid.serving.runtime.RUNTIMES`` or ``auto``; None: ``$DISEASEID_RUNTIME``."""
-        model, card = load_model(path, device)
-        return cls(model, card, device, runtime=load_runtime(runtime, path, model, device))
+    @property
+    def model(self):
+        """The PyTorch module (explanations, training, the PyTorch runtime), loaded on first use where a graph
+        runtime serves."""
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    self._model = _load_model(self.weights, self._device)
+        return self._model
+
+    @property
+    def device(self):
+        """The ``torch.device`` of ``model`` (imports torch: the serving path reads ``device_type`` instead)."""
+        return torch_module().device(self._device)
+
+    @property
+    def device_type(self) -> str:
+        return device_type(self._device)
 
     @classmethod
-    def from_shipped(cls, task: str, role: str = "student", device: str | torch.device = "cpu",
-                     runtime: str | None = None) -> Predictor:
+    def from_weights(cls, path: str | Path, device="cpu", runtime: str | None = None) -> Predictor:
+        """``runtime``: a name in ``diseaseid.serving.runtime.RUNTIMES`` or ``auto``; None: ``$DISEASEID_RUNTIME``.
+        Where an exported graph serves, the PyTorch model is loaded only when something asks for it."""
+        if resolve(runtime, device)[0] == "torch":
+            from diseaseid.models.checkpoint import load_model
+
+            model, card = load_model(path, device)
+            return cls(model, card, device, runtime=load_runtime(runtime, path, model, device), weights=path)
+        served = load_runtime(runtime, path, lambda: _load_model(path, device), device)
+        model = served.model if isinstance(served, TorchRuntime) else None  # fell back to PyTorch
+        return cls(model, read_card(path), device, runtime=served, weights=path)
+
+    @classmethod
+    def from_shipped(cls, task: str, role: str = "student", device="cpu", runtime: str | None = None) -> Predictor:
         """A shipped model with the task's OOD detector (itself when it is that model), both on ``runtime``."""
         predictor = cls.from_weights(shipped_weights(task, role), device, runtime)
         found = True  # the task's shipped detector model decides (not a fallback to this model's energy)
@@ -186,9 +229,9 @@ class Predictor:
     def version(self) -> str:
         return self.card.get("version", "unknown")
 
-    def logits(self, images: np.ndarray) -> torch.Tensor:
-        """N x 224 x 224 x 3 uint8 -> N x C raw logits (float32, on the CPU)."""
-        return torch.from_numpy(self.runtime.run(images, features=False)[1])
+    def logits(self, images: np.ndarray):
+        """N x 224 x 224 x 3 uint8 -> N x C raw logits (a float32 torch tensor, on the CPU)."""
+        return torch_module().from_numpy(self.runtime.run(images, features=False)[1])
 
     def features_and_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """N x 224 x 224 x 3 uint8 -> (N x F pooled penultimate features, N x C raw logits), one forward pass."""
@@ -196,7 +239,8 @@ class Predictor:
 
     def batched_logits(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Logits of many images (an evaluation set), ``batch_size`` at a time."""
-        parts = [self.logits(images[s:s + batch_size]).numpy() for s in range(0, len(images), batch_size)]
+        parts = [self.runtime.run(images[s:s + batch_size], features=False)[1]
+                 for s in range(0, len(images), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.task.classes)), np.float32)
 
     def predict(self, images: np.ndarray | list[np.ndarray]) -> list[Prediction]:
@@ -218,19 +262,17 @@ class Predictor:
             else:
                 own, logits_np = self.runtime.run(images, features=keep_features)
                 feats = detector.features_and_logits(images)[0]
-            logits = torch.from_numpy(logits_np)
             scores = features.score(feats, images)
             flags = [s > features.threshold for s in scores]
             extra = [features.reason(float(s), detector.name) for s in scores]
         else:
             own, logits_np = self.runtime.run(images, features=keep_features)
-            logits = torch.from_numpy(logits_np)
-            scores = energy_score(logits if detector is self else detector.logits(images)).numpy()
+            scores = energy_score(logits_np if detector is self else detector.runtime.run(images, features=False)[1])
             threshold = detector.ood_threshold
             flags = [threshold is not None and s > threshold for s in scores]
             extra = [f"unusual for the {detector.name} detector (energy {s:.2f} > {threshold:.2f})"
                      if flag else "" for s, flag in zip(scores, flags)]
-        probs = torch.softmax(logits / self.temperature, dim=1).numpy()
+        probs = softmax(logits_np / np.float32(self.temperature))
         checks = [image_checks(img) for img in images]
         # Only an image the image checks pass can be another task's: a colourful photo is nobody's MRI slice.
         suited = self._suited_tasks(images, [i for i, f in enumerate(flags) if f and not checks[i]], feats)

@@ -10,22 +10,24 @@ PyTorch's within 1e-4), and PyTorch on a GPU (scripts/bench_gpu.sh measures the 
 runtime that cannot load (not installed, or its export refused) falls back to PyTorch with an error in the log;
 a runtime named explicitly raises instead.
 
-Threads: a runtime uses ``torch.get_num_threads()`` intra-op threads (the services set it from
-``DISEASEID_TORCH_THREADS`` before loading), so every runtime of a process keeps to the same budget.
+Threads: a runtime uses ``thread_budget()`` intra-op threads (the services set it from ``DISEASEID_TORCH_THREADS``
+before loading, with ``set_thread_budget``; else torch's thread count), so every runtime of a process keeps to the
+same budget.
+
+Torch is imported only by what needs it (the PyTorch runtime, a graph's first export, a fallback): a process
+serving exported graphs whose graphs are cached never imports it (the inference service's torch-free image).
 """
 from __future__ import annotations
 
 import logging
 import os
 import queue
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
-import torch.nn as nn
-
-from diseaseid.serving.ood_features import features_and_logits
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,42 @@ class Runtime(Protocol):
     def describe(self) -> dict: ...
 
 
+_budget: int | None = None
+
+
+def set_thread_budget(threads: int) -> None:
+    """Intra-op threads for every runtime of this process (and torch's, where torch is loaded already; a later
+    import of torch by the serving code takes it too: ``torch_module``)."""
+    global _budget
+    _budget = max(1, int(threads))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(_budget)
+
+
+def thread_budget() -> int:
+    """The budget set by ``set_thread_budget``, else torch's thread count where torch is loaded, else the CPUs."""
+    if _budget is not None:
+        return _budget
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def torch_module():
+    """``import torch``, keeping to the thread budget when one was set: the serving code imports torch only
+    through here, and only when it needs it."""
+    import torch
+
+    if _budget is not None and torch.get_num_threads() != _budget:
+        torch.set_num_threads(_budget)
+    return torch
+
+
+def device_type(device) -> str:
+    """``"cpu"``, ``"cuda"``, ... of a device name or a ``torch.device``, without importing torch."""
+    return str(getattr(device, "type", device)).split(":")[0]
+
+
 def runtime_setting() -> str:
     """``$DISEASEID_RUNTIME``, else ``auto``."""
     value = os.environ.get(ENV, "auto").strip().lower() or "auto"
@@ -55,12 +93,12 @@ def runtime_setting() -> str:
     return value
 
 
-def resolve(name: str | None, device: str | torch.device = "cpu") -> tuple[str, bool]:
+def resolve(name: str | None, device="cpu") -> tuple[str, bool]:
     """(runtime, named): ``name`` (None: the setting); ``auto`` -> the device's default. ``named`` says whether
     it was asked for by name (then a failure to load raises rather than falling back to PyTorch)."""
     name = (name or runtime_setting()).lower()
     if name == "auto":
-        return ("torch" if torch.device(device).type != "cpu" else CPU_RUNTIME), False
+        return ("torch" if device_type(device) != "cpu" else CPU_RUNTIME), False
     if name not in RUNTIMES:
         raise ValueError(f"unknown runtime {name!r}; choose auto or one of {', '.join(RUNTIMES)}")
     return name, True
@@ -80,20 +118,22 @@ class TorchRuntime:
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu"):
+    def __init__(self, model, device="cpu"):
+        self.torch = torch_module()
         self.model = model
-        self.device = torch.device(device)
+        self.device = self.torch.device(device)
 
-    @torch.inference_mode()
     def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
-        if features:
-            return features_and_logits(self.model, images, self.device, batch_size=max(1, len(images)))
         from diseaseid.data.tensors import normalize
+        from diseaseid.serving.ood_features import features_and_logits
 
-        return None, self.model(normalize(images, self.device)).float().cpu().numpy()
+        with self.torch.inference_mode():
+            if features:
+                return features_and_logits(self.model, images, self.device, batch_size=max(1, len(images)))
+            return None, self.model(normalize(images, self.device)).float().cpu().numpy()
 
     def describe(self) -> dict:
-        return {"runtime": self.name, "device": str(self.device), "threads": torch.get_num_threads()}
+        return {"runtime": self.name, "device": str(self.device), "threads": self.torch.get_num_threads()}
 
 
 class OnnxRuntime:
@@ -102,12 +142,12 @@ class OnnxRuntime:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None = None, device: str | torch.device = "cpu",
-                 graph_sha256: str | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, device="cpu", graph_sha256: str | None = None,
+                 outputs: tuple[str, ...] = ("logits", "features")):
         import onnxruntime as ort
 
-        self.path, self.graph_sha256 = Path(path), graph_sha256
-        self.threads = threads or torch.get_num_threads()
+        self.path, self.graph_sha256, self.outputs = Path(path), graph_sha256, list(outputs)
+        self.threads = threads or thread_budget()
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
@@ -116,7 +156,7 @@ class OnnxRuntime:
         # Idle pool threads would spin on the cores the explain workers and the other requests need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
-        if torch.device(device).type == "cuda":
+        if device_type(device) == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise RuntimeError("this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
             providers.insert(0, "CUDAExecutionProvider")
@@ -124,8 +164,14 @@ class OnnxRuntime:
         self.input = self.session.get_inputs()[0].name
 
     def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
-        logits, feats = self.session.run(["logits", "features"], {self.input: _images(images)})
+        logits, feats = self.session.run(self.outputs, {self.input: _images(images)})
         return (feats if features else None), logits
+
+    def run_arrays(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output of the graph for named inputs (a subject-level head's graph); inputs the graph does not
+        take (the exporter drops an unused one) are left out."""
+        names = {i.name for i in self.session.get_inputs()}
+        return self.session.run(self.outputs, {k: v for k, v in inputs.items() if k in names})
 
     def describe(self) -> dict:
         return {"runtime": self.name, "providers": self.session.get_providers(), "threads": self.threads,
@@ -142,7 +188,7 @@ class OpenVinoRuntime:
         import openvino as ov
 
         self.path, self.graph_sha256 = Path(path), graph_sha256
-        self.threads = threads or torch.get_num_threads()
+        self.threads = threads or thread_budget()
         self.compiled = ov.Core().compile_model(str(self.path), "CPU", {
             "INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32"})
@@ -166,8 +212,8 @@ class OpenVinoRuntime:
         return {"runtime": self.name, "device": "CPU", "threads": self.threads, "graph_sha256": self.graph_sha256}
 
 
-def graph_runtime(name: str, weights: str | Path, device: str | torch.device = "cpu",
-                  weights_sha256: str | None = None, threads: int | None = None) -> Runtime:
+def graph_runtime(name: str, weights: str | Path, device="cpu", weights_sha256: str | None = None,
+                  threads: int | None = None) -> Runtime:
     """``name`` (onnxruntime | openvino) over the cached graph of ``weights`` (exported on first use)."""
     from diseaseid.serving.export import cached_graph
 
@@ -175,18 +221,19 @@ def graph_runtime(name: str, weights: str | Path, device: str | torch.device = "
     if name == "onnxruntime":
         return OnnxRuntime(graph.path, threads, device, graph.sha256)
     if name == "openvino":
-        if torch.device(device).type != "cpu":
+        if device_type(device) != "cpu":
             raise RuntimeError("the openvino runtime runs on the CPU only")
         return OpenVinoRuntime(graph.path, threads, graph.sha256)
     raise ValueError(f"{name!r} runs no exported graph")
 
 
-def load_runtime(name: str | None, weights: str | Path, model: nn.Module, device: str | torch.device = "cpu",
+def load_runtime(name: str | None, weights: str | Path, model, device="cpu",
                  weights_sha256: str | None = None) -> Runtime:
-    """The runtime ``name`` (None: the setting) for the shipped ``weights`` whose PyTorch model is ``model``."""
+    """The runtime ``name`` (None: the setting) for the shipped ``weights`` whose PyTorch model is ``model``, or a
+    callable that loads it (called only where PyTorch runs it: a graph runtime never loads the PyTorch model)."""
     name, named = resolve(name, device)
     if name == "torch":
-        return TorchRuntime(model, device)
+        return TorchRuntime(_model(model), device)
     try:
         return graph_runtime(name, weights, device, weights_sha256)
     except Exception as exc:
@@ -194,4 +241,10 @@ def load_runtime(name: str | None, weights: str | Path, model: nn.Module, device
             raise
         log.error("runtime %s failed for %s (%s: %s); serving it with PyTorch", name, weights,
                   type(exc).__name__, exc)
-        return TorchRuntime(model, device)
+        return TorchRuntime(_model(model), device)
+
+
+def _model(model: Callable):
+    """The PyTorch model, loading it first where ``model`` is its loader (a module is callable too, hence the
+    test for its parameters)."""
+    return model if hasattr(model, "parameters") else model()

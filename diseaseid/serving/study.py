@@ -7,20 +7,27 @@ stack order. The head is meant for whole stacks (32 slices in training); fewer s
 
 ``answer_study`` is the whole study path: per-slice predictions, then the subject-level result from the slices
 not flagged as out-of-distribution only (each flagged slice is reported and left out; when all are, the
-subject gets no diagnosis). All slices go through each network in one batch, and when the answering model is
-the head's backbone (the teacher) its pass gives the head its embeddings too: no slice is run twice.
+subject gets no diagnosis). Every slice goes through each network it needs once, in batches (one, or one per
+inference thread, side by side), and when the answering model is the head's backbone (the teacher) its pass
+gives the head its embeddings too: no slice is run twice, decoded twice or calibrated twice. The inference
+service answers a study's slices with the head's backbone unless asked for another model, so that a study
+costs one network (and the OOD detector every answer runs) per slice, as a single-slice request does.
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from diseaseid.models.checkpoint import load_model
+from diseaseid.cards import read_card
 from diseaseid.paths import weights_dir
-from diseaseid.serving.predictor import Prediction, Predictor
+from diseaseid.serving.predictor import Prediction, Predictor, softmax
+from diseaseid.serving.runtime import torch_module
+
+log = logging.getLogger(__name__)
 
 
 class BackboneMismatch(RuntimeError):
@@ -40,9 +47,11 @@ class StudyResult:
 
 
 class StudyModel:
-    """The attention-MIL head bound to the slice model whose embeddings it reads."""
+    """The attention-MIL head bound to the slice model whose embeddings it reads. ``head``: the PyTorch module,
+    or its exported graph's runtime (``diseaseid.serving.export.cached_graph(..., head=True)``; anything with
+    ``run_arrays``), which a backbone served by a graph runtime gets: then no torch is needed."""
 
-    def __init__(self, head: torch.nn.Module, card: dict, backbone: Predictor):
+    def __init__(self, head, card: dict, backbone: Predictor):
         expected = (card.get("backbone") or {}).get("sha256")
         actual = backbone.card.get("weights_sha256")
         if expected and actual and expected != actual:
@@ -51,13 +60,31 @@ class StudyModel:
                 f"not {actual[:12]} ({backbone.name}); retrain it with `diseaseid train-mil`")
         if list(card["classes"]) != list(backbone.task.classes):
             raise BackboneMismatch(f"MIL head classes {card['classes']} differ from the task's")
-        self.head = head.eval().to(backbone.device)
+        self.graph = hasattr(head, "run_arrays")
+        self.head = head if self.graph else head.eval().to(backbone.device)
         self.card = card
         self.backbone = backbone
         self.temperature = float(card.get("calibration", {}).get("temperature", 1.0))
 
     @classmethod
     def from_weights(cls, path: str | Path, backbone: Predictor) -> StudyModel:
+        """The head on the backbone's kind of runtime: its exported graph (ONNX Runtime) beside a backbone served
+        by a graph, else (or where the graph cannot be had) the PyTorch module."""
+        if backbone.runtime.name != "torch":
+            try:
+                from diseaseid.serving.export import HEAD_OUTPUTS, cached_graph
+                from diseaseid.serving.runtime import OnnxRuntime
+
+                graph = cached_graph(path, head=True)
+                runtime = OnnxRuntime(graph.path, device=backbone.device_type, graph_sha256=graph.sha256,
+                                      outputs=HEAD_OUTPUTS)
+                return cls(runtime, read_card(path), backbone)
+            except Exception as exc:  # a head the exporter cannot trace at every N, no onnxruntime, ...
+                log.error("the subject-level head %s runs on PyTorch: its graph failed (%s: %s)", path,
+                          type(exc).__name__, exc)
+        torch_module()
+        from diseaseid.models.checkpoint import load_model
+
         head, card = load_model(path, backbone.device)
         return cls(head, card, backbone)
 
@@ -82,13 +109,16 @@ class StudyModel:
     def version(self) -> str:
         return self.card.get("version", "unknown")
 
-    def embed(self, images: np.ndarray, batch_size: int | None = None) -> torch.Tensor:
+    def embed(self, images: np.ndarray, batch_size: int | None = None):
         """N x 224 x 224 x 3 uint8 -> N x F pooled penultimate features of the backbone (the same as
         ``diseaseid.models.mil.slice_features``, through the backbone's runtime), ``batch_size`` slices a pass
-        (None: all at once)."""
+        (None: all at once), as a float32 torch tensor."""
+        return torch_module().from_numpy(self._embed(images, batch_size))
+
+    def _embed(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         step = batch_size or max(1, len(images))
-        return torch.cat([torch.from_numpy(self.backbone.features_and_logits(images[s:s + step])[0]).float()
-                          for s in range(0, len(images), step)])
+        return np.concatenate([self.backbone.features_and_logits(images[s:s + step])[0].astype(np.float32)
+                               for s in range(0, len(images), step)])
 
     def predict(self, images: np.ndarray) -> StudyResult:
         """The slices of one subject, in stack order (lowest first)."""
@@ -96,16 +126,24 @@ class StudyModel:
             images = images[None]
         if len(images) == 0:
             raise ValueError("a study needs at least one slice")
-        return self.predict_embedded(self.embed(images))
+        return self.predict_embedded(self._embed(images))
 
-    @torch.inference_mode()
-    def predict_embedded(self, feats: np.ndarray | torch.Tensor) -> StudyResult:
-        """The head over the backbone's embeddings (N x F) of one subject's slices, in stack order."""
-        feats = torch.as_tensor(feats, dtype=torch.float32, device=self.backbone.device)[None]
-        pos = torch.linspace(0.0, 1.0, feats.shape[1], device=feats.device)[None]  # one slice: position 0
-        logits, attention = self.head(feats, pos, return_attention=True)
-        probs = torch.softmax(logits.float() / self.temperature, dim=1)[0].cpu().numpy()
-        return StudyResult(probabilities=probs, attention=attention[0].float().cpu().numpy())
+    def predict_embedded(self, feats) -> StudyResult:
+        """The head over the backbone's embeddings (N x F, numpy or torch) of one subject's slices, in stack
+        order."""
+        if self.graph:
+            x = np.asarray(feats, np.float32)[None]
+            pos = np.linspace(0.0, 1.0, x.shape[1], dtype=np.float32)[None]  # one slice: position 0
+            logits, attention = self.head.run_arrays({"feats": x, "pos": pos})
+        else:
+            torch = torch_module()
+            with torch.inference_mode():
+                x = torch.as_tensor(feats, dtype=torch.float32, device=self.backbone.device)[None]
+                pos = torch.linspace(0.0, 1.0, x.shape[1], device=x.device)[None]  # one slice: position 0
+                logits, attention = self.head(x, pos, return_attention=True)
+                logits, attention = logits.float().cpu().numpy(), attention.float().cpu().numpy()
+        probs = softmax(np.asarray(logits, np.float32) / np.float32(self.temperature))[0]
+        return StudyResult(probabilities=probs, attention=np.asarray(attention[0], np.float32))
 
 
 @dataclass
@@ -118,30 +156,38 @@ class StudyAnswer:
     attention: np.ndarray | None  # N, each slice's weight in the head's answer (0 for excluded slices)
 
 
+def study_batches(n: int, parts: int) -> int:
+    """The batch size that splits ``n`` slices into at most ``parts`` batches of nearly equal size."""
+    return max(1, -(-n // max(1, parts)))
+
+
 def answer_study(predictor: Predictor, images: np.ndarray | list[np.ndarray], study: StudyModel | None = None,
-                 batch_size: int | None = None) -> StudyAnswer:
+                 batch_size: int | None = None, map_batches: Callable = map) -> StudyAnswer:
     """The slices of one subject (stack order) -> per-slice predictions and one subject-level result: the
     ``study`` head over the unflagged slices (kept in their order), or the mean of their probabilities.
-    ``batch_size`` slices go through a network at once (None: all of them, one pass)."""
+    ``batch_size`` slices go through a network at once (None: all of them, one pass); ``map_batches(fn,
+    batches)`` runs ``fn`` over the batches and gives their results in order: the builtin ``map`` one after
+    another, a thread pool's ``map`` side by side (the runtimes' sessions are safe to share between threads)."""
     images = np.stack(images) if isinstance(images, list) else images
     if images.ndim == 3:
         images = images[None]
     # The head reads its backbone's embeddings: when that is the answering model, from the same pass.
     shared = study is not None and study.backbone is predictor
     step = batch_size or max(1, len(images))
-    slices: list[Prediction] = []
-    embedded: list[np.ndarray] = []
-    for b in range(0, len(images), step):
-        predictions, feats = predictor.predict_with_features(images[b:b + step], keep_features=shared)
-        slices += predictions
-        if shared:
-            embedded.append(feats)
+
+    def one_batch(batch: np.ndarray) -> tuple[list[Prediction], np.ndarray | None]:
+        predictions, feats = predictor.predict_with_features(batch, keep_features=shared)
+        if study is not None and not shared:  # another network: its embeddings of the same batch
+            feats = study.backbone.features_and_logits(batch)[0]
+        return predictions, feats
+
+    parts = list(map_batches(one_batch, [images[b:b + step] for b in range(0, len(images), step)]))
+    slices = [p for predictions, _ in parts for p in predictions]
     used = [i for i, p in enumerate(slices) if not p.ood]
     excluded = [i for i, p in enumerate(slices) if p.ood]
     probabilities, attention = None, None
     if study is not None and used:
-        result = (study.predict_embedded(np.concatenate(embedded)[used]) if shared
-                  else study.predict(images[used]))
+        result = study.predict_embedded(np.concatenate([feats for _, feats in parts])[used])
         probabilities = result.probabilities
         attention = np.zeros(len(images), np.float32)
         attention[used] = result.attention

@@ -11,8 +11,10 @@ first thing in ``main``/the lifespan.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import sys
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,14 @@ def parse_cpus(spec: str) -> set[int]:
 def apply_process_settings(settings, default_nice: int = 0) -> dict:
     """Lower this process's priority by ``settings.nice`` (else ``default_nice``; relative to how it was started,
     so ``nice -n 5 make up`` keeps the same order between the processes), set its CPU affinity (``settings.cpus``;
-    empty: every CPU) and torch thread count; returns what is in force, for the log."""
-    import torch
+    empty: every CPU) and the threads of each forward pass (``DISEASEID_TORCH_THREADS``: every runtime's, and
+    torch's); returns what is in force, for the log.
+
+    Torch is imported here only where it is loaded already or may serve: a process serving exported graphs
+    (``DISEASEID_RUNTIME=onnxruntime`` or ``openvino``) does not import it, and should it need torch later (a
+    graph that fails to load falls back to PyTorch) ``diseaseid.serving.runtime.torch_module`` applies the same
+    budget then."""
+    from diseaseid.serving.runtime import set_thread_budget, thread_budget
 
     step = settings.nice if settings.nice is not None else default_nice
     if step > 0:
@@ -51,8 +59,18 @@ def apply_process_settings(settings, default_nice: int = 0) -> dict:
             raise ValueError(f"DISEASEID_CPUS={settings.cpus!r} names none of this machine's CPUs "
                              f"{sorted(available)}")
         os.sched_setaffinity(0, cpus)
-    torch.set_num_threads(settings.torch_threads)
+    graphs_only = settings.runtime in ("onnxruntime", "openvino")
+    if "torch" not in sys.modules and not graphs_only and importlib.util.find_spec("torch") is not None:
+        import torch  # noqa: F401  (so that set_thread_budget sets its threads now)
+    set_thread_budget(settings.torch_threads)
+    # numpy's BLAS too: its own pool (OpenBLAS: one thread per core) ran the OOD detector's 16 x F products of a
+    # study's batch, and its threads' spinning cost a third again of the networks' CPU time on the 2-core machine
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(limits=settings.torch_threads, user_api="blas")
+    blas = sorted({pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"})
     state = {"nice": os.getpriority(os.PRIO_PROCESS, 0), "cpus": sorted(os.sched_getaffinity(0)),
-             "torch_threads": torch.get_num_threads()}
-    log.info("process: nice %(nice)d, CPUs %(cpus)s, %(torch_threads)d thread(s) per forward pass", state)
+             "torch_threads": thread_budget(), "blas_threads": blas}
+    log.info("process: nice %(nice)d, CPUs %(cpus)s, %(torch_threads)d thread(s) per forward pass, BLAS threads "
+             "%(blas_threads)s", state)
     return state

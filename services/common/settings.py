@@ -62,9 +62,18 @@ class ServiceSettings(BaseSettings):
         return bool(self.api_keys)
 
     def torch_device(self) -> str:
-        """``auto`` picks CUDA when it is there."""
+        """``auto`` picks CUDA when it is there: asked of ONNX Runtime where it serves (so that a process serving
+        exported graphs never imports torch), else of torch (the CPU where torch is not installed)."""
         if self.device != "auto":
             return self.device
+        import importlib.util
+
+        if self.runtime in ("onnxruntime", "openvino") or importlib.util.find_spec("torch") is None:
+            if self.runtime != "onnxruntime" or importlib.util.find_spec("onnxruntime") is None:
+                return "cpu"  # OpenVINO serves on the CPU only
+            import onnxruntime
+
+            return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"

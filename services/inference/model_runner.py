@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -24,6 +24,8 @@ from services.inference.settings import InferenceSettings
 
 log = logging.getLogger("services.inference")
 T = TypeVar("T")
+A = TypeVar("A")
+THREAD_PREFIX = "inference"
 
 
 class ModelRunner:
@@ -32,7 +34,7 @@ class ModelRunner:
         self.metrics = metrics
         self.pool = ModelPool(settings.torch_device(), settings.runtime)
         self.loaded = threading.Event()
-        self.executor = ThreadPoolExecutor(settings.inference_workers, thread_name_prefix="inference")
+        self.executor = ThreadPoolExecutor(settings.inference_workers, thread_name_prefix=THREAD_PREFIX)
 
     @property
     def ready(self) -> bool:
@@ -76,6 +78,14 @@ class ModelRunner:
         """Run ``fn`` on the inference thread pool and await its result."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def map(self, fn: Callable[[A], T], items: Iterable[A]) -> list[T]:
+        """``fn`` over ``items`` side by side on the inference threads (a study's batches), results in order.
+        Called from one of those threads it runs them there in turn: waiting on the pool from inside it would
+        deadlock once every thread waits."""
+        if threading.current_thread().name.startswith(THREAD_PREFIX):
+            return [fn(item) for item in items]
+        return list(self.executor.map(fn, items))
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

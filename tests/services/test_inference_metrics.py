@@ -39,11 +39,13 @@ def test_metrics_count_calls_by_task_model_and_status(inference_client):
     assert delta("diseaseid_predictions_total", **ok_teacher) == 3
     assert delta("diseaseid_predictions_total", endpoint="predict", task="dementia", model="student",
                  status="415") == 1
-    assert delta("diseaseid_predictions_total", endpoint="predict_study", task="dementia", model="student",
+    # a study naming no model is answered by the subject-level head's backbone, the teacher (one pass per slice)
+    assert delta("diseaseid_predictions_total", endpoint="predict_study", task="dementia", model="teacher",
                  status="200") == 1
     assert delta("diseaseid_prediction_duration_seconds_count", endpoint="predict", task="dementia",
                  model="teacher") == 3
-    assert delta("diseaseid_predicted_slices_total", task="dementia", model="student") == 2
+    assert delta("diseaseid_predicted_slices_total", task="dementia", model="teacher") == 3 + 2
+    assert delta("diseaseid_predicted_slices_total", task="dementia", model="student") == 0
     assert delta("diseaseid_http_requests_total", method="POST", route="/predict", status="200") == 3
     assert delta("diseaseid_http_requests_total", method="POST", route="/predict", status="415") == 1
     assert delta("diseaseid_http_request_duration_seconds_count", method="POST", route="/predict") == 4

@@ -47,9 +47,10 @@ BASE = os.getpriority(os.PRIO_PROCESS, 0)  # the tests may run under `nice`: pri
 def test_settings_set_priority_cpus_and_threads():
     cpus = sorted(os.sched_getaffinity(0))
     got = applied({"DISEASEID_CPUS": str(cpus[-1]), "DISEASEID_TORCH_THREADS": "1"}, default_nice=WORKER_NICE)
-    assert got == {"nice": min(19, BASE + WORKER_NICE), "cpus": [cpus[-1]], "torch_threads": 1}
+    assert got == {"nice": min(19, BASE + WORKER_NICE), "cpus": [cpus[-1]], "torch_threads": 1, "blas_threads": [1]}
     got = applied({"DISEASEID_NICE": "3", "DISEASEID_TORCH_THREADS": "2"}, default_nice=WORKER_NICE)
-    assert got == {"nice": min(19, BASE + 3), "cpus": cpus, "torch_threads": 2}  # the setting wins
+    # the setting wins; numpy's BLAS pool keeps to the same budget
+    assert got == {"nice": min(19, BASE + 3), "cpus": cpus, "torch_threads": 2, "blas_threads": [2]}
 
 
 def test_an_explain_worker_runs_below_the_inference_service(inference_server):

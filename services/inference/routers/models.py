@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from diseaseid.models.checkpoint import read_card
+from diseaseid.cards import read_card
 from diseaseid.serving import ROLES, shipped_mil, shipped_weights
 from diseaseid.tasks import TASKS
 from services.inference.deps import ModelsDep, SettingsDep

@@ -1,0 +1,141 @@
+"""Issue 27's goals as numbers in one bench run (bench.goals), the /predict suite's ratios (bench.predict._goals),
+and the benchmark table generated from a run's JSON (scripts/bench_table.py): values, refusals, and that only
+the marked block of its file changes."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+from bench.goals import ISSUE_27, describe, goal, summary
+from bench.predict import _goals
+from tests.conftest import REPO
+
+spec = importlib.util.spec_from_file_location("bench_table", REPO / "scripts" / "bench_table.py")
+bench_table = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench_table)
+
+
+def test_a_goal_is_its_value_against_its_target():
+    assert goal(0.49, "<=", 0.5)["pass"] and not goal(0.51, "<=", 0.5)["pass"]
+    assert goal(0.8, ">=", 0.8)["pass"] and not goal(0.79, ">=", 0.8)["pass"]
+    assert goal(0, "==", 0, "errors")["pass"] and not goal(1, "==", 0, "errors")["pass"]
+    assert not goal(None, "<=", 0.5)["pass"]  # not measured never passes
+    assert not goal(1.0, "<=", 2.0, condition=False)["pass"]  # e.g. the explain workers were not all busy
+    with pytest.raises(KeyError):
+        goal(1.0, "<=", 2.0, issue27="no such goal")
+    assert describe("predict/study", goal(1.6, "<=", 0.5, detail="x")) == \
+        "FAIL  predict/study: 1.600x (goal <= 0.500x)  [x]"
+    assert describe("explain/render", goal(0.125, "<=", 0.2, "share")).startswith("PASS  explain/render: 12.5% ")
+    assert describe("old", True) == "PASS  old"
+
+
+def test_the_summary_lists_every_goal_and_what_was_not_measured():
+    report = {"suites": {
+        "predict": {"goals": {"study": goal(0.4, "<=", 0.5, issue27="study"),
+                              "p99": goal(3.0, "<=", 2.0, issue27="busy"), "issue 5": False}},
+        "explain": {"error": "RuntimeError: no redis"}}}
+    lines = summary(report)
+    assert "PASS  predict/study: 0.400x (goal <= 0.500x)" in lines
+    assert "FAIL  predict/p99: 3.000x (goal <= 2.000x)" in lines
+    assert "FAIL  predict/issue 5" in lines
+    assert "FAIL  explain: the suite failed (RuntimeError: no redis)" in lines
+    missing = [line for line in lines if line.startswith("----")]
+    assert len(missing) == len(ISSUE_27) - 2  # study and busy were measured
+    assert lines[-1] == f"1 passed, 3 failed, {len(ISSUE_27) - 2} of issue 27's goals not measured"
+
+
+def test_predict_goals_are_the_issues_ratios():
+    rows = [{"model": m, "clients": c, "p50_ms": p50, "p99_ms": p99, "throughput_rps": rps, "errors": 0}
+            for m, c, p50, p99, rps in (("student", 1, 12.0, 15.0, 80.0), ("student", 16, 60.0, 100.0, 150.0),
+                                        ("teacher", 1, 30.0, 40.0, 33.0), ("teacher", 16, 90.0, 200.0, 60.0))]
+    in_process = {"student": 10.5, "teacher": 29.0}
+    study = {"ratio": 0.45, "study_ms_p50": 450.0, "slices_one_by_one_ms_p50": 1000.0, "compared_with": "32 x"}
+    loaded = {"p99_ms": 250.0, "busy_before": 1, "busy_after": 1, "explain_workers": 1, "errors": 0}
+    g = _goals(rows, in_process, study, loaded)
+    cores = os.cpu_count()
+    assert g["student/p50_at_1_minus_predict"]["value"] == pytest.approx(1.5)
+    assert g["student/p50_at_1_minus_predict"]["pass"]
+    assert g["teacher/p50_at_1_minus_predict"]["value"] == pytest.approx(1.0)
+    assert g["student/rps_at_16_over_cores_x_1000_over_predict"]["value"] == pytest.approx(
+        150.0 / (cores * 1000 / 10.5), abs=1e-4)
+    assert g["study_over_its_slices_one_by_one"]["value"] == 0.45 and g["study_over_its_slices_one_by_one"]["pass"]
+    assert g["p99_with_explain_busy_over_idle_p99"]["value"] == pytest.approx(2.5)  # 250 / the idle 100
+    assert not g["p99_with_explain_busy_over_idle_p99"]["pass"]
+    assert _goals(rows, in_process, study, {**loaded, "p99_ms": 150.0, "busy_after": 0})[
+        "p99_with_explain_busy_over_idle_p99"]["pass"] is False  # a worker went idle: not the condition asked
+    assert g["no_errors"]["pass"]
+
+
+def _report(versions: dict[str, str]) -> dict:
+    return {"date": "2026-12-05T09:30:00+00:00", "quick": False, "only": None, "parts": None,
+            "machine": {"cpu_model": "AMD EPYC 7B13", "cpu_count": 2, "cpus_usable": 2, "python": "3.11.7",
+                        "torch": "2.14.1", "cuda": None},
+            "load_average_start": [0.1, 0.2, 0.3], "load_average_end": [1.0, 0.5, 0.4],
+            "models": versions, "models_after": versions,
+            "suites": {
+                "models": {"models": [{"task": "tumor", "role": "student", "arch": "lite0_stage5",
+                                       "latency_ms_p50": 12.0, "networks_ms_p50": 10.9, "network_ms_p50": 10.9,
+                                       "batch16_images_per_s": 95.0}],
+                           "goals": {"predict_minus_networks:tumor/student": goal(1.1, "<=", 1.5, "ms",
+                                                                                  issue27="predict")}},
+                "runtimes": {"goals": {}}, "explain": {"goals": {}, "latency": {}, "throughput": {}},
+                "predict": {"rows": [], "goals": {"study_over_its_slices_one_by_one": goal(
+                    0.61, "<=", 0.5, issue27="study", detail="610 ms / 1000 ms")},
+                    "study": {"ratio": 0.61, "cpu_ratio": 0.9, "slices": 32, "slice_model": "dementia/teacher:lite0",
+                              "model": "dementia/mil:pooled_head", "study_ms_p50": 610.0,
+                              "slices_one_by_one_ms_p50": 1000.0, "compared_with": "32 x POST /predict role=teacher"}}}}
+
+
+def test_bench_table_from_a_run_names_the_machine_date_and_each_goal():
+    shipped = bench_table.shipped_versions()
+    assert shipped and all(len(v) == 12 for v in shipped.values())  # every shipped card's version
+    report = _report(shipped)
+    assert bench_table.problems(report, False, shipped) == []
+    text = bench_table.block(report, "bench/results/latest.json")
+    assert text.startswith(bench_table.BEGIN) and text.endswith(bench_table.END)
+    assert "**2026-12-05 09:30 UTC** on **AMD EPYC 7B13**, 2 cores, no GPU" in text
+    assert "| models: predict_minus_networks:tumor/student | 1.10 ms | <= 1.50 ms | PASS |" in text
+    assert "| predict: study_over_its_slices_one_by_one (610 ms / 1000 ms) | 0.610x | <= 0.500x | **FAIL** |" in text
+    assert "| rendering <= 20% of the maps' compute | not measured | | - |" in text
+    assert "0.61x; server CPU time 0.90x |" in text
+    assert all(f"{k} `{v}`" in text for k, v in shipped.items())
+
+
+def test_bench_table_refuses_older_models_quick_and_partial_runs():
+    shipped = {"tumor/student": "aaaaaaaaaaaa", "tumor/teacher": "bbbbbbbbbbbb"}
+    older = _report({**shipped, "tumor/student": "cccccccccccc"})
+    assert any("tumor/student cccccccccccc (shipped: aaaaaaaaaaaa)" in p
+               for p in bench_table.problems(older, False, shipped))
+    changed = {**_report(shipped), "models_after": {**shipped, "tumor/teacher": "dddddddddddd"}}
+    assert any("changed while the run" in p for p in bench_table.problems(changed, False, shipped))
+    quick = {**_report(shipped), "quick": True, "only": ["predict"]}
+    found = bench_table.problems(quick, False, shipped)
+    assert any("--quick" in p for p in found) and any("partial" in p for p in found)
+    assert bench_table.problems(quick, True, shipped) == []  # --allow-partial
+    failed = _report(shipped)
+    failed["suites"]["explain"] = {"error": "boom"}
+    assert any("suites failed: explain" in p for p in bench_table.problems(failed, True, shipped))
+    unrecorded = {**_report(shipped), "models": None}
+    assert any("does not say which model" in p for p in bench_table.problems(unrecorded, True, shipped))
+
+
+def test_bench_table_replaces_only_its_block(tmp_path, monkeypatch):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\nbefore\n{bench_table.BEGIN}\nold table\n{bench_table.END}\nafter\n")
+    shipped = bench_table.shipped_versions()
+    run = tmp_path / "latest.json"
+    run.write_text(json.dumps(_report(shipped)))
+    assert bench_table.main(["--json", str(run), "--write", "--doc", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# t\nbefore\n" + bench_table.BEGIN) and text.endswith(bench_table.END + "\nafter\n")
+    assert "old table" not in text and "AMD EPYC 7B13" in text
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(_report({k: "0" * 12 for k in shipped})))
+    assert bench_table.main(["--json", str(older), "--write", "--doc", str(readme)]) == 1
+    assert readme.read_text() == text  # refused: untouched
+    readme.write_text("no markers")
+    with pytest.raises(SystemExit, match="bench-table:begin"):
+        bench_table.main(["--json", str(run), "--write", "--doc", str(readme)])
