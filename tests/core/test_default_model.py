@@ -33,7 +33,7 @@ def test_the_student_is_not_faster_when_the_better_model_runs_anyway_as_the_ood_
     assert far.role == "teacher" and "not faster" not in far.reason
 
 
-def test_shipped_tumor_default_is_the_student_the_most_accurate_and_itself_the_ood_detector():
+def test_shipped_tumor_default_is_the_student_within_the_margin_and_itself_the_ood_detector():
     from diseaseid.models.checkpoint import read_card
     from diseaseid.serving import default_model
     from diseaseid.serving.ood import detector_of
@@ -43,6 +43,9 @@ def test_shipped_tumor_default_is_the_student_the_most_accurate_and_itself_the_o
                         for role in ("student", "teacher"))
     assert detector_of("tumor") == ("tumor", "student")
     choice = default_model("tumor")
-    assert student > teacher  # what the shipped cards say since the head-cropped fine-tuning: 98.8% vs 98.6%
+    # what the shipped cards say since the noise fine-tuning: teacher 98.7%, student 98.6%, within the margin;
+    # the student runs for every answer anyway (the OOD detector), so answering with it skips the teacher
+    assert teacher - 0.005 <= student < teacher
     assert choice.role == "student"
-    assert choice.reason == f"the most accurate on validation ({student:.1%}; teacher {teacher:.1%})"
+    assert choice.reason == (f"the student ({student:.1%}) is within 0.5% of the teacher ({teacher:.1%}) "
+                             "and faster")
