@@ -3,7 +3,8 @@
 The run ends with a summary block: every goal of the run as a number against its target, PASS or FAIL.
 
 Writes bench/results/latest.json and bench/results/latest.txt (with the date, the machine, its load and the
-versions of the shipped models measured); ``scripts/bench_table.py`` turns the JSON into README's table."""
+versions of the shipped models measured); ``scripts/bench_table.py`` turns the JSON into the benchmark table
+(docs/benchmarks.md)."""
 from __future__ import annotations
 
 import argparse

@@ -7,6 +7,9 @@ and frozen TorchScript graph (``torch.jit.freeze``, channels-last), ``torch.comp
 ``--quick``: it compiles for minutes on 2 cores), and the exported ONNX graph (``diseaseid.serving.export``) under
 ONNX Runtime and OpenVINO (when installed). All use the process's torch thread count.
 
+The served runtime's labels are also compared with eager PyTorch's on the validation split (not in ``--quick``;
+``validation_labels``), as ``diseaseid evaluate --runtime`` gives them.
+
 A runtime is correct when its logits on the fixtures are within 1e-4 of eager PyTorch's (of the largest logit
 where logits run past 1), or no further than PyTorch's from the float64 logits where PyTorch's float32 ones are
 that imprecise (``diseaseid.serving.export.within_tolerance``), and its labels are identical. The winner is
@@ -28,12 +31,13 @@ from bench.models import _time_interleaved
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.models.checkpoint import load_model
 from diseaseid.paths import fixtures_dir
-from diseaseid.serving import ROLES, shipped_weights
+from diseaseid.serving import ROLES, Predictor, shipped_weights
 from diseaseid.serving.export import ServedGraph, float64_logits, logit_difference, within_tolerance
 from diseaseid.serving.runtime import graph_runtime, resolve
 from diseaseid.tasks import TASKS, get_task
 
 GOAL_RATIO = 1.15
+VALIDATION_CAP = 2000  # validation slices per task whose labels are compared (not in --quick)
 
 
 def _torch_runner(module: torch.nn.Module):
@@ -83,6 +87,38 @@ def candidates(weights, quick: bool) -> tuple[dict, dict]:
     return runs, setup
 
 
+def validation_labels(served: str) -> dict[str, dict]:
+    """task/role -> {"n", "differing"}: the served runtime's labels against eager PyTorch's on the committed
+    validation split (its first VALIDATION_CAP slices), as ``diseaseid evaluate --runtime`` computes them. A task
+    whose data is absent, or whose split was made from other data, is left out (said); the split is only read."""
+    from diseaseid.data.splits import read_split
+    from diseaseid.paths import split_path, task_data_dir
+
+    out = {}
+    for task in TASKS:
+        try:
+            ds = ImageFolder.scan(task_data_dir(get_task(task)), get_task(task))
+            split = read_split(split_path(task))
+        except (FileNotFoundError, OSError, ValueError) as exc:
+            print(f"  validation labels, {task}: no data ({type(exc).__name__}: {exc})")
+            continue
+        if split.get("data_fingerprint") != ds.fingerprint():
+            print(f"  validation labels, {task}: {split_path(task)} was made from other data; left out")
+            continue
+        images = ds.select(split["val"][:VALIDATION_CAP]).images
+        for role in ROLES:
+            try:
+                path = shipped_weights(task, role)
+            except FileNotFoundError:
+                continue
+            labels = {name: Predictor.from_weights(path, runtime=name).batched_logits(images).argmax(1)
+                      for name in (served, "torch")}
+            out[f"{task}/{role}"] = {"n": len(images), "differing": int((labels[served] != labels["torch"]).sum())}
+            print(f"  validation labels, {task}/{role}: {out[f'{task}/{role}']['differing']} of {len(images)} differ "
+                  f"between {served} and PyTorch")
+    return out
+
+
 def _geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
@@ -123,10 +159,11 @@ def run(quick: bool = False) -> dict:
                              "batch16_ms_per_image": float(np.median(sixteen[name])) / 16,
                              "setup_s": round(setup[name], 2), **checks[name],
                              "correct": checks[name]["within_tolerance"] and checks[name]["labels_equal"]})
-    return _summary(rows, served, quick)
+    validation = {} if quick else validation_labels(served)
+    return _summary(rows, served, quick, validation)
 
 
-def _summary(rows: list[dict], served: str, quick: bool) -> dict:
+def _summary(rows: list[dict], served: str, quick: bool, validation: dict | None = None) -> dict:
     models = list(dict.fromkeys((r["task"], r["role"]) for r in rows))
     names = list(dict.fromkeys(r["runtime"] for r in rows))
     by = {(r["task"], r["role"], r["runtime"]): r for r in rows}
@@ -156,6 +193,10 @@ def _summary(rows: list[dict], served: str, quick: bool) -> dict:
             s["labels_differing"] if s else None, "==", 0, "labels", issue27="labels",
             detail=f"{served} against eager PyTorch on the {s['images'] if s else '?'} fixture slices; logits "
                    f"within tolerance: {bool(s and s['within_tolerance'])}")
+        if (v := (validation or {}).get(f"{task}/{role}")) is not None:
+            goals[f"validation_labels_differing_from_pytorch:{task}/{role}"] = goal(
+                v["differing"], "==", 0, "labels", issue27="labels",
+                detail=f"{served} against eager PyTorch on {v['n']} validation slices")
     complete = [n for n in names if all((t, r, n) in by and by[(t, r, n)]["correct"] for t, r in models)]
     score = {n: _geomean([by[(t, r, n)]["batch1_ms_p50"] for t, r in models]) for n in complete}
     winner = min(score, key=score.get) if score else None
@@ -164,7 +205,7 @@ def _summary(rows: list[dict], served: str, quick: bool) -> dict:
     print(f"winner: {winner}; served (*): {served}" + ("; torch.compile left out (--quick)" if quick else ""))
     print("goals:\n  " + "\n  ".join(describe(k, v) for k, v in goals.items()))
     return {"threads": torch.get_num_threads(), "served": served, "winner": winner, "fastest": fastest,
-            "geomean_batch1_ms": score, "rows": rows, "goals": goals}
+            "geomean_batch1_ms": score, "rows": rows, "validation_labels": validation or {}, "goals": goals}
 
 
 if __name__ == "__main__":
