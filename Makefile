@@ -45,8 +45,8 @@ lint: $(STAMP)
 # The default runs every configured module; of trainer.py only the loss functions. Results stay in mutants/
 # (resumable); MUTATION_MIN is the per-module score that `make mutation` requires; MUTATION_JOBS mutants run at
 # a time.
-MUTANTS ?= diseaseid.serving.predictor.* diseaseid.serving.study.* diseaseid.serving.ood.* \
-	diseaseid.serving.ood_features.* diseaseid.train.calibration.* \
+MUTANTS ?= diseaseid.serving.predictor.* diseaseid.serving.study.* diseaseid.ood.detector.* \
+	diseaseid.ood.features.* diseaseid.train.calibration.* \
 	diseaseid.train.distill.* diseaseid.train.trainer.x_batch_loss* diseaseid.train.trainer.x_loss_class_weights* \
 	diseaseid.data.* services.*
 MUTATION_MIN ?= 85

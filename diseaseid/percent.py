@@ -1,4 +1,4 @@
-"""How every text shows a probability (issue 25): a model's probability is never a certainty, so it never reads
+"""How every text shows a probability: a model's probability is never a certainty, so it never reads
 as 100% or 0%. Kept free of heavy imports: the bot and the services use it too."""
 from __future__ import annotations
 

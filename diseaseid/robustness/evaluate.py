@@ -138,7 +138,7 @@ def evaluate_task(task: str, roles: tuple[str, ...] = ("teacher", "student"), n:
 
 def non_mri_flagged(predictor, which: str = "heldout") -> dict:
     """The share of the held-out non-MRI images (decoded as an upload would be) that the task's detector flags."""
-    from diseaseid.serving.ood_images import family, non_mri
+    from diseaseid.ood.images import family, non_mri
 
     images = non_mri(which)
     decoded = np.stack([decode(img) for img in images.values()])

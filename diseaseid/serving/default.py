@@ -1,6 +1,6 @@
 """Which shipped model answers a request that names none.
 
-The rule (issue 12): the most accurate shipped model on its validation split, unless the student is within
+The rule: the most accurate shipped model on its validation split, unless the student is within
 ``STUDENT_MARGIN`` of it, since then its speed is worth the difference. Accuracy is read from the model cards
 (``metrics.validation.accuracy``), so shipping a new model changes the default without a code change.
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from diseaseid.cards import read_card
-from diseaseid.serving.ood import detector_of
+from diseaseid.ood.detector import detector_of
 from diseaseid.serving.predictor import ROLES, shipped_weights
 
 STUDENT_MARGIN = 0.005  # accuracy, as a fraction: 0.5 points

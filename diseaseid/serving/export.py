@@ -125,7 +125,7 @@ def _served_graph_class():
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             x = (images.permute(0, 3, 1, 2).float() - self.mean) * self.scale
             fmap = self.model.forward_features(x)
-            # as diseaseid.models.mil.slice_features and diseaseid.serving.ood_features read them
+            # as diseaseid.models.mil.slice_features and diseaseid.ood.features read them
             return self.model.forward_head(fmap), self.model.forward_head(fmap, pre_logits=True)
 
     _served_graph = ServedGraph

@@ -3,10 +3,10 @@
 Services use this and nothing below it: ``Predictor.from_shipped(task, role)`` then ``predict(images)``.
 
 The OOD verdict does not depend on the model that answers: a shipped predictor carries the task's detector
-(``diseaseid.serving.ood.detector_of``) and the task's feature statistics (``weights/<task>/ood.*``): the
+(``diseaseid.ood.detector.detector_of``) and the task's feature statistics (``weights/<task>/ood.*``): the
 distance of the detector's features to the task's training slices decides with the image checks (without
 statistics, the detector's energy score at its card threshold). A flagged image gets no diagnosis: ``label``
-and ``label_index`` are None; the probabilities stay for tools that ask. Its ``outcome`` says why (issue 25):
+and ``label_index`` are None; the probabilities stay for tools that ask. Its ``outcome`` says why:
 ``wrong_task`` when the image passes the image checks and another task's detector accepts it (a brain MRI slice
 of the kind that task reads, named in ``suited_task``), else ``not_a_brain_mri``.
 
@@ -25,19 +25,21 @@ import numpy as np
 
 from diseaseid.answers import Conclusion
 from diseaseid.cards import read_card
-from diseaseid.paths import ROLES, weights_dir
-from diseaseid.serving.ood import (
-    DIAGNOSIS,
-    NOT_A_BRAIN_MRI,
-    NOT_A_BRAIN_MRI_DISPLAY,
-    WRONG_TASK,
-    WRONG_TASK_DISPLAY,
+from diseaseid.ood.detector import (
     FeatureDetector,
     detector_of,
     energy_score,
     image_checks,
     load_feature_detector,
 )
+from diseaseid.outcomes import (
+    DIAGNOSIS,
+    NOT_A_BRAIN_MRI,
+    NOT_A_BRAIN_MRI_DISPLAY,
+    WRONG_TASK,
+    WRONG_TASK_DISPLAY,
+)
+from diseaseid.paths import ROLES, weights_dir
 from diseaseid.serving.runtime import Runtime, TorchRuntime, device_type, load_runtime, resolve, torch_module
 from diseaseid.tasks import TASKS, Task, get_task
 

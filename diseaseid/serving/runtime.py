@@ -125,7 +125,7 @@ class TorchRuntime:
 
     def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
         from diseaseid.data.tensors import normalize
-        from diseaseid.serving.ood_features import features_and_logits
+        from diseaseid.ood.features import features_and_logits
 
         with self.torch.inference_mode():
             if features:

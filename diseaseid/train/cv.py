@@ -1,4 +1,5 @@
-"""Subject-grouped, stratified k-fold cross-validation of subject-level heads (``diseaseid cv``).
+"""Subject-grouped, stratified k-fold cross-validation of subject-level heads (``diseaseid cv``), and the
+subjects' cached embeddings it reads (``load_bags``).
 
 Every subject's slices stay in one fold; folds are stratified by the subject's class; repeats reshuffle.
 Heads are fixed recipes (diseaseid.train.subject_heads): nothing is tuned on the folds they are scored on.
@@ -149,3 +150,53 @@ def cross_validate(bags: Bags, head, classes, folds: int = 5, repeats: int = 3, 
     if return_slices and oof_slices is not None:
         out["oof_slice_probabilities"] = oof_slices.mean(0)
     return out
+
+
+def load_bags(task: str, data: str | None = None):
+    """Every subject of the task's data set with its cached embeddings (ImageNet Lite0 final and mid-level,
+    both joined as ``all``, and the CSF features)."""
+    from diseaseid.paths import task_data_dir, weights_dir
+    from diseaseid.tasks import get_task
+    from diseaseid.train.embeddings import (
+        cached_embeddings,
+        cached_model_embeddings,
+        cached_perturbed_embeddings,
+        cached_perturbed_model_embeddings,
+    )
+    from diseaseid.train.subject_heads import csf_features
+
+    t = get_task(task)
+    ds = ImageFolder.scan(data or task_data_dir(t), t)
+    feats = cached_embeddings(ds)
+    feats = {**feats, "all": np.concatenate([feats["final"], feats["mid"]], 1), "csf": csf_features(ds.images),
+             "final_aug": cached_perturbed_embeddings(ds)}
+    student = weights_dir() / task / "student.safetensors"
+    if student.exists():  # the shipped ConvNet1's convolutional features (its head may be refitted on them)
+        feats["student"] = cached_model_embeddings(ds, student)
+        feats["student_aug"] = cached_perturbed_model_embeddings(ds, student)
+    return ds, subject_bags(ds, feats)
+
+
+def ci_text(m: dict, pct: bool = True) -> str:
+    """``{"mean", "ci95"}`` -> ``"81.2 [77.0, 85.1]"`` (percent), or with three decimals (``pct=False``)."""
+    f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:.3f}")
+    s = f"{f(m['mean'])}"
+    if "ci95" in m:
+        s += f" [{f(m['ci95'][0])}, {f(m['ci95'][1])}]"
+    return s
+
+
+def markdown_table(results: dict, heads: dict) -> str:
+    rows = ["| head | subject bal. acc. (3 classes) [95% CI] | screening ROC AUC [95% CI] | sens. at 90% spec. "
+            "| most subjects of one class said to be another | normal subjects said moderate | slice bal. acc. "
+            "| normal slices said moderate |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        sl = r.get("slice_balanced_accuracy_3")
+        sm = r.get("slice_moderate_said_for_normal")
+        rows.append(f"| `{name}` | {ci_text(r['balanced_accuracy_3'])} | {ci_text(r['screening_auc'], False)} | "
+                    f"{ci_text(r['screening_sensitivity_at_90_specificity'])} | "
+                    f"{ci_text(r['max_wrong_class_share'])} | {ci_text(r['moderate_said_for_normal'])} | "
+                    f"{ci_text(sl) if sl else '-'} | {ci_text(sm) if sm else '-'} |")
+    rows.append("")
+    rows += [f"- `{name}`: {heads[name][0]}" for name in results]
+    return "\n".join(rows) + "\n"

@@ -1,4 +1,4 @@
-"""``diseaseid ship-dementia``: fit the cross-validated dementia heads on every subject and ship them.
+"""The dementia models fitted on every subject, with cross-validated cards (``diseaseid ship-dementia``).
 
 - teacher (``/predict``, one slice): EfficientNet-Lite0 with its ImageNet features frozen and a logistic-
   regression classifier fitted on every training slice (no class weights: served probabilities carry the
@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diseaseid.tasks import get_task
-
 # --study-head choices: name in diseaseid.train.subject_heads.HEADS -> (PooledHead kind, slabs, L2 strength)
 STUDY_HEADS = {"slice-linear": ("slices", 1, 100.0), "mean-linear": ("linear", 1, 30.0),
                "mean-ordinal": ("ordinal", 1, 30.0), "slab4-ordinal": ("ordinal", 4, 100.0),
@@ -40,21 +38,6 @@ def cv_split(result: dict) -> dict:
 
 
 OOD_MRI_FLAGGED = 0.01
-
-
-def register(sub) -> None:
-    p = sub.add_parser("ship-dementia", help="fit the cross-validated dementia slice and study heads on every "
-                                             "subject and write them with their CV figures")
-    p.add_argument("--study-head", default="slice-linear", choices=sorted(STUDY_HEADS))
-    p.add_argument("--augmented", action="store_true",
-                   help="fit the slice classifiers on every slice and one perturbed copy of it "
-                        "(cross-validated as slice-linear-aug and student-slice-linear-aug)")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default="runs/dementia-ship")
-    p.add_argument("--ship", action="store_true", help="copy to weights/dementia/")
-    p.set_defaults(func=cmd_ship_dementia)
 
 
 def _cv_summary(result: dict) -> dict:
@@ -76,8 +59,8 @@ def _oof_slice_report(result: dict, bags, classes) -> tuple[dict, np.ndarray, np
 
 def _slice_model_card(role: str, arch: str, ds, bags, result: dict, logits: np.ndarray, labels: np.ndarray,
                       model: torch.nn.Module, recipe: str, l2: float) -> dict:
+    from diseaseid.ood.fit import energy_summary
     from diseaseid.train.calibration import calibration_summary
-    from diseaseid.train.pipeline import ood_summary
     from diseaseid.train.trainer import predict_logits
 
     report, _, _ = _oof_slice_report(result, bags, ds.task.classes)
@@ -96,7 +79,8 @@ def _slice_model_card(role: str, arch: str, ds, bags, result: dict, logits: np.n
                                    "subject-grouped CV over all subjects (the shipped fit saw every subject)"},
             "cv": _cv_summary(result)},
         "calibration": {**calib, "fitted_on": "out-of-fold slice predictions"},
-        "ood": {**ood_summary(model, ds, in_sample, max_mri_flagged=OOD_MRI_FLAGGED),
+        "ood": {**energy_summary(ds.images, in_sample, lambda x: predict_logits(model, x),
+                                max_mri_flagged=OOD_MRI_FLAGGED),
                 "note": "threshold from the shipped model's energies on its own training slices, set to flag 1% "
                         "of them: the energy of a linear head over frozen features flags no non-MRI image by "
                         "itself, the image checks flag them all, so a 5% threshold would only cost real slices"},
@@ -106,33 +90,29 @@ def _slice_model_card(role: str, arch: str, ds, bags, result: dict, logits: np.n
     }
 
 
-def cmd_ship_dementia(args) -> int:
-    from diseaseid.models import create_model, load_model, save_model
-    from diseaseid.paths import weights_dir
-    from diseaseid.train.calibration import calibration_summary
+def _cross_validated(bags, name: str, classes, folds: int, repeats: int) -> dict:
+    """``cross_validate`` of the ``HEADS`` recipe ``name`` with its slice predictions, its figures printed."""
     from diseaseid.train.cv import cross_validate
-    from diseaseid.train.cv_cli import load_bags
-    from diseaseid.train.subject_heads import HEADS, LinearHead, OrdinalHead, slab_means
+    from diseaseid.train.subject_heads import HEADS
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    task = get_task("dementia")
-    ds, bags = load_bags("dementia")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {}
+    r = cross_validate(bags, HEADS[name][1], classes, folds, repeats, return_slices=True)
+    print(f"{name}: subject bal.acc3 {r['balanced_accuracy_3']['mean']:.3f} {r['balanced_accuracy_3']['ci95']}"
+          f"  AUC {r['screening_auc']['mean']:.3f}", flush=True)
+    return r
 
-    def cv(name):
-        r = cross_validate(bags, HEADS[name][1], task.classes, args.folds, args.repeats, return_slices=True)
-        print(f"{name}: subject bal.acc3 {r['balanced_accuracy_3']['mean']:.3f} {r['balanced_accuracy_3']['ci95']}"
-              f"  AUC {r['screening_auc']['mean']:.3f}", flush=True)
-        return r
 
-    # The teacher: ImageNet Lite0 + a slice classifier.
-    result = teacher_result = cv("slice-linear-aug" if args.augmented else "slice-linear")
+def fit_teacher(ds, bags, out: Path, augmented: bool = False, folds: int = 5, repeats: int = 3
+                ) -> tuple[Path, torch.nn.Module, dict]:
+    """ImageNet Lite0 + a slice classifier fitted on every slice (and, ``augmented``, one perturbed copy of each),
+    written to ``out/teacher.*``: (its weights, the model, its cross-validation result)."""
+    from diseaseid.models import create_model, save_model
+    from diseaseid.train.subject_heads import LinearHead
+
+    task = ds.task
+    result = _cross_validated(bags, "slice-linear-aug" if augmented else "slice-linear", task.classes, folds, repeats)
     x = np.concatenate([b["final"] for b in bags.bags])
     y = np.repeat(bags.labels, [len(b["final"]) for b in bags.bags])
-    if args.augmented:  # every slice and one copy under a random realistic acquisition change
+    if augmented:  # every slice and one copy under a random realistic acquisition change
         head = LinearHead(l2=100.0).fit(np.concatenate([x, np.concatenate([b["final_aug"] for b in bags.bags])]),
                                         np.concatenate([y, y]))
     else:
@@ -145,36 +125,58 @@ def cmd_ship_dementia(args) -> int:
     card = _slice_model_card("teacher", "lite0", ds, bags, result, logits, labels, teacher,
                              "ImageNet EfficientNet-Lite0 frozen; logistic regression on each slice's pooled "
                              "1280-d features" + (" and on those of one copy of it under a random realistic "
-                                                  "acquisition change" if args.augmented else ""), 100.0)
-    if args.augmented:
+                                                  "acquisition change" if augmented else ""), 100.0)
+    if augmented:
         card["command"] += " --augmented"
-    written["teacher"] = save_model(teacher, out / "teacher", card, dtype=torch.float32)
+    return save_model(teacher, out / "teacher", card, dtype=torch.float32), teacher, result
 
-    # The student: the shipped ConvNet1's convolutions + a refitted classifier.
-    if "student" in bags.bags[0]:
-        result = cv("student-slice-linear-aug" if args.augmented else "student-slice-linear")
-        xs = np.concatenate([b["student"] for b in bags.bags])
-        if args.augmented:  # as the teacher's: every slice and one perturbed copy of it
-            xa = np.concatenate([b["student_aug"] for b in bags.bags])
-            head = LinearHead(l2=1000.0).fit(np.concatenate([xs, xa]), np.concatenate([y, y]))
-        else:
-            head = LinearHead(l2=1000.0).fit(xs, y)
-        student, old = load_model(weights_dir() / "dementia" / "student.safetensors")
-        with torch.no_grad():
-            student.classifier.weight.copy_(torch.from_numpy(head.weight).float())
-            student.classifier.bias.copy_(torch.from_numpy(head.bias).float())
-        _, logits, labels = _oof_slice_report(result, bags, task.classes)
-        card = _slice_model_card("student", old["arch"], ds, bags, result, logits, labels, student.eval(),
-                                 f"the ConvNet1 of {old.get('version')} with its convolutions frozen; its "
-                                 "classifier refitted by logistic regression on every slice"
-                                 + (" and on one copy of it under a random realistic acquisition change"
-                                    if args.augmented else ""), 1000.0)
-        card["arch_args"] = old.get("arch_args", {})
-        written["student"] = save_model(student, out / "student", card)
 
-    # The study head over the teacher's embeddings.
-    kind, slabs, l2 = STUDY_HEADS[args.study_head]
-    result = teacher_result if args.study_head == "slice-linear" else cv(args.study_head)
+def fit_student(ds, bags, out: Path, augmented: bool = False, folds: int = 5, repeats: int = 3) -> Path | None:
+    """The shipped ConvNet1's convolutions + a classifier refitted on every slice (and, ``augmented``, one perturbed
+    copy of each), written to ``out/student.*``; None where the bags hold no student embeddings (no shipped
+    student)."""
+    from diseaseid.models import load_model, save_model
+    from diseaseid.paths import weights_dir
+    from diseaseid.train.subject_heads import LinearHead
+
+    if "student" not in bags.bags[0]:
+        return None
+    task = ds.task
+    result = _cross_validated(bags, "student-slice-linear-aug" if augmented else "student-slice-linear",
+                              task.classes, folds, repeats)
+    xs = np.concatenate([b["student"] for b in bags.bags])
+    y = np.repeat(bags.labels, [len(b["final"]) for b in bags.bags])
+    if augmented:  # as the teacher's: every slice and one perturbed copy of it
+        xa = np.concatenate([b["student_aug"] for b in bags.bags])
+        head = LinearHead(l2=1000.0).fit(np.concatenate([xs, xa]), np.concatenate([y, y]))
+    else:
+        head = LinearHead(l2=1000.0).fit(xs, y)
+    student, old = load_model(weights_dir() / "dementia" / "student.safetensors")
+    with torch.no_grad():
+        student.classifier.weight.copy_(torch.from_numpy(head.weight).float())
+        student.classifier.bias.copy_(torch.from_numpy(head.bias).float())
+    _, logits, labels = _oof_slice_report(result, bags, task.classes)
+    card = _slice_model_card("student", old["arch"], ds, bags, result, logits, labels, student.eval(),
+                             f"the ConvNet1 of {old.get('version')} with its convolutions frozen; its "
+                             "classifier refitted by logistic regression on every slice"
+                             + (" and on one copy of it under a random realistic acquisition change"
+                                if augmented else ""), 1000.0)
+    card["arch_args"] = old.get("arch_args", {})
+    return save_model(student, out / "student", card)
+
+
+def fit_study_head(ds, bags, out: Path, study_head: str, teacher: torch.nn.Module, teacher_path: Path,
+                   teacher_result: dict, folds: int = 5, repeats: int = 3) -> Path:
+    """The study head (``STUDY_HEADS[study_head]``) over the teacher's slice embeddings, written to
+    ``out/mil.*``; ``slice-linear`` reuses the teacher's own classifier and its cross-validation result."""
+    from diseaseid.models import create_model, save_model
+    from diseaseid.train.calibration import calibration_summary
+    from diseaseid.train.subject_heads import HEADS, LinearHead, OrdinalHead, slab_means
+
+    task = ds.task
+    kind, slabs, l2 = STUDY_HEADS[study_head]
+    result = teacher_result if study_head == "slice-linear" else _cross_validated(bags, study_head, task.classes,
+                                                                                  folds, repeats)
     bag_x = np.stack([slab_means(b["final"], slabs) for b in bags.bags])
     head_model = create_model("pooled_head", num_classes=task.num_classes, in_features=1280, slabs=slabs, kind=kind)
     with torch.no_grad():
@@ -189,12 +191,12 @@ def cmd_ship_dementia(args) -> int:
             fit = OrdinalHead(l2=l2).fit(bag_x, bags.labels)
             head_model.weight.copy_(torch.from_numpy(fit.weight).float())
             head_model.thresholds.copy_(torch.from_numpy(fit.thresholds).float())
-    teacher_card = json.loads(written["teacher"].with_suffix(".json").read_text())
+    teacher_card = json.loads(teacher_path.with_suffix(".json").read_text())
     card = {"task": "dementia", "role": "mil", "arch": "pooled_head",
             "arch_args": {"in_features": 1280, "slabs": slabs, "kind": kind}, "classes": list(task.classes),
             "backbone": {"file": "teacher.safetensors", "version": teacher_card["version"],
                          "sha256": teacher_card["weights_sha256"]},
-            "training": {"recipe": HEADS[args.study_head][0], "l2": l2, "subjects": len(bags.subjects)},
+            "training": {"recipe": HEADS[study_head][0], "l2": l2, "subjects": len(bags.subjects)},
             "metrics": {"validation": {"balanced_accuracy": result["balanced_accuracy_3"]["mean"],
                                        "note": "3-class subject-level balanced accuracy, out-of-fold CV"},
                         "cv": _cv_summary(result)},
@@ -203,17 +205,38 @@ def cmd_ship_dementia(args) -> int:
                             "fitted_on": "out-of-fold subject predictions"},
             "split": cv_split(result),
             "data_fingerprint": ds.fingerprint(), "command": f"python -m diseaseid ship-dementia --study-head "
-                                                            f"{args.study_head} --ship"}
-    written["mil"] = save_model(head_model, out / "mil", card, dtype=torch.float32)
+                                                            f"{study_head} --ship"}
+    return save_model(head_model, out / "mil", card, dtype=torch.float32)
+
+
+def fit_dementia_models(out: str | Path, study_head: str = "slice-linear", augmented: bool = False, folds: int = 5,
+                        repeats: int = 3) -> dict[str, Path]:
+    """Fit the teacher, the student (where one is shipped) and the study head on every subject, with their
+    cross-validated cards, into ``out``: role -> weights written."""
+    from diseaseid.train.cv import load_bags
+
+    ds, bags = load_bags("dementia")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    written["teacher"], teacher, teacher_result = fit_teacher(ds, bags, out, augmented, folds, repeats)
+    student = fit_student(ds, bags, out, augmented, folds, repeats)
+    if student is not None:
+        written["student"] = student
+    written["mil"] = fit_study_head(ds, bags, out, study_head, teacher, written["teacher"], teacher_result, folds,
+                                    repeats)
+    return written
+
+
+def ship(written: dict[str, Path]) -> Path:
+    """Copy each role's weights and card to ``weights/dementia/``; the plots of the CNN-trained models they
+    replace go (they no longer describe them). Returns the folder."""
+    from diseaseid.paths import weights_dir
+
+    dest = weights_dir() / "dementia"
     for role, path in written.items():
-        print(role, path, json.dumps(json.loads(path.with_suffix(".json").read_text())["metrics"]["cv"]
-                                     .get("balanced_accuracy_3")))
-    if args.ship:
-        dest = weights_dir() / "dementia"
-        for role, path in written.items():
-            for suffix in (".safetensors", ".json"):
-                shutil.copy(path.with_suffix(suffix), dest / f"{role}{suffix}")
-            for plot in ("curve", "confusion"):  # plots of the CNN-trained models no longer describe them
-                (dest / f"{role}-{plot}.png").unlink(missing_ok=True)
-        print("shipped to", dest)
-    return 0
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(path.with_suffix(suffix), dest / f"{role}{suffix}")
+        for plot in ("curve", "confusion"):
+            (dest / f"{role}-{plot}.png").unlink(missing_ok=True)
+    return dest

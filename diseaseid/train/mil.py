@@ -1,7 +1,9 @@
-"""Training the subject-level MIL head on frozen slice embeddings (see diseaseid.models.mil)."""
+"""Training the subject-level MIL head on frozen slice embeddings (see diseaseid.models.mil), its mean-of-slices
+baseline and its model card (``diseaseid train-mil``)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,8 +13,8 @@ import torch.nn.functional as F
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.models import create_model
 from diseaseid.models.mil import slice_features
-from diseaseid.train.metrics import classification_report, softmax
-from diseaseid.train.trainer import DeviceImages, autocast
+from diseaseid.train.metrics import classification_report, softmax, subject_report
+from diseaseid.train.trainer import DeviceImages, autocast, predict_logits
 
 
 @torch.inference_mode()
@@ -110,3 +112,73 @@ def train_mil(train_bags: dict, val_bags: dict, classes, epochs: int = 300, lr: 
     model.load_state_dict(best_state)
     best["seconds"] = time.time() - start
     return model.eval(), best, history
+
+
+def load_backbone(task: str, backbone: str | None):
+    """The slice model whose embeddings the head reads, and the file it came from: ``backbone`` weights, the
+    shipped teacher (None), or Lite0's ImageNet weights without fine-tuning (``imagenet``)."""
+    from diseaseid.serving.predictor import Predictor, shipped_weights
+    from diseaseid.tasks import TASKS
+
+    if backbone == "imagenet":
+        net = create_model("lite0", num_classes=1000, pretrained=True).eval()
+        return Predictor(net, {"task": task, "arch": "lite0", "role": "imagenet", "version": "imagenet",
+                               "classes": list(TASKS[task].classes)}), Path("imagenet-lite0")
+    path = Path(backbone) if backbone else shipped_weights(task, "teacher")
+    return Predictor.from_weights(path), path
+
+
+def mean_of_slices_baseline(backbone, val: ImageFolder) -> tuple[dict, dict]:
+    """The backbone's own slice predictions, averaged per subject: (subject report, slice report); empty for
+    an ImageNet backbone, which has no classes of ours."""
+    if backbone.card.get("role") == "imagenet":
+        return {}, {}
+    probs = softmax(predict_logits(backbone.model, val.images), backbone.temperature)
+    classes = val.task.classes
+    return subject_report(probs, val.labels, val.subjects, classes), classification_report(probs, val.labels, classes)
+
+
+def train_seeds(tr_bags: dict, va_bags: dict, classes, seeds: int, epochs: int, lr: float, weight_decay: float,
+                hidden: int, dropout: float, class_weighting: str) -> list[tuple]:
+    """One head per seed ``0 .. seeds - 1``: (validation balanced accuracy, seed, model, best, history) in seed
+    order."""
+    runs = []
+    for seed in range(seeds):
+        model, best, history = train_mil(tr_bags, va_bags, classes, epochs, lr, weight_decay, hidden, dropout,
+                                         seed=seed, class_weighting=class_weighting)
+        runs.append((best["balanced_accuracy"], seed, model, best, history))
+    return runs
+
+
+def comparison(baseline: dict, slice_base: dict, best: dict, scores: np.ndarray, seeds: int) -> dict:
+    """The card's ``metrics.comparison``: the mean-of-slices baseline beside the head (seed 0 and all
+    ``seeds``, whose balanced accuracies are ``scores``)."""
+    return {
+        "baseline_mean_of_slices": {"subject_balanced_accuracy": baseline.get("subject_balanced_accuracy"),
+                                    "subject_accuracy": baseline.get("subject_accuracy"),
+                                    "slice_balanced_accuracy": slice_base.get("balanced_accuracy")},
+        "mil": {"subject_balanced_accuracy_seed0": best["balanced_accuracy"],
+                "subject_accuracy_seed0": best["accuracy"],
+                "subject_balanced_accuracy_mean_over_seeds": float(scores.mean()),
+                "subject_balanced_accuracy_std_over_seeds": float(scores.std()),
+                "seeds": seeds, "epochs": best["epoch"],
+                "note": "fixed epochs, last epoch kept, seed 0 shipped: no selection on these subjects"},
+    }
+
+
+def mil_card(task: str, training: dict, seed: int, in_features: int, hidden: int, dropout: float, classes,
+             backbone, backbone_path, best: dict, history: list, summary: dict, split: dict) -> dict:
+    """The head's model card; ``training``: the options it was trained with (the command's, as given)."""
+    from diseaseid.models.checkpoint import file_sha256
+
+    return {"task": task, "role": "mil", "arch": "attention_mil",
+            "arch_args": {"in_features": in_features, "hidden": hidden, "dropout": dropout},
+            "classes": list(classes), "backbone": {"file": backbone_path.name, "version": backbone.version,
+                                                   "sha256": file_sha256(backbone_path)
+                                                   if backbone_path.exists() else None},
+            "training": training | {"seed": seed},
+            "metrics": {"validation": {k: best[k] for k in ("accuracy", "balanced_accuracy", "macro_f1",
+                                                            "confusion_matrix", "per_class")},
+                        "comparison": summary},
+            "history": history, "split": {"seed": split.get("seed"), "groups": split.get("groups")},
+            "data_fingerprint": split.get("data_fingerprint")}

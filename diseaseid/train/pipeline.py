@@ -7,17 +7,15 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.models import save_model
 from diseaseid.models.checkpoint import file_sha256, read_card
+from diseaseid.ood.fit import energy_summary
 from diseaseid.paths import REPO_ROOT, weights_dir
-from diseaseid.serving.ood import energy_score
 from diseaseid.train.calibration import calibration_summary
 from diseaseid.train.config import TrainConfig
-from diseaseid.train.ood_eval import choose_threshold, flags, non_mri_images
 from diseaseid.train.plots import confusion_matrix_plot, training_curve
 from diseaseid.train.trainer import FitResult, fit, predict_logits
 
@@ -25,26 +23,6 @@ from diseaseid.train.trainer import FitResult, fit, predict_logits
 def _relative(path: str | Path) -> str:
     path = Path(path).resolve()
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
-
-
-def ood_summary(model: torch.nn.Module, val: ImageFolder, val_logits: np.ndarray,
-                max_mri_flagged: float = 0.05) -> dict:
-    energy = energy_score(torch.from_numpy(val_logits)).numpy()
-    threshold = choose_threshold(energy, val.images, max_mri_flagged)
-    others = non_mri_images()
-    other_images = np.stack(list(others.values()))
-    other_energy = energy_score(torch.from_numpy(predict_logits(model, other_images))).numpy()
-    other_flags = flags(other_energy, other_images, threshold)
-    return {
-        "method": "image checks (colour, flat, noise, bright background) + energy score > threshold",
-        "threshold": threshold,
-        "val_mri_flagged": float(flags(energy, val.images, threshold).mean()),
-        "non_mri_flagged": float(other_flags.mean()),
-        "non_mri_n": len(others),
-        "non_mri_missed": [k for k, f in zip(others, other_flags) if not f],
-        "max_mri_flagged": max_mri_flagged,
-        "non_mri_flagged_by_energy_alone": float((other_energy > threshold).mean()),
-    }
 
 
 def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageFolder, split: dict,
@@ -55,7 +33,7 @@ def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageF
     model = result.model
     val_logits = result.val_logits if result.val_logits is not None else predict_logits(model, val.images)
     calib = calibration_summary(val_logits, val.labels)
-    ood = ood_summary(model, val, val_logits)
+    ood = energy_summary(val.images, val_logits, lambda x: predict_logits(model, x))
     metrics = {k: v for k, v in result.best.items()}
     card = {
         "task": cfg.task,
@@ -143,6 +121,6 @@ def recalibrate(path: str | Path, data: str | Path | None = None) -> dict:
     _, val, _ = load_task_data(card["task"], data)
     logits = predict_logits(model, val.images)
     calib = calibration_summary(logits, val.labels)
-    ood = ood_summary(model, val, logits)
+    ood = energy_summary(val.images, logits, lambda x: predict_logits(model, x))
     update_card(path, calibration=calib, ood=ood)
     return {"calibration": calib, "ood": ood}

@@ -217,7 +217,7 @@ def no_diagnosis_exchange(telegram, user: dict, content: bytes) -> tuple[str, li
 def test_an_image_that_is_not_mri_gets_no_class_no_percentage_and_no_heatmaps(bot, telegram):
     """Found 4: white text on black, flagged as not a brain MRI slice: said first, with no class, no chart, no
     percentage, and no heatmap album."""
-    from tests.ood_images import text_on_black
+    from diseaseid.ood.images import text_on_black
 
     buffer = io.BytesIO()
     Image.fromarray(text_on_black()).save(buffer, format="JPEG", quality=95)

@@ -35,8 +35,8 @@ def test_the_student_is_not_faster_when_the_better_model_runs_anyway_as_the_ood_
 
 def test_shipped_tumor_default_is_the_student_within_the_margin_and_itself_the_ood_detector():
     from diseaseid.models.checkpoint import read_card
+    from diseaseid.ood.detector import detector_of
     from diseaseid.serving import default_model
-    from diseaseid.serving.ood import detector_of
     from diseaseid.serving.predictor import shipped_weights
 
     student, teacher = (read_card(shipped_weights("tumor", role))["metrics"]["validation"]["accuracy"]

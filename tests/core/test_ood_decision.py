@@ -1,4 +1,4 @@
-"""Issue 14: the OOD decision is the task's detector's, whichever model answers; a flagged image gets no
+"""The OOD decision is the task's detector's, whichever model answers; a flagged image gets no
 diagnosis; a study leaves its flagged slices out and says so. Expected distances are computed here from the
 shipped statistics with the textbook formula (full covariance, solved), not by the serving code; the flag
 rates on the held-out non-MRI images and the fixtures are recomputed through the serving path and must match
@@ -16,10 +16,7 @@ import torch
 
 from diseaseid.data.preprocess import decode_image
 from diseaseid.data.tensors import normalize
-from diseaseid.paths import weights_dir
-from diseaseid.serving import NOT_A_BRAIN_MRI, ROLES, WRONG_TASK, StudyModel, answer_study
-from diseaseid.serving.ood import (
-    NOT_A_BRAIN_MRI_DISPLAY,
+from diseaseid.ood.detector import (
     STATS_STEM,
     FeatureDetector,
     detector_of,
@@ -27,8 +24,11 @@ from diseaseid.serving.ood import (
     image_statistics,
     load_feature_detector,
 )
+from diseaseid.ood.images import cat_on_black, text_on_black
+from diseaseid.outcomes import NOT_A_BRAIN_MRI_DISPLAY
+from diseaseid.paths import weights_dir
+from diseaseid.serving import NOT_A_BRAIN_MRI, ROLES, WRONG_TASK, StudyModel, answer_study
 from diseaseid.tasks import TASKS
-from tests.ood_images import cat_on_black, text_on_black
 from tests.shipped import shipped_predictor
 
 pytest.importorskip("skimage")
@@ -41,7 +41,7 @@ NON_MRI = {"cat_on_black": cat_on_black, "text_on_black": text_on_black}
 # 2026-12-03) the cat lies 1.20x past the tumor threshold, the text 2.32x, both >= 3.4x past the dementia one.
 MARGIN = 1.05
 # Probabilities of the same slices run through a shipped network in other batches: float32 kernels may round
-# otherwise per batch size and CPU (8.5e-4 relative on an Intel Xeon with AMX, issue 25).
+# otherwise per batch size and CPU (8.5e-4 relative on an Intel Xeon with AMX).
 FLOAT32_BATCHES = 2e-3
 
 
@@ -89,7 +89,7 @@ def mri_slices(fixtures_dir, task: str, pattern: str = "*/*.jpg") -> np.ndarray:
 
 def check_no_diagnosis(p, task: str, mri: bool = False) -> None:
     """No diagnosis, not a brain MRI slice; for a brain MRI slice (``mri``) another task's detector may accept,
-    ``wrong_task`` naming that task (issue 25; its rule: tests/core/test_wrong_task.py)."""
+    ``wrong_task`` naming that task (its rule: tests/core/test_wrong_task.py)."""
     assert p.ood and not p.is_diagnosis
     assert p.label is None and p.label_index is None and p.screening is None
     if mri and p.outcome == WRONG_TASK:
@@ -150,7 +150,7 @@ def test_the_verdict_does_not_depend_on_the_model(task, fixtures_dir):
 @functools.cache
 def heldout() -> tuple[list[str], np.ndarray]:
     from diseaseid.data.preprocess import to_uint8_rgb
-    from diseaseid.serving.ood_images import non_mri
+    from diseaseid.ood.images import non_mri
 
     images = non_mri("heldout")  # decoded as an upload of each is (head crop included), as the fit measured them
     return list(images), np.stack([to_uint8_rgb(x) for x in images.values()])
@@ -167,7 +167,7 @@ def test_heldout_non_mri_images_are_flagged(task):
     record = stats(task).card["non_mri"]["heldout"]
     assert [n for n, f in zip(names, flagged) if not f] == record["missed"]
     assert flagged.mean() == pytest.approx(record["flagged"]) and len(names) == record["n"]
-    # and none of them gets a diagnosis: one is called another task's slice (wrong_task, issue 25) exactly when
+    # and none of them gets a diagnosis: one is called another task's slice (wrong_task) exactly when
     # that task's detector misses it too, as its record says; the others are not a brain MRI
     missed_by = {t: set(stats(t).card["non_mri"]["heldout"]["missed"]) for t in TASKS if t != task}
     for name, p in zip(names, preds):
@@ -215,7 +215,7 @@ def test_statistics_of_another_detector_version_are_ignored(tmp_path, caplog):
     card = json.loads(card_path.read_text())
     card["detector"]["version"] = "0123456789ab"
     card_path.write_text(json.dumps(card))
-    with caplog.at_level(logging.WARNING, logger="diseaseid.serving.ood"):
+    with caplog.at_level(logging.WARNING, logger="diseaseid.ood.detector"):
         assert load_feature_detector("tumor", tmp_path, version) is None
     assert "ood-fit" in caplog.text
     assert load_feature_detector("dementia", tmp_path, version) is None  # none shipped there: None, quietly
@@ -241,7 +241,7 @@ def test_a_cat_among_tumor_slices_is_left_out_of_the_subject(fixtures_dir):
     classes = TASKS["tumor"].classes
     mean = np.mean([[answer.slices[i].probabilities[c] for c in classes] for i in (0, 2)], axis=0)
     assert np.allclose([subject.probabilities[c] for c in classes], mean, atol=1e-6)
-    # another batch (2 slices, not 3): float32 kernels may round otherwise, by CPU (issue 25); the cat in the
+    # another batch (2 slices, not 3): float32 kernels may round otherwise, by CPU; the cat in the
     # mean would move it by tenths
     assert subject.probabilities == pytest.approx(alone.subject.probabilities, abs=FLOAT32_BATCHES)
 

@@ -1,6 +1,6 @@
-"""Issue 17: the OOD detector's files and edges, fast and by value (no model, no shipped weights).
+"""The OOD detector's files and edges, fast and by value (no model, no shipped weights).
 
-* ``FeatureDetector.save`` / ``load``: statistics fitted (``ood_fit.fit_statistics``) on small synthetic features
+* ``FeatureDetector.save`` / ``load``: statistics fitted (``ood.fit.fit_statistics``) on small synthetic features
   plus the image statistics of the tumor fixture slices, saved, loaded: every array, figure and the card come
   back equal, and the loaded detector scores the same inputs identically (and as the textbook formula says).
 * ``load_feature_detector``: the documented fallback (None: the energy score decides) for a missing file and
@@ -8,7 +8,7 @@
   for a truncated or malformed file or statistics whose shapes do not fit together.
 * ``image_checks`` at the edges of each rule (equal to a limit does not flag, just past it does), with the exact
   reasons; ``detector_of`` for listed and unlisted tasks.
-* ``ood_features``: the features and logits of one forward pass (batching does not change them), and the disk
+* ``ood.features``: the features and logits of one forward pass (batching does not change them), and the disk
   cache: a miss computes and stores, a hit reads the file and computes nothing, another version or key is
   another entry.
 """
@@ -26,8 +26,8 @@ import torch.nn as nn
 from safetensors.numpy import load_file, save_file
 
 from diseaseid.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, decode_image
-from diseaseid.serving import ood_features
-from diseaseid.serving.ood import (
+from diseaseid.ood import features as ood_features
+from diseaseid.ood.detector import (
     DETECTOR_ROLE,
     DETECTORS,
     IMAGE_STATISTICS,
@@ -38,7 +38,7 @@ from diseaseid.serving.ood import (
     image_statistics,
     load_feature_detector,
 )
-from diseaseid.serving.ood_fit import _sha, fit_statistics
+from diseaseid.ood.fit import _sha, fit_statistics
 
 VERSION = "abc123def456"
 CARD = {"detector": {"task": "tumor", "role": "teacher", "name": "tumor/teacher:lite0", "version": VERSION},
@@ -67,7 +67,7 @@ def features() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def detector(features, slices) -> FeatureDetector:
-    """Fitted as ``ood_fit.fit_task`` fits (PPCA statistics, image statistics of the training slices)."""
+    """Fitted as ``ood.fit.fit_task`` fits (PPCA statistics, image statistics of the training slices)."""
     stats = fit_statistics(*features, rank=RANK)
     image_stats = np.stack([image_statistics(x) for x in slices])
     precision = np.linalg.inv(np.cov(image_stats.T) + 1e-6 * np.eye(len(IMAGE_STATISTICS)))
@@ -172,7 +172,7 @@ def test_a_card_without_image_weight_loads_with_weight_zero(tmp_path, detector, 
 # -- load_feature_detector: fallback and errors ---------------------------------------------------------------------
 def test_load_feature_detector_reads_the_tasks_statistics(tmp_path, detector, features, slices, caplog):
     detector.save(tmp_path / "tumor" / STATS_STEM)
-    with caplog.at_level(logging.DEBUG, logger="diseaseid.serving.ood"):
+    with caplog.at_level(logging.DEBUG, logger="diseaseid.ood.detector"):
         got = load_feature_detector("tumor", tmp_path, VERSION)
         assert load_feature_detector("dementia", tmp_path, VERSION) is None  # none there: the energy decides
     assert caplog.records == []  # found, or simply absent: nothing to warn about
@@ -184,9 +184,9 @@ def test_load_feature_detector_reads_the_tasks_statistics(tmp_path, detector, fe
 def test_statistics_of_another_detector_version_fall_back_with_a_warning(tmp_path, detector, caplog):
     stem = tmp_path / "tumor" / STATS_STEM
     detector.save(stem)
-    with caplog.at_level(logging.WARNING, logger="diseaseid.serving.ood"):
+    with caplog.at_level(logging.WARNING, logger="diseaseid.ood.detector"):
         assert load_feature_detector("tumor", tmp_path, "0123456789ab") is None
-    assert [(r.name, r.levelno) for r in caplog.records] == [("diseaseid.serving.ood", logging.WARNING)]
+    assert [(r.name, r.levelno) for r in caplog.records] == [("diseaseid.ood.detector", logging.WARNING)]
     assert caplog.records[0].getMessage() == (
         f"OOD statistics {stem} were fitted on detector version {VERSION}, not the shipped 0123456789ab: "
         "ignored; rerun `python -m diseaseid ood-fit --task tumor`")
@@ -410,7 +410,7 @@ def test_the_border_is_four_pixels_wide():
     assert image_checks(full(gray)) == []
 
 
-# -- ood_features: one forward pass and the disk cache -----------------------------------------------------------------
+# -- ood.features: one forward pass and the disk cache -----------------------------------------------------------------
 W = torch.tensor([[1.0, -2.0], [0.5, 0.0], [0.0, 3.0], [-1.0, 1.0], [2.0, 0.5], [0.0, -1.5]])
 
 
@@ -505,7 +505,7 @@ def test_the_feature_cache(tmp_path, monkeypatch):
 
 
 def test_cache_key_of_an_image_stack():
-    """``ood_fit`` keys the non-MRI sets by a hash of their pixels: any changed pixel is another entry."""
+    """``ood.fit`` keys the non-MRI sets by a hash of their pixels: any changed pixel is another entry."""
     images = small_images(3)
     assert _sha(images) == hashlib.sha256(images.tobytes()).hexdigest()[:12]
     assert _sha(images.copy()) == _sha(images) and len(_sha(images)) == 12
@@ -517,7 +517,7 @@ def test_cache_key_of_an_image_stack():
 
 
 def test_kinds_table_reads_each_tasks_card(tmp_path):
-    from diseaseid.serving.ood_fit import kinds_table
+    from diseaseid.ood.fit import kinds_table
 
     for task, families in (("tumor", {"photo_gray": "13/14", "chart": "2/2"}), ("dementia", {"photo_gray": "14/14"})):
         (tmp_path / task).mkdir()
@@ -532,9 +532,9 @@ def test_kinds_table_reads_each_tasks_card(tmp_path):
 def test_detector_argument():
     import argparse
 
-    from diseaseid.serving.ood_fit import _detector_arg
+    from diseaseid.cli.ood import detector_arg
 
-    assert _detector_arg("tumor/teacher") == ("tumor", "teacher")
+    assert detector_arg("tumor/teacher") == ("tumor", "teacher")
     for bad in ("tumor", "tumor/mil", "stroke/student", "/student", "tumor/student/x"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected TASK/ROLE"):
-            _detector_arg(bad)
+            detector_arg(bad)

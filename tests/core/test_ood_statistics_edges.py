@@ -1,4 +1,4 @@
-"""Issue 17, the survivors of the OOD detector's mutation run (docs/testing.md): the image statistics at each
+"""The survivors of the OOD detector's mutation run (docs/testing.md): the image statistics at each
 edge (foreground level, foreground size, a flat foreground, the channel read), the noise rule's two
 neighbour sets taken one at a time, and the feature detector's edges (a zero image weight, a full-rank basis,
 a zero variance, malformed shapes reported rather than raised, saving into an existing folder, the image
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from diseaseid.serving.ood import STATS_STEM, FeatureDetector, image_checks, image_statistics
+from diseaseid.ood.detector import STATS_STEM, FeatureDetector, image_checks, image_statistics
 
 CARD = {"detector": {"task": "tumor", "role": "teacher", "version": "abc123def456"}, "task": "tumor"}
 LOG_EPS = math.log(1e-6)

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from diseaseid.data.tensors import normalize
+from diseaseid.ood.detector import image_checks
+from diseaseid.outcomes import NOT_A_BRAIN_MRI, NOT_A_BRAIN_MRI_DISPLAY
 from diseaseid.serving import predictor as predictor_module
-from diseaseid.serving.ood import NOT_A_BRAIN_MRI, NOT_A_BRAIN_MRI_DISPLAY, image_checks
 from diseaseid.serving.predictor import Prediction, Predictor, shipped_detector, shipped_weights
 from diseaseid.serving.study import BackboneMismatch, StudyModel, answer_study, shipped_mil
 from diseaseid.tasks import get_task
@@ -258,7 +259,7 @@ def test_shipped_weights_paths_and_errors(tmp_path, monkeypatch):
 
 
 def test_shipped_predictors_share_the_tasks_detector(tmp_path, monkeypatch, caplog):
-    from diseaseid.serving.ood import detector_of
+    from diseaseid.ood.detector import detector_of
 
     monkeypatch.setattr(predictor_module, "_detectors", {})  # loaded here, not by an earlier test
     shipped_dir = shipped_weights("tumor", "teacher").parent.parent  # DISEASEID_WEIGHTS or the repository's

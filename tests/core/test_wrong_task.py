@@ -1,4 +1,4 @@
-"""Issue 25: two refusals, distinct. An image the task's detector flags but another task's detector accepts is a
+"""Two refusals, distinct. An image the task's detector flags but another task's detector accepts is a
 brain MRI slice of the kind that task reads (``wrong_task``, naming it); anything else flagged is
 ``not_a_brain_mri``. Neither carries a class. The rule is recomputed here from each task's shipped statistics
 (their distance is checked against the textbook formula in tests/core/test_ood_decision.py), over every fixture
@@ -10,15 +10,17 @@ import typing
 import numpy as np
 import pytest
 
+from diseaseid.ood.detector import image_checks
+from diseaseid.ood.images import text_on_black
+from diseaseid.outcomes import NOT_A_BRAIN_MRI_DISPLAY, WRONG_TASK_DISPLAY
 from diseaseid.serving import DIAGNOSIS, NOT_A_BRAIN_MRI, OUTCOMES, ROLES, WRONG_TASK, answer_study
-from diseaseid.serving.ood import NOT_A_BRAIN_MRI_DISPLAY, WRONG_TASK_DISPLAY, image_checks
 from diseaseid.tasks import TASKS
 from tests.core.test_ood_decision import mri_slices, shipped
-from tests.ood_images import text_on_black
 
 # Measured on the committed fixtures with the statistics of the tumor student 8261307019b1 and again after their
 # refit on student b52c13986af9 (2026-12-05): all 16 tumour slices sent with task=dementia are flagged by the
-# dementia statistics and accepted by the tumour ones; in issue 25 they were all called "Not a brain MRI slice".
+# dementia statistics and accepted by the tumour ones (before wrong_task existed, all were called "Not a brain MRI
+# slice").
 TUMOR_SLICES_AS_DEMENTIA_WRONG_TASK = 16
 
 

@@ -8,9 +8,9 @@ import re
 import pytest
 
 from diseaseid.cli import main
+from diseaseid.ood.images import text_on_black
 from diseaseid.tasks import get_task
 from tests.helpers import png_bytes
-from tests.ood_images import text_on_black
 
 TUMOR = get_task("tumor")
 

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from diseaseid.explain.report import panel_title
+from diseaseid.outcomes import NOT_A_BRAIN_MRI, NOT_A_BRAIN_MRI_DISPLAY
 from diseaseid.serving import Prediction
-from diseaseid.serving.ood import NOT_A_BRAIN_MRI, NOT_A_BRAIN_MRI_DISPLAY
 from diseaseid.tasks import get_task
 
 TUMOR = get_task("tumor")

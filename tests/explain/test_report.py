@@ -51,7 +51,7 @@ def test_an_image_that_is_not_mri_gets_no_diagnosis_in_the_panel(predictor, monk
     """Issue 14: a grayscale cat on black was titled "Meningioma (97%)" and called "MRI slice"."""
     pytest.importorskip("skimage")
     import diseaseid.explain.report as report_module
-    from tests.ood_images import cat_on_black
+    from diseaseid.ood.images import cat_on_black
 
     drawn = {}
     panel_png = report_module.panel_png

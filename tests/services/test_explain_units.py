@@ -168,7 +168,7 @@ def test_a_job_on_an_image_that_is_not_mri_says_so_first():
     """Issue 14: the explain result of a flagged image leads with `not_a_brain_mri` and a notice; the
     prediction has no label, and the maps are labelled as the model's score, not a diagnosis."""
     pytest.importorskip("skimage")
-    from tests.ood_images import cat_on_black
+    from diseaseid.ood.images import cat_on_black
 
     result = explain_job(cat_on_black().tobytes(), "tumor", "student", ["gradcam"])
     assert list(result)[:2] == ["outcome", "notice"]

@@ -201,8 +201,8 @@ def test_non_mri_image_gets_no_diagnosis_from_any_model(inference_client, name):
     """Issue 14: the student answered a grayscale cat on black "notumor 94%", unflagged. Now every model's
     answer carries the task's detector's verdict: no label, probabilities kept."""
     pytest.importorskip("skimage")
-    from diseaseid.serving.ood import detector_of
-    from tests import ood_images
+    from diseaseid.ood import images as ood_images
+    from diseaseid.ood.detector import detector_of
 
     data = png_bytes(getattr(ood_images, name)())
     for task in sorted(TASKS):
@@ -225,7 +225,7 @@ def test_non_mri_image_gets_no_diagnosis_from_any_model(inference_client, name):
 def test_study_leaves_a_cat_out_and_says_so(inference_client):
     """Issue 14: one cat among two meningioma slices left the subject "meningioma" with the flag false."""
     pytest.importorskip("skimage")
-    from tests.ood_images import cat_on_black
+    from diseaseid.ood.images import cat_on_black
 
     mri = [fixture_bytes("tumor", "meningioma", i) for i in range(4)]
     mri = [d for d in mri if not post_predict(inference_client, d, "tumor").json()["ood"]["flag"]][:2]
@@ -306,8 +306,8 @@ def test_a_study_answer_names_what_produced_the_subject_answer(inference_client)
     """Issue 25: `model` named the slice student while the subject answer came from the MIL head. Now `model` is
     what produced the subject answer (the head, reading the teacher's embeddings; the slice model when the
     slices' probabilities were averaged) and `slice_model` the model of every slice."""
+    from diseaseid.ood.images import text_on_black
     from diseaseid.serving import Predictor, StudyModel
-    from tests.ood_images import text_on_black
 
     paths = sorted((FIXTURES / "dementia").glob("*/*.jpg"))
     files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]

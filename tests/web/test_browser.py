@@ -9,8 +9,8 @@ import re
 import httpx
 import pytest
 
+from diseaseid.ood.images import text_on_black
 from tests.helpers import png_bytes
-from tests.ood_images import text_on_black
 from tests.services.conftest import FIXTURES
 from tests.web.conftest import screenshot
 

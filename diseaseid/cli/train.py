@@ -1,9 +1,7 @@
-"""The training command group: ``train`` and ``evaluate`` here; the other training commands (search, the MIL
-head, cross-validation, ...) register from their own ``*_cli`` modules at the end of ``register``.
-``predict`` and ``calibrate`` live in diseaseid.serving.cli."""
+"""``diseaseid train``, ``evaluate``, ``average`` and ``ensemble``: train a model, score one, average several,
+compare an ensemble (``diseaseid.train``)."""
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 from pathlib import Path
@@ -11,19 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diseaseid.serving import ROLES
-from diseaseid.serving.cli import load_predictor, model_args
-from diseaseid.tasks import TASKS
-
-
-def _threads(args) -> None:
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+from diseaseid.cli.common import load_predictor, model_args, set_threads, task_and_threads
+from diseaseid.paths import ROLES
 
 
 def register(sub) -> None:
@@ -32,7 +19,7 @@ def register(sub) -> None:
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a model on a task's training split")
-    _common(p)
+    task_and_threads(p)
     p.add_argument("--model", default=d.model, choices=list_models())
     p.add_argument("--data", default=None, help="image-folder root (default: the shared data set)")
     p.add_argument("--split", default=None, help="split file (default: splits/<task>.json)")
@@ -99,7 +86,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("average", help="average the weights of a run's last epochs, or of several runs' final "
                                        "models (a model soup); BN re-estimated; package")
-    _common(p)
+    task_and_threads(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--snapshots", nargs="+",
                       help="copies of the run's checkpoint.pt after each epoch (scripts/snapshot_epochs.sh)")
@@ -113,17 +100,10 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_average)
 
     p = sub.add_parser("ensemble", help="validation figures of several models and of their mean logits")
-    _common(p)
+    task_and_threads(p)
     p.add_argument("--weights", nargs="+", required=True, help="the members' .safetensors files")
     p.add_argument("--out", default=None, help="report JSON path")
     p.set_defaults(func=cmd_ensemble)
-
-    from diseaseid.train import cv_cli, dementia_models, mil_cli, search_cli
-
-    search_cli.register(sub)
-    mil_cli.register(sub)
-    cv_cli.register(sub)
-    dementia_models.register(sub)
 
 
 def cmd_train(args) -> int:
@@ -132,7 +112,7 @@ def cmd_train(args) -> int:
     from diseaseid.train.data import load_task_data
     from diseaseid.train.pipeline import train_and_package
 
-    _threads(args)
+    set_threads(args)
     fields = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     if cfg.teacher and len(cfg.teacher) == 1:
@@ -170,7 +150,7 @@ def cmd_average(args) -> int:
     from diseaseid.train.data import load_task_data
     from diseaseid.train.pipeline import package
 
-    _threads(args)
+    set_threads(args)
     if args.weights:
         tasks = {read_card(p)["task"] for p in args.weights}
         if tasks != {args.task}:
@@ -192,7 +172,7 @@ def cmd_ensemble(args) -> int:
     from diseaseid.train.data import load_task_data
     from diseaseid.train.trainer import evaluate_logits, predict_logits
 
-    _threads(args)
+    set_threads(args)
     try:
         model, card = load_ensemble(args.weights)
     except ValueError as e:

@@ -1,10 +1,14 @@
-"""Seeded images that are not brain MRI slices, in two disjoint sets, for the OOD detector (issue 14).
+"""Seeded images that are not brain MRI slices: the one source of them for fitting, measuring and testing the OOD
+detector, and for the robustness benchmark's non-MRI figure.
 
 ``non_mri("calibration")`` is what design choices may look at; ``non_mri("heldout")`` is only ever measured
 (``python -m diseaseid ood-fit`` reports it, never fits on it). The sets share families of images (grayscale
 photos, photos on black or cut to a head-like ellipse, text, noise, gradients, shapes, faces) but never a
 source picture, a seed, a font or a noise parameter, and the held-out set adds kinds the calibration set lacks:
 pink (1/f) noise, speckle, stripes and rings, charts, rotated and vignetted photos, other fonts and words.
+
+Two single images, ``cat_on_black`` and ``text_on_black``, are the kinds first found answered as diagnoses (a
+grayscale cat on black called "no tumor 94%"): the tests' quick examples of a non-MRI upload. Neither is in a set.
 
 Every image is 224 x 224 x 3 uint8; most are grayscale (gray in all three channels), because colour is caught
 by a plain image check and grayscale is where a detector earns its keep. Sources: scikit-image's bundled
@@ -273,7 +277,7 @@ def non_mri(which: str = "calibration") -> dict[str, np.ndarray]:
     for make in makers:
         out.update(make(which, rng))
     out = {k: resize(v) if v.shape[:2] != (S, S) else v for k, v in out.items()}
-    out = {k: np.repeat(v[..., None], 3, axis=2) for k, v in out.items()}
+    out = {k: rgb(v) for k, v in out.items()}
     out.update(_colour(which))
     return out
 
@@ -281,3 +285,24 @@ def non_mri(which: str = "calibration") -> dict[str, np.ndarray]:
 def family(name: str) -> str:
     """``photo_on_black:camera`` -> ``photo_on_black``."""
     return name.split(":", 1)[0]
+
+
+def rgb(g: np.ndarray) -> np.ndarray:
+    """H x W gray -> H x W x 3, gray in all three channels (as a grayscale upload is decoded)."""
+    return np.repeat(g[..., None], 3, axis=2)
+
+
+def cat_on_black() -> np.ndarray:
+    """scikit-image's cat photo (Chelsea), grayscale, squeezed to 150 x 150 and centred on black."""
+    import skimage.data
+
+    return rgb(on_black(np.asarray(Image.fromarray(skimage.data.chelsea()).convert("L")), 150 / S))
+
+
+def text_on_black() -> np.ndarray:
+    """Twelve white lines of text on black, in PIL's built-in font."""
+    img = Image.new("L", (S, S), 0)
+    draw = ImageDraw.Draw(img)
+    for line in range(12):
+        draw.text((6, 6 + 18 * line), f"Scan notes {line}: nothing to see here {line * 7}", fill=255)
+    return rgb(np.asarray(img))

@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from diseaseid.cli.common import set_threads
 from diseaseid.tasks import TASKS
 
 
@@ -25,7 +26,6 @@ def register(sub) -> None:
 
 def cmd_robustness(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from diseaseid.robustness.evaluate import decode, evaluate_task, load_sample
     from diseaseid.robustness.perturbations import by_name
@@ -33,8 +33,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from diseaseid.robustness.report import markdown
     from diseaseid.serving.predictor import Predictor
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}

@@ -1,38 +1,14 @@
 """``diseaseid predict`` (one image through a model), ``diseaseid calibrate`` (refit a shipped model's
-temperature and OOD threshold) and ``diseaseid export`` (the served graphs of the shipped models);
-``model_args``/``load_predictor``: how every command picks a model."""
+temperature and OOD threshold) and ``diseaseid export`` (the served graphs of the shipped models)."""
 from __future__ import annotations
 
 import argparse
 import json
 
-import torch
-
+from diseaseid.cli.common import load_predictor, model_args, set_threads
+from diseaseid.paths import ROLES
 from diseaseid.percent import percent
-from diseaseid.serving.predictor import ROLES, Predictor, shipped_weights
-from diseaseid.serving.runtime import RUNTIMES
 from diseaseid.tasks import TASKS
-
-
-def model_args(p: argparse.ArgumentParser) -> None:
-    """``--task`` and ``--threads``, then ``--weights FILE`` or ``--model ROLE`` (a shipped model)."""
-    p.add_argument("--task", required=True, choices=sorted(TASKS))
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--weights", default=None)
-    g.add_argument("--model", choices=ROLES, default="student")
-    p.add_argument("--runtime", choices=("auto", *RUNTIMES), default=None,
-                   help="what runs the network (default: $DISEASEID_RUNTIME, else auto: ONNX Runtime on a CPU)")
-
-
-def load_predictor(args: argparse.Namespace) -> Predictor:
-    """The model ``model_args`` chose, with ``--threads`` and ``--runtime`` applied."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    runtime = getattr(args, "runtime", None)
-    if args.weights:
-        return Predictor.from_weights(args.weights, runtime=runtime)
-    return Predictor.from_shipped(args.task, args.model, runtime=runtime)
 
 
 def register(sub) -> None:
@@ -62,7 +38,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": predictor.name, **pred.to_dict()}, indent=1, ensure_ascii=False))
         return 0
-    if not pred.is_diagnosis:  # no class, no percentage (issue 25); --json keeps the probabilities for tools
+    if not pred.is_diagnosis:  # no class, no percentage: nothing to misread as one; --json keeps them for tools
         print(f"{pred.display_en}: no diagnosis  [{predictor.name}]")
         print("  why: " + "; ".join(pred.ood_reasons))
         return 0
@@ -75,6 +51,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from diseaseid.cards import read_card
     from diseaseid.serving.export import cached_graph, export_graph, export_head
+    from diseaseid.serving.predictor import shipped_weights
     from diseaseid.serving.study import shipped_mil
 
     paths = list(args.weights)
@@ -101,11 +78,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    # Refitting is a training step (validation split, temperature search); only this command needs it.
+    from diseaseid.serving.predictor import shipped_weights
     from diseaseid.train.pipeline import recalibrate
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     result = recalibrate(args.weights or shipped_weights(args.task, args.model))
     print(json.dumps(result, indent=1))
     return 0

@@ -1,29 +1,43 @@
-"""``diseaseid ood-fit``: fit a task's OOD statistics on the detector model's features and choose their threshold.
+"""Fitting the OOD checks: a task's feature statistics and their threshold (``fit_task``, behind
+``diseaseid ood-fit``), and the energy threshold every model card carries (``energy_summary``, at packaging).
 
     python -m diseaseid ood-fit --task tumor dementia [--train-sample 1500] [--max-mri-flagged 0.015]
     python -m diseaseid ood-fit --table          # the docs/ood.md table from the shipped statistics
 
-For each task: the detector model (``ood.detector_of(task)``, the tumor student for both tasks) embeds a seeded
+For each task: the detector model (``detector_of(task)``, the tumor student for both tasks) embeds a seeded
 sample of the task's training slices and all of its validation slices (cached under runs/ood-features/, keyed
 by the model's version); class means and the shared within-class covariance are fitted on the training sample
-(``ood.FeatureDetector``); the threshold is the lowest distance that, with the image checks, flags at most
-``--max-mri-flagged`` of the validation slices. The non-MRI images of ``ood_images`` are only measured, never
+(``FeatureDetector``); the threshold is the lowest distance that, with the image checks, flags at most
+``--max-mri-flagged`` of the validation slices. The non-MRI images of ``diseaseid.ood.images`` are only measured, never
 fitted on. Writes ``weights/<task>/ood.safetensors`` and ``ood.json`` (statistics, threshold, the detector's
 version and every figure below). Rerun it whenever the detector model is replaced: the service ignores
 statistics fitted on another version of it (and falls back to the energy score).
+
+The energy fallback: every packaged model's card holds, under ``ood``, the energy threshold that flags at most
+5% of its validation slices (1% for the dementia models fitted on every subject; image checks included) and
+what that threshold makes of the calibration set of non-MRI images; the service uses it only where no feature
+statistics fit the task's detector.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from diseaseid.serving.ood import STATS_STEM, FeatureDetector, detector_of, image_checks, image_statistics
+from diseaseid.ood.detector import (
+    IMAGE_STATISTICS,
+    STATS_STEM,
+    FeatureDetector,
+    detector_of,
+    energy_score,
+    image_checks,
+    image_statistics,
+)
 from diseaseid.tasks import TASKS, get_task
 
 MAX_MRI_FLAGGED = 0.015
@@ -33,6 +47,9 @@ RANK = 64
 # the training sample, times IMAGE_WEIGHT: 0.5 flagged the most calibration images at the same MRI rate
 # (tumor: 96.1% against 94.2% at 1, 93.2% at 2; features alone 81.6%). Chosen on the calibration set only.
 IMAGE_WEIGHT = 0.5
+
+# (image folder, seed) -> (the perturbed slices, N x 224 x 224 x 3 uint8; the name of each one's change)
+Perturb = Callable[..., tuple[np.ndarray, list[str]]]
 
 
 def fit_statistics(features: np.ndarray, labels: np.ndarray, rank: int = RANK) -> dict:
@@ -61,6 +78,44 @@ def flag_threshold(scores: np.ndarray, checked: np.ndarray, max_flagged: float) 
     return float(passed[min(max(allowed, 0), len(passed) - 1)])
 
 
+def energy_threshold(energy: np.ndarray, checked: np.ndarray, max_flagged: float) -> float:
+    """``flag_threshold`` for energies, except where the image checks alone use up the budget: then the highest
+    energy of all the slices (not only of those the checks pass), so the energy flags no validation slice and
+    nothing less unusual than the most unusual of them."""
+    if int(np.floor(max_flagged * len(energy))) - int(checked.sum()) <= 0:
+        return float(energy.max())
+    return flag_threshold(energy, checked, max_flagged)
+
+
+def energy_summary(val_images: np.ndarray, val_logits: np.ndarray, logits_of: Callable[[np.ndarray], np.ndarray],
+                   max_mri_flagged: float = 0.05) -> dict:
+    """A model card's ``ood``: the energy threshold (Liu et al. 2020) that, with the image checks, flags at most
+    ``max_mri_flagged`` of the validation slices ``val_images`` (``val_logits``: the model's logits of them), and
+    what it makes of the calibration set of non-MRI images (``ood.images``, decoded as uploads are), whose logits
+    ``logits_of(images)`` computes (the trainer's ``predict_logits`` of the model)."""
+    from diseaseid.data.preprocess import to_uint8_rgb
+    from diseaseid.ood.images import non_mri
+
+    energy = energy_score(torch.from_numpy(val_logits)).numpy()
+    val_checked = np.array([bool(image_checks(x)) for x in val_images])
+    threshold = energy_threshold(energy, val_checked, max_mri_flagged)
+    others = non_mri("calibration")
+    other_images = np.stack([to_uint8_rgb(x) for x in others.values()])
+    other_energy = energy_score(torch.from_numpy(logits_of(other_images))).numpy()
+    other_flags = np.array([bool(image_checks(x)) for x in other_images]) | (other_energy > threshold)
+    return {
+        "method": "image checks (colour, flat, noise, bright background) + energy score > threshold",
+        "threshold": threshold,
+        "val_mri_flagged": float((val_checked | (energy > threshold)).mean()),
+        "non_mri_set": "calibration",
+        "non_mri_flagged": float(other_flags.mean()),
+        "non_mri_n": len(others),
+        "non_mri_missed": [k for k, f in zip(others, other_flags) if not f],
+        "max_mri_flagged": max_mri_flagged,
+        "non_mri_flagged_by_energy_alone": float((other_energy > threshold).mean()),
+    }
+
+
 def cross_fitted_rate(scores: np.ndarray, checked: np.ndarray, groups: list[str], max_flagged: float,
                       seed: int = 0) -> float:
     """The share of MRI slices flagged when the threshold comes from the *other* half of the validation groups
@@ -80,18 +135,19 @@ def _sha(images: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:12]
 
 
-def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: float = MAX_MRI_FLAGGED,
+def fit_task(task_name: str, perturb: Perturb, train_sample: int = TRAIN_SAMPLE, max_flagged: float = MAX_MRI_FLAGGED,
              rank: int = RANK, seed: int = 0, out_dir: Path | None = None,
              detector_model: tuple[str, str] | None = None) -> FeatureDetector:
-    """``detector_model``: (task, role) of the shipped model whose features to fit on; default the task's
+    """``perturb(ds, seed)``: each slice of the image folder ``ds`` under one random realistic acquisition change,
+    decoded as served, and each change's name (``diseaseid.robustness.evaluate.perturbed_images``, which the
+    command passes). ``detector_model``: (task, role) of the shipped model whose features to fit on; default the task's
     detector (``detector_of``). Another one is for comparing detectors (``--detector``, with ``--out``): the
     service uses statistics only where their model is the task's detector."""
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.data.preprocess import to_uint8_rgb
+    from diseaseid.ood.features import cached_features_and_logits
+    from diseaseid.ood.images import SETS, family, non_mri
     from diseaseid.paths import fixtures_dir, split_path, task_data_dir, weights_dir
-    from diseaseid.robustness.evaluate import perturbed_images
-    from diseaseid.serving.ood_features import cached_features_and_logits
-    from diseaseid.serving.ood_images import SETS, family, non_mri
     from diseaseid.serving.predictor import Predictor, shipped_weights
 
     task = get_task(task_name)
@@ -113,9 +169,9 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
           "slices, each also under one random realistic acquisition change", flush=True)
     # A real MRI with scanner noise, another field of view or window is still an MRI: the statistics are fitted
     # on each training slice and one perturbed copy of it, and the threshold is set on clean and perturbed
-    # validation slices together (diseaseid.robustness.perturbations, the realistic levels).
-    train_perturbed, _ = perturbed_images(train, seed)
-    val_perturbed, val_perturbed_names = perturbed_images(val, seed + 1)
+    # validation slices together (``perturb``: diseaseid.robustness.perturbations, the realistic levels).
+    train_perturbed, _ = perturb(train, seed)
+    val_perturbed, val_perturbed_names = perturb(val, seed + 1)
     train_feats = np.concatenate([embed(train, "train"), cached_features_and_logits(
         detector.model, version, f"{task_name}-train-perturbed-{seed}-{train.images_key()}",
         lambda: train_perturbed)[0]])
@@ -184,7 +240,7 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
         "method": "sqrt(d_f^2 + w d_i^2): d_f the Mahalanobis distance of the detector's pooled penultimate "
                   "features to the nearest class mean of the task's training slices (shared within-class "
                   f"covariance in PPCA form, rank {stats['basis'].shape[1]}), d_i that of the image statistics "
-                  f"({', '.join(image_stat_names())}) to their training mean, w = {IMAGE_WEIGHT} x the ratio "
+                  f"({', '.join(IMAGE_STATISTICS)}) to their training mean, w = {IMAGE_WEIGHT} x the ratio "
                   "of their training medians; flagged above the threshold, or by an image check",
         "detector": {"task": det_task, "role": det_role, "name": detector.name, "version": version},
         "task": task_name, "classes": [task.classes[c] for c in stats["classes"]],
@@ -210,12 +266,6 @@ def fit_task(task_name: str, train_sample: int = TRAIN_SAMPLE, max_flagged: floa
                              image_weight=weight)
     fitted.save((out_dir or weights_dir()) / task_name / STATS_STEM)
     return fitted
-
-
-def image_stat_names() -> tuple[str, ...]:
-    from diseaseid.serving.ood import IMAGE_STATISTICS
-
-    return IMAGE_STATISTICS
 
 
 def fitted_cards(weights: Path) -> dict[str, dict]:
@@ -247,51 +297,3 @@ def kinds_table(weights: Path, which: str = "heldout") -> str:
     rows += [f"| {kind} | " + " | ".join(c["non_mri"][which]["families"].get(kind, "-") for c in cards.values())
              + " |" for kind in kinds]
     return "\n".join(rows)
-
-
-def register(sub) -> None:
-    p = sub.add_parser("ood-fit", help="fit the OOD statistics and threshold of tasks (weights/<task>/ood.*)")
-    p.add_argument("--task", nargs="+", choices=sorted(TASKS), default=sorted(TASKS))
-    p.add_argument("--train-sample", type=int, default=TRAIN_SAMPLE,
-                   help="training slices to fit on (a seeded sample; 0: all)")
-    p.add_argument("--max-mri-flagged", type=float, default=MAX_MRI_FLAGGED,
-                   help="the share of validation MRI slices the threshold may flag (image checks included)")
-    p.add_argument("--rank", type=int, default=RANK, help="principal directions of the covariance kept")
-    p.add_argument("--detector", type=_detector_arg, default=None, metavar="TASK/ROLE",
-                   help="fit on this shipped model's features instead of the task's detector (to compare "
-                        "detectors; write with --out)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--out", type=Path, default=None, help="weights directory to write to (default: weights/)")
-    p.add_argument("--table", action="store_true", help="only print the docs/ood.md table of the shipped fits")
-    p.set_defaults(func=cmd_ood_fit)
-
-
-def _detector_arg(value: str) -> tuple[str, str]:
-    from diseaseid.serving.predictor import ROLES
-
-    task, _, role = value.partition("/")
-    if task not in TASKS or role not in ROLES:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected TASK/ROLE, TASK one of {', '.join(sorted(TASKS))}, "
-                                         f"ROLE one of {', '.join(ROLES)}")
-    return task, role
-
-
-def cmd_ood_fit(args: argparse.Namespace) -> int:
-    from diseaseid.paths import weights_dir
-
-    if not args.table:
-        torch.set_num_threads(args.threads)
-        for task in args.task:
-            fitted = fit_task(task, args.train_sample, args.max_mri_flagged, args.rank, out_dir=args.out,
-                              detector_model=args.detector)
-            c = fitted.card
-            print(f"  threshold {fitted.threshold:.2f}; val MRI flagged {c['val_mri_flagged']:.1%} (cross-fitted "
-                  f"{c['val_mri_flagged_cross_fitted']:.1%}); non-MRI flagged: "
-                  + ", ".join(f"{k} {v['flagged']:.1%} of {v['n']}" for k, v in c["non_mri"].items()), flush=True)
-            for which, v in c["non_mri"].items():
-                print(f"  {which} missed: {', '.join(v['missed']) or '-'}")
-    weights = args.out or weights_dir()
-    print(table(weights))
-    print()
-    print(kinds_table(weights))
-    return 0

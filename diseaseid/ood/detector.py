@@ -22,17 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-# The outcomes and their display names: one list, in a module light to import (services' schemas and clients
-# read it); re-exported here for the serving code.
-from diseaseid.outcomes import (  # noqa: F401
-    DIAGNOSIS,
-    NOT_A_BRAIN_MRI,
-    NOT_A_BRAIN_MRI_DISPLAY,
-    OUTCOMES,
-    WRONG_TASK,
-    WRONG_TASK_DISPLAY,
-)
-
 log = logging.getLogger(__name__)
 
 
@@ -75,14 +64,15 @@ def image_checks(img: np.ndarray) -> list[str]:
     return reasons
 
 
-# Which shipped model's features decide, for every request of a task, whichever model answers it (issue 14):
-# the tumor student (Lite0's first five stages, fine-tuned on tumor slices of every plane), for both tasks,
-# each task with its own statistics (fitted on that task's training slices). Its features flag more non-MRI
-# images than the tumor teacher's at the same share of MRI slices (calibration set, tumor: 97.1% against 95.1%;
-# dementia: 100% with both), and it is the cheapest model, so the tumor student answers with one forward pass.
-# The energy score alone (the tumor teacher's) flagged 68.5% of 89 new non-MRI images (scripts/ood_compare.py);
-# the dementia models are linear heads on frozen features whose energy is *lower* on non-MRI images, useless
-# as an upper threshold. The feature distance and the comparison: docs/ood.md.
+# Which shipped model's features decide, for every request of a task, whichever model answers it (so the
+# student and the teacher of a task never disagree on whether an image is a brain MRI): the tumor student
+# (Lite0's first five stages, fine-tuned on tumor slices of every plane), for both tasks, each task with its own
+# statistics (fitted on that task's training slices). Its features flag more non-MRI images than the tumor
+# teacher's at the same share of MRI slices (calibration set, tumor: 97.1% against 95.1%; dementia: 100% with
+# both), and it is the cheapest model, so the tumor student answers with one forward pass. The energy score alone
+# (the tumor teacher's) flagged 68.5% of 89 new non-MRI images (scripts/ood_compare.py, removed since: git show
+# 2f5cc65:scripts/ood_compare.py); the dementia models are linear heads on frozen features whose energy is
+# *lower* on non-MRI images, useless as an upper threshold. The feature distance and the comparison: docs/ood.md.
 DETECTORS: dict[str, tuple[str, str]] = {"tumor": ("tumor", "student"), "dementia": ("tumor", "student")}
 DETECTOR_ROLE = "teacher"  # tasks not listed: their own teacher
 

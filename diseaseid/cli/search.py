@@ -4,8 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import optuna
-
+from diseaseid.cli.common import set_threads
 from diseaseid.tasks import TASKS
 
 
@@ -37,14 +36,13 @@ def register(sub) -> None:
 
 
 def cmd_search(args) -> int:
-    import torch
+    import optuna
 
     from diseaseid.train.config import TrainConfig
     from diseaseid.train.data import load_task_data
     from diseaseid.train.search import run_search
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     optuna.logging.set_verbosity(optuna.logging.INFO)
     train, val, _ = load_task_data(args.task, args.data, None, args.per_class, args.seed)
     base = TrainConfig(task=args.task, model=args.model, teacher=args.teacher, select=args.select,

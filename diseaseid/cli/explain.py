@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from diseaseid.explain.lrp.composites import COMPOSITES
-from diseaseid.serving import ROLES
+from diseaseid.paths import ROLES
 
 METHOD_CHOICES = {"lrp": ("lrp",), "gradcam": ("gradcam",), "both": ("gradcam", "lrp")}
 
@@ -70,7 +70,7 @@ def run_explain(args: argparse.Namespace) -> int:
         stem = Path(path).stem
         for name, data in report.files.items():
             (out / f"{stem}.{name}").write_bytes(data)
-        # no class named, no probability, for an image without a diagnosis (issue 25)
+        # no class named, no probability, for an image without a diagnosis: nothing to misread as one
         explained = classes[report.target] if report.prediction.is_diagnosis else None
         print(json.dumps({"image": path, "outcome": report.prediction.outcome,
                           "prediction": report.prediction.label, "explained": explained,
