@@ -41,10 +41,11 @@ LAYOUT: dict[str, tuple[int, str]] = {
     "diseaseid/train": (5, "training, distillation, CV"),
     "diseaseid/robustness": (5, "acquisition changes"),
     "diseaseid/explain": (5, "LRP, Grad-CAM, panels"),
-    "diseaseid/serving": (6, "Predictor, OOD, studies"),
+    "diseaseid/serving": (6, "Predictor, studies, export"),
+    "diseaseid/ood": (6, "OOD: detector, fitting, non-MRI images"),
     "diseaseid/models": (7, "registry, checkpoints"),
     "diseaseid/data": (7, "decoding, head crop, splits"),
-    "diseaseid/*": (8, "tasks, paths, outcomes, percent"),
+    "diseaseid/*": (8, "tasks, paths, outcomes, percent, memory"),
 }
 GROUND = "diseaseid/*"  # drawn as a bar under everything: nearly every box imports it
 BANDS = {"services": (0, 3), "diseaseid": (4, 7)}
