@@ -9,8 +9,13 @@ project name on free loopback ports, and checks over the published ports:
 * ``docker compose restart redis``: queued and finished jobs survive (append-only file on the volume); with
   Redis stopped the explain API answers 503 JSON, inference keeps serving, and both recover by themselves;
 * ``--scale explain-worker=2``: both workers take jobs;
+* the web page (its login set by the test): 401 without it; with it the page, ``/api/analyse`` of a slice
+  and the heatmaps through the page;
 * the bot profile against a fake Telegram Bot API on the host (tests/bot/fake_telegram.py): a photo gets a
-  conclusion and the heatmap album.
+  conclusion and the heatmap album;
+* the pacs profile (Orthanc and the bridge): an MR series stored into Orthanc by STOW-RS comes back with our SR
+  (saying what ``/predict`` says) and the heatmaps in its study. Skipped, with the reason, when the Orthanc image
+  (``--orthanc-image``, default ``$ORTHANC_IMAGE`` or compose's own) is not on this host.
 
 ``down -v`` runs whatever happens (also on Ctrl-C and on failure). Each check prints one PASS or FAIL line;
 the last line counts them and the exit status is 1 when any failed. Without Docker it prints SKIP and exits 0.
@@ -19,6 +24,7 @@ Not part of ``make test``: it builds a multi-GB image and runs for minutes.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -38,8 +44,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 FIXTURES = REPO / "tests" / "fixtures"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture: our heatmaps as DICOM
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 MIN_COMPOSE = (2, 24)  # optional env_file and !reset in docker-compose.cpu.yml
+PROFILES = ("--profile", "bot", "--profile", "pacs")  # every service, for `ps`, `logs` and `down`
+ORTHANC_IMAGE = os.environ.get("ORTHANC_IMAGE") or "orthancteam/orthanc:24.8.2"  # docker-compose.yml's default
 
 # Every job sleeps this long first (DISEASEID_EXPLAIN_DEBUG_DELAY_S), so "mid-job" is a window the test can
 # hit, and two workers given four jobs at once must share them.
@@ -91,9 +100,12 @@ def free_port() -> int:
 class Stack:
     """One compose project: the repository's files plus a generated override for test settings."""
 
-    def __init__(self, image: str, gpu: bool, workdir: Path):
+    def __init__(self, image: str, gpu: bool, workdir: Path, orthanc_image: str = ORTHANC_IMAGE):
         self.project = f"diseaseid-ct-{secrets.token_hex(3)}"
         self.inference_port, self.explain_port = free_port(), free_port()
+        self.web_port, self.orthanc_port, self.orthanc_dicom_port = free_port(), free_port(), free_port()
+        self.orthanc_image = orthanc_image
+        self.web_login = ("compose-test", secrets.token_urlsafe(12))
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         name, tag = image.rsplit(":", 1) if ":" in image.split("/")[-1] else (image, "latest")
@@ -104,6 +116,8 @@ class Stack:
             "DISEASEID_IMAGE": name, "DISEASEID_TAG": tag,
             "PUBLISH_HOST": "127.0.0.1",
             "INFERENCE_PUBLISH": str(self.inference_port), "EXPLAIN_PUBLISH": str(self.explain_port),
+            "WEB_PUBLISH": str(self.web_port), "ORTHANC_PUBLISH": str(self.orthanc_port),
+            "ORTHANC_DICOM_PUBLISH": str(self.orthanc_dicom_port), "ORTHANC_IMAGE": orthanc_image,
         }
         for name in ("COMPOSE_FILE", "COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME", "INFERENCE_REPLICAS"):
             self.env.pop(name, None)
@@ -121,7 +135,10 @@ class Stack:
         explain = {**shared, "DISEASEID_EXPLAIN_DEBUG_DELAY_S": str(JOB_DELAY_S)}
         services = {
             # No .env in the containers either (env_file: !reset).
-            "inference": shared, "explain-api": explain, "explain-worker": explain, "web": shared, "pacs": shared,
+            "inference": shared, "explain-api": explain, "explain-worker": explain,
+            # From the host the page needs a login (without one it answers loopback clients only).
+            "web": {**shared, "DISEASEID_WEB_USERS": ":".join(self.web_login)},
+            "pacs": {**shared, "DISEASEID_PACS_POLL_S": "1"},
             "bot": {**shared, "TELEGRAM_BOT_TOKEN": "${CT_BOT_TOKEN:-}", "TELEGRAM_API_URL": "${CT_TELEGRAM_URL:-}",
                     "BOT_POLLING_TIMEOUT_S": "1", "BOT_ALBUM_WAIT_S": "0.5"},
         }
@@ -160,9 +177,9 @@ class Stack:
 
     def diagnostics(self) -> None:
         log("--- docker compose ps ---")
-        log(self.compose("--profile", "bot", "ps", "--all", check=False, quiet=True).stdout.rstrip())
+        log(self.compose(*PROFILES, "ps", "--all", check=False, quiet=True).stdout.rstrip())
         log("--- last log lines ---")
-        log(self.compose("--profile", "bot", "logs", "--no-color", "--tail", "25", check=False,
+        log(self.compose(*PROFILES, "logs", "--no-color", "--tail", "25", check=False,
                          quiet=True).stdout.rstrip())
         log("---")
 
@@ -206,6 +223,8 @@ class Client:
     def __init__(self, stack: Stack):
         self.inference = f"http://127.0.0.1:{stack.inference_port}"
         self.explain = f"http://127.0.0.1:{stack.explain_port}"
+        self.web = f"http://127.0.0.1:{stack.web_port}"
+        self.orthanc = f"http://127.0.0.1:{stack.orthanc_port}"
         self.http = http()
 
     def ready(self, base: str) -> dict | None:
@@ -327,7 +346,7 @@ def wait_healthy(stack: Stack, expected: dict[str, int], timeout: float) -> str:
     return text
 
 
-SERVICES = {"redis": 1, "inference": 1, "explain-api": 1, "explain-worker": 1}
+SERVICES = {"redis": 1, "inference": 1, "explain-api": 1, "explain-worker": 1, "web": 1}
 
 
 def start(stack: Stack, client: Client) -> str:
@@ -348,7 +367,22 @@ def predict(client: Client) -> str:
     if r.status_code != 200:
         raise CheckFailed(f"/predict answered {r.status_code}: {r.text[:300]}")
     body = r.json()
+    # The shipped models diagnose this fixture (glioma, ~96%); anything else is an image built from weights that
+    # do not go together (see the check of the OOD statistics).
+    if (body["outcome"], body["label"]) != ("diagnosis", "glioma"):
+        raise CheckFailed(f"{path.name}: {body['outcome']} {body['label']} ({body.get('ood')}), not a glioma")
     return f"{path.name}: {body['outcome']} {body['label']} in {body['timing_ms']['total']:.0f} ms"
+
+
+def ood_statistics_in_use(stack: Stack) -> str:
+    """The image's OOD statistics were fitted on its models: none is ignored at load (then the detector would
+    fall back to an energy threshold, and refuse real MRI). Catches an image built from a working tree caught
+    between a training run's new weights and its OOD refit."""
+    logs = stack.compose("logs", "--no-color", "inference", "explain-worker", quiet=True).stdout
+    ignored = sorted({m.group(0) for m in re.finditer(r"OOD statistics \S+ were fitted on [^:]+", logs)})
+    if ignored:
+        raise CheckFailed("; ".join(ignored) + ": rebuild from weights whose ood.json matches their models")
+    return "no 'OOD statistics ... were fitted on ... ignored' in the inference and worker logs"
 
 
 def predict_study(client: Client) -> str:
@@ -415,10 +449,10 @@ def kill_worker_mid_job(stack: Stack, client: Client) -> str:
             f"after the kill, panel.png 200 (finished {view['ended_at']})")
 
 
-def error_json(r) -> str | None:
-    """The error code of a 503 in the services' JSON shape, or None."""
+def error_json(r, status: int = 503) -> str | None:
+    """The error code of an answer with ``status`` in the services' JSON shape, or None."""
     try:
-        return r.json()["error"]["code"] if r.status_code == 503 else None
+        return r.json()["error"]["code"] if r.status_code == status else None
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -573,6 +607,118 @@ def bot(stack: Stack, client: Client) -> str:
             f"{len(pictures)} PNGs")
 
 
+def web_page(stack: Stack, client: Client) -> str:
+    """The page from the host: refused without its login; with it the page, an analysis and its heatmaps."""
+    refused = client.http.get(f"{client.web}/")
+    if refused.status_code != 401 or error_json(refused, 401) != "unauthorized":
+        raise CheckFailed(f"GET / without the login answered {refused.status_code}: {refused.text[:200]}")
+    auth = stack.web_login
+    page = client.http.get(f"{client.web}/", auth=auth)
+    if page.status_code != 200 or "text/html" not in page.headers.get("content-type", ""):
+        raise CheckFailed(f"GET / answered {page.status_code} {page.headers.get('content-type')}")
+    path = tumor_slice("glioma")
+    r = client.http.post(f"{client.web}/api/analyse", auth=auth, data={"task": "tumor", "lang": "en"},
+                         files={"files": (path.name, path.read_bytes(), "image/jpeg")})
+    if r.status_code != 200:
+        raise CheckFailed(f"POST /api/analyse answered {r.status_code}: {r.text[:300]}")
+    view = r.json()
+    direct = client.http.post(f"{client.inference}/predict", data={"task": "tumor"},
+                              files={"file": (path.name, path.read_bytes(), "image/jpeg")}).json()
+    if not view.get("diagnosis") or view.get("label") != direct.get("display_en"):
+        raise CheckFailed(f"the page concluded {view.get('label')!r}, /predict {direct.get('display_en')!r}")
+    job_id = (view.get("explain") or {}).get("job_id")
+    if not job_id:
+        raise CheckFailed(f"the page queued no heatmaps: {view.get('explain')}")
+
+    def finished() -> dict | None:
+        status = client.http.get(f"{client.web}/api/explain/{job_id}", auth=auth).json()
+        if status.get("status") in ("failed", "refused"):
+            raise CheckFailed(f"the page's heatmap job {job_id[:8]}: {status}")
+        return status if status.get("status") == "finished" else None
+
+    status = wait_until(f"the page's heatmap job {job_id[:8]}", finished, 240)
+    panel = client.http.get(f"{client.web}/{status['panel_url']}", auth=auth)
+    if panel.status_code != 200 or panel.content[:8] != PNG_MAGIC:
+        raise CheckFailed(f"{status['panel_url']} through the page: {panel.status_code}")
+    return (f"GET / 401 unauthorized without the login, 200 HTML ({len(page.content)} bytes) with it; "
+            f"/api/analyse {path.name}: {view['label']} (= /predict); heatmap job {job_id[:8]} finished, "
+            f"{len(status.get('images', []))} overlays, panel.png {len(panel.content)} bytes through the page")
+
+
+def image_present(image: str) -> bool:
+    return run(["docker", "image", "inspect", image], check=False, quiet=True).returncode == 0
+
+
+def pacs(stack: Stack, client: Client) -> str:
+    """Orthanc and the bridge (--profile pacs): a one-slice MR series stored by STOW-RS comes back with the SR
+    of its slice (the finding and probability of /predict), the explanation's SR and three heatmap images."""
+    import pydicom
+
+    from services.common.dicom_results import multipart_related
+    from tests.dicom_series import fixture_slices, group_facts, groups, mr_series
+
+    t0 = time.monotonic()
+    stack.compose("--profile", "pacs", "up", "-d", "--no-build", "--pull", "never", "orthanc", "pacs", timeout=300)
+    system = wait_until("Orthanc answers GET /system", lambda: client.http.get(f"{client.orthanc}/system").json(),
+                        120)
+    plugins = client.http.get(f"{client.orthanc}/plugins").json()
+    wait_until("the bridge watches Orthanc",
+               lambda: "watching" in stack.compose("--profile", "pacs", "logs", "--no-color", "pacs",
+                                                 quiet=True).stdout, 120)
+    series = mr_series(fixture_slices("tumor", "glioma", 1))
+    body, content_type = multipart_related(series.files)
+    r = client.http.post(f"{client.orthanc}/dicom-web/studies", content=body,
+                         headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+    if r.status_code != 200:
+        raise CheckFailed(f"STOW-RS into Orthanc answered {r.status_code}: {r.text[:300]}")
+    stored = time.monotonic()
+    found = client.http.post(f"{client.orthanc}/tools/lookup", content=series.series_uid).json()
+    series_id = next(f["ID"] for f in found if f["Type"] == "Series")
+
+    def handled() -> str | None:
+        logs = stack.compose("--profile", "pacs", "logs", "--no-color", "pacs", quiet=True).stdout
+        outcome = re.search(rf"series {series_id}: (done|failed)[^\n]*", logs)
+        if outcome and outcome.group(1) == "failed":
+            raise CheckFailed(f"the bridge: {outcome.group(0)}")
+        return outcome.group(0) if outcome else None
+
+    line = wait_until(f"the bridge handles series {series_id[:8]}", handled, 300, 2.0)
+    took = time.monotonic() - stored
+    instances = client.http.post(f"{client.orthanc}/tools/find", json={
+        "Level": "Instance", "Query": {"StudyInstanceUID": series.study_uid}}).json()
+    objects = [pydicom.dcmread(io.BytesIO(client.http.get(f"{client.orthanc}/instances/{i}/file").content))
+               for i in instances]
+    ours = [o for o in objects if o.SOPInstanceUID not in series.sop_uids]
+    srs = [o for o in ours if o.Modality == "SR"]
+    images = [o for o in ours if o.SOPClassUID == SC_CLASS]
+    predict_sr = [o for o in srs if o.SeriesNumber == 9101]
+    answer = client.http.post(f"{client.inference}/predict", data={"task": "tumor"},
+                              files={"file": ("s.dcm", series.files[0], "application/dicom")}).json()
+    # A diagnosis gets the explanation too (its SR and three heatmap images); a refusal the SR alone.
+    diagnosed = answer["outcome"] == "diagnosis"
+    if len(predict_sr) != 1 or len(images) != 3 * diagnosed or len(srs) != 1 + diagnosed:
+        raise CheckFailed(f"/predict: {answer['outcome']}; in the study: "
+                          f"{[(o.Modality, o.SeriesNumber, o.SOPClassUID) for o in ours]}")
+    facts = group_facts(groups(predict_sr[0])[0])
+    if diagnosed:
+        want = (f"tumor.{answer['label_index']}", answer["display_en"])
+        probability = answer["probabilities"][answer["label"]]
+        if facts["finding"] != want or abs(facts["numbers"].get("122157", -1) - probability) > 1e-9:
+            raise CheckFailed(f"the SR says {facts['finding']} {facts['numbers']}, /predict {want} {probability}")
+        said = f"{facts['finding'][1]}, p={probability:.3f} = /predict"
+    else:
+        codes = {"not_a_brain_mri": "not-brain-mri", "wrong_task": "wrong-task"}
+        if facts["finding"] is not None or facts["outcome"] != codes.get(answer["outcome"]):
+            raise CheckFailed(f"the SR says {facts['finding']} {facts['outcome']}, /predict {answer['outcome']}")
+        said = f"outcome {facts['outcome']} = /predict"
+    if facts["sources"] != series.sop_uids or any(o.StudyInstanceUID != series.study_uid for o in ours):
+        raise CheckFailed(f"the SR references {facts['sources']}, not the slice {series.sop_uids}")
+    return (f"{stack.orthanc_image}: Orthanc {system.get('Version')} '{system.get('Name')}', plugins {plugins}, "
+            f"up {stored - t0:.0f} s after `--profile pacs up`; one glioma MR slice stored by STOW-RS; bridge "
+            f"'{line}' {took:.0f} s later; in its study an SR ({said})"
+            + (f", the explanation's SR and {len(images)} heatmap images" if diagnosed else ""))
+
+
 def gpu_reservation(args: argparse.Namespace, workdir: Path) -> str:
     """docker-compose.yml alone: the worker container asks the engine for one NVIDIA GPU (DeviceRequests).
 
@@ -605,7 +751,7 @@ def gpu_reservation(args: argparse.Namespace, workdir: Path) -> str:
 
 
 def teardown(stack: Stack) -> str:
-    stack.compose("--profile", "bot", "down", "-v", "--remove-orphans", "--timeout", "30", timeout=240)
+    stack.compose(*PROFILES, "down", "-v", "--remove-orphans", "--timeout", "30", timeout=240)
     left = stack.leftovers()
     if left:
         raise CheckFailed(f"left behind: {left}")
@@ -628,6 +774,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true",
                         help="without docker-compose.cpu.yml: the worker reserves an NVIDIA GPU")
     parser.add_argument("--skip-bot", action="store_true", help="leave out the bot profile")
+    parser.add_argument("--orthanc-image", default=ORTHANC_IMAGE,
+                        help="the orthanc service's image (default $ORTHANC_IMAGE or docker-compose.yml's); the "
+                             "pacs check is skipped when it is not on this host (dev/orthanc builds a stand-in)")
+    parser.add_argument("--skip-pacs", action="store_true", help="leave out the pacs profile")
     args = parser.parse_args(argv)
 
     problem = docker_problem()
@@ -650,16 +800,27 @@ def main(argv: list[str] | None = None) -> int:
             result.check("image", lambda: image_facts(args.image), critical=True)
             if args.gpu:  # docker-compose.yml alone names the worker's image <tag>-cuda
                 run(["docker", "tag", args.image, f"{args.image}-cuda"])
-            stack = Stack(args.image, args.gpu, Path(tmp))
+            stack = Stack(args.image, args.gpu, Path(tmp), args.orthanc_image)
             log(f"project {stack.project}: inference on 127.0.0.1:{stack.inference_port}, "
                 f"explain on 127.0.0.1:{stack.explain_port}")
             client = Client(stack)
             state: dict = {}
             result.check("start: all services healthy, both /readyz 200", lambda: start(stack, client),
                          critical=True)
+            result.check("OOD statistics fitted on the shipped models", lambda: ood_statistics_in_use(stack))
             result.check("POST /predict", lambda: predict(client))
             result.check("POST /predict/study", lambda: predict_study(client))
             result.check("POST /explain -> finished -> panel.png", lambda: explain(client, state))
+            result.check("web page: login, /api/analyse, heatmaps through the page", lambda: web_page(stack, client))
+            if args.skip_pacs:
+                log("SKIP pacs profile: --skip-pacs")
+            elif not image_present(args.orthanc_image):
+                log(f"SKIP pacs profile: image {args.orthanc_image} is not on this host (docker pull it, or build "
+                    "the stand-in: docker build -t diseaseid-orthanc:debian dev/orthanc, then --orthanc-image "
+                    "diseaseid-orthanc:debian)")
+            else:
+                result.check("pacs profile: a series stored into Orthanc comes back with our SR and heatmaps",
+                             lambda: pacs(stack, client))
             result.check("worker SIGKILLed mid-job: restarted by Docker, job finishes",
                          lambda: kill_worker_mid_job(stack, client))
             result.check("restart redis: jobs survive, 503 JSON meanwhile, recovery without restarts",

@@ -44,6 +44,13 @@ def test_the_override_drops_env_files_and_sets_test_settings(compose_test, tmp_p
     for name, service in override.items():
         assert service["env_file"].tag == "!reset", name  # a developer's .env stays out of the containers
         assert service["environment"]["OMP_NUM_THREADS"] == "1"
+    # The page answers the host only with a login; the test's, on a published port of its own.
+    assert override["web"]["environment"]["DISEASEID_WEB_USERS"] == ":".join(stack.web_login)
+    assert len(stack.web_login[1]) >= 16
+    ports = {stack.inference_port, stack.explain_port, stack.web_port, stack.orthanc_port, stack.orthanc_dicom_port}
+    assert len(ports) == 5 and stack.env["WEB_PUBLISH"] == str(stack.web_port)
+    assert stack.env["ORTHANC_PUBLISH"] == str(stack.orthanc_port)
+    assert stack.env["ORTHANC_IMAGE"] == compose_test.ORTHANC_IMAGE
     delay = str(compose_test.JOB_DELAY_S)
     assert override["explain-api"]["environment"]["DISEASEID_EXPLAIN_DEBUG_DELAY_S"] == delay
     assert override["explain-worker"]["environment"]["DISEASEID_EXPLAIN_DEBUG_DELAY_S"] == delay
@@ -54,16 +61,29 @@ def test_the_override_drops_env_files_and_sets_test_settings(compose_test, tmp_p
     assert re.fullmatch(r"diseaseid-ct-[0-9a-f]{6}", stack.project)
     assert stack.project != compose_test.Stack("diseaseid:latest", False, tmp_path / "other").project
     assert stack.env["DISEASEID_IMAGE"] == "diseaseid" and stack.env["DISEASEID_TAG"] == "latest"
-    assert stack.inference_port != stack.explain_port
+
+    other = compose_test.Stack("diseaseid:latest", False, tmp_path / "pacs", orthanc_image="diseaseid-orthanc:debian")
+    assert other.env["ORTHANC_IMAGE"] == "diseaseid-orthanc:debian"
+
+
+def test_teardown_and_diagnostics_name_every_profile(compose_test) -> None:
+    """`down -v` must remove the bot's, Orthanc's and the bridge's containers and volumes too."""
+    profiles = {compose_test.PROFILES[i + 1] for i, a in enumerate(compose_test.PROFILES) if a == "--profile"}
+    named = {p for s in load_compose(COMPOSE)["services"].values() for p in s.get("profiles", [])}
+    assert named and profiles == named
 
 
 @pytest.mark.skipif(not docker_compose_available(), reason="no `docker compose` plugin on this machine")
 def test_docker_compose_accepts_the_override(compose_test, tmp_path) -> None:
     stack = compose_test.Stack("diseaseid:latest", gpu=False, workdir=tmp_path)
-    result = stack.compose("--profile", "bot", "config", "--format", "json", check=False, quiet=True, timeout=60)
+    result = stack.compose(*compose_test.PROFILES, "config", "--format", "json", check=False, quiet=True, timeout=60)
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert services["inference"]["environment"]["OMP_NUM_THREADS"] == "1"
+    assert services["web"]["ports"][0]["published"] == str(stack.web_port)
+    assert services["orthanc"]["image"] == stack.orthanc_image
+    assert {p["published"] for p in services["orthanc"]["ports"]} == {str(stack.orthanc_port),
+                                                                      str(stack.orthanc_dicom_port)}
     assert "TELEGRAM_BOT_TOKEN" in services["bot"]["environment"]
     assert services["explain-worker"]["image"] == "diseaseid:latest"  # the CPU override's image
     assert not services["explain-worker"].get("deploy", {}).get("resources", {}).get("reservations", {}).get(
