@@ -71,9 +71,14 @@ def bars(page) -> list[tuple[str, str]]:
 
 def wait_heatmaps(page) -> None:
     page.wait_for_selector("#maps img[data-method=lrp]", timeout=90_000)
-    # Both pictures really loaded (a broken image has no natural width).
-    page.wait_for_function("Array.from(document.querySelectorAll('#maps img'))"
-                           ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+    # Both pictures really loaded (a broken image has no natural width). Polled with evaluate: the page's
+    # Content Security Policy forbids the eval that wait_for_function's polling uses.
+    loaded = "() => Array.from(document.querySelectorAll('#maps img')).every(i => i.complete && i.naturalWidth > 0)"
+    for _ in range(300):
+        if page.evaluate(loaded):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("the heatmap images did not finish loading within 30 s")
 
 
 def test_tumour_slice_conclusion_chart_then_heatmaps(tab, web_stack, tumor_slice):
