@@ -35,7 +35,8 @@ def cmd_cv(args) -> int:
     unknown = [n for n in names if n not in HEADS]
     if unknown:
         raise SystemExit(f"unknown heads {unknown}; choose from {', '.join(HEADS)}")
-    ds, bags = load_bags(args.task, args.data)
+    copies = 3 if any(n.endswith("-aug3") for n in names) else 1  # perturbed copies the heads read
+    ds, bags = load_bags(args.task, args.data, copies=copies)
     counts = np.bincount(bags.labels, minlength=ds.task.num_classes)
     print(f"[{args.task}] {len(bags.subjects)} subjects {dict(zip(ds.task.classes, counts.tolist()))}; "
           f"{args.folds}-fold x {args.repeats}, grouped by subject, stratified", flush=True)

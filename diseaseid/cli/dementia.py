@@ -12,9 +12,9 @@ def register(sub) -> None:
     p = sub.add_parser("ship-dementia", help="fit the cross-validated dementia slice and study heads on every "
                                              "subject and write them with their CV figures")
     p.add_argument("--study-head", default="slice-linear", choices=sorted(STUDY_HEADS))
-    p.add_argument("--augmented", action="store_true",
-                   help="fit the slice classifiers on every slice and one perturbed copy of it "
-                        "(cross-validated as slice-linear-aug and student-slice-linear-aug)")
+    p.add_argument("--augmented", type=int, nargs="?", const=1, default=0, choices=(0, 1, 3), metavar="COPIES",
+                   help="fit the slice classifiers on every slice and COPIES perturbed copies of it, 1 when "
+                        "given alone (cross-validated as slice-linear-aug[3] and student-slice-linear-aug[3])")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)

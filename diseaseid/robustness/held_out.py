@@ -38,6 +38,15 @@ def frozen_head_l2(card: dict) -> float | None:
     return float(l2) if l2 is not None else None
 
 
+def perturbed_copies(card: dict) -> int:
+    """How many perturbed copies of every slice a card's head was fitted beside (cards written before the count
+    was recorded name one copy in their recipe)."""
+    training = card.get("training", {})
+    if "perturbed_copies" in training:
+        return int(training["perturbed_copies"])
+    return 1 if "acquisition change" in training.get("recipe", "") else 0
+
+
 def held_out_heads(task: str, roles: tuple[str, ...], sample_files: list[str]) -> dict[str, HeldOutHead]:
     """For each role whose shipped model is a frozen-feature linear head: that head refitted on every subject of
     the task's data set except those of ``sample_files``."""
@@ -45,7 +54,7 @@ def held_out_heads(task: str, roles: tuple[str, ...], sample_files: list[str]) -
     from diseaseid.models import load_model
     from diseaseid.paths import task_data_dir, weights_dir
     from diseaseid.tasks import get_task
-    from diseaseid.train.embeddings import cached_model_embeddings, cached_perturbed_model_embeddings
+    from diseaseid.train.embeddings import PERTURBED_SEEDS, cached_model_embeddings, cached_perturbed_model_embeddings
     from diseaseid.train.subject_heads import LinearHead
 
     t = get_task(task)
@@ -62,12 +71,10 @@ def held_out_heads(task: str, roles: tuple[str, ...], sample_files: list[str]) -
         l2 = frozen_head_l2(card)
         if l2 is None:
             continue
-        x = cached_model_embeddings(ds, path)[train]
-        y = ds.labels[train]
-        if "acquisition change" in card["training"].get("recipe", ""):  # fitted beside perturbed copies
-            x = np.concatenate([x, cached_perturbed_model_embeddings(ds, path)[train]])
-            y = np.concatenate([y, y])
-        fit = LinearHead(l2=l2).fit(x, y)
+        copies = perturbed_copies(card)
+        x = [cached_model_embeddings(ds, path)[train]]
+        x += [cached_perturbed_model_embeddings(ds, path, seed=PERTURBED_SEEDS[i])[train] for i in range(copies)]
+        fit = LinearHead(l2=l2).fit(np.concatenate(x), np.tile(ds.labels[train], copies + 1))
         heads[role] = HeldOutHead(model.eval(), fit.weight, fit.bias, len({s for s, k in zip(ds.subjects, train)
                                                                             if k}))
     return heads

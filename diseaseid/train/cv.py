@@ -152,28 +152,34 @@ def cross_validate(bags: Bags, head, classes, folds: int = 5, repeats: int = 3, 
     return out
 
 
-def load_bags(task: str, data: str | None = None):
+def load_bags(task: str, data: str | None = None, copies: int = 1):
     """Every subject of the task's data set with its cached embeddings (ImageNet Lite0 final and mid-level,
-    both joined as ``all``, and the CSF features)."""
+    both joined as ``all``, and the CSF features), and those of ``copies`` perturbed copies of every slice
+    (``final_aug``, ``final_aug_2``, ...; the student's likewise)."""
     from diseaseid.paths import task_data_dir, weights_dir
     from diseaseid.tasks import get_task
     from diseaseid.train.embeddings import (
+        PERTURBED_SEEDS,
         cached_embeddings,
         cached_model_embeddings,
         cached_perturbed_embeddings,
         cached_perturbed_model_embeddings,
+        perturbed_key,
     )
     from diseaseid.train.subject_heads import csf_features
 
     t = get_task(task)
     ds = ImageFolder.scan(data or task_data_dir(t), t)
     feats = cached_embeddings(ds)
-    feats = {**feats, "all": np.concatenate([feats["final"], feats["mid"]], 1), "csf": csf_features(ds.images),
-             "final_aug": cached_perturbed_embeddings(ds)}
+    feats = {**feats, "all": np.concatenate([feats["final"], feats["mid"]], 1), "csf": csf_features(ds.images)}
+    for i in range(copies):
+        feats[perturbed_key("final", i)] = cached_perturbed_embeddings(ds, seed=PERTURBED_SEEDS[i])
     student = weights_dir() / task / "student.safetensors"
     if student.exists():  # the shipped ConvNet1's convolutional features (its head may be refitted on them)
         feats["student"] = cached_model_embeddings(ds, student)
-        feats["student_aug"] = cached_perturbed_model_embeddings(ds, student)
+        for i in range(copies):
+            feats[perturbed_key("student", i)] = cached_perturbed_model_embeddings(ds, student,
+                                                                                  seed=PERTURBED_SEEDS[i])
     return ds, subject_bags(ds, feats)
 
 

@@ -57,8 +57,34 @@ def _oof_slice_report(result: dict, bags, classes) -> tuple[dict, np.ndarray, np
     return report, np.log(np.clip(probs, 1e-9, 1)), labels
 
 
+def _augmented_head(name: str, copies: int) -> str:
+    """The cross-validated head fitted beside ``copies`` perturbed copies: ``slice-linear`` (0),
+    ``slice-linear-aug`` (1), ``slice-linear-aug3`` (3); likewise for ``student-slice-linear``."""
+    return name + {0: "", 1: "-aug"}.get(copies, f"-aug{copies}")
+
+
+def _copies_text(copies: int) -> str:
+    if copies == 0:
+        return ""
+    if copies == 1:
+        return " and on one copy of it under a random realistic acquisition change"
+    return f" and on {copies} copies of it, each under its own random realistic acquisition change"
+
+
+def _fit_beside_copies(bags, key: str, copies: int, l2: float):
+    """A logistic-regression head fitted on every slice's ``key`` features and on those of its ``copies``
+    perturbed copies."""
+    from diseaseid.train.embeddings import perturbed_key
+    from diseaseid.train.subject_heads import LinearHead
+
+    x = np.concatenate([b[key] for b in bags.bags])
+    y = np.repeat(bags.labels, [len(b[key]) for b in bags.bags])
+    xs = [x] + [np.concatenate([b[perturbed_key(key, i)] for b in bags.bags]) for i in range(copies)]
+    return LinearHead(l2=l2).fit(np.concatenate(xs), np.tile(y, copies + 1))
+
+
 def _slice_model_card(role: str, arch: str, ds, bags, result: dict, logits: np.ndarray, labels: np.ndarray,
-                      model: torch.nn.Module, recipe: str, l2: float) -> dict:
+                      model: torch.nn.Module, recipe: str, l2: float, copies: int = 0) -> dict:
     from diseaseid.ood.fit import energy_summary
     from diseaseid.train.calibration import calibration_summary
     from diseaseid.train.trainer import predict_logits
@@ -68,7 +94,8 @@ def _slice_model_card(role: str, arch: str, ds, bags, result: dict, logits: np.n
     in_sample = predict_logits(model, ds.images)
     return {
         "task": "dementia", "role": role, "arch": arch, "arch_args": {}, "classes": list(ds.task.classes),
-        "training": {"recipe": recipe, "l2": l2, "class_weights": "none", "n_train": len(ds),
+        "training": {"recipe": recipe, "l2": l2, "perturbed_copies": copies, "class_weights": "none",
+                     "n_train": len(ds),
                      "subjects": len(bags.subjects), "device": "cpu",
                      "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
         "metrics": {
@@ -101,22 +128,15 @@ def _cross_validated(bags, name: str, classes, folds: int, repeats: int) -> dict
     return r
 
 
-def fit_teacher(ds, bags, out: Path, augmented: bool = False, folds: int = 5, repeats: int = 3
+def fit_teacher(ds, bags, out: Path, copies: int = 0, folds: int = 5, repeats: int = 3
                 ) -> tuple[Path, torch.nn.Module, dict]:
-    """ImageNet Lite0 + a slice classifier fitted on every slice (and, ``augmented``, one perturbed copy of each),
+    """ImageNet Lite0 + a slice classifier fitted on every slice (and on ``copies`` perturbed copies of each),
     written to ``out/teacher.*``: (its weights, the model, its cross-validation result)."""
     from diseaseid.models import create_model, save_model
-    from diseaseid.train.subject_heads import LinearHead
 
     task = ds.task
-    result = _cross_validated(bags, "slice-linear-aug" if augmented else "slice-linear", task.classes, folds, repeats)
-    x = np.concatenate([b["final"] for b in bags.bags])
-    y = np.repeat(bags.labels, [len(b["final"]) for b in bags.bags])
-    if augmented:  # every slice and one copy under a random realistic acquisition change
-        head = LinearHead(l2=100.0).fit(np.concatenate([x, np.concatenate([b["final_aug"] for b in bags.bags])]),
-                                        np.concatenate([y, y]))
-    else:
-        head = LinearHead(l2=100.0).fit(x, y)
+    result = _cross_validated(bags, _augmented_head("slice-linear", copies), task.classes, folds, repeats)
+    head = _fit_beside_copies(bags, "final", copies, l2=100.0)
     teacher = create_model("lite0", num_classes=task.num_classes, pretrained=True).eval()
     with torch.no_grad():
         teacher.classifier.weight.copy_(torch.from_numpy(head.weight).float())
@@ -124,33 +144,24 @@ def fit_teacher(ds, bags, out: Path, augmented: bool = False, folds: int = 5, re
     _, logits, labels = _oof_slice_report(result, bags, task.classes)
     card = _slice_model_card("teacher", "lite0", ds, bags, result, logits, labels, teacher,
                              "ImageNet EfficientNet-Lite0 frozen; logistic regression on each slice's pooled "
-                             "1280-d features" + (" and on those of one copy of it under a random realistic "
-                                                  "acquisition change" if augmented else ""), 100.0)
-    if augmented:
-        card["command"] += " --augmented"
+                             "1280-d features" + _copies_text(copies), 100.0, copies)
+    if copies:
+        card["command"] += f" --augmented {copies}"
     return save_model(teacher, out / "teacher", card, dtype=torch.float32), teacher, result
 
 
-def fit_student(ds, bags, out: Path, augmented: bool = False, folds: int = 5, repeats: int = 3) -> Path | None:
-    """The shipped ConvNet1's convolutions + a classifier refitted on every slice (and, ``augmented``, one perturbed
-    copy of each), written to ``out/student.*``; None where the bags hold no student embeddings (no shipped
+def fit_student(ds, bags, out: Path, copies: int = 0, folds: int = 5, repeats: int = 3) -> Path | None:
+    """The shipped ConvNet1's convolutions + a classifier refitted on every slice (and on ``copies`` perturbed
+    copies of each), written to ``out/student.*``; None where the bags hold no student embeddings (no shipped
     student)."""
     from diseaseid.models import load_model, save_model
     from diseaseid.paths import weights_dir
-    from diseaseid.train.subject_heads import LinearHead
 
     if "student" not in bags.bags[0]:
         return None
     task = ds.task
-    result = _cross_validated(bags, "student-slice-linear-aug" if augmented else "student-slice-linear",
-                              task.classes, folds, repeats)
-    xs = np.concatenate([b["student"] for b in bags.bags])
-    y = np.repeat(bags.labels, [len(b["final"]) for b in bags.bags])
-    if augmented:  # as the teacher's: every slice and one perturbed copy of it
-        xa = np.concatenate([b["student_aug"] for b in bags.bags])
-        head = LinearHead(l2=1000.0).fit(np.concatenate([xs, xa]), np.concatenate([y, y]))
-    else:
-        head = LinearHead(l2=1000.0).fit(xs, y)
+    result = _cross_validated(bags, _augmented_head("student-slice-linear", copies), task.classes, folds, repeats)
+    head = _fit_beside_copies(bags, "student", copies, l2=1000.0)
     student, old = load_model(weights_dir() / "dementia" / "student.safetensors")
     with torch.no_grad():
         student.classifier.weight.copy_(torch.from_numpy(head.weight).float())
@@ -158,9 +169,8 @@ def fit_student(ds, bags, out: Path, augmented: bool = False, folds: int = 5, re
     _, logits, labels = _oof_slice_report(result, bags, task.classes)
     card = _slice_model_card("student", old["arch"], ds, bags, result, logits, labels, student.eval(),
                              f"the ConvNet1 of {old.get('version')} with its convolutions frozen; its "
-                             "classifier refitted by logistic regression on every slice"
-                             + (" and on one copy of it under a random realistic acquisition change"
-                                if augmented else ""), 1000.0)
+                             "classifier refitted by logistic regression on every slice" + _copies_text(copies),
+                             1000.0, copies)
     card["arch_args"] = old.get("arch_args", {})
     return save_model(student, out / "student", card)
 
@@ -209,18 +219,19 @@ def fit_study_head(ds, bags, out: Path, study_head: str, teacher: torch.nn.Modul
     return save_model(head_model, out / "mil", card, dtype=torch.float32)
 
 
-def fit_dementia_models(out: str | Path, study_head: str = "slice-linear", augmented: bool = False, folds: int = 5,
+def fit_dementia_models(out: str | Path, study_head: str = "slice-linear", copies: int = 0, folds: int = 5,
                         repeats: int = 3) -> dict[str, Path]:
     """Fit the teacher, the student (where one is shipped) and the study head on every subject, with their
-    cross-validated cards, into ``out``: role -> weights written."""
+    cross-validated cards, into ``out``: role -> weights written. ``copies``: perturbed copies of every slice
+    the slice classifiers are fitted beside (0, 1 or 3)."""
     from diseaseid.train.cv import load_bags
 
-    ds, bags = load_bags("dementia")
+    ds, bags = load_bags("dementia", copies=copies)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    written["teacher"], teacher, teacher_result = fit_teacher(ds, bags, out, augmented, folds, repeats)
-    student = fit_student(ds, bags, out, augmented, folds, repeats)
+    written["teacher"], teacher, teacher_result = fit_teacher(ds, bags, out, copies, folds, repeats)
+    student = fit_student(ds, bags, out, copies, folds, repeats)
     if student is not None:
         written["student"] = student
     written["mil"] = fit_study_head(ds, bags, out, study_head, teacher, written["teacher"], teacher_result, folds,

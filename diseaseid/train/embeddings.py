@@ -97,6 +97,16 @@ def cached_model_embeddings(ds: ImageFolder, weights: str | Path, cache_dir: Pat
     return feats
 
 
+PERTURBED_SEEDS = (7, 8, 9)
+"""Seeds of the perturbed copies a frozen-feature head may be fitted beside: copy ``i`` is drawn with
+``PERTURBED_SEEDS[i]`` (one random realistic acquisition change per slice and copy)."""
+
+
+def perturbed_key(key: str, copy: int) -> str:
+    """The bag key of copy ``copy`` (0-based) of feature ``key``: ``final_aug``, ``final_aug_2``, ..."""
+    return f"{key}_aug" + (f"_{copy + 1}" if copy else "")
+
+
 def cached_perturbed_embeddings(ds: ImageFolder, seed: int = 7, cache_dir: Path = CACHE_DIR) -> np.ndarray:
     """ImageNet Lite0 final embeddings of each slice of ``ds`` under one random realistic acquisition change
     (:func:`diseaseid.robustness.evaluate.perturbed_images`): the augmented copies a frozen-feature head is

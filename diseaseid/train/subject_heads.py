@@ -185,11 +185,14 @@ def slice_linear(train_bags, y, test_bags, l2: float, balanced: bool, key: str =
     return HeadResult(subj / subj.sum(1, keepdims=True), np.stack(slice_probs))
 
 
-def slice_linear_augmented(train_bags, y, test_bags, l2: float, key: str = "final",
-                           augmented: str = "final_aug") -> HeadResult:
-    """:func:`slice_linear` fitted on every training slice and one perturbed copy of it (``augmented``: the same
-    slices under a random realistic acquisition change), tested on the clean slices."""
-    aug = [{key: np.concatenate([b[key], b[augmented]])} for b in train_bags]
+def slice_linear_augmented(train_bags, y, test_bags, l2: float, key: str = "final", copies: int = 1
+                           ) -> HeadResult:
+    """:func:`slice_linear` fitted on every training slice and ``copies`` perturbed copies of it (bag keys
+    ``<key>_aug``, ``<key>_aug_2``, ...: the same slices, each under a random realistic acquisition change),
+    tested on the clean slices."""
+    from diseaseid.train.embeddings import perturbed_key
+
+    aug = [{key: np.concatenate([b[key]] + [b[perturbed_key(key, i)] for i in range(copies)])} for b in train_bags]
     return slice_linear(aug, y, test_bags, l2=l2, balanced=False, key=key)
 
 
@@ -274,6 +277,9 @@ HEADS = {
     "slice-linear-aug": ("slice-linear fitted on every slice and one copy under a random realistic acquisition "
                          "change (noise, field of view, intensity, bias, JPEG, ...), tested on the clean slices",
                          lambda tr, y, te: slice_linear_augmented(tr, y, te, l2=100.0)),
+    "slice-linear-aug3": ("slice-linear fitted on every slice and three copies of it, each under its own random "
+                          "realistic acquisition change, tested on the clean slices",
+                          lambda tr, y, te: slice_linear_augmented(tr, y, te, l2=100.0, copies=3)),
     "slice-linear-balanced": ("the same, class-balanced loss, prior-corrected",
                               lambda tr, y, te: slice_linear(tr, y, te, l2=100.0, balanced=True)),
     "slice-linear-multiscale": ("slice logistic regression on 1280-d + 232-d mid-level embeddings",
@@ -283,8 +289,11 @@ HEADS = {
                              lambda tr, y, te: slice_linear(tr, y, te, l2=1000.0, balanced=False, key="student")),
     "student-slice-linear-aug": ("student-slice-linear fitted on every slice and one copy under a random realistic "
                                  "acquisition change, tested on the clean slices",
-                                 lambda tr, y, te: slice_linear_augmented(tr, y, te, l2=1000.0, key="student",
-                                                                          augmented="student_aug")),
+                                 lambda tr, y, te: slice_linear_augmented(tr, y, te, l2=1000.0, key="student")),
+    "student-slice-linear-aug3": ("student-slice-linear fitted on every slice and three copies of it, each under "
+                                  "its own random realistic acquisition change, tested on the clean slices",
+                                  lambda tr, y, te: slice_linear_augmented(tr, y, te, l2=1000.0, key="student",
+                                                                           copies=3)),
     "mean-linear": ("logistic regression on the subject's mean embedding",
                     lambda tr, y, te: bag_linear(tr, y, te, l2=30.0, balanced=False)),
     "mean-linear-balanced": ("the same, class-balanced, prior-corrected",

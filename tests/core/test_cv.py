@@ -180,6 +180,14 @@ def test_augmented_slice_head_fits_on_both_copies_and_tests_on_clean():
     assert np.allclose(got.subject_probs, want.subject_probs)
     clean_only = slice_linear(train, y, test, l2=1.0, balanced=False)
     assert not np.allclose(got.subject_probs, clean_only.subject_probs)  # the copies were used
+    # three copies: the keys final_aug, final_aug_2, final_aug_3, all of them read
+    for b in train:
+        b["final_aug_2"], b["final_aug_3"] = rng.normal(b["final"], 2.0), rng.normal(b["final"], 4.0)
+    got3 = slice_linear_augmented(train, y, test, l2=1.0, copies=3)
+    merged3 = [{"final": np.concatenate([b["final"], b["final_aug"], b["final_aug_2"], b["final_aug_3"]])}
+               for b in train]
+    assert np.allclose(got3.subject_probs, slice_linear(merged3, y, test, l2=1.0, balanced=False).subject_probs)
+    assert not np.allclose(got3.subject_probs, got.subject_probs)
     assert got.subject_probs[0].argmax() == 0 and got.subject_probs[1].argmax() == 1
 
 
@@ -209,3 +217,24 @@ def test_choice_nested_picks_inside_the_training_subjects():
     assert np.array_equal(out.subject_probs.argmax(1), y[18:])
     assert all(n <= 18 for _, n in calls)  # never fitted on the test subjects
     assert calls[-1] == ("oracle", 18)  # the winner refitted on every training subject
+
+
+def test_ship_dementia_augmented_takes_a_copy_count():
+    """``--augmented`` alone is one perturbed copy (as before), ``--augmented 3`` three; other counts are refused
+    (only 0, 1 and 3 have cross-validated heads); each count names its cross-validated head."""
+    import argparse
+
+    from diseaseid.cli import dementia
+    from diseaseid.train.dementia_models import _augmented_head
+    from diseaseid.train.subject_heads import HEADS
+
+    parser = argparse.ArgumentParser()
+    dementia.register(parser.add_subparsers())
+    assert parser.parse_args(["ship-dementia"]).augmented == 0
+    assert parser.parse_args(["ship-dementia", "--augmented"]).augmented == 1
+    assert parser.parse_args(["ship-dementia", "--augmented", "3"]).augmented == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ship-dementia", "--augmented", "2"])
+    for copies, suffix in ((0, ""), (1, "-aug"), (3, "-aug3")):
+        for base in ("slice-linear", "student-slice-linear"):
+            assert _augmented_head(base, copies) == base + suffix and base + suffix in HEADS

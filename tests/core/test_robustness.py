@@ -185,3 +185,15 @@ def test_held_out_head_reads_the_classifier_input():
         hook.remove()
     expected = np.argmax(feats["x"].double().numpy() @ w.T + b, axis=1)
     assert (head.labels(images) == expected).all()
+
+
+def test_perturbed_copies_read_from_the_card():
+    """The held-out refit uses as many perturbed copies as the shipped head was fitted beside: the recorded
+    count, else one for a recipe that names an acquisition change (cards before the count), else none."""
+    from diseaseid.robustness.held_out import perturbed_copies
+
+    assert perturbed_copies({"training": {"perturbed_copies": 3, "recipe": "x"}}) == 3
+    assert perturbed_copies({"training": {"perturbed_copies": 0, "recipe": "... acquisition change"}}) == 0
+    assert perturbed_copies({"training": {"recipe": "... one copy under a random realistic acquisition change"}}) == 1
+    assert perturbed_copies({"training": {"recipe": "logistic regression on every slice"}}) == 0
+    assert perturbed_copies({}) == 0
