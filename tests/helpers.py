@@ -1,13 +1,19 @@
-"""Helpers every test package shares: encoded images, free ports and DICOM files built from pixels.
+"""Helpers every test package shares: encoded images, free ports, a loopback HTTP server and DICOM files built
+from pixels.
 
 Imported, never collected (no ``test_`` prefix); only the standard library, NumPy, Pillow and pydicom, so any
 test can use them without loading torch.
 """
 from __future__ import annotations
 
+import http.server
 import io
+import json
 import socket
+import threading
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +29,35 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler for :func:`http_server` that logs nothing; :meth:`reply` answers one request."""
+
+    def reply(self, status: int, body: object, content_type: str = "application/json") -> None:
+        """``body`` (bytes, text, or anything else as JSON) with ``status``."""
+        if isinstance(body, str):
+            body = body.encode()
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served by a thread on a free loopback port; yields the server's URL, stops it afterwards."""
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
 
 
 def png_bytes(image: np.ndarray | Image.Image | Path | str, mode: str | None = None, **save: object) -> bytes:

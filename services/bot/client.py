@@ -19,21 +19,12 @@ from services.bot.views import (
     read_prediction,
     read_study,
 )
+from services.common.service_client import AsyncServiceClient, ServiceCallError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EXPLAIN_IMAGES = ("gradcam", "lrp", "panel")
-
-
-class ServiceCallError(Exception):
-    """A call to one of our services gave no answer; `code` is the service's error code when it sent one.
-
-    (Not services.common.errors.ServiceError, which a service raises to answer with an error.)"""
-
-    def __init__(self, service: str, message: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(f"{service}: {message}")
-        self.service, self.message, self.status, self.code = service, message, status, code
 
 
 class ServiceUnavailable(ServiceCallError):
@@ -57,51 +48,22 @@ class UnexpectedAnswer(ServiceUnavailable):
     service and a bot of different versions. Logged; the user is told to try again later."""
 
 
-def _error_of(response: httpx.Response) -> tuple[str | None, str]:
-    """The `{"error": {"code", "message"}}` body of our services, or FastAPI's `{"detail"}`."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None, response.text[:200]
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            return error.get("code"), str(error.get("message", ""))
-        if "detail" in body:
-            return None, str(body["detail"])[:200]
-    return None, str(body)[:200]
+class DiseaseIdClient(AsyncServiceClient):
+    """The bot's client: a failed call is :class:`ServiceUnavailable` (try again later; a timeout is
+    :class:`ServiceTimeout`) or :class:`InputRejected` (the service refused this upload)."""
 
+    default_timeout_s = 30.0
+    _class_names: dict[str, ClassNames] | None = None  # read once, on first use
 
-class DiseaseIdClient:
-    def __init__(self, inference_url: str, explain_url: str, *, api_key: str | None = None,
-                 timeout_s: float = 30.0, transport: httpx.AsyncBaseTransport | None = None):
-        headers = {"X-API-Key": api_key} if api_key else {}
-        self.inference_url = inference_url.rstrip("/")
-        self.explain_url = explain_url.rstrip("/")
-        self._http = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s, connect=5.0),
-                                       transport=transport)
-        self._class_names: dict[str, ClassNames] | None = None
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _request(self, service: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await self._http.request(method, url, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ServiceTimeout(service, "timed out") from exc
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable(service, type(exc).__name__) from exc
-        if response.is_success:
-            return response
-        code, message = _error_of(response)
-        if response.status_code in (401, 403):
-            log.error("%s refused our API key (HTTP %s): check DISEASEID_API_KEY",
-                      service, response.status_code)
-            raise ServiceUnavailable(service, message, status=response.status_code, code=code)
-        if response.status_code in (408, 429) or response.status_code >= 500:
-            raise ServiceUnavailable(service, message, status=response.status_code, code=code)
-        raise InputRejected(service, message, status=response.status_code, code=code)
+    def failed(self, error: ServiceCallError) -> ServiceCallError:
+        status = error.status
+        if status is None:
+            kind: type[ServiceCallError] = ServiceTimeout if error.timed_out else ServiceUnavailable
+        elif status in (401, 403, 408, 429) or status >= 500:  # our key, or the service's state: not the image
+            kind = ServiceUnavailable
+        else:
+            kind = InputRejected
+        return kind(error.service, error.message, status=status, code=error.code)
 
     # inference ---------------------------------------------------------------------------------------------
     async def class_names(self, task: str) -> ClassNames:
@@ -111,7 +73,7 @@ class DiseaseIdClient:
         the next conclusion."""
         if self._class_names is None:
             try:
-                response = await self._request("inference", "GET", f"{self.inference_url}/models")
+                response = await self._request("inference", "GET", "/models")
                 self._class_names = parse_class_names(response.json())
             except (ServiceCallError, ValueError) as exc:
                 log.warning("could not read the class names from GET /models: %s", exc)
@@ -121,16 +83,14 @@ class DiseaseIdClient:
     async def predict(self, image: Upload, task: str, role: str | None = None) -> ConclusionView:
         data = {"task": task, **({"role": role} if role else {})}
         files = {"file": (image.filename, image.content, image.content_type)}
-        response = await self._request("inference", "POST", f"{self.inference_url}/predict",
-                                       data=data, files=files)
+        response = await self._request("inference", "POST", "/predict", data=data, files=files)
         class_names = await self.class_names(task)
         return _read("inference", response, lambda body: read_prediction(body, class_names))
 
     async def predict_study(self, images: list[Upload], task: str, role: str | None = None) -> ConclusionView:
         data = {"task": task, **({"role": role} if role else {})}
         files = [("files", (im.filename, im.content, im.content_type)) for im in images]
-        response = await self._request("inference", "POST", f"{self.inference_url}/predict/study",
-                                       data=data, files=files)
+        response = await self._request("inference", "POST", "/predict/study", data=data, files=files)
         class_names = await self.class_names(task)
         return _read("inference", response, lambda body: read_study(body, class_names))
 
@@ -138,15 +98,14 @@ class DiseaseIdClient:
     async def submit_explain(self, image: Upload, task: str, role: str | None = None) -> str:
         data = {"task": task, **({"role": role} if role else {})}
         files = {"file": (image.filename, image.content, image.content_type)}
-        response = await self._request("explain", "POST", f"{self.explain_url}/explain",
-                                       data=data, files=files)
+        response = await self._request("explain", "POST", "/explain", data=data, files=files)
         return str(response.json()["job_id"])
 
     async def explain_status(self, job_id: str, wait_s: float = 0.0) -> dict[str, Any]:
         """The job's state; `wait_s` > 0 asks the service to answer once the job ends (long poll)."""
         params = {"wait": f"{wait_s:.1f}"} if wait_s > 0 else None
-        response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}",
-                                       params=params, timeout=self._http.timeout.read + wait_s)
+        response = await self._request("explain", "GET", f"/explain/{job_id}",
+                                       params=params, timeout=self.timeout_s + wait_s)
         return response.json()
 
     async def wait_explain(self, job_id: str, *, timeout_s: float, poll_s: float = 0.5,
@@ -169,7 +128,7 @@ class DiseaseIdClient:
             await asyncio.sleep(poll_s)
 
     async def explain_image(self, job_id: str, name: str) -> bytes:
-        response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}/{name}.png")
+        response = await self._request("explain", "GET", f"/explain/{job_id}/{name}.png")
         return response.content
 
     async def explain(self, image: Upload, task: str, *, timeout_s: float, poll_s: float = 0.5,

@@ -29,5 +29,6 @@ Modules (import from each; this package re-exports nothing): ``app`` (build_app,
 ``body_limit`` (streaming size limit), ``uploads`` (read + decode), ``images`` (format sniffing, JPEG/PNG
 decoding, DecodedImage), ``dicom`` (DICOM grey-level pipeline), ``validation`` (form values), ``auth``,
 ``metrics`` (Prometheus), ``logs``, ``healthcheck`` (the container
-probes: ``python -m services.common.healthcheck``).
+probes: ``python -m services.common.healthcheck``), ``service_client`` (the other side: the base of the bot's, the
+web page's and the PACS bridge's clients of these services, httpx only).
 """

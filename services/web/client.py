@@ -11,10 +11,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from diseaseid.answers import ExplainResult, PredictResponse, StudyResponse
+from services.common.service_client import AsyncServiceClient, ServiceCallError
 
 log = logging.getLogger("services.web")
 
@@ -43,17 +43,6 @@ class UpstreamError(Exception):
         self.service, self.status, self.code, self.message = service, status, code, message
 
 
-def _error_of(response: httpx.Response) -> tuple[str, str]:
-    try:
-        body = response.json()
-    except ValueError:
-        return "http_error", response.text[:200]
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return str(error.get("code") or "http_error"), str(error.get("message") or "")
-    return "http_error", str(body)[:200]
-
-
 def _answer(service: str, model: type[BaseModel], body: Any) -> dict[str, Any]:
     """``body`` read with its answer's model (``diseaseid.answers``) and given back as the model writes it; an
     answer off the contract (a service of another version) is an :class:`UpstreamError`, not half read."""
@@ -64,35 +53,20 @@ def _answer(service: str, model: type[BaseModel], body: Any) -> dict[str, Any]:
                             f"an answer in an unexpected shape ({exc.error_count()} errors)") from exc
 
 
-class ServicesClient:
-    def __init__(self, inference_url: str, explain_url: str, *, api_key: str | None = None,
-                 timeout_s: float = 120.0, transport: httpx.AsyncBaseTransport | None = None):
-        self.inference_url = inference_url.rstrip("/")
-        self.explain_url = explain_url.rstrip("/")
-        headers = {"X-API-Key": api_key} if api_key else {}
-        self._http = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s, connect=5.0),
-                                       transport=transport)
-        self._models: dict[str, Any] | None = None
+class ServicesClient(AsyncServiceClient):
+    """The page's client: every failed call is an :class:`UpstreamError`."""
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    default_timeout_s = 120.0
+    _models: dict[str, Any] | None = None  # read once, on first use
 
-    async def _request(self, service: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await self._http.request(method, url, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise UpstreamError(service, 504, "timeout", "no answer in time") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(service, 503, "unavailable", type(exc).__name__) from exc
-        if response.is_success:
-            return response
-        code, message = _error_of(response)
-        if response.status_code in (401, 403):
-            # Our key, not the person's upload: say so in the log, where the operator looks.
-            log.error("%s refused the page's API key (HTTP %s): check DISEASEID_API_KEY", service,
-                      response.status_code)
-            raise UpstreamError(service, 503, "unavailable", "the service refused the page's API key")
-        raise UpstreamError(service, response.status_code, code, message)
+    def failed(self, error: ServiceCallError) -> UpstreamError:
+        if error.status is None:
+            if error.timed_out:
+                return UpstreamError(error.service, 504, "timeout", "no answer in time")
+            return UpstreamError(error.service, 503, "unavailable", error.message)
+        if error.status in (401, 403):  # our key, not the person's upload
+            return UpstreamError(error.service, 503, "unavailable", "the service refused the page's API key")
+        return UpstreamError(error.service, error.status, error.code or "http_error", error.message)
 
     # inference ---------------------------------------------------------------------------------------------
     async def models(self) -> dict[str, Any]:
@@ -100,7 +74,7 @@ class ServicesClient:
         next time) while the service cannot answer."""
         if self._models is None:
             try:
-                response = await self._request("inference", "GET", f"{self.inference_url}/models", timeout=5.0)
+                response = await self._request("inference", "GET", "/models", timeout=5.0)
                 self._models = response.json()
             except (UpstreamError, ValueError) as exc:
                 log.warning("could not read GET /models: %s", exc)
@@ -117,11 +91,11 @@ class ServicesClient:
         data = {"task": task}
         if len(uploads) == 1:
             u = uploads[0]
-            response = await self._request("inference", "POST", f"{self.inference_url}/predict", data=data,
+            response = await self._request("inference", "POST", "/predict", data=data,
                                            files={"file": (u.name, u.content, u.content_type)})
         else:
             files = [("files", (u.name, u.content, u.content_type)) for u in uploads]
-            response = await self._request("inference", "POST", f"{self.inference_url}/predict/study",
+            response = await self._request("inference", "POST", "/predict/study",
                                            data=data, files=files)
         return _answer("inference", PredictResponse if len(uploads) == 1 else StudyResponse, response.json())
 
@@ -132,17 +106,17 @@ class ServicesClient:
         headers = {"Accept": DICOM}
         if len(uploads) == 1:
             u = uploads[0]
-            response = await self._request("inference", "POST", f"{self.inference_url}/predict", data=data,
+            response = await self._request("inference", "POST", "/predict", data=data,
                                            headers=headers, files={"file": (u.name, u.content, u.content_type)})
         else:
             files = [("files", (u.name, u.content, u.content_type)) for u in uploads]
-            response = await self._request("inference", "POST", f"{self.inference_url}/predict/study",
+            response = await self._request("inference", "POST", "/predict/study",
                                            data=data, headers=headers, files=files)
         return response.content
 
     async def ready(self) -> bool:
         try:
-            await self._request("inference", "GET", f"{self.inference_url}/readyz", timeout=3.0)
+            await self._request("inference", "GET", "/readyz", timeout=3.0)
         except UpstreamError:
             return False
         return True
@@ -151,7 +125,7 @@ class ServicesClient:
     async def submit_explain(self, upload: Upload, task: str, *, role: str | None = None,
                              target: str | None = None) -> str:
         data = {"task": task, **({"role": role} if role else {}), **({"target": target} if target else {})}
-        response = await self._request("explain", "POST", f"{self.explain_url}/explain", data=data,
+        response = await self._request("explain", "POST", "/explain", data=data,
                                        files={"file": (upload.name, upload.content, upload.content_type)})
         return str(response.json()["job_id"])
 
@@ -159,19 +133,19 @@ class ServicesClient:
         """The job as ``GET /explain/{id}`` shows it; ``wait_s`` > 0 lets the service answer once the job ends
         (a long poll), so the page asks a few times per job rather than many."""
         params = {"wait": f"{wait_s:.1f}"} if wait_s > 0 else None
-        response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}", params=params,
-                                       timeout=self._http.timeout.read + wait_s)
+        response = await self._request("explain", "GET", f"/explain/{job_id}", params=params,
+                                       timeout=self.timeout_s + wait_s)
         job = response.json()
         if isinstance(job, dict) and job.get("result") is not None:  # finished: the result is a typed answer
             job = {**job, "result": _answer("explain", ExplainResult, job["result"])}
         return job
 
     async def explain_png(self, job_id: str, name: str) -> bytes:
-        response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}/{name}.png")
+        response = await self._request("explain", "GET", f"/explain/{job_id}/{name}.png")
         return response.content
 
     async def explain_dicom(self, job_id: str, name: str) -> bytes:
         """One DICOM object of a finished job of a DICOM slice (``gradcam``, ``lrp``, ``panel`` or ``sr``)."""
-        response = await self._request("explain", "GET", f"{self.explain_url}/explain/{job_id}/dicom/{name}.dcm",
+        response = await self._request("explain", "GET", f"/explain/{job_id}/dicom/{name}.dcm",
                                        headers={"Accept": DICOM})
         return response.content

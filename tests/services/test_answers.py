@@ -4,16 +4,13 @@ and the form field ``role`` (``model`` its deprecated old name)."""
 from __future__ import annotations
 
 import asyncio
-import http.server
-import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 
 from diseaseid.answers import Conclusion, ExplainJobResult, ExplainResult, PredictResponse, StudyResponse, example
 from diseaseid.outcomes import OUTCOMES
+from tests.helpers import QuietHandler, http_server
 from tests.services.conftest import fixture_bytes
 
 
@@ -146,37 +143,22 @@ def test_an_older_worker_result_is_read_in_todays_shape():
         "http://h/explain/j1/lrp.png", "http://h/explain/j1/lrp.npy", 2.0)
 
 
-class _OneAnswer(http.server.BaseHTTPRequestHandler):
+class _OneAnswer(QuietHandler):
     """Answers every POST with the class's ``body`` (200) and every GET with 404."""
 
     body: dict = {}
 
     def do_POST(self):  # noqa: N802 - http.server's name
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        data = json.dumps(self.body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.reply(200, self.body)
 
     def do_GET(self):  # noqa: N802
         self.send_error(404)
 
-    def log_message(self, *args):
-        pass
 
-
-@contextmanager
-def one_answer_server(body: dict) -> Iterator[str]:
-    """A loopback HTTP server that answers every POST with ``body``; yields its URL."""
-    handler = type("Handler", (_OneAnswer,), {"body": body})
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
+def one_answer_server(body: dict) -> AbstractContextManager[str]:
+    """A loopback HTTP server that answers every POST with ``body``; yields its URL (a context manager)."""
+    return http_server(type("Handler", (_OneAnswer,), {"body": body}))
 
 
 def flat(body: dict) -> dict:
