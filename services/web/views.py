@@ -12,21 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from diseaseid.percent import percent  # whole percentages: ``>99%`` and ``<1%`` at the ends, never 100% or 0%
 from services.web.texts import t, task_name
 
 DIAGNOSIS = "diagnosis"
 # Where an answer may carry its own words for a refusal, most specific first (display_* say it today).
 _MESSAGE_FIELDS = ("message_{lang}", "notice_{lang}", "display_{lang}", "message", "notice")
-
-
-def percent(p: float) -> str:
-    """A probability as a whole percentage that never claims certainty: ``>99%`` and ``<1%`` at the ends."""
-    value = round(float(p) * 100)
-    if value >= 100:
-        return ">99%"
-    if value <= 0:
-        return "<1%"
-    return f"{value}%"
 
 
 def class_names(models: dict[str, Any], task: str) -> dict[str, dict[str, str]]:
