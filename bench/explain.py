@@ -1,10 +1,10 @@
 """Explain service benchmark: time from POST /explain to a finished job, and throughput with two workers.
 
 Real processes as in production: redis-server, the API under uvicorn, ``python -m services.explain.worker``.
-End-to-end latency uses the long poll (``GET /explain/{id}?wait=``), which returns as soon as the job ends,
-so it includes no polling interval. Each request differs (image or target) so none is served from the
-dedup cache. Goals (issue 6): student on CPU <= 300 ms end to end; teacher on GPU <= 50 ms. Issue 27, as ratios
-within the run: rendering (overlays, panel, PNGs) <= 20% of the maps' compute, and end to end <= 1.1x the
+End-to-end latency uses the long poll (``GET /explain/{id}?wait=``), which returns as soon as the job ends, so it
+includes no polling interval. Each request differs (image or target) so none is served from the dedup cache. Goals:
+student on CPU <= 300 ms end to end; teacher on GPU <= 50 ms; and two serving goals (``bench.goals.ISSUE_27``), as
+ratios within the run: rendering (overlays, panel, PNGs) <= 20% of the maps' compute, and end to end <= 1.1x the
 worker's own total (what the queue, Redis and HTTP add).
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ Random weights (the architecture sets the cost, not the values). Each third-part
 the timed loop (Zennit's composite registered, Captum's LRP and grad-cam's object built), its most favourable
 use. Ratios compare numbers from this one run. Captum cannot run Lite0 (no rule for ReLU6; residual additions
 are invisible to it); Zennit runs it but passes relevance through the additions unsplit, so its numbers there
-are timing only. Goals (issue 4), CPU: student LRP <= 30 ms, Grad-CAM <= 15 ms; teacher both <= 100 ms.
+are timing only. Goals, CPU: student LRP <= 30 ms, Grad-CAM <= 15 ms; teacher both <= 100 ms.
 
 On the CPU it runs at the configured torch threads and, when that is more than one, again at one thread: on a
 shared machine two threads wait on each other at every operation and the one-thread numbers are the stable

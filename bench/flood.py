@@ -1,6 +1,6 @@
 """Flood benchmark: 32 clients send large images to each API while one client sends ordinary slices.
 
-Issue 14's attack: a 182 KB black 7,900 x 7,900 PNG cost ~0.9 s of CPU to decode; eight at once took the
+The attack it replays: a 182 KB black 7,900 x 7,900 PNG cost ~0.9 s of CPU to decode; eight at once took the
 explain API from 1.0 to 4.5 GB, and a flood held a normal /predict for 20 s. Two floods per API, each for a
 fixed time, against real servers (uvicorn; the explain API with its Redis, no worker needed to accept jobs):
 

@@ -11,8 +11,8 @@ import operator
 
 OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq}
 
-# issue 27's goals, in its order: key -> (the suite that measures it, what it says). A goal of a suite names
-# its key (``goal(..., issue27=key)``); the summary names each key that the run did not measure.
+# The serving goals, in the order they were set: key -> (the suite that measures it, what it says). A goal of a suite
+# names its key (``goal(..., issue27=key)``); the summary names each key that the run did not measure.
 ISSUE_27 = {
     "runtime": ("runtimes", "served network time <= 1.15x the fastest runtime measured"),
     "labels": ("runtimes", "labels identical under the served runtime and PyTorch"),
@@ -55,8 +55,8 @@ def describe(name: str, g) -> str:
 
 
 def summary(report: dict) -> list[str]:
-    """The lines of the summary block: every goal of every suite that ran, then issue 27's goals that this run
-    did not measure."""
+    """The lines of the summary block: every goal of every suite that ran, then the serving goals (ISSUE_27)
+    that this run did not measure."""
     lines = []
     measured = set()
     for suite, result in report.get("suites", {}).items():

@@ -4,7 +4,7 @@ forward pass on the served runtime), the networks ``predict()`` runs (the answer
 is the OOD detector, the detector's), and throughput at batch 16. A task's models are timed in turn, call by
 call (``_time_interleaved``).
 
-Issue 27's goal: ``predict()`` within 1.5 ms of the networks it runs (what pre- and post-processing, the OOD
+The serving goal: ``predict()`` within 1.5 ms of the networks it runs (what pre- and post-processing, the OOD
 statistics and calibration add)."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bench.goals import describe, goal
 from diseaseid.serving import ROLES, Predictor, StudyModel, shipped_mil
 from diseaseid.tasks import TASKS
 
-# issue 27: predict() within 1.5 ms of the networks it runs
+# a serving goal: predict() within 1.5 ms of the networks it runs
 GOAL_OVERHEAD_MS = 1.5
 
 
@@ -105,7 +105,7 @@ def run(quick: bool = False) -> dict:
     for r in results["studies"]:
         print(f"study: {r['model']} over {r['slices']} slices (teacher embeddings + MIL head): "
               f"p50 {r['latency_ms_p50']:.0f} ms")
-    # issue 27: what predict() adds to its networks (pre- and post-processing, the OOD check) stays small
+    # a serving goal: what predict() adds to its networks (pre- and post-processing, the OOD check) stays small
     results["goals"] = {
         f"predict_minus_networks:{r['task']}/{r['role']}": goal(
             r["latency_ms_p50"] - r["networks_ms_p50"], "<=", GOAL_OVERHEAD_MS, "ms", issue27="predict",

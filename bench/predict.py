@@ -4,13 +4,13 @@ Starts ``uvicorn services.inference.main:app`` (access log off, as in production
 (a 5 kB JPEG) with the student and the teacher, from 1 and from 16 concurrent keep-alive clients. The
 load generator is a minimal HTTP/1.1 client over asyncio streams that sends a pre-encoded multipart body,
 so that the client costs the shared CPUs as little as possible; every response is checked (status 200,
-a label in the JSON). Goals (issue 5): student p50 <= 10 ms at 1 client, >= 100 requests/s at 16, no errors.
+a label in the JSON). Goals: student p50 <= 10 ms at 1 client, >= 100 requests/s at 16, no errors.
 
-Issue 27's goals, as ratios within this run: the 1-client p50 within 2 ms of ``predict()`` of the same model in
-this process (same thread count and runtime); 16 clients at >= 0.8 x cores x 1000 / ``predict()`` ms; a 32-slice
-dementia study (``POST /predict/study``) in <= 0.5x the time of its 32 slices sent one by one to the model the
-study used; and the 16-client p99 while every explain worker is busy (a real explain stack, its queue kept full)
-<= 2x the idle p99.
+The serving goals (``bench.goals.ISSUE_27``), as ratios within this run: the 1-client p50 within 2 ms of ``predict()``
+of the same model in this process (same thread count and runtime); 16 clients at >= 0.8 x cores x 1000 / ``predict()``
+ms; a 32-slice dementia study (``POST /predict/study``) in <= 0.5x the time of its 32 slices sent one by one to the
+model the study used; and the 16-client p99 while every explain worker is busy (a real explain stack, its queue kept
+full) <= 2x the idle p99.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from tests.services.conftest import FIXTURES, run_server
 
 GOAL_P50_MS = 10.0
 GOAL_RPS = 100.0
-GOAL_HTTP_OVERHEAD_MS = 2.0  # issue 27: /predict p50 at 1 client <= predict() + this
+GOAL_HTTP_OVERHEAD_MS = 2.0  # serving goal: /predict p50 at 1 client <= predict() + this
 GOAL_RPS_SHARE = 0.8  # of cores x 1000 / predict() ms
 GOAL_STUDY_RATIO = 0.5  # a study's time over its slices' one by one
 GOAL_LOADED_P99_RATIO = 2.0  # p99 with every explain worker busy over the idle p99
@@ -367,7 +367,7 @@ def run(quick: bool = False, env: dict[str, str] | None = None, parts: tuple[str
 
 
 def _goals(rows: list[dict], in_process: dict, study: dict | None, loaded: dict | None) -> dict:
-    """Issue 5's absolute goals and issue 27's ratios, for the parts that ran."""
+    """The absolute goals and the serving goals' ratios, for the parts that ran."""
     goals = {}
     by = {(r["model"], r["clients"]): r for r in rows}
     cores = os.cpu_count() or 1

@@ -13,7 +13,7 @@ The served runtime's labels are also compared with eager PyTorch's on the valida
 A runtime is correct when its logits on the fixtures are within 1e-4 of eager PyTorch's (of the largest logit
 where logits run past 1), or no further than PyTorch's from the float64 logits where PyTorch's float32 ones are
 that imprecise (``diseaseid.serving.export.within_tolerance``), and its labels are identical. The winner is
-the correct runtime with the lowest geometric mean of batch-1 latency over the models; the goal (issue 27): the
+the correct runtime with the lowest geometric mean of batch-1 latency over the models; the serving goal: the
 served runtime (``DISEASEID_RUNTIME``, ``auto`` = ``diseaseid.serving.runtime.CPU_RUNTIME``) within 1.15x of the
 fastest correct runtime for every model.
 """

@@ -88,7 +88,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "⚠️ <b>Ни одно из изображений ({n}) не похоже на срез МРТ головного мозга</b>{reasons}. "
               "Вывода по исследованию нет.",
     },
-    # Issue 25: a brain MRI slice, but not the kind the chosen task reads; {other}: the task it suits.
+    # A brain MRI slice, but not the kind the chosen task reads; {other}: the task it suits.
     "wrong_task_title": {
         "en": "⚠️ <b>This looks like a brain MRI slice, but not the kind the {task} task reads</b>{reasons}. "
               "It looks like one for the {other} task: choose it with /task and send the slice again. No "

@@ -1,4 +1,4 @@
-"""Albums beyond the happy path (issue 17): the collector's wait, more slices than allowed, parts that are not
+"""Albums beyond the happy path: the collector's wait, more slices than allowed, parts that are not
 usable images, and an album with no usable image at all.
 
 The collector is tested in process with real asyncio timing; the rest runs the real bot against the fake Bot
@@ -199,7 +199,7 @@ def test_an_album_without_a_usable_image_says_so(bot, telegram):
     assert text == "None of the album's items is an image I can read (JPEG, PNG or DICOM)."
 
 
-# ---- one study is one patient's series (issue 25) -----------------------------------------------------------
+# ---- one study is one patient's series ----------------------------------------------------------------------
 
 
 def test_an_album_of_two_patients_dicom_is_refused_in_the_users_language(bot, telegram):

@@ -68,7 +68,7 @@ def test_photo_gets_status_then_conclusion_then_heatmap_album(glioma_exchange, s
     expected = predict_directly(services, tumor_slice("glioma"), "tumor")
     assert conclusion_label(conclusion.text) == expected["display_en"]
     text = strip_html(conclusion.text)
-    # Issue 16: the chart names each class as the task registry does (GET /models), the label among them.
+    # The chart names each class as the task registry does (GET /models), the label among them.
     models = httpx.get(f"{services['INFERENCE_URL']}/models", headers={"X-API-Key": services["DISEASEID_API_KEY"]},
                        timeout=60).json()
     classes = next(t["classes"] for t in models["tasks"] if t["name"] == "tumor")
@@ -182,7 +182,7 @@ def test_dicom_document_is_analysed(bot, telegram):
     assert "Conclusion:" in conclusion.text and "Task: Brain tumor" in conclusion.text
 
 
-# -- issue 25: no class, no percentage and no heatmaps for an image without a diagnosis -------------------------
+# -- no class, no percentage and no heatmaps for an image without a diagnosis ----------------------------------
 HEATMAP_WAIT_S = 8.0  # the bot starts sending heatmaps (an upload_photo action) within a second of its conclusion
 
 

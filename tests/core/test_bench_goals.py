@@ -1,4 +1,4 @@
-"""Issue 27's goals as numbers in one bench run (bench.goals), the /predict suite's ratios (bench.predict._goals),
+"""The serving goals as numbers in one bench run (bench.goals), the /predict suite's ratios (bench.predict._goals),
 and the benchmark table generated from a run's JSON (scripts/bench_table.py): values, refusals, and that only
 the marked block of its file changes."""
 from __future__ import annotations

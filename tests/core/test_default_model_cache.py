@@ -1,4 +1,4 @@
-"""The default model is read from the cards once, and again only when a card changes on disk (issue 14.2:
+"""The default model is read from the cards once, and again only when a card changes on disk (a cost otherwise paid by
 every request that names no model asks for it, refused uploads included)."""
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ def test_shipped_study_model_binds_to_its_teacher_and_reads_slices_in_order(ship
     assert result.attention.shape == (4,) and abs(result.attention.sum() - 1) < 1e-5
     # Embeddings are the teacher's pooled features, one per slice, independent of the batch. In float32 a batch
     # of 4 and a batch of 1 may take other kernels, which round differently by CPU (8.5e-4 relative on an Intel
-    # Xeon with AMX, issue 25); mixing slices (BatchNorm in training mode) moves them by far more.
+    # Xeon with AMX); mixing slices (BatchNorm in training mode) moves them by far more.
     together, alone = study.embed(images)[1:2], study.embed(images[1:2])
     assert float((together - alone).norm() / alone.norm()) <= 1e-2
     with pytest.raises(ValueError, match="at least one slice"):

@@ -1,4 +1,4 @@
-"""Issue 25: a probability never reads 100% or 0%, in every text that shows one (one function,
+"""A probability never reads 100% or 0%, in every text that shows one (one function,
 ``diseaseid.percent.percent``: the panel title, the bot's chart and screening line, ``diseaseid predict``)."""
 from __future__ import annotations
 

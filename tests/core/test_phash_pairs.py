@@ -1,4 +1,4 @@
-"""Hash-neighbour pairs and union-find by value (mutation survivors of issue 17's pHash run)."""
+"""Hash-neighbour pairs and union-find by value (what mutants of the pHash code survived before)."""
 import numpy as np
 
 from diseaseid.data.phash import UnionFind, group_ids, near_duplicate_pairs

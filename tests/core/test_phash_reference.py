@@ -1,4 +1,4 @@
-"""pHash against an independent reference on the committed fixture slices (issue 17: mutants of the resize
+"""pHash against an independent reference on the committed fixture slices (mutants of the resize
 size, the DCT normalisation and the low-frequency block survived tests whose images were built so that their
 hashes do not move). The reference computes the orthonormal DCT-II as a matrix product, not with scipy."""
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""Serving by value: what ``Predictor`` and ``answer_study`` answer for known logits (issue 17).
+"""Serving by value: what ``Predictor`` and ``answer_study`` answer for known logits (so that a mutated formula fails a
+test).
 
 A small deterministic model stands in for the network (logits a linear function of the image's mean), so
 every served number can be recomputed by hand: calibrated probabilities, the energy score against the

@@ -1,5 +1,5 @@
-"""Splits by value (issue 17): which groups the grouped stratified split sends to validation (each class's
-groups taken until their images reach the fraction, and not one group more), the split file's fields, and
+"""Splits by value (so that a mutated rule fails a test): which groups the grouped stratified split sends to validation
+(each class's groups taken until their images reach the fraction, and not one group more), the split file's fields, and
 when a split on file is reused. Constructed labels and groups; the split file test uses the fixture images."""
 from __future__ import annotations
 

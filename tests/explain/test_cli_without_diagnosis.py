@@ -1,4 +1,4 @@
-"""Issue 25: ``diseaseid explain`` and ``diseaseid predict`` name no class and show no percentage for an image
+"""``diseaseid explain`` and ``diseaseid predict`` name no class and show no percentage for an image
 without a diagnosis (white text on black: not a brain MRI slice), and still do for a slice."""
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ def reference(model, x, targets, variant: str):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("variant", ["gradcam", "gradcam++", "hirescam"])
 def test_equals_pytorch_grad_cam(arch, variant):
-    # Both in float64: float32 kernels differ by CPU (8.5e-4 relative on an Intel Xeon with AMX, issue 25), and
+    # Both in float64: float32 kernels differ by CPU (8.5e-4 relative on an Intel Xeon with AMX), and
     # the maps' normalisation to [0, 1] magnifies that; the package hands its maps back in float32.
     model = build(arch).double()
     x = batch(arch, 2, dtype=torch.float64)

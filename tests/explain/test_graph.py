@@ -23,7 +23,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # Two computations of the same sums in float32 differ by what the CPU's kernels do: 1e-6 here, 8.5e-4 on an
-# Intel Xeon with AMX (issue 25). In float64 both run to ~1e-15 anywhere; a wrong rule is off by orders more.
+# Intel Xeon with AMX. In float64 both run to ~1e-15 anywhere; a wrong rule is off by orders more.
 EXACT = 1e-10
 
 

@@ -98,7 +98,7 @@ def test_targets_select_the_explained_logit():
 
 def test_batched_equals_one_by_one():
     # float64: float32 kernels may pick other algorithms for other batch sizes, and round differently on other
-    # CPUs (8.5e-4 relative on an Intel Xeon with AMX, issue 25); mixing samples would differ by far more
+    # CPUs (8.5e-4 relative on an Intel Xeon with AMX); mixing samples would differ by far more
     model = build("lite0").double()
     x = batch("lite0", 3, dtype=torch.float64)
     lrp = LRP.for_model(model)

@@ -29,7 +29,7 @@ STUDENTS = ("convnet1", "convnet2")
 
 def double(arch: str) -> tuple[nn.Module, torch.Tensor]:
     """The model and a batch in float64: float32 kernels round differently on other CPUs (8.5e-4 relative on an
-    Intel Xeon with AMX, issue 25), more than the 1e-5 the libraries' rules differ by here."""
+    Intel Xeon with AMX), more than the 1e-5 the libraries' rules differ by here."""
     return build(arch).double(), batch(arch, dtype=torch.float64)
 
 

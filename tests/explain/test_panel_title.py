@@ -1,4 +1,4 @@
-"""Issue 25: the panel's title by value: a class and its percentage (never 100% or 0%) for a diagnosis, and
+"""The panel's title by value: a class and its percentage (never 100% or 0%) for a diagnosis, and
 no class, no percentage for an image without one, whichever class the maps follow."""
 from __future__ import annotations
 

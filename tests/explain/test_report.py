@@ -48,7 +48,7 @@ def test_bad_arguments_are_value_errors(predictor, image, methods, target):
 
 
 def test_an_image_that_is_not_mri_gets_no_diagnosis_in_the_panel(predictor, monkeypatch):
-    """Issue 14: a grayscale cat on black was titled "Meningioma (97%)" and called "MRI slice"."""
+    """A grayscale cat on black was once titled "Meningioma (97%)" and called "MRI slice"."""
     pytest.importorskip("skimage")
     import diseaseid.explain.report as report_module
     from diseaseid.ood.images import cat_on_black

@@ -1,5 +1,5 @@
-"""No image, heatmap or raw map readable on disk (issue 25): the explain service seals what it keeps in Redis
-(services.explain.sealing), and Redis's files hold no PNG, JPEG or NumPy data after real jobs, while a finished
+"""No image, heatmap or raw map readable on disk (they are patient data): the explain service seals what it keeps in
+Redis (services.explain.sealing), and Redis's files hold no PNG, JPEG or NumPy data after real jobs, while a finished
 and a queued job both survive a Redis restart."""
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""A worker's death is known within 5 s (issue 25): explain ``/readyz`` turns 503 and the job it was running
-goes back on the queue, with the production heartbeat timings (5 s beats, 20 s grace, 15 s maintenance), so
-that the bound comes from the workers' Redis connections (services.explain.recovery), not from short test
-timings. A live worker's running job is never taken from it.
+"""A worker's death is known within 5 s (a killed worker must not leave its job running forever): explain ``/readyz``
+turns 503 and the job it was running goes back on the queue, with the production heartbeat timings (5 s beats, 20 s
+grace, 15 s maintenance), so that the bound comes from the workers' Redis connections (services.explain.recovery), not
+from short test timings. A live worker's running job is never taken from it.
 
 First the recovery itself against a real Redis and real RQ workers in subprocesses (plain ``SimpleWorker``s
 running ``time.sleep``: no models), then the whole explain stack."""

@@ -1,6 +1,6 @@
-"""The explain queue by value (issue 17), against a real Redis: the request key, the dedup entry (its name,
-value and TTL), which job states an identical request may join, what the enqueued job carries (TTLs,
-timeout, retries, meta), and the result and statistics keys the worker writes."""
+"""The explain queue by value (so that a mutated key, TTL or state fails a test), against a real Redis: the request key,
+the dedup entry (its name, value and TTL), which job states an identical request may join, what the enqueued job carries
+(TTLs, timeout, retries, meta), and the result and statistics keys the worker writes."""
 from __future__ import annotations
 
 import hashlib
@@ -60,7 +60,7 @@ def test_dedup_entry_names_the_job_and_lives_exactly_ttl_s(queue, ttl):
 
 
 def test_a_job_is_retried_twice_unless_told_otherwise(queue, monkeypatch):
-    """Issue 25: every other test sets the retries, so a default of 0 (a killed worker's job lost) went
+    """Every other test sets the retries, so a default of 0 (a killed worker's job lost) went
     unnoticed. Nothing in the environment: the default setting, and the job it queues, retry twice."""
     for name in ("DISEASEID_EXPLAIN_RETRIES", "DISEASEID_RETRIES", "RETRIES"):
         monkeypatch.delenv(name, raising=False)

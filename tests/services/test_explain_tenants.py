@@ -1,4 +1,4 @@
-"""Issue 25: one key cannot read another key's *finished* explain job, its JSON or any of its files, while the
+"""One key cannot read another key's *finished* explain job, its JSON or any of its files, while the
 owner can; with a real worker finishing the job first (the older test ran without one, so its 404s came from
 files that did not exist yet). Real Redis, the API under uvicorn, one worker process."""
 from __future__ import annotations

@@ -165,7 +165,7 @@ def test_the_api_offers_the_methods_the_worker_draws():
 
 
 def test_a_job_on_an_image_that_is_not_mri_says_so_first():
-    """Issue 14: the explain result of a flagged image leads with `not_a_brain_mri` and a notice; the
+    """The explain result of a flagged image leads with `not_a_brain_mri` and a notice; the
     prediction has no label, and the maps are labelled as the model's score, not a diagnosis."""
     pytest.importorskip("skimage")
     from diseaseid.ood.images import cat_on_black
@@ -177,7 +177,7 @@ def test_a_job_on_an_image_that_is_not_mri_says_so_first():
     assert ExplainJobResult.model_validate(result).model_dump(mode="json") == result
     assert result["prediction"]["label"] is None and result["prediction"]["ood"]["flag"] is True
     assert result["prediction"]["outcome"] == "not_a_brain_mri" and "ood_score" not in result["prediction"]
-    # Issue 25: no class named anywhere (the target neither), no percentage; only the probabilities stay, as
+    # No class named anywhere (the target neither), no percentage; only the probabilities stay, as
     # /predict gives them to tools.
     assert result["target"] == {"index": None, "label": None, "display_en": None, "display_ru": None}
     reasons = "; ".join(result["prediction"]["ood"]["reasons"])

@@ -21,7 +21,7 @@ def auth_url(inference_server_auth) -> str:
 
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": ""}, {"X-API-Key": "wrong"},
                                      {"X-API-Key": TEST_KEYS[0] + "x"}, {"Authorization": TEST_KEYS[0]},
-                                     # issue 25: strict prefixes of a valid key, down to one character
+                                     # strict prefixes of a valid key, down to one character
                                      {"X-API-Key": TEST_KEYS[0][:-1]}, {"X-API-Key": TEST_KEYS[1][:9]},
                                      {"X-API-Key": TEST_KEYS[1][:1]}])
 def test_missing_or_wrong_key_is_401(auth_url, headers):

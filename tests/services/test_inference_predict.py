@@ -198,7 +198,7 @@ def test_dementia_study_is_answered_by_the_shipped_mil_head(inference_client):
 
 @pytest.mark.parametrize("name", ["cat_on_black", "text_on_black"])
 def test_non_mri_image_gets_no_diagnosis_from_any_model(inference_client, name):
-    """Issue 14: the student answered a grayscale cat on black "notumor 94%", unflagged. Now every model's
+    """The student once answered a grayscale cat on black "notumor 94%", unflagged. Now every model's
     answer carries the task's detector's verdict: no label, probabilities kept."""
     pytest.importorskip("skimage")
     from diseaseid.ood import images as ood_images
@@ -223,7 +223,7 @@ def test_non_mri_image_gets_no_diagnosis_from_any_model(inference_client, name):
 
 
 def test_study_leaves_a_cat_out_and_says_so(inference_client):
-    """Issue 14: one cat among two meningioma slices left the subject "meningioma" with the flag false."""
+    """One cat among two meningioma slices once left the subject "meningioma" with the flag false."""
     pytest.importorskip("skimage")
     from diseaseid.ood.images import cat_on_black
 
@@ -303,7 +303,7 @@ def test_trained_student_gets_most_tumor_fixtures_right(inference_client):
 
 
 def test_a_study_answer_names_what_produced_the_subject_answer(inference_client):
-    """Issue 25: `model` named the slice student while the subject answer came from the MIL head. Now `model` is
+    """`model` once named the slice student while the subject answer came from the MIL head. Now `model` is
     what produced the subject answer (the head, reading the teacher's embeddings; the slice model when the
     slices' probabilities were averaged) and `slice_model` the model of every slice."""
     from diseaseid.ood.images import text_on_black

@@ -1,4 +1,4 @@
-"""The inference service on ONNX Runtime never imports torch (issue 27: its container can be built without it,
+"""The inference service on ONNX Runtime never imports torch (its container is built without it,
 ``Dockerfile.inference``).
 
 A fresh interpreter starts the real app under uvicorn on loopback with ``DISEASEID_RUNTIME=onnxruntime``, waits

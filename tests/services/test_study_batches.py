@@ -1,5 +1,6 @@
-"""A study is one pass per slice through the network it needs, its batches side by side on the inference threads
-(issue 27), and the bench compares it with single requests to that same model.
+"""A study is one pass per slice through the network it needs, its batches side by side on the inference threads (so
+that a study costs well under its slices sent one request each), and the bench compares it with single requests to
+that same model.
 
 - ``answer_study`` in batches run by a thread pool answers exactly as one pass does, and each network sees each
   slice once (the head's backbone answers the slices: its pass gives the head its embeddings);

@@ -1,4 +1,5 @@
-"""One study is one patient's series (issue 25): ``POST /predict/study`` refuses slices that cannot be one
+"""One study is one patient's series (a subject answer made of several patients' slices would be wrong):
+``POST /predict/study`` refuses slices that cannot be one
 subject's series with 422 ``mixed_*`` naming the mismatch, and warns (``warnings``) when JPEG/PNG slices do not
 look like one stack. The checks themselves (diseaseid.serving.study_checks) first, then over real HTTP with
 DICOM files built by pydicom and the committed fixture slices."""

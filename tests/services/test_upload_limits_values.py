@@ -1,6 +1,6 @@
-"""Upload limits and form validation by value (issue 17): the exact limits (at the limit passes, one over is
-refused), the status and code of each refusal, and the messages users read. In process, no server: the
-middleware is driven through ASGI messages and the validators are called directly."""
+"""Upload limits and form validation by value (so that a mutated bound or message fails a test): the exact limits (at
+the limit passes, one over is refused), the status and code of each refusal, and the messages users read. In process, no
+server: the middleware is driven through ASGI messages and the validators are called directly."""
 from __future__ import annotations
 
 import asyncio

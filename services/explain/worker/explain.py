@@ -69,7 +69,8 @@ def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target:
     t = predictor.task
     prediction = report.prediction
     # No diagnosis (flagged as not a brain MRI slice, or not the kind this task reads): no class anywhere, not
-    # even the one the maps follow (issue 25); the probabilities stay in ``prediction``, as /predict gives them.
+    # even the one the maps follow (naming it would read as a diagnosis); the probabilities stay in ``prediction``,
+    # as /predict gives them.
     target = ({"index": report.target, "label": t.classes[report.target],
                "display_en": t.display(report.target, "en"), "display_ru": t.display(report.target, "ru")}
               if prediction.is_diagnosis else {"index": None, "label": None, "display_en": None, "display_ru": None})

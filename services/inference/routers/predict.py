@@ -91,9 +91,9 @@ def model_ref(predictor: Predictor, role: str) -> dict:
 
 
 def subject_model_ref(answer: StudyAnswer, study: StudyModel | None, slices: dict) -> dict:
-    """What produced a study's subject-level answer (issue 25: ``model`` named the slice model while the head
-    answered): the head where it ran (some slice was used), else the slice model whose probabilities were
-    averaged."""
+    """What produced a study's subject-level answer, so that ``model`` never names the slice model for an
+    answer the head gave: the head where it ran (some slice was used), else the slice model whose probabilities
+    were averaged."""
     if study is None or not answer.used:
         return {**slices, "reads": None}
     return {"role": "mil", "name": study.name, "arch": str(study.card.get("arch", "")), "version": study.version,
