@@ -286,3 +286,34 @@ def test_golden_digest_of_head_crop_outputs():
         f"and carded with it); then pin GOLDEN_REVISION to it, GOLDEN_OUTPUTS = {outputs!r}, and update the "
         "reference transcription in this file. If not on purpose, the edit broke bit-exactness with the inputs "
         "the shipped models were trained on.")
+
+
+def _time_against_the_reference(per_task: int = 100, rounds: int = 5) -> None:
+    """``python -m tests.core.test_head_fast``: ms per slice of the reference and of head_crop on real slices as
+    served (H x W x 3 bytes), interleaved rounds in one process; wall and CPU time (a busy machine inflates the
+    wall time, the CPU time much less), the median of the rounds."""
+    import statistics
+    import time
+
+    for task in sorted(TASKS):
+        paths = sorted(task_data_dir(TASKS[task]).rglob("*.jpg"))
+        images = [as_uint8_rgb(Image.open(p)) for p in paths[:: max(1, len(paths) // per_task)][:per_task]]
+        if not images:
+            print(f"{task}: no slices at {task_data_dir(TASKS[task])}")
+            continue
+        times: dict[tuple[str, str], list[float]] = {}
+        for _ in range(rounds):
+            for name, fn in (("reference", _reference_crop), ("head_crop", head.head_crop_with_box)):
+                wall, cpu = time.perf_counter(), time.process_time()
+                for image in images:
+                    fn(image)
+                times.setdefault((name, "wall"), []).append((time.perf_counter() - wall) / len(images) * 1e3)
+                times.setdefault((name, "cpu"), []).append((time.process_time() - cpu) / len(images) * 1e3)
+        for clock in ("wall", "cpu"):
+            ref, new = (statistics.median(times[(n, clock)]) for n in ("reference", "head_crop"))
+            print(f"{task} {images[0].shape}, {len(images)} slices, {clock}: reference {ref:.2f} ms, "
+                  f"head_crop {new:.2f} ms, {ref / new:.2f}x")
+
+
+if __name__ == "__main__":
+    _time_against_the_reference()
