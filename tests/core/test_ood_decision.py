@@ -275,3 +275,25 @@ def test_a_study_of_non_mri_only_gets_no_diagnosis(task):
     classes = TASKS[task].classes
     mean = np.mean([[p.probabilities[c] for c in classes] for p in answer.slices], axis=0)
     assert np.allclose([answer.subject.probabilities[c] for c in classes], mean, atol=1e-6)
+
+
+def test_gray_and_chroma_equal_numpys_means_to_the_bit():
+    """The image checks' grey level and chroma (channel sums divided in float64) are numpy's ``mean(axis=2)``
+    exactly, on served fixtures, noise and colour images, so no verdict can move with the faster code."""
+    from diseaseid.data.preprocess import decode_image
+    from diseaseid.ood.detector import _gray_chroma
+    from diseaseid.paths import fixtures_dir
+
+    rng = np.random.default_rng(0)
+    images = [decode_image(p) for p in sorted(fixtures_dir().rglob("*.jpg"))[:12]]
+    images += [rng.integers(0, 256, (112, 112, 3), dtype=np.uint8) for _ in range(8)]
+    images += [np.dstack([rng.integers(0, 256, (112, 112), dtype=np.uint8)] * 2
+                         + [rng.integers(0, 40, (112, 112), dtype=np.uint8)])]
+    assert len(images) > 18
+    for img in images:
+        x = img.astype(np.float32)
+        want_gray = x.mean(axis=2)
+        want_chroma = np.abs(x - want_gray[..., None]).mean(axis=2)
+        gray, chroma = _gray_chroma(img)
+        assert gray.dtype == want_gray.dtype and np.array_equal(gray, want_gray)
+        assert np.array_equal(chroma, want_chroma)
