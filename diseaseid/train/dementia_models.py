@@ -175,13 +175,23 @@ def fit_student(ds, bags, out: Path, copies: int = 0, folds: int = 5, repeats: i
     return save_model(student, out / "student", card)
 
 
+def _study_recipe(study_head: str, kind: str, teacher_card: dict) -> str:
+    """The study head's recipe: for ``slices`` the teacher's own slice classifier (fitted as its card says)."""
+    from diseaseid.train.subject_heads import HEADS
+
+    if kind == "slices":
+        return f"the teacher's slice classifier ({teacher_card['training']['recipe']}); subject = geometric mean of " \
+               "its slices"
+    return HEADS[study_head][0]
+
+
 def fit_study_head(ds, bags, out: Path, study_head: str, teacher: torch.nn.Module, teacher_path: Path,
                    teacher_result: dict, folds: int = 5, repeats: int = 3) -> Path:
     """The study head (``STUDY_HEADS[study_head]``) over the teacher's slice embeddings, written to
     ``out/mil.*``; ``slice-linear`` reuses the teacher's own classifier and its cross-validation result."""
     from diseaseid.models import create_model, save_model
     from diseaseid.train.calibration import calibration_summary
-    from diseaseid.train.subject_heads import HEADS, LinearHead, OrdinalHead, slab_means
+    from diseaseid.train.subject_heads import LinearHead, OrdinalHead, slab_means
 
     task = ds.task
     kind, slabs, l2 = STUDY_HEADS[study_head]
@@ -206,7 +216,8 @@ def fit_study_head(ds, bags, out: Path, study_head: str, teacher: torch.nn.Modul
             "arch_args": {"in_features": 1280, "slabs": slabs, "kind": kind}, "classes": list(task.classes),
             "backbone": {"file": "teacher.safetensors", "version": teacher_card["version"],
                          "sha256": teacher_card["weights_sha256"]},
-            "training": {"recipe": HEADS[study_head][0], "l2": l2, "subjects": len(bags.subjects)},
+            "training": {"recipe": _study_recipe(study_head, kind, teacher_card), "l2": l2,
+                         "subjects": len(bags.subjects)},
             "metrics": {"validation": {"balanced_accuracy": result["balanced_accuracy_3"]["mean"],
                                        "note": "3-class subject-level balanced accuracy, out-of-fold CV"},
                         "cv": _cv_summary(result)},
