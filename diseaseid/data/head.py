@@ -207,6 +207,18 @@ def head_crop(image: np.ndarray, size: int = 224) -> np.ndarray:
     return head_crop_with_box(image, size)[0]
 
 
+def _find_head(gray: np.ndarray) -> tuple[np.ndarray, HeadBox, float]:
+    """The head's mask, its square box, and the factor that takes the head's 99th percentile to
+    :data:`TARGET_LEVEL` (1.0 where no head was found or it is black)."""
+    mask = head_mask(gray)
+    box = head_box(mask)
+    factor = 1.0
+    if box.found:
+        level = float(np.percentile(gray[mask], 99))
+        factor = TARGET_LEVEL / level if level > 0 else 1.0
+    return mask, box, factor
+
+
 def head_crop_with_box(image: np.ndarray, size: int = 224) -> tuple[np.ndarray, HeadBox]:
     """:func:`head_crop` and where the crop lies in ``image``."""
     arr = np.asarray(image)
@@ -217,12 +229,8 @@ def head_crop_with_box(image: np.ndarray, size: int = 224) -> tuple[np.ndarray, 
     if arr.dtype == np.uint8 and (arr.ndim == 2 or arr.shape[2] == 3):
         return _head_crop_bytes(arr, size)
     arr = arr.astype(np.float32)
-    gray = _gray(arr)
-    mask = head_mask(gray)
-    box = head_box(mask)
+    mask, box, factor = _find_head(_gray(arr))
     if box.found:
-        level = float(np.percentile(gray[mask], 99))
-        factor = TARGET_LEVEL / level if level > 0 else 1.0
         arr = arr * (mask[..., None] if arr.ndim == 3 else mask) * factor
     crop = _crop_square(np.clip(arr, 0, 255), box)
     rgb = crop if crop.ndim == 3 else np.repeat(crop[..., None], 3, axis=2)
@@ -238,12 +246,8 @@ def _head_crop_bytes(arr: np.ndarray, size: int) -> tuple[np.ndarray, HeadBox]:
     channel) and replicated at the end, and the intensity scaling is a table of each byte's float32 result."""
     if arr.ndim == 3 and (arr[..., 0] == arr[..., 1]).all() and (arr[..., 0] == arr[..., 2]).all():
         arr = arr[..., 0]
-    gray = _gray(arr)
-    mask = head_mask(gray)
-    box = head_box(mask)
+    mask, box, factor = _find_head(_gray(arr))
     if box.found:
-        level = float(np.percentile(gray[mask], 99))
-        factor = TARGET_LEVEL / level if level > 0 else 1.0
         # the float path's product (float32), clipping and rounding, once per byte value
         table = np.round(np.clip(np.arange(256, dtype=np.float32) * factor, 0, 255)).astype(np.uint8)
         arr = table.take(arr)
