@@ -186,7 +186,7 @@ c['arch_args']['mask_background'] = True; p.write_text(json.dumps(c, indent=1) +
       $PY -m diseaseid ship-dementia --study-head slice-linear --augmented --threads $T --ship ;;
     dementia-ship-aug3)  # the slice heads fitted beside three perturbed copies of every slice instead of one
       # (held out on the robustness sample, student: answers changed 8.8% on average over the realistic changes
-      # against 9.8% with one copy; runs/dem-exp/nap.py)
+      # against 9.8% with one copy; python -m dev.dementia_head_copies)
       $PY -m diseaseid ship-dementia --study-head slice-linear --augmented 3 --threads $T --ship ;;
     dementia-choice-nested)  # the whole choice among the candidate heads inside each outer CV fold (nested)
       $PY -m diseaseid cv --task dementia --heads choice-nested --threads $T --out docs/dementia-cv-nested ;;

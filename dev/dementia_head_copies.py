@@ -1,0 +1,98 @@
+"""Which way of fitting a dementia slice head changes fewest answers under realistic acquisition changes?
+
+    .venv/bin/python -m dev.dementia_head_copies [student|teacher]
+
+On the robustness sample (``diseaseid robustness``: 300 validation slices, seed 0) each recipe's head is fitted
+without the sample's subjects, on the shipped model's features, and scored by the share of answers each
+realistic perturbation changes (its level and seed as in the benchmark) and by its clean slice-balanced
+accuracy. Recipes: clean slices only; beside one or three perturbed copies of every slice (seeds 7, 8, 9:
+``ship-dementia --augmented 1|3``); three copies with the k leading directions of perturbation-induced
+feature change projected out (nuisance projection), and three copies with a stronger L2. It chose
+``--augmented 3`` (2026-12-05; docs/models.md). Features are cached, the sample's under runs/dem-exp/.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main(role: str = "student") -> None:
+    from sklearn.utils.extmath import randomized_svd
+
+    from diseaseid.data.dataset import ImageFolder
+    from diseaseid.models import load_model
+    from diseaseid.paths import task_data_dir, weights_dir
+    from diseaseid.robustness.evaluate import _u8, decode, held_out_scores, load_sample
+    from diseaseid.robustness.perturbations import PERTURBATIONS
+    from diseaseid.tasks import get_task
+    from diseaseid.train.embeddings import (
+        PERTURBED_SEEDS,
+        cached_model_embeddings,
+        cached_perturbed_model_embeddings,
+        model_features,
+    )
+    from diseaseid.train.subject_heads import LinearHead
+
+    start = time.time()
+    out = Path("runs/dem-exp")
+    out.mkdir(parents=True, exist_ok=True)
+    task = get_task("dementia")
+    ds = ImageFolder.scan(task_data_dir(task), task)
+    path = weights_dir() / "dementia" / f"{role}.safetensors"
+    model, card = load_model(path)
+    model.eval()
+    l2 = float(card["training"]["l2"])
+    x_all = cached_model_embeddings(ds, path)
+    copies = [cached_perturbed_model_embeddings(ds, path, seed=s) for s in PERTURBED_SEEDS]
+    sample = load_sample("dementia", 300, 0)
+    position = {f: i for i, f in enumerate(ds.files)}
+    held = {ds.subjects[position[f]] for f in sample.files}
+    train = np.array([s not in held for s in ds.subjects])
+    cache = out / f"sample-{role}-{card['version']}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            feats = {k: z[k] for k in z.files}
+    else:
+        feats = {"clean": model_features(model, np.stack([decode(_u8(r)) for r in sample.raws]))}
+        for k, pert in enumerate(PERTURBATIONS):
+            if pert.realistic:  # the benchmark's seed for the k-th perturbation
+                rng = np.random.default_rng(k)
+                feats[pert.name] = model_features(model, np.stack([decode(pert.apply(r, rng)) for r in sample.raws]))
+        np.savez(cache, **feats)
+    print(f"features ready in {time.time() - start:.0f} s", flush=True)
+    y = ds.labels[train]
+    x = x_all[train]
+
+    def report(name: str, w: np.ndarray, b: np.ndarray) -> None:
+        clean = np.argmax(feats["clean"] @ w.T + b, 1)
+        changed = {k: held_out_scores(sample.labels, np.argmax(f @ w.T + b, 1), clean)["changed"]
+                   for k, f in feats.items() if k != "clean"}
+        bal = held_out_scores(sample.labels, clean, None)["balanced_accuracy"]
+        worst = sorted(changed.items(), key=lambda kv: -kv[1])[:5]
+        print(f"{name}: clean balanced {bal:.3f}, mean changed {np.mean(list(changed.values())):.3f}, "
+              f"changes above 10%: {sum(v > 0.10 for v in changed.values())}, worst "
+              f"{[(k, round(v, 3)) for k, v in worst]}", flush=True)
+
+    def fit(xs: list[np.ndarray], strength: float = l2) -> tuple[np.ndarray, np.ndarray]:
+        head = LinearHead(l2=strength).fit(np.concatenate(xs), np.tile(y, len(xs)))
+        return head.weight, head.bias
+
+    three = [x] + [c[train] for c in copies]
+    report("clean only", *fit([x]))
+    report("one copy", *fit([x, copies[0][train]]))
+    report("three copies", *fit(three))
+    _, _, vt = randomized_svd(np.concatenate([c[train] - x for c in copies]), n_components=128, random_state=0)
+    for k in (8, 32, 64, 128):
+        v = vt[:k]
+        w, b = fit([a - (a @ v.T) @ v for a in three])
+        report(f"three copies, {k} nuisance directions out", w - (w @ v.T) @ v, b)
+    for factor in (3.0, 10.0):
+        report(f"three copies, L2 x{factor:g}", *fit(three, l2 * factor))
+    print(f"done in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:2])
