@@ -108,7 +108,7 @@ def run(quick: bool = False) -> dict:
     # a serving goal: what predict() adds to its networks (pre- and post-processing, the OOD check) stays small
     results["goals"] = {
         f"predict_minus_networks:{r['task']}/{r['role']}": goal(
-            r["latency_ms_p50"] - r["networks_ms_p50"], "<=", GOAL_OVERHEAD_MS, "ms", issue27="predict",
+            r["latency_ms_p50"] - r["networks_ms_p50"], "<=", GOAL_OVERHEAD_MS, "ms", serving="predict",
             detail=f"predict() {r['latency_ms_p50']:.2f} ms - networks {r['networks_ms_p50']:.2f} ms "
                    f"({'itself' if r['ood_detector'] is None else 'with ' + r['ood_detector']})")
         for r in results["models"]}

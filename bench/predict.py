@@ -6,11 +6,11 @@ load generator is a minimal HTTP/1.1 client over asyncio streams that sends a pr
 so that the client costs the shared CPUs as little as possible; every response is checked (status 200,
 a label in the JSON). Goals: student p50 <= 10 ms at 1 client, >= 100 requests/s at 16, no errors.
 
-The serving goals (``bench.goals.ISSUE_27``), as ratios within this run: the 1-client p50 within 2 ms of ``predict()``
-of the same model in this process (same thread count and runtime); 16 clients at >= 0.8 x cores x 1000 / ``predict()``
-ms; a 32-slice dementia study (``POST /predict/study``) in <= 0.5x the time of its 32 slices sent one by one to the
-model the study used; and the 16-client p99 while every explain worker is busy (a real explain stack, its queue kept
-full) <= 2x the idle p99.
+The serving goals (``bench.goals.SERVING_GOALS``), as ratios within this run: the 1-client p50 within 2 ms of
+``predict()`` of the same model in this process (same thread count and runtime); 16 clients at >= 0.8 x cores x 1000
+/ ``predict()`` ms; a 32-slice dementia study (``POST /predict/study``) in <= 0.5x the time of its 32 slices sent
+one by one to the model the study used; and the 16-client p99 while every explain worker is busy (a real explain
+stack, its queue kept full) <= 2x the idle p99.
 """
 from __future__ import annotations
 
@@ -372,30 +372,30 @@ def _goals(rows: list[dict], in_process: dict, study: dict | None, loaded: dict 
     by = {(r["model"], r["clients"]): r for r in rows}
     cores = os.cpu_count() or 1
     if in_process:
-        goals["student_p50_ms_at_1 (issue 5)"] = goal(by["student", 1]["p50_ms"], "<=", GOAL_P50_MS, "ms")
-        goals["student_rps_at_16 (issue 5)"] = goal(by["student", 16]["throughput_rps"], ">=", GOAL_RPS, "req/s")
+        goals["student_p50_ms_at_1 (first goal)"] = goal(by["student", 1]["p50_ms"], "<=", GOAL_P50_MS, "ms")
+        goals["student_rps_at_16 (first goal)"] = goal(by["student", 16]["throughput_rps"], ">=", GOAL_RPS, "req/s")
         for model in ("student", "teacher"):
             http, predict = by[model, 1]["p50_ms"], in_process[model]
             decode = by[model, 1].get("server_decode_p50_ms")
             goals[f"{model}/p50_at_1_minus_predict"] = goal(
-                http - predict, "<=", GOAL_HTTP_OVERHEAD_MS, "ms", issue27="http",
+                http - predict, "<=", GOAL_HTTP_OVERHEAD_MS, "ms", serving="http",
                 detail=f"p50 {http:.2f} ms - predict() {predict:.2f} ms; of the difference, the server's decode "
                        f"(with the head crop) p50 {decode if decode is not None else float('nan'):.2f} ms")
             ideal = cores * 1000 / predict
             rps = by[model, 16]["throughput_rps"]
             goals[f"{model}/rps_at_16_over_cores_x_1000_over_predict"] = goal(
-                rps / ideal, ">=", GOAL_RPS_SHARE, issue27="rps",
+                rps / ideal, ">=", GOAL_RPS_SHARE, serving="rps",
                 detail=f"{rps:.1f} req/s / ({cores} x 1000 / {predict:.2f} ms = {ideal:.1f})")
     if study is not None:
         goals["study_over_its_slices_one_by_one"] = goal(
-            study.get("ratio"), "<=", GOAL_STUDY_RATIO, issue27="study",
+            study.get("ratio"), "<=", GOAL_STUDY_RATIO, serving="study",
             detail=(study["error"] if "error" in study else
                     f"{study['study_ms_p50']:.0f} ms / {study['slices_one_by_one_ms_p50']:.0f} ms for "
                     f"{study['compared_with']}"))
     if loaded is not None:
         idle = by["student", 16]["p99_ms"]
         goals["p99_with_explain_busy_over_idle_p99"] = goal(
-            loaded["p99_ms"] / idle, "<=", GOAL_LOADED_P99_RATIO, issue27="busy",
+            loaded["p99_ms"] / idle, "<=", GOAL_LOADED_P99_RATIO, serving="busy",
             condition=loaded["busy_after"] == loaded["explain_workers"],
             detail=f"{loaded['p99_ms']:.1f} / {idle:.1f} ms, student, 16 clients; explain workers busy "
                    f"{loaded['busy_before']} before, {loaded['busy_after']} after, of {loaded['explain_workers']}")

@@ -186,16 +186,16 @@ def _summary(rows: list[dict], served: str, quick: bool, validation: dict | None
                   f"{r['max_abs_diff']:>12.1e} {'same' if r['labels_equal'] else 'DIFFER':>7} {r['setup_s']:>8.1f}")
         s = by.get((task, role, served))
         goals[f"served_over_fastest:{task}/{role}"] = goal(
-            s["vs_fastest"] if s and s["correct"] else None, "<=", GOAL_RATIO, issue27="runtime",
+            s["vs_fastest"] if s and s["correct"] else None, "<=", GOAL_RATIO, serving="runtime",
             detail=(f"{served} {s['batch1_ms_p50']:.2f} ms / fastest correct {fastest[f'{task}/{role}']} "
                     f"{best['batch1_ms_p50']:.2f} ms, batch 1" if s and best else f"{served} not measured"))
         goals[f"labels_differing_from_pytorch:{task}/{role}"] = goal(
-            s["labels_differing"] if s else None, "==", 0, "labels", issue27="labels",
+            s["labels_differing"] if s else None, "==", 0, "labels", serving="labels",
             detail=f"{served} against eager PyTorch on the {s['images'] if s else '?'} fixture slices; logits "
                    f"within tolerance: {bool(s and s['within_tolerance'])}")
         if (v := (validation or {}).get(f"{task}/{role}")) is not None:
             goals[f"validation_labels_differing_from_pytorch:{task}/{role}"] = goal(
-                v["differing"], "==", 0, "labels", issue27="labels",
+                v["differing"], "==", 0, "labels", serving="labels",
                 detail=f"{served} against eager PyTorch on {v['n']} validation slices")
     complete = [n for n in names if all((t, r, n) in by and by[(t, r, n)]["correct"] for t, r in models)]
     score = {n: _geomean([by[(t, r, n)]["batch1_ms_p50"] for t, r in models]) for n in complete}

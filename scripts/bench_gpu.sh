@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One short GPU run for whoever has one (issue 27): the shipped networks at batch 1 and 16 under each GPU runtime
+# One short GPU run for whoever has one (the serving goals): the shipped networks at batch 1 and 16 under each GPU runtime
 # (eager PyTorch, PyTorch with CUDA graphs, ONNX Runtime's CUDA and TensorRT providers where onnxruntime-gpu
 # offers them), then the explain worker (`python -m bench --only explain`: one worker on cuda, student and
 # teacher) and POST /predict on cuda (`python -m bench --only predict` with DISEASEID_DEVICE=cuda).

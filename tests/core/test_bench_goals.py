@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from bench.goals import ISSUE_27, describe, goal, summary
+from bench.goals import SERVING_GOALS, describe, goal, summary
 from bench.predict import _goals
 from tests.conftest import REPO
 
@@ -25,7 +25,7 @@ def test_a_goal_is_its_value_against_its_target():
     assert not goal(None, "<=", 0.5)["pass"]  # not measured never passes
     assert not goal(1.0, "<=", 2.0, condition=False)["pass"]  # e.g. the explain workers were not all busy
     with pytest.raises(KeyError):
-        goal(1.0, "<=", 2.0, issue27="no such goal")
+        goal(1.0, "<=", 2.0, serving="no such goal")
     assert describe("predict/study", goal(1.6, "<=", 0.5, detail="x")) == \
         "FAIL  predict/study: 1.600x (goal <= 0.500x)  [x]"
     assert describe("explain/render", goal(0.125, "<=", 0.2, "share")).startswith("PASS  explain/render: 12.5% ")
@@ -34,17 +34,17 @@ def test_a_goal_is_its_value_against_its_target():
 
 def test_the_summary_lists_every_goal_and_what_was_not_measured():
     report = {"suites": {
-        "predict": {"goals": {"study": goal(0.4, "<=", 0.5, issue27="study"),
-                              "p99": goal(3.0, "<=", 2.0, issue27="busy"), "issue 5": False}},
+        "predict": {"goals": {"study": goal(0.4, "<=", 0.5, serving="study"),
+                              "p99": goal(3.0, "<=", 2.0, serving="busy"), "first goal": False}},
         "explain": {"error": "RuntimeError: no redis"}}}
     lines = summary(report)
     assert "PASS  predict/study: 0.400x (goal <= 0.500x)" in lines
     assert "FAIL  predict/p99: 3.000x (goal <= 2.000x)" in lines
-    assert "FAIL  predict/issue 5" in lines
+    assert "FAIL  predict/first goal" in lines
     assert "FAIL  explain: the suite failed (RuntimeError: no redis)" in lines
     missing = [line for line in lines if line.startswith("----")]
-    assert len(missing) == len(ISSUE_27) - 2  # study and busy were measured
-    assert lines[-1] == f"1 passed, 3 failed, {len(ISSUE_27) - 2} of issue 27's goals not measured"
+    assert len(missing) == len(SERVING_GOALS) - 2  # study and busy were measured
+    assert lines[-1] == f"1 passed, 3 failed, {len(SERVING_GOALS) - 2} of the serving goals not measured"
 
 
 def test_predict_goals_are_the_issues_ratios():
@@ -80,10 +80,10 @@ def _report(versions: dict[str, str]) -> dict:
                                        "latency_ms_p50": 12.0, "networks_ms_p50": 10.9, "network_ms_p50": 10.9,
                                        "batch16_images_per_s": 95.0}],
                            "goals": {"predict_minus_networks:tumor/student": goal(1.1, "<=", 1.5, "ms",
-                                                                                  issue27="predict")}},
+                                                                                  serving="predict")}},
                 "runtimes": {"goals": {}}, "explain": {"goals": {}, "latency": {}, "throughput": {}},
                 "predict": {"rows": [], "goals": {"study_over_its_slices_one_by_one": goal(
-                    0.61, "<=", 0.5, issue27="study", detail="610 ms / 1000 ms")},
+                    0.61, "<=", 0.5, serving="study", detail="610 ms / 1000 ms")},
                     "study": {"ratio": 0.61, "cpu_ratio": 0.9, "slices": 32, "slice_model": "dementia/teacher:lite0",
                               "model": "dementia/mil:pooled_head", "study_ms_p50": 610.0,
                               "slices_one_by_one_ms_p50": 1000.0, "compared_with": "32 x POST /predict role=teacher"}}}}
