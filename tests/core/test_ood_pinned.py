@@ -28,9 +28,9 @@ SCORE_RTOL = 1e-3
 EXPECTED = {
     "dementia": {
         "detector_version": "308083816571",
-        "ood.json": "4bc94725f2f0ef0661b3ae0769aae8abb8feeb238eef39e105470a4d9796b1d5",
+        "ood.json": "2622f0e4a67ec2d1c181543a59315daeca1d0860e0edb867a86cc7f10a35ac64",
         "ood.safetensors": "1fe3ef2324c2de55eb9931fd637159a0331871bff10cb36177c6bdc16ecbc1c1",
-        "threshold": 67.03755954327688,
+        "threshold": 73.73320748101497,
         "answers": {
             "dementia/NonDemented/NonDemented-003_r08.jpg": (False, 39.0577, 'diagnosis'),
             "dementia/NonDemented/NonDemented-003_r16.jpg": (False, 37.9864, 'diagnosis'),
