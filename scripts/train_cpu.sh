@@ -168,6 +168,16 @@ for s in $stages; do
         --weight-decay 0.1 --dropout 0.4 --balanced --select subject_balanced_accuracy \
         --teacher weights/dementia/teacher.safetensors --kd-temperature 4 --w-soft 0.5 --w-ce 0.5 \
         --threads $T --out runs/dementia-student-head --resume --ship student ;;
+    dementia-student-robust)  # the shipped gated ConvNet1 fine-tuned for features that acquisition does not move:
+      # resolution augmentation (down to 0.6 of the size, for matrix 160 and padding) on top of the rotations,
+      # gamma, bias and noise, and a feature-consistency loss to each slice's clean view (the slice heads are
+      # refitted on frozen features afterwards by ship-dementia, so the features themselves must hold still)
+      $PY -m diseaseid train --task dementia --model convnet1 --epochs 6 --batch-size 32 --lr 5e-4 \
+        --warmup-epochs 0.3 --weight-decay 0.1 --dropout 0.4 --mask-background --balanced \
+        --select subject_balanced_accuracy --init weights/dementia/student.safetensors \
+        --teacher weights/dementia/teacher.safetensors --kd-temperature 4 --w-soft 0.5 --w-ce 0.5 \
+        --aug-blur 0.4 --consistency 1.0 --precision bf16 --channels-last --threads $T \
+        --out runs/dementia-student-robust --resume ;;
     robustness)  # every shipped model under acquisition changes (docs/robustness.md)
       $PY -m diseaseid robustness --task tumor dementia --threads $T --out docs/robustness ;;
     tumor-teacher-ensemble)  # the distillation teacher's validation figures: each member and their mean logits

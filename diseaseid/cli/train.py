@@ -40,6 +40,14 @@ def register(sub) -> None:
                    help="largest Rician noise sigma of the augmentation, as a fraction of the intensity range")
     p.add_argument("--aug-noise-p", type=float, default=d.aug_noise_p,
                    help="share of training images that get noise at all")
+    p.add_argument("--aug-blur", type=float, default=d.aug_blur,
+                   help="resolution augmentation: half the images down-sampled to a scale in [1 - X, 1] and "
+                        "resized back (0: off)")
+    p.add_argument("--consistency", type=float, default=d.consistency,
+                   help="weight of a feature-consistency loss between each augmented view and its clean image "
+                        "(0: off)")
+    p.add_argument("--mask-background", action="store_true",
+                   help="convnets: the head gate (feature cells without a head pixel zeroed)")
     p.add_argument("--balanced", action="store_true", help="class-weighted loss")
     p.add_argument("--init", default=None,
                    help="start from these weights (.safetensors of the same architecture), e.g. to train a "

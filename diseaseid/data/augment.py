@@ -25,6 +25,10 @@ class AugmentConfig:
     noise_p: float = 0.7  # share of images that get noise at all
     gamma: float = 0.25  # gamma drawn log-uniformly in [1/1.25, 1.25]
     bias: float = 0.15  # a smooth multiplicative field, up to +-15% across the head
+    # A coarser matrix: the head down-sampled to a scale drawn in [1 - blur, 1] and brought back to size (what
+    # a 160 px acquisition, a wider field of view cropped back, or a smoother reconstruction leaves); 0: off.
+    blur: float = 0.0
+    blur_p: float = 0.5  # share of images that get it at all
 
 
 def sample_params(n: int, cfg: AugmentConfig = AugmentConfig(), generator: torch.Generator | None = None
@@ -77,7 +81,34 @@ def acquisition(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(),
     return out.mul_(head).clamp_(0, 1)
 
 
+def resolution(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(),
+               generator: torch.Generator | None = None, levels: int = 8) -> torch.Tensor:
+    """A share ``cfg.blur_p`` of the images down-sampled (antialiased) to a scale in ``[1 - cfg.blur, 1]``,
+    quantised to ``levels`` steps, and resized back (bilinear); the background stays zero. ``x``: N x C x H x W
+    in [0, 1]; returns a new tensor. Drawn on the CPU, so a seeded generator repeats on any device."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 2, generator=generator)
+    if cfg.blur <= 0:
+        return x.clone()
+    step = torch.floor(u[:, 0] * levels).clamp_(max=levels - 1)  # 0 .. levels-1; level 0 keeps the size
+    scale = 1 - cfg.blur * (step + 1) / levels
+    scale = torch.where(u[:, 1] < cfg.blur_p, scale, torch.ones_like(scale))
+    out = x.clone()
+    head = x.amax(dim=1, keepdim=True) > 0
+    for s in torch.unique(scale).tolist():
+        if s >= 1:
+            continue
+        idx = torch.nonzero(scale == s).flatten().to(x.device)
+        small = F.interpolate(x[idx], size=(max(8, round(h * s)), max(8, round(w * s))), mode="bilinear",
+                              antialias=True, align_corners=False)
+        out[idx] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    return out.mul_(head).clamp_(0, 1)
+
+
 def augment(x: torch.Tensor, cfg: AugmentConfig = AugmentConfig(), generator: torch.Generator | None = None
             ) -> torch.Tensor:
     """``x``: N x C x H x W in [0, 1]. A random view of each image, same shape, also in [0, 1]."""
-    return acquisition(apply_params(x, sample_params(x.shape[0], cfg, generator)), cfg, generator)
+    x = apply_params(x, sample_params(x.shape[0], cfg, generator))
+    if cfg.blur > 0:  # drawn only when on, so the views of runs without it stay as they were
+        x = resolution(x, cfg, generator)
+    return acquisition(x, cfg, generator)

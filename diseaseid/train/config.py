@@ -21,6 +21,15 @@ class TrainConfig:
     # `aug_noise` (fraction of the intensity range) for a share `aug_noise_p` of the images.
     aug_noise: float = 0.04
     aug_noise_p: float = 0.7
+    # Resolution augmentation (AugmentConfig.blur): half the images down-sampled to a scale in [1 - aug_blur, 1]
+    # and resized back; 0: off.
+    aug_blur: float = 0.0
+    # Feature consistency: each batch also runs un-augmented, and the loss gains `consistency` x the squared
+    # distance between the augmented and the clean view's features (forward_features, the clean view detached),
+    # relative to the clean features' mean square; 0: off. For heads refitted on frozen features later.
+    consistency: float = 0.0
+    # The convnets' head gate (ConvNet mask_background: feature cells without a head pixel zeroed).
+    mask_background: bool = False
     balanced: bool = False  # class-weighted loss, for unbalanced tasks
     patience: int = 6  # early stopping, in epochs without improvement of `select`
     select: str = "macro_f1"  # validation metric that picks the best epoch
@@ -68,6 +77,8 @@ class TrainConfig:
             args["widths"] = list(self.widths)
         if self.dropout is not None:
             args["dropout" if self.model.startswith("convnet") else "drop_rate"] = self.dropout
+        if self.mask_background:
+            args["mask_background"] = True
         return args
 
     def to_dict(self) -> dict:

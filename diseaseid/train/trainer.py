@@ -218,7 +218,13 @@ def _config_key(cfg: TrainConfig) -> dict:
     d = cfg.to_dict()
     for k in ("epochs", "patience", "device", "extra"):
         d.pop(k, None)
+    for k in _LATER_OPTIONS:  # options added after checkpoints were written: left out while at their default
+        if d.get(k) == getattr(TrainConfig, k):
+            d.pop(k)
     return d
+
+
+_LATER_OPTIONS = ("aug_blur", "consistency", "mask_background")
 
 
 @dataclass
@@ -275,6 +281,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
         (no_decay if p.ndim <= 1 else decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, foreach=True)
+
+
+def consistency_loss(features: torch.Tensor, clean_features: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between a view's features and the clean image's (detached), relative to the clean
+    features' mean square: 0 for features that the view does not change, 1 for features reduced to zero."""
+    clean = clean_features.detach().float()
+    return (features.float() - clean).pow(2).mean() / clean.pow(2).mean().clamp_min(1e-8)
 
 
 def batch_loss(cfg: TrainConfig, logits: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None,
@@ -381,9 +394,17 @@ def train_one_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, opt: torch.o
             x = images.batch(idx, cfg.augment, size=size)
         y = labels[idx]
         with autocast(images.device, cfg.precision):
-            logits = model(x)
+            if cfg.consistency > 0:
+                # One pass over both views (batch norm sees them together); the clean view only anchors.
+                both = model.forward_features(torch.cat([x, images.batch(idx, size=size)]))
+                feats, clean = both.chunk(2)
+                logits = model.forward_head(feats)
+            else:
+                logits = model(x)
             t_logits = teacher.logits_for(x, idx, view) if teacher is not None else None
             loss = batch_loss(cfg, logits, y, t_logits, class_weights)
+            if cfg.consistency > 0:
+                loss = loss + cfg.consistency * consistency_loss(feats, clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -442,7 +463,7 @@ def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
     channels_last = use_channels_last(cfg, device)
     model = build_model(cfg, task.num_classes, device, channels_last)
     tr_images = DeviceImages(train.images, device, channels_last,
-                             AugmentConfig(noise=cfg.aug_noise, noise_p=cfg.aug_noise_p))
+                             AugmentConfig(noise=cfg.aug_noise, noise_p=cfg.aug_noise_p, blur=cfg.aug_blur))
     va_images = DeviceImages(val.images, device, channels_last)
     y_train = torch.from_numpy(train.labels).to(device)
     checkpoint = Path(checkpoint) if checkpoint else None
