@@ -32,6 +32,7 @@ GOAL_HTTP_OVERHEAD_MS = 2.0  # serving goal: /predict p50 at 1 client <= predict
 GOAL_RPS_SHARE = 0.8  # of cores x 1000 / predict() ms
 GOAL_STUDY_RATIO = 0.5  # a study's time over its slices' one by one
 GOAL_LOADED_P99_RATIO = 2.0  # p99 with every explain worker busy over the idle p99
+BUSY_SHARE_NEEDED = 0.95  # the share of the measurement with every explain worker busy for that goal to count
 STUDY_SLICES = 32
 
 
@@ -263,34 +264,56 @@ def study_vs_slices(port: int, pid: int, rounds: int) -> dict:
                           if r["study_cpu_s"] else None)}
 
 
-def under_explain_load(port: int, request: bytes, total: int, workers: int) -> dict:
+def under_explain_load(port: int, request: bytes, total: int, workers: int, depth: int = 8,
+                       every_s: float = 0.1) -> dict:
     """16 clients on /predict while ``workers`` explain workers (a real stack: Redis, API, workers as make up
-    starts them) have a full queue; whether they were all busy before and after."""
-    from rq import Worker
+    starts them) are kept busy: a feeder thread tops the queue up to ``depth`` teacher jobs for as long as the
+    measurement runs, and samples the workers' state every ``every_s``; ``busy_share`` is the share of samples
+    with every worker busy (a fixed batch of jobs drained before a fast machine's measurement ended)."""
+    import threading
+
+    from rq import Queue, Worker
 
     from bench.explain import BENCH_ENV, _post, _requests
     from tests.services.explain_stack import ExplainStack
 
     stack = ExplainStack.start(**BENCH_ENV)
+    stop = threading.Event()
+    samples: list[int] = []
+
+    def distinct():  # the fixtures' pairs repeat after 80; a JPEG comment makes each upload's bytes new
+        for i, (image, target) in enumerate(_requests()):
+            tag = f"bench {i}".encode()
+            yield image[:2] + b"\xff\xfe" + (len(tag) + 2).to_bytes(2, "big") + tag + image[2:], target
+
+    def feed() -> None:
+        explain_requests = distinct()
+        with stack.client() as client, stack.redis_client() as r:
+            queues = Queue.all(connection=r)
+            while not stop.is_set():
+                queued = sum(q.count for q in queues) if queues else 0
+                for _ in range(max(0, depth - queued)):
+                    _post(client, *next(explain_requests), model="teacher")
+                queues = queues or Queue.all(connection=r)
+                samples.append(sum(w.get_state() == "busy" for w in Worker.all(connection=r)))
+                stop.wait(every_s)
+
     try:
         for _ in range(workers):
             stack.start_worker()
-        explain_requests = _requests()
-        with stack.client() as client:
-            for _ in range(60 * workers):  # more than the measurement can drain
-                _post(client, *next(explain_requests), model="teacher")
-
-        def busy() -> int:
-            with stack.redis_client() as r:
-                return sum(w.get_state() == "busy" for w in Worker.all(connection=r))
-
+        feeder = threading.Thread(target=feed, name="explain-feeder", daemon=True)
+        feeder.start()
         time.sleep(2.0)
-        before = busy()
+        first = len(samples)
         row = asyncio.run(_load(port, request, 16, total, warmup=32))
-        after = busy()
+        during = samples[first:]
+        stop.set()
+        feeder.join(timeout=30)
     finally:
+        stop.set()
         stack.close()
-    return {"explain_workers": workers, "busy_before": before, "busy_after": after, **row}
+    share = sum(n >= workers for n in during) / len(during) if during else 0.0
+    return {"explain_workers": workers, "busy_samples": len(during), "busy_share": round(share, 3), **row}
 
 
 PARTS = ("load", "study", "busy")  # --part: /predict under load, the study against its slices, under explain load
@@ -357,7 +380,8 @@ def run(quick: bool = False, env: dict[str, str] | None = None, parts: tuple[str
                   f"side on the inference threads)")
     if loaded is not None:
         print(f"/predict student, 16 clients, {loaded['explain_workers']} explain worker(s) busy "
-              f"({loaded['busy_before']} before, {loaded['busy_after']} after): p50 {loaded['p50_ms']:.1f} ms, "
+              f"(all busy in {100 * loaded['busy_share']:.0f}% of {loaded['busy_samples']} samples): "
+              f"p50 {loaded['p50_ms']:.1f} ms, "
               f"p99 {loaded['p99_ms']:.1f} ms, {loaded['throughput_rps']:.1f} req/s, {loaded['errors']} errors")
     goals = _goals(rows, in_process, study, loaded)
     print("goals:\n  " + "\n  ".join(describe(k, v) for k, v in goals.items()))
@@ -396,9 +420,10 @@ def _goals(rows: list[dict], in_process: dict, study: dict | None, loaded: dict 
         idle = by["student", 16]["p99_ms"]
         goals["p99_with_explain_busy_over_idle_p99"] = goal(
             loaded["p99_ms"] / idle, "<=", GOAL_LOADED_P99_RATIO, serving="busy",
-            condition=loaded["busy_after"] == loaded["explain_workers"],
-            detail=f"{loaded['p99_ms']:.1f} / {idle:.1f} ms, student, 16 clients; explain workers busy "
-                   f"{loaded['busy_before']} before, {loaded['busy_after']} after, of {loaded['explain_workers']}")
+            condition=loaded["busy_share"] >= BUSY_SHARE_NEEDED,
+            detail=f"{loaded['p99_ms']:.1f} / {idle:.1f} ms, student, 16 clients; "
+                   f"{loaded['explain_workers']} explain worker(s) all busy in {100 * loaded['busy_share']:.0f}% "
+                   f"of {loaded['busy_samples']} samples")
     goals["no_errors"] = goal(sum(r["errors"] for r in rows) + (loaded or {}).get("errors", 0), "==", 0, "errors")
     return goals
 

@@ -1,6 +1,6 @@
 """Which way of fitting a dementia slice head changes fewest answers under realistic acquisition changes?
 
-    .venv/bin/python -m dev.dementia_head_copies [student|teacher]
+    .venv/bin/python -m dev.dementia_head_copies [student|teacher|WEIGHTS.safetensors] [--quick]
 
 On the robustness sample (``diseaseid robustness``: 300 validation slices, seed 0) each recipe's head is fitted
 without the sample's subjects, on the shipped model's features, and scored by the share of answers each
@@ -9,6 +9,9 @@ accuracy. Recipes: clean slices only; beside one or three perturbed copies of ev
 ``ship-dementia --augmented 1|3``); three copies with the k leading directions of perturbation-induced
 feature change projected out (nuisance projection), and three copies with a stronger L2. It chose
 ``--augmented 3`` (2026-12-05; docs/models.md). Features are cached, the sample's under runs/dem-exp/.
+
+A weights file instead of a role scores a candidate network (e.g. a fine-tune not shipped yet) the same way;
+``--quick`` stops after the three shipped recipes (clean only, one copy, three copies).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 
-def main(role: str = "student") -> None:
+def main(role: str = "student", quick: bool = False) -> None:
     from sklearn.utils.extmath import randomized_svd
 
     from diseaseid.data.dataset import ImageFolder
@@ -41,10 +44,13 @@ def main(role: str = "student") -> None:
     out.mkdir(parents=True, exist_ok=True)
     task = get_task("dementia")
     ds = ImageFolder.scan(task_data_dir(task), task)
-    path = weights_dir() / "dementia" / f"{role}.safetensors"
+    path = Path(role) if role.endswith(".safetensors") else weights_dir() / "dementia" / f"{role}.safetensors"
     model, card = load_model(path)
+    role = card["role"]
     model.eval()
-    l2 = float(card["training"]["l2"])
+    # A candidate not shipped yet has no fitted head: its role's shipped head strength.
+    l2 = float(card["training"].get("l2") or load_model(weights_dir() / "dementia" / f"{role}.safetensors")[1]
+               ["training"]["l2"])
     x_all = cached_model_embeddings(ds, path)
     copies = [cached_perturbed_model_embeddings(ds, path, seed=s) for s in PERTURBED_SEEDS]
     sample = load_sample("dementia", 300, 0)
@@ -84,6 +90,9 @@ def main(role: str = "student") -> None:
     report("clean only", *fit([x]))
     report("one copy", *fit([x, copies[0][train]]))
     report("three copies", *fit(three))
+    if quick:
+        print(f"done in {time.time() - start:.0f} s")
+        return
     _, _, vt = randomized_svd(np.concatenate([c[train] - x for c in copies]), n_components=128, random_state=0)
     for k in (8, 32, 64, 128):
         v = vt[:k]
@@ -95,4 +104,5 @@ def main(role: str = "student") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    args = [a for a in sys.argv[1:] if a != "--quick"]
+    main(*args[:1], quick="--quick" in sys.argv[1:])

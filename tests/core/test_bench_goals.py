@@ -53,7 +53,7 @@ def test_predict_goals_are_the_issues_ratios():
                                         ("teacher", 1, 30.0, 40.0, 33.0), ("teacher", 16, 90.0, 200.0, 60.0))]
     in_process = {"student": 10.5, "teacher": 29.0}
     study = {"ratio": 0.45, "study_ms_p50": 450.0, "slices_one_by_one_ms_p50": 1000.0, "compared_with": "32 x"}
-    loaded = {"p99_ms": 250.0, "busy_before": 1, "busy_after": 1, "explain_workers": 1, "errors": 0}
+    loaded = {"p99_ms": 250.0, "busy_share": 1.0, "busy_samples": 40, "explain_workers": 1, "errors": 0}
     g = _goals(rows, in_process, study, loaded)
     cores = os.cpu_count()
     assert g["student/p50_at_1_minus_predict"]["value"] == pytest.approx(1.5)
@@ -64,7 +64,9 @@ def test_predict_goals_are_the_issues_ratios():
     assert g["study_over_its_slices_one_by_one"]["value"] == 0.45 and g["study_over_its_slices_one_by_one"]["pass"]
     assert g["p99_with_explain_busy_over_idle_p99"]["value"] == pytest.approx(2.5)  # 250 / the idle 100
     assert not g["p99_with_explain_busy_over_idle_p99"]["pass"]
-    assert _goals(rows, in_process, study, {**loaded, "p99_ms": 150.0, "busy_after": 0})[
+    assert _goals(rows, in_process, study, {**loaded, "p99_ms": 150.0})["p99_with_explain_busy_over_idle_p99"][
+        "pass"]
+    assert _goals(rows, in_process, study, {**loaded, "p99_ms": 150.0, "busy_share": 0.9})[
         "p99_with_explain_busy_over_idle_p99"]["pass"] is False  # a worker went idle: not the condition asked
     assert g["no_errors"]["pass"]
 
