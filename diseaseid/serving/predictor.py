@@ -150,6 +150,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _score_each(statistics: FeatureDetector, feats: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """``statistics.score`` of each image on its own: the BLAS product inside rounds differently for other row
+    counts (1e-13 apart), and an image's score must not depend on the batch it came in (a study's slices answer
+    exactly as single requests do, whatever the batch size)."""
+    if len(feats) == 1:
+        return statistics.score(feats, images)
+    return np.concatenate([statistics.score(feats[i:i + 1], images[i:i + 1]) for i in range(len(feats))])
+
+
 class Predictor:
     def __init__(self, model, card: dict, device="cpu", detector: Predictor | None = None,
                  feature_detector: FeatureDetector | None = None, runtime: Runtime | None = None,
@@ -264,7 +273,7 @@ class Predictor:
             else:
                 own, logits_np = self.runtime.run(images, features=keep_features)
                 feats = detector.features_and_logits(images)[0]
-            scores = features.score(feats, images)
+            scores = _score_each(features, feats, images)
             flags = [s > features.threshold for s in scores]
             extra = [features.reason(float(s), detector.name) for s in scores]
         else:
@@ -296,7 +305,7 @@ class Predictor:
             same = (feats is not None and other.model.name == self.detector.name
                     and other.model.version == self.detector.version)
             other_feats = feats[left] if same else other.model.features_and_logits(images[left])[0]
-            scores = other.statistics.score(other_feats, images[left])
+            scores = _score_each(other.statistics, other_feats, images[left])
             threshold = other.statistics.threshold
             for i, score in zip(left, scores):
                 if score <= threshold:

@@ -21,9 +21,10 @@ import pytest
 
 from bench import predict as bench_predict
 from diseaseid.serving import StudyModel, answer_study
-from diseaseid.serving.study import study_batches
+from diseaseid.serving.study import CPU_STUDY_BATCH, study_batch_size, study_batches
 from services.inference.metrics import InferenceMetrics
 from services.inference.model_runner import ModelRunner
+from services.inference.routers.predict import _predict_study
 from services.inference.settings import InferenceSettings
 from tests.services.conftest import FIXTURES
 
@@ -45,6 +46,51 @@ class Counting:
 def test_study_batches_split_evenly():
     assert [study_batches(32, p) for p in (1, 2, 3, 4, 64)] == [32, 16, 11, 8, 1]
     assert study_batches(0, 2) == 1 and study_batches(5, 0) == 5
+
+
+def test_study_batch_size_is_small_on_a_cpu_and_whole_elsewhere():
+    assert CPU_STUDY_BATCH == 2
+    assert [study_batch_size(32, p) for p in (1, 2, 4, 64)] == [2, 2, 2, 1]
+    assert study_batch_size(1, 2) == 1 and study_batch_size(0, 2) == 1
+    assert [study_batch_size(32, p, "cuda") for p in (1, 2, 3)] == [32, 16, 11]
+
+
+class Decoded:
+    """What ``_predict_study`` reads of a decoded upload."""
+
+    def __init__(self, array):
+        self.array = array
+
+
+def test_concurrent_study_answers_exactly_as_sequential_and_as_single_requests(shipped, fixtures_dir):
+    """The server's study path (small batches taken by two threads) against one pass over every slice and
+    against each slice's own ``predict``: the same answers to the last bit (scores too: each image's OOD score
+    is computed alone, so the BLAS product's batch-dependent rounding cannot reach it)."""
+    from diseaseid.data.dataset import ImageFolder
+    from diseaseid.tasks import get_task
+
+    teacher = shipped("dementia", "teacher")
+    study = StudyModel.from_shipped("dementia", teacher)
+    if study is None:
+        pytest.skip("dementia ships no subject-level head")
+    images = ImageFolder.scan(fixtures_dir / "dementia", get_task("dementia")).images
+    sequential = answer_study(teacher, images, study)  # one pass, no threads
+    runtime = teacher.runtime
+    teacher.runtime = Counting(runtime)
+    try:
+        with ThreadPoolExecutor(2, thread_name_prefix="pool") as pool:
+            concurrent, aggregation = _predict_study(teacher, [Decoded(a) for a in images], study, pool.map, 2)
+        counted = teacher.runtime
+    finally:
+        teacher.runtime = runtime
+    assert sorted(counted.batches) == [1] + [2] * (len(images) // 2)  # 33 fixture slices: 16 pairs and one
+    assert len(counted.threads) == 2
+    assert [p.to_dict() for p in concurrent.slices] == [p.to_dict() for p in sequential.slices]
+    assert [p.to_dict() for p in concurrent.slices] == [teacher.predict(a[None])[0].to_dict() for a in images]
+    assert concurrent.subject.to_dict() == sequential.subject.to_dict()
+    np.testing.assert_array_equal(concurrent.attention, sequential.attention)
+    assert (concurrent.used, concurrent.excluded) == (sequential.used, sequential.excluded)
+    assert aggregation["method"] == sequential.method and len(aggregation["attention"]) == len(images)
 
 
 def test_batches_side_by_side_answer_as_one_pass(shipped, fixtures_dir):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFil
 
 from diseaseid.answers import PredictResponse, StudyResponse
 from diseaseid.serving import Predictor, StudyAnswer, StudyModel, answer_study
-from diseaseid.serving.study import study_batches
+from diseaseid.serving.study import study_batch_size
 from diseaseid.serving.study_checks import MixedStudy, SliceSource, StudyWarning, check_study
 from services.common.app import DecodeGateDep
 from services.common.auth import require_api_key
@@ -176,9 +176,11 @@ def study_role(aggregate: str | None, task: str, models: ModelRunner, settings: 
 
 def _predict_study(predictor: Predictor, images: list[DecodedImage], study: StudyModel | None = None,
                    map_batches=map, threads: int = 1) -> tuple[StudyAnswer, dict]:
-    # Every slice once through each network: one batch per inference thread, the batches side by side.
+    # Every slice once through each network, in small batches (study_batch_size) that the inference threads take
+    # side by side.
     answer = answer_study(predictor, [im.array for im in images], study,
-                          batch_size=study_batches(len(images), threads), map_batches=map_batches)
+                          batch_size=study_batch_size(len(images), threads, predictor.device_type),
+                          map_batches=map_batches)
     aggregation = {"method": answer.method, "model": None, "attention": None}
     if study is not None:
         aggregation["model"] = {"name": study.name, "version": study.version}
