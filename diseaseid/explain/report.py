@@ -19,12 +19,21 @@ import numpy as np
 from diseaseid.data.tensors import normalize
 from diseaseid.explain.lrp.composites import Composite
 from diseaseid.explain.maps import explain_maps
-from diseaseid.explain.render import compact_png, gradcam_overlay_png, lrp_overlay_png, panel_png
+from diseaseid.explain.render import (
+    BLENDS,
+    compact_png,
+    gradcam_overlay_png,
+    gray_levels,
+    lrp_overlay_png,
+    overlay_png,
+    panel_png,
+)
 from diseaseid.percent import percent
 from diseaseid.serving.predictor import Prediction, Predictor
 from diseaseid.tasks import Task
 
-# The methods a report draws, each with its overlay; the panel shows them in this order.
+# The methods a report draws, each with its overlay (drawn here by ``render.BLENDS`` and ``overlay_png``, which
+# these functions chain); the panel shows them in this order.
 OVERLAYS: dict[str, Callable[[np.ndarray, np.ndarray], bytes]] = {
     "gradcam": gradcam_overlay_png,
     "lrp": lrp_overlay_png,
@@ -98,13 +107,16 @@ def explain_slice(predictor: Predictor, image: np.ndarray, methods: Sequence[str
     t0 = time.perf_counter()
     files: dict[str, bytes] = {}
     render_s: dict[str, float] = {}
+    gray = gray_levels(image)  # what every picture is drawn over, converted once
+    drawn: dict[str, np.ndarray] = {}  # each overlay drawn once, for its own PNG and the panel's tile
     for method, heatmap in maps.items():
         t1 = time.perf_counter()
-        files[f"{method}.png"] = png(OVERLAYS[method](image, heatmap))
+        drawn[method] = BLENDS[method](gray, heatmap)
+        files[f"{method}.png"] = png(overlay_png(drawn[method]))
         files[f"{method}.npy"] = npy_bytes(heatmap)
         render_s[method] = time.perf_counter() - t1
     title = panel_title(predictor.task, prediction, explained, predictor.name)
-    files["panel.png"] = png(panel_png(image, maps.get("gradcam"), maps.get("lrp"), title,
-                                       original="MRI slice" if prediction.is_diagnosis else "Input image"))
+    files["panel.png"] = png(panel_png(gray, maps.get("gradcam"), maps.get("lrp"), title,
+                                       original="MRI slice" if prediction.is_diagnosis else "Input image", rgb=drawn))
     timing["render"] = time.perf_counter() - t0
     return Report(prediction, explained, maps, files, title, timing, render_s)
