@@ -71,6 +71,16 @@ def _decode_heavy(data: bytes, settings: ServiceSettings, content_type: str | No
         release_freed_memory()
 
 
+def _decode_unless_large(data: bytes, settings: ServiceSettings, content_type: str | None,
+                         filename: str | None) -> DecodedImage | None:
+    """Probe; decode at once when the image is not large, else None (it waits for a slot of the gate)."""
+    images = _images()
+    probe = images.probe_image(data, settings, content_type=content_type, filename=filename)
+    if probe.pixels > settings.heavy_decode_pixels:
+        return None
+    return images.decode_image_bytes(data, settings, content_type=content_type, filename=filename)
+
+
 class DecodeGate:
     """At most ``settings.max_heavy_decodes`` large images decoding at once in this process."""
 
@@ -87,10 +97,10 @@ class DecodeGate:
         time."""
         settings, images = self.settings, _images()
         images.refuse_oversized_png(data, settings)
-        probe = await run(images.probe_image, data, settings, content_type=content_type, filename=filename)
-        if probe.pixels <= settings.heavy_decode_pixels:
-            return await run(images.decode_image_bytes, data, settings, content_type=content_type,
-                             filename=filename)
+        # One trip to the pool for the common case: a slice that is not large is decoded right after its probe.
+        decoded = await run(_decode_unless_large, data, settings, content_type, filename)
+        if decoded is not None:
+            return decoded
         try:
             await asyncio.wait_for(self._slots.acquire(), settings.decode_wait_s or 0.001)
         except TimeoutError:

@@ -145,3 +145,25 @@ def test_a_flood_of_large_images_leaves_normal_requests_and_memory_alone(inferen
     time.sleep(0.5)
     grown = rss_mb(inference_server.proc.pid) - before
     assert grown < 150, f"the process kept {grown:.0f} MB after the burst"
+
+
+def test_a_small_image_takes_one_trip_to_the_pool_and_a_large_one_two():
+    small = encode(gradient(64), "PNG")
+    large = encode(gradient(200), "PNG")
+
+    async def scenario(data):
+        calls = []
+
+        async def counting_run(fn, *args, **kwargs):
+            calls.append(fn.__name__)
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+        decoded = await DecodeGate(heavy_settings(decode_wait_s=1)).decode(data, run=counting_run)
+        return decoded, calls
+
+    decoded, calls = asyncio.run(scenario(small))
+    assert calls == ["_decode_unless_large"]
+    assert np.array_equal(decoded.array, decode_image_bytes(small, heavy_settings()).array)
+    decoded, calls = asyncio.run(scenario(large))
+    assert calls == ["_decode_unless_large", "_decode_heavy"]
+    assert np.array_equal(decoded.array, decode_image_bytes(large, heavy_settings()).array)
