@@ -123,6 +123,11 @@ def _geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
+# Calls of one runtime in a row per round (see bench.models._time_interleaved: the previous contender's
+# spinning OpenMP threads otherwise land on the next one's first call).
+RUNTIME_BLOCK = 5
+
+
 def run(quick: bool = False) -> dict:
     repeats = 10 if quick else 40
     rng = np.random.default_rng(0)
@@ -150,9 +155,10 @@ def run(quick: bool = False) -> dict:
                                 "labels_equal": bool(np.array_equal(logits.argmax(1), reference.argmax(1))),
                                 "labels_differing": int((logits.argmax(1) != reference.argmax(1)).sum()),
                                 "images": len(fixtures)}
-            one = _time_interleaved({name: (lambda fn=fn: fn(single)) for name, fn in runs.items()}, repeats)
+            one = _time_interleaved({name: (lambda fn=fn: fn(single)) for name, fn in runs.items()}, repeats,
+                                    block=RUNTIME_BLOCK)
             sixteen = _time_interleaved({name: (lambda fn=fn: fn(batch)) for name, fn in runs.items()},
-                                        max(3, repeats // 4))
+                                        max(3, repeats // 4), block=3)
             for name in runs:
                 rows.append({"task": task, "role": role, "runtime": name,
                              "batch1_ms_p50": float(np.median(one[name])),

@@ -141,3 +141,19 @@ def test_bench_table_replaces_only_its_block(tmp_path, monkeypatch):
     readme.write_text("no markers")
     with pytest.raises(SystemExit, match="bench-table:begin"):
         bench_table.main(["--json", str(run), "--write", "--doc", str(readme)])
+
+
+def test_interleaved_timing_calls_each_contender_in_blocks_of_rotating_order():
+    from bench.models import _time_interleaved
+
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = _time_interleaved(fns, repeats=6, block=3)
+    assert calls[:6] == list("aabbcc")  # two warm-up calls each
+    timed = "".join(calls[6:])
+    assert timed == "aaabbbccc" + "bbbcccaaa"  # two rounds of three calls in a row, the order rotated
+    assert {k: len(v) for k, v in times.items()} == {"a": 6, "b": 6, "c": 6}
+    assert all(t >= 0 for v in times.values() for t in v)
+    calls.clear()
+    _time_interleaved(fns, repeats=2)
+    assert "".join(calls[6:]) == "abc" + "bca"
