@@ -16,6 +16,7 @@ import pytest
 from redis import Redis
 from rq.job import Job
 
+from services.explain.redis_store import ExplainStore
 from services.explain.sealing import (
     PAYLOAD,
     Sealer,
@@ -124,7 +125,8 @@ def test_redis_files_hold_no_image_and_jobs_survive_a_restart():
             worker.kill()
             queued = explain(client, fixture_bytes("tumor", "meningioma"))  # no worker: it waits in the queue
             job = Job.fetch(queued, connection=r)
-            sealed = job.args[0]
+            assert job.args[0] is None  # the image is in the job's hash, beside RQ's fields
+            sealed = r.hget(job.key, ExplainStore.PAYLOAD_FIELD)
             assert Sealer.is_sealed(sealed) and len(Sealer(KEY).open(sealed, PAYLOAD)) == 224 * 224 * 3
 
             # Everything Redis keeps on disk, rewritten from what it holds now: the RDB snapshot and the AOF.

@@ -49,7 +49,11 @@ def test_dedup_entry_names_the_job_and_lives_exactly_ttl_s(queue, ttl):
     assert (stored.result_ttl, stored.failure_ttl, stored.timeout) == (ttl, ttl, 45)
     assert stored.retries_left == 3 and stored.retry_intervals == [0]
     assert stored.func_name == JOB_FUNCTION == "services.explain.worker.explain.explain_job"
-    assert stored.args == (req.pixels, "tumor", "student", ["lrp", "gradcam"], 1)
+    # The image rides in the job's own hash (it lives and expires with the job), not among the arguments, which RQ
+    # compresses on every save.
+    assert stored.args == (None, "tumor", "student", ["lrp", "gradcam"], 1)
+    assert queue.connection.hget(stored.key, ExplainStore.PAYLOAD_FIELD) == req.pixels
+    assert req.pixels not in queue.connection.hget(stored.key, "data")
     assert stored.description == "explain tumor/student lrp,gradcam"
     meta = dict(stored.meta)
     submitted = meta.pop("submitted_at")
@@ -147,3 +151,55 @@ def test_duration_histogram_buckets_by_value(redis):
     assert ExplainStore.STATS_COUNTS == "diseaseid:explain:stats:counts"
     assert store.counts() == {"failures_transient": 4, "jobs": 1}
     assert redis.ttl(ExplainStore.STATS_COUNTS) == -1  # statistics are kept, not expired
+
+
+def test_a_worker_reads_the_image_from_the_jobs_hash_and_keeps_it_for_a_retry(queue):
+    """The API leaves the image out of the job's arguments (RQ recompresses those on every save) and keeps it in the
+    job's hash, where a real worker finds it; it expires with the job. A job whose image is gone fails at once."""
+    import numpy as np
+
+    from services.explain.sealing import process_sealer
+    from services.explain.worker.main import build_worker
+
+    slice_ = np.full((224, 224, 3), 40, np.uint8)
+    slice_[60:160, 60:160] = 160
+    settings = ExplainSettings(ttl_s=30, job_timeout_s=600, retries=1)
+    job, _ = submit(queue, settings, request(pixels=slice_.tobytes()))
+    lost, _ = submit(queue, settings, request(target=2))
+    queue.connection.hdel(lost.key, ExplainStore.PAYLOAD_FIELD)
+    build_worker(queue.connection, settings).work(burst=True)
+    done = Job.fetch(job.id, connection=queue.connection)
+    assert done.get_status() == JobStatus.FINISHED, done.latest_result().exc_string
+    result = done.return_value()
+    assert set(result["methods"]) == {"gradcam", "lrp"} and result["timing_ms"]["total"] > 0
+    assert ExplainStore(queue.connection, 30, process_sealer()).get_result(job.id, "panel.png").startswith(b"\x89PNG")
+    assert queue.connection.hget(done.key, ExplainStore.PAYLOAD_FIELD) == slice_.tobytes()
+    assert 0 < queue.connection.pttl(done.key) <= 30_000  # with the job, the image expires
+    failed = Job.fetch(lost.id, connection=queue.connection)
+    assert failed.get_status() == JobStatus.FAILED and failed.retries_left == 0  # permanent: not retried
+    assert "image is missing" in failed.meta["error"]
+
+
+def test_a_heartbeat_is_one_round_trip_and_registers_a_lost_worker_again(queue):
+    from rq import Worker
+
+    from services.explain.worker.main import build_worker
+
+    worker = build_worker(queue.connection, ExplainSettings(worker_ttl_s=20))
+    worker.register_birth()
+    sent = []
+    execute = type(queue.connection.pipeline()).execute
+
+    def counting(pipe, *args, **kwargs):
+        sent.append(len(pipe.command_stack))
+        return execute(pipe, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(queue.connection.pipeline()), "execute", counting)
+        worker.heartbeat()
+    assert sent == [4]  # HSET last_heartbeat, EXPIRE x2, HEXISTS birth: one trip
+    assert 70 < queue.connection.ttl(worker.key) <= 80  # worker_ttl + 60
+    queue.connection.delete(worker.key)  # Redis came back empty
+    worker.heartbeat()
+    assert queue.connection.hexists(worker.key, "birth")
+    assert worker.name in {w.name for w in Worker.all(connection=queue.connection)}

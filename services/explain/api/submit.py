@@ -74,7 +74,7 @@ def submit(queue: Queue, settings: ExplainSettings, request: ExplainRequest) -> 
                 pipe.set(dedup_key, job_id, ex=ttl)
                 job = queue.enqueue(
                     JOB_FUNCTION,
-                    request.pixels,
+                    None,  # the image: in the job's hash (ExplainStore.PAYLOAD_FIELD), written below
                     request.task,
                     request.role,
                     list(request.methods),
@@ -91,6 +91,8 @@ def submit(queue: Queue, settings: ExplainSettings, request: ExplainRequest) -> 
                           "submitted_at": time.time()},
                     pipeline=pipe,
                 )
+                # In the same transaction: no worker sees the job without its image.
+                pipe.hset(job.key, ExplainStore.PAYLOAD_FIELD, request.pixels)
                 pipe.execute()
                 return job, False
             except WatchError:

@@ -41,8 +41,20 @@ def warm_up(predictor: Predictor) -> None:
     explain_slice(predictor, np.zeros(IMAGE_SHAPE, np.uint8))
 
 
-def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target: int | None = None) -> dict:
-    """Explain one 224x224x3 uint8 slice; PNG and .npy results go to Redis under this job's id.
+def job_pixels(pixels: bytes | None, job) -> bytes:
+    """The job's image as queued: in its hash (``ExplainStore.PAYLOAD_FIELD``), or, for a job queued by an API from
+    before that, its first argument."""
+    if pixels is not None:
+        return pixels
+    stored = job.connection.hget(job.key, ExplainStore.PAYLOAD_FIELD) if job is not None else None
+    if stored is None:
+        raise BadJobPayload("the job's image is missing from its record")
+    return stored
+
+
+def explain_job(pixels: bytes | None, task: str, role: str, methods: list[str], target: int | None = None) -> dict:
+    """Explain one 224x224x3 uint8 slice (``pixels``, sealed; None: kept in the job's hash, as the API queues it);
+    PNG and .npy results go to Redis under this job's id.
 
     Returns the small JSON-able part of the result (``diseaseid.answers.ExplainJobResult``, as a dict): the
     prediction, the explained class, each map's value range, and where the time went. Bad arguments raise
@@ -50,14 +62,14 @@ def explain_job(pixels: bytes, task: str, role: str, methods: list[str], target:
     """
     settings = get_settings()
     started = time.perf_counter()
-    image = image_from_payload(pixels, process_sealer())
+    job = get_current_job()
+    image = image_from_payload(job_pixels(pixels, job), process_sealer())
     if settings.debug_delay_s > 0:
         time.sleep(settings.debug_delay_s)
     predictor = model_pool().get(task, role)
     report = explain_slice(predictor, image, methods, target)
     timing = {**report.timing, "total": time.perf_counter() - started}
 
-    job = get_current_job()
     if job is not None:
         # The API chose the TTL when it queued the job; the files live exactly as long as the job's result.
         store = ExplainStore(job.connection, job.result_ttl if job.result_ttl and job.result_ttl > 0

@@ -86,8 +86,16 @@ class ExplainWorker(SimpleWorker):
         return self.idle_poll_s
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
-        super().heartbeat(timeout, pipeline)
-        if pipeline is None and not self.connection.hexists(self.key, "birth"):
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        # One round trip instead of four (RQ sends its three commands one by one): a heartbeat falls between
+        # taking a job off the queue and starting it.
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(timeout, pipe)
+            pipe.hexists(self.key, "birth")
+            registered = pipe.execute()[-1]
+        if not registered:
             # Redis restarted without our registration (no persistence): without registering again
             # this worker would keep working but /readyz and `rq info` would never see it.
             self._register_again()

@@ -122,5 +122,11 @@ async def get_explain_job(
     job = await run_in_threadpool(fetch_job, queue, job_id, tenant)
     if wait > 0 and job_state(job) in ("queued", "started"):
         await wait_for_outcome(waiter, job_id, min(wait, settings.max_wait_s))
-        job = await run_in_threadpool(fetch_job, queue, job_id, tenant)
+        # Read again and described in one trip to the thread pool: the client is waiting for this.
+        return await run_in_threadpool(_fetch_and_view, queue, job_id, tenant, base_url(request))
     return await run_in_threadpool(partial(job_view, dicom=has_source(job)), queue, job, base_url(request))
+
+
+def _fetch_and_view(queue, job_id: str, tenant: str, url: str) -> JobView:
+    job = fetch_job(queue, job_id, tenant)
+    return job_view(queue, job, url, dicom=has_source(job))
