@@ -124,8 +124,10 @@ def _geomean(values: list[float]) -> float:
 
 
 # Calls of one runtime in a row per round (see bench.models._time_interleaved: the previous contender's
-# spinning OpenMP threads otherwise land on the next one's first call).
-RUNTIME_BLOCK = 5
+# spinning OpenMP threads otherwise land on the next one's calls). Dementia student, batch 1, quiet machine
+# (/tmp script over ``candidates``): ONNX Runtime 2.40 ms called alone, 3.35 / 3.00 / 2.76 ms in blocks of
+# 1 / 5 / 20; OpenVINO 2.11 alone, 4.49 / 2.67 / 2.38; torch.compile 3.00 alone, 3.27 / 3.35 / 3.39.
+RUNTIME_BLOCK = 20
 
 
 def run(quick: bool = False) -> dict:
