@@ -16,9 +16,10 @@ from diseaseid.serving import ROLES
 # into diseaseid/cli/: scripts and the training recipes (scripts/train_*.sh) call them so. In --help order.
 COMMANDS = {
     "train": [
-        "--aug-noise", "--aug-noise-p", "--balanced", "--batch-size", "--channels-last", "--data", "--device",
-        "--dropout", "--epochs", "--help", "--init", "--init-partial", "--kd-online", "--kd-temperature",
-        "--kd-views", "--label-smoothing", "--low-res", "--low-res-epochs", "--lr", "--model", "--no-augment",
+        "--aug-blur", "--aug-noise", "--aug-noise-p", "--balanced", "--batch-size", "--channels-last",
+        "--consistency", "--data", "--device", "--dropout", "--epochs", "--help", "--init", "--init-partial",
+        "--kd-online", "--kd-temperature", "--kd-views", "--label-smoothing", "--low-res", "--low-res-epochs",
+        "--lr", "--mask-background", "--model", "--no-augment",
         "--no-channels-last", "--out", "--patience", "--per-class", "--precision", "--quiet", "--resume",
         "--seed", "--select", "--ship", "--split", "--stop-after", "--task", "--teacher", "--threads",
         "--w-ce", "--w-soft", "--warmup-epochs", "--weight-decay", "--widths", "-h"
