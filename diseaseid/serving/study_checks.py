@@ -67,6 +67,27 @@ class SliceSource:
     dicom: dict | None = None
 
 
+def _block_sums(image: np.ndarray, block: int) -> np.ndarray:
+    """H x W x C (H, W multiples of ``block``) -> the sums of its ``block`` x ``block`` x C cells, exact for bytes.
+
+    A byte image's cell sums fit 16 bits for the model inputs' cells (4 x 4 x 3 x 255 = 12,240), and are built as
+    strided integer additions (a third of the time of numpy's multi-axis sum, the same integers); anything else
+    goes through that sum, as integers (bytes, large cells) or float64."""
+    h, w, c = image.shape
+    k = block * c
+    if image.dtype == np.uint8 and block * block * c * 255 < 2 ** 16:
+        flat = image.reshape(h, (w // block) * k)
+        columns = flat[:, 0::k].astype(np.uint16)
+        for j in range(1, k):
+            columns += flat[:, j::k]
+        total = columns[0::block].copy()
+        for j in range(1, block):
+            total += columns[j::block]
+        return total
+    cells = image.reshape(h // block, block, w // block, block, c)
+    return cells.sum(axis=(1, 3, 4), dtype=np.int64 if image.dtype.kind in "ub" else np.float64)
+
+
 def grey_features(images: np.ndarray | list[np.ndarray], block: int = 4) -> np.ndarray:
     """N model inputs (224 x 224 x 3) -> N x 3136 unit vectors: grey levels as 4 x 4 block means on a 56 x 56
     grid, centred; the dot product of two is their Pearson correlation (a flat slice gives zeros). One slice at
@@ -77,10 +98,7 @@ def grey_features(images: np.ndarray | list[np.ndarray], block: int = 4) -> np.n
         if image.ndim == 2:
             image = image[:, :, None]
         h, w = (image.shape[0] // block) * block, (image.shape[1] // block) * block
-        cells = image[:h, :w].reshape(h // block, block, w // block, block, image.shape[2])
-        # uint8 slices summed as integers (exact, and a tenth of the float64 conversion's time), then the mean
-        total = cells.sum(axis=(1, 3, 4), dtype=np.int64 if image.dtype.kind in "ub" else np.float64)
-        rows.append(total.ravel() / float(block * block * image.shape[2]))
+        rows.append(_block_sums(image[:h, :w], block).ravel() / float(block * block * image.shape[2]))
     grid = np.stack(rows)
     grid -= grid.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(grid, axis=1, keepdims=True)

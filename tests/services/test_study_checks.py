@@ -227,3 +227,22 @@ def test_http_a_slice_unlike_its_neighbours_is_answered_with_a_warning(inference
     r = post_study(inference_client, parts)
     assert r.status_code == 200, r.text
     assert [(w["code"], w["slices"]) for w in r.json()["warnings"]] == [("mixed_sizes", [0, 1])]
+
+
+def test_grey_features_block_sums_equal_numpys_multi_axis_sum():
+    from diseaseid.serving.study_checks import _block_sums
+
+    rng = np.random.default_rng(5)
+    cases = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8), np.full((224, 224, 3), 255, np.uint8),
+             rng.integers(0, 256, (12, 20, 1), dtype=np.uint8), rng.integers(0, 256, (64, 64, 3), dtype=np.uint16),
+             rng.random((16, 24, 3)).astype(np.float32)]
+    for image in cases:
+        h, w, c = image.shape
+        want = image.reshape(h // 4, 4, w // 4, 4, c).sum(
+            axis=(1, 3, 4), dtype=np.int64 if image.dtype.kind in "ub" else np.float64)
+        got = _block_sums(image, 4)
+        assert got.shape == want.shape and np.array_equal(got, want), image.dtype
+    assert _block_sums(cases[1], 4).max() == 4 * 4 * 3 * 255  # the largest byte cell still fits 16 bits
+    # a byte cell that would not fit 16 bits takes the integer sum
+    big = np.full((32, 32, 3), 255, np.uint8)
+    assert _block_sums(big, 16).max() == 16 * 16 * 3 * 255
