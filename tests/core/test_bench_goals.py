@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
 
 from bench.goals import SERVING_GOALS, describe, goal, summary
@@ -157,3 +158,16 @@ def test_interleaved_timing_calls_each_contender_in_blocks_of_rotating_order():
     calls.clear()
     _time_interleaved(fns, repeats=2)
     assert "".join(calls[6:]) == "abc" + "bca"
+
+
+def test_model_latency_is_timed_on_fixture_slices_decoded_as_served():
+    from bench.models import slices
+    from diseaseid.data.preprocess import decode_image
+    from diseaseid.paths import fixtures_dir
+
+    files = sorted((fixtures_dir() / "tumor").rglob("*.jpg"))
+    got = slices("tumor", len(files) + 2)
+    assert got.shape == (len(files) + 2, 224, 224, 3) and got.dtype == np.uint8
+    assert np.array_equal(got[0], decode_image(files[0].read_bytes()))
+    assert np.array_equal(got[len(files)], got[0]) and np.array_equal(got[-1], got[1])  # repeated past the end
+    assert (got[0] == 0).mean() > 0.05  # a head-cropped slice: its zero background, unlike uniform noise
