@@ -289,12 +289,10 @@ def under_explain_load(port: int, request: bytes, total: int, workers: int, dept
     def feed() -> None:
         explain_requests = distinct()
         with stack.client() as client, stack.redis_client() as r:
-            queues = Queue.all(connection=r)
             while not stop.is_set():
-                queued = sum(q.count for q in queues) if queues else 0
+                queued = sum(q.count for q in Queue.all(connection=r))
                 for _ in range(max(0, depth - queued)):
                     _post(client, *next(explain_requests), model="teacher")
-                queues = queues or Queue.all(connection=r)
                 samples.append(sum(w.get_state() == "busy" for w in Worker.all(connection=r)))
                 stop.wait(every_s)
 

@@ -162,7 +162,7 @@ def image_statistics(img: np.ndarray) -> np.ndarray:
     # The grey levels, their steps and Laplacians are integers: summed exactly as integers, and equal to numpy's
     # float32 means (pairwise sums of integers are exact while the total stays below 2**24; a mean is then that
     # total over the count, one rounding either way). Over 2**24 (never for the steps or the grey levels of a
-    # 224 x 224 image), the float32 figures below.
+    # 224 x 224 image), numpy's float32 means.
     c16 = c.astype(np.int16)
     pairs = fg[:, :-1] & fg[:, 1:]
     steps = np.abs(c16[:, :-1] - c16[:, 1:])
@@ -171,24 +171,24 @@ def image_statistics(img: np.ndarray) -> np.ndarray:
     n_step, n_lap = int(np.count_nonzero(pairs)), int(np.count_nonzero(inner))
     step_total = int(np.sum(steps, where=pairs, dtype=np.int64))
     lap_total = int(np.sum(lap, where=inner, dtype=np.int64))
-    fg_values = c[fg].astype(np.float32)
-    if max(step_total, lap_total) < _EXACT_FLOAT32:
+    values = c[fg]
+    grey_total = int(values.sum(dtype=np.int64))
+    fg_values = values.astype(np.float32)
+    if max(step_total, lap_total, grey_total) < _EXACT_FLOAT32:
         step_mean = np.float32(step_total) / np.float32(n_step) if n_step else np.float32(0)
         lap_mean = np.float32(lap_total) / np.float32(n_lap) if n_lap else np.float32(0)
-        mean = float(np.float32(int(c[fg].sum(dtype=np.int64))) / np.float32(count))
-        return np.array([np.log(step_mean / mean + 1e-6), np.log(lap_mean / mean + 1e-6), count / fg.size,
-                         np.log(fg_values.std() / mean + 1e-6)])
-    g = c.astype(np.float32)
-    pairs = fg[:, :-1] & fg[:, 1:]
-    step = np.abs(g[:, :-1] - g[:, 1:])[pairs]
-    lap = np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:])[fg[1:-1, 1:-1]]
-    mean = float(g[fg].mean())
-    # No pair of neighbouring foreground pixels (scattered dots) or no foreground inside the frame: no steps or
-    # curvature measured, 0 (not the NaN of an empty mean, which would make every distance NaN: never flagged).
-    step_mean = step.mean() if step.size else np.float32(0)
-    lap_mean = lap.mean() if lap.size else np.float32(0)
-    return np.array([np.log(step_mean / mean + 1e-6), np.log(lap_mean / mean + 1e-6), fg.mean(),
-                     np.log(g[fg].std() / mean + 1e-6)])
+        mean = float(np.float32(grey_total) / np.float32(count))
+    else:
+        g = c.astype(np.float32)
+        step = np.abs(g[:, :-1] - g[:, 1:])[pairs]
+        lap32 = np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:])[inner]
+        mean = float(fg_values.mean())
+        # No pair of neighbouring foreground pixels (scattered dots) or no foreground inside the frame: no steps
+        # or curvature measured, 0 (not the NaN of an empty mean, which would make every distance NaN).
+        step_mean = step.mean() if step.size else np.float32(0)
+        lap_mean = lap32.mean() if lap32.size else np.float32(0)
+    return np.array([np.log(step_mean / mean + 1e-6), np.log(lap_mean / mean + 1e-6), count / fg.size,
+                     np.log(fg_values.std() / mean + 1e-6)])
 
 
 @dataclass(frozen=True)
