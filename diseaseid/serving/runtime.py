@@ -12,7 +12,12 @@ a runtime named explicitly raises instead.
 
 Threads: a runtime uses ``thread_budget()`` intra-op threads (the services set it from ``DISEASEID_TORCH_THREADS``
 before loading, with ``set_thread_budget``; else torch's thread count), so every runtime of a process keeps to the
-same budget.
+same budget. A process that also sets a *lone-pass* budget (``set_lone_budget``: the inference service, from
+``DISEASEID_LONE_THREADS``, by default its CPUs) gives a pass that starts while no other pass of the process is in
+flight that many threads under ONNX Runtime (a second session of the same graph): a lone request has the idle
+cores to itself, requests side by side keep one budget each. On the 2-core development machine (quiet, passes
+from a thread pool 4 ms apart, /tmp script, 150 of each): tumor student 6.73 ms with 1 thread, 4.28 ms with 2;
+tumor teacher 9.12 and 5.80 ms; the dementia student 4.17 and 4.04 ms.
 
 Torch is imported only by what needs it (the PyTorch runtime, a graph's first export, a fallback): a process
 serving exported graphs whose graphs are cached never imports it (the inference service's torch-free image).
@@ -23,7 +28,9 @@ import logging
 import os
 import queue
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -59,6 +66,45 @@ def set_thread_budget(threads: int) -> None:
     _budget = max(1, int(threads))
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(_budget)
+
+
+_lone_budget: int | None = None
+
+
+def set_lone_budget(threads: int | None) -> None:
+    """Intra-op threads of an ONNX Runtime pass that starts while no other pass of this process is in flight
+    (None, or not above ``thread_budget()``: none; every pass keeps the thread budget). Set before the runtimes
+    load: a runtime made after this holds a second session with this many threads."""
+    global _lone_budget
+    _lone_budget = None if threads is None else max(1, int(threads))
+
+
+def lone_budget() -> int | None:
+    """The lone-pass threads set by ``set_lone_budget`` where above the thread budget, else None."""
+    return _lone_budget if _lone_budget is not None and _lone_budget > thread_budget() else None
+
+
+class _Passes:
+    """How many graph passes of this process are in flight (every model, every runtime that asks)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.in_flight = 0
+
+    @contextmanager
+    def enter(self) -> Iterator[bool]:
+        """Counts a pass while it runs; yields whether it started alone."""
+        with self._lock:
+            alone = self.in_flight == 0
+            self.in_flight += 1
+        try:
+            yield alone
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+PASSES = _Passes()
 
 
 def thread_budget() -> int:
@@ -143,28 +189,41 @@ class OnnxRuntime:
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int | None = None, device="cpu", graph_sha256: str | None = None,
-                 outputs: tuple[str, ...] = ("logits", "features")):
+                 outputs: tuple[str, ...] = ("logits", "features"), lone_threads: int | None = None):
+        """``lone_threads``: the threads of a pass that starts alone (``PASSES``), in a second session; None:
+        ``lone_budget()`` for a slice network on the CPU (a subject head's graph, ``outputs`` other than the
+        default, keeps one session)."""
         import onnxruntime as ort
 
         self.path, self.graph_sha256, self.outputs = Path(path), graph_sha256, list(outputs)
         self.threads = threads or thread_budget()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle pool threads would spin on the cores the explain workers and the other requests need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device_type(device) == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise RuntimeError("this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
             providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        self.session = self._session(ort, self.threads, providers)
+        if lone_threads is None and providers == ["CPUExecutionProvider"] and self.outputs == ["logits", "features"]:
+            lone_threads = lone_budget()
+        self.lone_threads = lone_threads if lone_threads and lone_threads > self.threads else None
+        self.lone_session = self._session(ort, self.lone_threads, providers) if self.lone_threads else None
         self.input = self.session.get_inputs()[0].name
 
+    def _session(self, ort, threads: int, providers: list[str]):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle pool threads would spin on the cores the explain workers and the other requests need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(self.path), options, providers=providers)
+
     def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
-        logits, feats = self.session.run(self.outputs, {self.input: _images(images)})
+        images = _images(images)
+        with PASSES.enter() as alone:
+            session = self.lone_session if alone and self.lone_session is not None else self.session
+            logits, feats = session.run(self.outputs, {self.input: images})
         return (feats if features else None), logits
 
     def run_arrays(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -174,42 +233,67 @@ class OnnxRuntime:
         return self.session.run(self.outputs, {k: v for k, v in inputs.items() if k in names})
 
     def describe(self) -> dict:
-        return {"runtime": self.name, "providers": self.session.get_providers(), "threads": self.threads,
-                "graph_sha256": self.graph_sha256}
+        out = {"runtime": self.name, "providers": self.session.get_providers(), "threads": self.threads,
+               "graph_sha256": self.graph_sha256}
+        if self.lone_threads:
+            out["lone_threads"] = self.lone_threads
+        return out
 
 
 class OpenVinoRuntime:
     """The exported graph under OpenVINO on the CPU, in float32 (its default on CPUs with bf16 units is bf16,
-    which moved logits by 1e-2). An infer request serves one call at a time: each call takes a free one."""
+    which moved logits by 1e-2). An infer request serves one call at a time: each call takes a free one. The
+    outputs are read by name, as ONNX Runtime's are (a slice network's ``logits`` and ``features``, a subject
+    head's ``logits`` and ``attention``); a graph with a dynamic dimension (a head's slice count) is compiled
+    once for every size."""
 
     name = "openvino"
 
-    def __init__(self, path: str | Path, threads: int | None = None, graph_sha256: str | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, graph_sha256: str | None = None,
+                 outputs: tuple[str, ...] = ("logits", "features")):
         import openvino as ov
 
-        self.path, self.graph_sha256 = Path(path), graph_sha256
+        self.path, self.graph_sha256, self.outputs = Path(path), graph_sha256, list(outputs)
         self.threads = threads or thread_budget()
         self.compiled = ov.Core().compile_model(str(self.path), "CPU", {
             "INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32"})
-        self.logits_out, self.features_out = self.compiled.output(0), self.compiled.output(1)  # export's order
+        self.inputs = {port.get_any_name() for port in self.compiled.inputs}
+        self.ports = [self.compiled.output(name) for name in self.outputs]
         self.requests: queue.SimpleQueue = queue.SimpleQueue()
 
-    def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    def _infer(self, inputs: dict) -> list[np.ndarray]:
         try:
             request = self.requests.get_nowait()
         except queue.Empty:
             request = self.compiled.create_infer_request()
         try:
-            result = request.infer({0: _images(images)})
-            logits = np.array(result[self.logits_out], np.float32)
-            feats = np.array(result[self.features_out], np.float32) if features else None
+            result = request.infer(inputs)
+            # copies: the request's output tensors are overwritten by its next call
+            return [np.array(result[port], np.float32) for port in self.ports]
         finally:
             self.requests.put(request)
-        return feats, logits
+
+    def run(self, images: np.ndarray, features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+        logits, feats = self._infer({0: _images(images)})[:2]
+        return (feats if features else None), logits
+
+    def run_arrays(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output of the graph for named inputs (a subject-level head's graph); inputs the graph does not
+        take (the exporter drops an unused one) are left out."""
+        return self._infer({k: v for k, v in inputs.items() if k in self.inputs})
 
     def describe(self) -> dict:
         return {"runtime": self.name, "device": "CPU", "threads": self.threads, "graph_sha256": self.graph_sha256}
+
+
+def head_runtime(name: str, path: str | Path, device="cpu", graph_sha256: str | None = None,
+                 outputs: tuple[str, ...] = ("logits", "attention")) -> Runtime:
+    """A subject-level head's exported graph (``path``) under the graph runtime ``name`` that serves its
+    backbone (ONNX Runtime for any other name)."""
+    if name == "openvino" and device_type(device) == "cpu":
+        return OpenVinoRuntime(path, graph_sha256=graph_sha256, outputs=outputs)
+    return OnnxRuntime(path, device=device, graph_sha256=graph_sha256, outputs=outputs)
 
 
 def graph_runtime(name: str, weights: str | Path, device="cpu", weights_sha256: str | None = None,

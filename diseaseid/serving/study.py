@@ -68,18 +68,19 @@ class StudyModel:
 
     @classmethod
     def from_weights(cls, path: str | Path, backbone: Predictor) -> StudyModel:
-        """The head on the backbone's kind of runtime: its exported graph (ONNX Runtime) beside a backbone served
-        by a graph, else (or where the graph cannot be had) the PyTorch module."""
+        """The head on the backbone's kind of runtime: its exported graph beside a backbone served by a graph (under
+        the backbone's runtime: OpenVINO, or ONNX Runtime), else (or where the graph cannot be had) the PyTorch
+        module."""
         if backbone.runtime.name != "torch":
             try:
                 from diseaseid.serving.export import HEAD_OUTPUTS, cached_graph
-                from diseaseid.serving.runtime import OnnxRuntime
+                from diseaseid.serving.runtime import head_runtime
 
                 graph = cached_graph(path, head=True)
-                runtime = OnnxRuntime(graph.path, device=backbone.device_type, graph_sha256=graph.sha256,
-                                      outputs=HEAD_OUTPUTS)
+                runtime = head_runtime(backbone.runtime.name, graph.path, backbone.device_type, graph.sha256,
+                                       HEAD_OUTPUTS)
                 return cls(runtime, read_card(path), backbone)
-            except Exception as exc:  # a head the exporter cannot trace at every N, no onnxruntime, ...
+            except Exception as exc:  # a head the exporter cannot trace at every N, no graph runtime, ...
                 log.error("the subject-level head %s runs on PyTorch: its graph failed (%s: %s)", path,
                           type(exc).__name__, exc)
         torch_module()

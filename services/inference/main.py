@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from diseaseid.serving.runtime import set_lone_budget
 from services.common.app import FORM_OVERHEAD, build_app
 from services.common.process import apply_process_settings
 from services.inference.metrics import InferenceMetrics
@@ -38,6 +39,7 @@ def create_app(settings: InferenceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         apply_process_settings(settings)  # priority, CPUs and threads, before the thread pools start
+        set_lone_budget(settings.lone_pass_threads())  # before the runtimes load: a lone request's threads
         # Load in the background so /healthz answers while /readyz waits for the models.
         loading = asyncio.get_running_loop().run_in_executor(None, runner.load_all)
         try:
