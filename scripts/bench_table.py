@@ -102,6 +102,11 @@ def _measurement_rows(report: dict) -> list[str]:
                                                             key=lambda kv: kv[1]))
         rows.append(f"| network runtimes, geometric mean of batch-1 ms over the models | {means}; "
                     f"served: {runtimes.get('served')}, fastest: {runtimes.get('winner')} |")
+    shared = runtimes.get("geomean_callers4_per_s")
+    if shared:
+        rates = ", ".join(f"{n} {v:.0f}" for n, v in sorted(shared.items(), key=lambda kv: -kv[1]))
+        rows.append(f"| network runtimes, geometric mean of batch-1 calls/s with 4 callers at once (as a loaded "
+                    f"service calls) | {rates} |")
     predict = s.get("predict") or {}
     for r in predict.get("rows", []):
         rows.append(f"| `POST /predict`, tumor {r['model']}, {r['clients']} client(s) | p50 {r['p50_ms']:.1f} ms, "

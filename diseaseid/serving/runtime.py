@@ -39,11 +39,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
-# The CPU winner of `python -m bench --only runtimes` (bench/results/latest.txt; docs/deploy.md, "Inference
-# first"): on the 2-core development machine (busy, --quick, 2026-12-05) ONNX Runtime had the lowest geometric
-# mean of batch-1 latency over the four shipped networks (18.0 ms; OpenVINO 19.9, torch.jit.freeze 138, eager
-# PyTorch 246), all within 1e-4 of eager PyTorch's logits with the same labels; OpenVINO was faster on the tumor
-# student alone. Rerun on a quiet machine before changing this.
+# What serves on a CPU. `python -m bench --only runtimes` times every runtime alone (batch-1 latency) and with 4
+# callers at once (as the loaded inference service calls). On the quiet 2-core development machine (2026-12-05,
+# --quick) OpenVINO was fastest alone (geometric mean over the four shipped networks 3.97 ms, ONNX Runtime 4.57),
+# but ONNX Runtime shared the cores better (272 calls/s against OpenVINO's 240), and behind the service it gave
+# 161 / 90 requests/s at 16 clients (tumor student / teacher) against OpenVINO's 103 / 52 (bench --only predict
+# --part load, DISEASEID_RUNTIME set, same machine, same hour): ONNX Runtime serves. Both are within 1e-4 of
+# eager PyTorch's logits with the same labels. Rerun both on a quiet machine before changing this.
 CPU_RUNTIME = "onnxruntime"
 ENV = "DISEASEID_RUNTIME"
 
