@@ -276,8 +276,12 @@ def fold_batchnorm(graph: Graph) -> Graph:
 
 
 def model_key(model: nn.Module) -> tuple:
-    """Changes whenever a parameter or buffer is replaced, moved or modified in place."""
-    return tuple((t.data_ptr(), t._version, t.dtype) for t in (*model.parameters(), *model.buffers()))
+    """Changes whenever a parameter or buffer is replaced, moved or modified in place. Read from each module's own
+    parameter and buffer dicts: ``parameters()`` and ``buffers()`` build prefixed names and a set of seen tensors
+    on the way, 0.76 against 0.21 ms for the tumor student's 206 tensors (quiet machine, /tmp script, 200 calls),
+    and an explanation asks three times. A tensor shared by two modules is listed twice: the same every call."""
+    return tuple((t.data_ptr(), t._version, t.dtype) for module in model.modules()
+                 for tensors in (module._parameters, module._buffers) for t in tensors.values() if t is not None)
 
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()

@@ -114,6 +114,12 @@ def test_graph_cache_follows_the_weights():
     with torch.no_grad():
         model.classifier.weight.mul_(2.0)  # an in-place update (an optimiser step, load_state_dict)
     assert model_key(model) != key
+    key = model_key(model)
+    model.classifier.bias = nn.Parameter(model.classifier.bias.detach().clone())  # replaced, same values
+    assert model_key(model) != key
+    key = model_key(model)
+    model.register_buffer("extra", torch.zeros(1))  # a new buffer
+    assert model_key(model) != key and model_key(model) == model_key(model)
     second = compile_graph(model)
     assert second is not first
     with torch.no_grad():
