@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from diseaseid.ood.fit import MAX_MRI_FLAGGED, RANK, TRAIN_SAMPLE, fit_task, kinds_table, table
+from diseaseid.ood.fit import IMAGE_WEIGHT, MAX_MRI_FLAGGED, RANK, TRAIN_SAMPLE, fit_task, kinds_table, table
 from diseaseid.paths import ROLES, weights_dir
 from diseaseid.tasks import TASKS
 
@@ -20,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--max-mri-flagged", type=float, default=MAX_MRI_FLAGGED,
                    help="the share of validation MRI slices the threshold may flag (image checks included)")
     p.add_argument("--rank", type=int, default=RANK, help="principal directions of the covariance kept")
+    p.add_argument("--image-weight", type=float, default=IMAGE_WEIGHT,
+                   help="weight of the image statistics' distance relative to the features' (0: features alone)")
     p.add_argument("--detector", type=detector_arg, default=None, metavar="TASK/ROLE",
                    help="fit on this shipped model's features instead of the task's detector (to compare "
                         "detectors; write with --out)")
@@ -45,10 +47,12 @@ def cmd_ood_fit(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
         for task in args.task:
             fitted = fit_task(task, perturbed_images, args.train_sample, args.max_mri_flagged, args.rank,
-                              out_dir=args.out, detector_model=args.detector)
+                              out_dir=args.out, detector_model=args.detector, image_weight=args.image_weight)
             c = fitted.card
             print(f"  threshold {fitted.threshold:.2f}; val MRI flagged {c['val_mri_flagged']:.1%} (cross-fitted "
-                  f"{c['val_mri_flagged_cross_fitted']:.1%}); non-MRI flagged: "
+                  f"{c['val_mri_flagged_cross_fitted']:.1%}, over {c['cross_fit_splits']} splits "
+                  f"{c['val_mri_flagged_cross_fitted_splits']:.2%}); perturbed {c['val_perturbed_mri_flagged']:.1%}; "
+                  "non-MRI flagged: "
                   + ", ".join(f"{k} {v['flagged']:.1%} of {v['n']}" for k, v in c["non_mri"].items()), flush=True)
             for which, v in c["non_mri"].items():
                 print(f"  {which} missed: {', '.join(v['missed']) or '-'}")

@@ -60,8 +60,8 @@ COMMANDS = {
         "--force", "--help", "-h", "weights"
     ],
     "ood-fit": [
-        "--detector", "--help", "--max-mri-flagged", "--out", "--rank", "--table", "--task", "--threads",
-        "--train-sample", "-h"
+        "--detector", "--help", "--image-weight", "--max-mri-flagged", "--out", "--rank", "--table", "--task",
+        "--threads", "--train-sample", "-h"
     ],
     "explain": [
         "--compact", "--composite", "--device", "--help", "--method", "--model", "--out", "--target",

@@ -66,7 +66,10 @@ def literal_distance2(fd: FeatureDetector, feats: np.ndarray) -> np.ndarray:
 
 
 def literal_distance(fd: FeatureDetector, feats: np.ndarray, images: np.ndarray) -> np.ndarray:
-    """sqrt(feature distance^2 + weight x image-statistics distance^2)."""
+    """sqrt(feature distance^2 + weight x image-statistics distance^2); the feature distance alone where the
+    statistics hold no image statistics (the tumor task since issue 24)."""
+    if fd.image_mean is None:
+        return np.sqrt(literal_distance2(fd, feats))
     image_d2 = [float((s - fd.image_mean) @ fd.image_precision @ (s - fd.image_mean))
                 for s in (image_statistics(x) for x in images)]
     return np.sqrt(literal_distance2(fd, feats) + fd.image_weight * np.array(image_d2))
@@ -189,17 +192,43 @@ def test_statistics_fit_the_shipped_detector_and_the_goal(task):
     assert card["non_mri"]["calibration"]["flagged"] >= 0.95 and card["non_mri"]["heldout"]["flagged"] >= 0.95
 
 
-def test_the_fast_distance_is_the_textbook_one():
-    fd = stats("tumor")
+def _share(count: str) -> float:
+    flagged, n = count.split("/")
+    return int(flagged) / int(n)
+
+
+def test_tumor_statistics_meet_issue_24s_ood_goals():
+    """Issue 24, as measured at fitting on validation (the held-back test set is not read): clean MRI flagged at
+    most 0.5% on slices the threshold never saw (cross-fitted, one split and the mean of many), every family of
+    realistic change at most 5%, non-MRI images still flagged at least 95% (calibration and held-out)."""
+    card = stats("tumor").card
+    assert card["val_mri_flagged"] <= 0.005
+    assert card["val_mri_flagged_cross_fitted"] <= 0.005 and card["val_mri_flagged_cross_fitted_splits"] <= 0.005
+    assert card["cross_fit_splits"] >= 10
+    families = card["val_perturbed_mri_flagged_by_family"]
+    assert len(families) >= 10 and sum(int(v.split("/")[1]) for v in families.values()) == card["fitted_on"][
+        "val_slices"]
+    assert max(_share(v) for v in families.values()) <= 0.05
+    assert card["val_perturbed_mri_flagged"] <= 0.05 and card["val_perturbed_mri_flagged_cross_fitted_splits"] <= 0.05
+    assert card["non_mri"]["calibration"]["flagged"] >= 0.95 and card["non_mri"]["heldout"]["flagged"] >= 0.95
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_the_fast_distance_is_the_textbook_one(task):
+    fd = stats(task)
     rng = np.random.default_rng(0)
     feats = np.concatenate([fd.means + rng.normal(0, 0.05, fd.means.shape),
                             rng.normal(fd.means.mean(0), 1.0, (6, fd.means.shape[1]))])
     np.testing.assert_allclose(fd.feature_distance2(feats), literal_distance2(fd, feats), rtol=1e-6)
     assert fd.feature_distance2(fd.means).max() < 1e-6  # a class mean is at distance 0
-    assert fd.image_weight > 0 and fd.image_precision.shape == (len(fd.image_mean),) * 2
     images = np.stack([cat_on_black(), text_on_black()])
-    with pytest.raises(ValueError):
-        fd.score(feats[:2])  # the image statistics need the images
+    if fd.card["fitted_on"].get("image_weight", 0.5):  # fitted with image statistics (the default weight)
+        assert fd.image_weight > 0 and fd.image_precision.shape == (len(fd.image_mean),) * 2
+        with pytest.raises(ValueError):
+            fd.score(feats[:2])  # the image statistics need the images
+    else:  # the features alone decide: nothing else is stored, the images change nothing
+        assert fd.image_mean is None and fd.image_precision is None and fd.image_weight == 0
+        np.testing.assert_array_equal(fd.score(feats[:2]), fd.score(feats[:2], images))
     np.testing.assert_allclose(fd.score(feats[:2], images), literal_distance(fd, feats[:2], images), rtol=1e-6)
 
 
