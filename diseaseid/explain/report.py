@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from diseaseid.data.tensors import normalize
 from diseaseid.explain.lrp.composites import Composite
@@ -108,7 +109,7 @@ def explain_slice(predictor: Predictor, image: np.ndarray, methods: Sequence[str
     files: dict[str, bytes] = {}
     render_s: dict[str, float] = {}
     gray = gray_levels(image)  # what every picture is drawn over, converted once
-    drawn: dict[str, np.ndarray] = {}  # each overlay drawn once, for its own PNG and the panel's tile
+    drawn: dict[str, Image.Image] = {}  # each overlay drawn once, for its own PNG and the panel's tile
     for method, heatmap in maps.items():
         t1 = time.perf_counter()
         drawn[method] = BLENDS[method](gray, heatmap)

@@ -143,3 +143,22 @@ def test_png_with_a_pre_deflated_tail_decodes_to_both_parts(monkeypatch, deflate
         assert np.array_equal(decode(render.png_bytes(head)), head)
     with pytest.raises(ValueError):
         render._png_with_tail(head, render._Tail(tail[:, :-1]))
+
+
+# -- the overlays as PIL images -------------------------------------------------------------------------------------
+def test_blends_are_rgb_images_of_the_previous_overlays(fixtures_dir):
+    image = slices(fixtures_dir)[1]
+    rng = np.random.default_rng(7)
+    cam = rng.random((224, 224)).astype(np.float32)
+    rel = rng.normal(size=(224, 224)).astype(np.float32)
+    gray = render.gray_levels(image)
+    for method, old, arrays, heatmap in (("gradcam", old_gradcam_rgb, render.gradcam_rgb, cam),
+                                         ("lrp", old_lrp_rgb, render.lrp_rgb, rel)):
+        drawn = render.BLENDS[method](gray, heatmap)
+        # three bands: an "RGBX" image (the looked-up words mapped as they are) is resized as four, a fifth slower
+        assert drawn.mode == "RGB" and drawn.size == (224, 224)
+        assert np.array_equal(np.asarray(drawn), old(image, heatmap))
+        array = arrays(image, heatmap)
+        assert array.shape == (224, 224, 3) and array.flags.writeable and np.array_equal(array, old(image, heatmap))
+        assert render.overlay_png(drawn) == render.overlay_png(array)
+        assert np.array_equal(decode(render.overlay_png(drawn, 300)), np.asarray(old_resized(old(image, heatmap), 300)))
