@@ -18,6 +18,7 @@ Geometry is preserved otherwise: no flips, and the head's left stays left.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,53 +97,267 @@ def _smooth(small: np.ndarray) -> np.ndarray:
 
 # The disk (``hypot <= 3`` on a 7 x 7 grid: rows of 1, 5, 5, 7, 5, 5, 1 pixels) is the union of three centred
 # rectangles, 7 x 1, 5 x 5 and 1 x 7. Erosion by a union is the AND of the erosions by its parts, dilation the
-# OR of the dilations, and a rectangle's is a pass along the rows then one along the columns: here shifted slices
-# of a copy padded with False (outside the image counts as False, as with ``border_value=0``). A run of 7 is two
-# runs of 5 two pixels apart, so each direction's run of 5 serves both rectangles.
+# OR of the dilations, and a rectangle's is a pass along the rows then one along the columns. A run of 7 is two
+# runs of 5 two pixels apart, so each direction's run of 5 serves both rectangles:
+#   out[y, x] = X5[y, x-1] | X5[y, x+1] | Y5[y-1, x] | Y5[y+1, x] | X5[y-2..y+2, x]
+# with X5 (Y5) the run of 5 along x (y). The image lies in a frame of 3 False pixels (outside the image counts as
+# False, as with ``border_value=0``), and every shift is an offset into the flattened framed array: a shift by
+# dy rows is dy * width. No pixel of the image reads past the frame, so no read wraps into another row, and
+# each pass is a few whole-array operations (contiguous, vectorised) instead of one per row.
+
+_FRAME = 3  # the disk's radius
+
+
+def _framed(mask: np.ndarray) -> np.ndarray:
+    """``mask`` inside a frame of :data:`_FRAME` False pixels."""
+    h, w = mask.shape
+    out = np.zeros((h + 2 * _FRAME, w + 2 * _FRAME), bool)
+    out[_FRAME:_FRAME + h, _FRAME:_FRAME + w] = mask
+    return out
+
+
+def _disk_framed(framed: np.ndarray, erode: bool) -> np.ndarray:
+    """Erosion (``erode``) or dilation by :data:`_DISK` of the image inside ``framed`` (a :func:`_framed` array),
+    outside the image False; the result is framed the same way."""
+    rows, s = framed.shape
+    n = rows * s
+    x = framed.ravel()
+    op = np.logical_and if erode else np.logical_or
+    # X5 at flat positions [s - 1, n - s + 1), Y5 at [2s, n - 2s): what the frame's inside rows read
+    x0, x1 = s - 1, n - s + 1
+    run_x = op(x[x0 - 2:x1 - 2], x[x0 - 1:x1 - 1])
+    for d in (0, 1, 2):
+        op(run_x, x[x0 + d:x1 + d], out=run_x)
+    y0 = 2 * s
+    run_y = op(x[0:n - 4 * s], x[s:n - 3 * s])
+    for d in (2, 3, 4):
+        op(run_y, x[d * s:n - (4 - d) * s], out=run_y)
+    # the result at the inside rows [3s, n - 3s), frame columns included (cleared below)
+    p0, p1 = _FRAME * s, n - _FRAME * s
+
+    def xs(offset: int) -> np.ndarray:
+        return run_x[p0 + offset - x0:p1 + offset - x0]
+
+    def ys(offset: int) -> np.ndarray:
+        return run_y[p0 + offset - y0:p1 + offset - y0]
+
+    result = np.zeros((rows, s), bool)
+    out = result.ravel()[p0:p1]
+    op(xs(-1), xs(1), out=out)  # 1 x 7
+    op(out, ys(-s), out=out)  # 7 x 1
+    op(out, ys(s), out=out)
+    for dy in (-2, -1, 0, 1, 2):  # 5 x 5
+        op(out, xs(dy * s), out=out)
+    result[:, :_FRAME] = False  # frame columns: their reads wrapped into the neighbouring rows
+    result[:, s - _FRAME:] = False
+    return result
+
+
+def _inside(framed: np.ndarray) -> np.ndarray:
+    return framed[_FRAME:-_FRAME, _FRAME:-_FRAME]
 
 
 def _disk_pass(mask: np.ndarray, erode: bool) -> np.ndarray:
     """Erosion (``erode``) or dilation of a boolean image by :data:`_DISK`, outside the image False."""
-    h, w = mask.shape
-    op = np.logical_and if erode else np.logical_or
-    pad = np.zeros((h + 6, w + 6), bool)
-    pad[3:3 + h, 3:3 + w] = mask
-    # runs of 5 along x centred on columns -1..w, every padded row; along y centred on rows -1..h, image columns
-    run_x = op(pad[:, 0:w + 2], pad[:, 1:w + 3])
-    run_y = op(pad[0:h + 2, 3:3 + w], pad[1:h + 3, 3:3 + w])
-    for d in (2, 3, 4):
-        op(run_x, pad[:, d:d + w + 2], out=run_x)
-        op(run_y, pad[d:d + h + 2, 3:3 + w], out=run_y)
-    out = op(run_x[3:3 + h, 0:w], run_x[3:3 + h, 2:w + 2])  # 1 x 7
-    op(out, run_y[0:h], out=out)  # 7 x 1 ...
-    op(out, run_y[2:h + 2], out=out)
-    for d in range(1, 6):  # 5 x 5: runs of 5 along x, stacked over 5 rows
-        op(out, run_x[d:d + h, 1:w + 1], out=out)
-    return out
+    return _inside(_disk_framed(_framed(mask), erode))
+
+
+def _open_framed(framed: np.ndarray) -> np.ndarray:
+    return _disk_framed(_disk_framed(framed, True), False)
+
+
+def _close_framed(framed: np.ndarray) -> np.ndarray:
+    return _disk_framed(_disk_framed(framed, False), True)
 
 
 def _open_disk(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_opening(mask, structure=_DISK, border_value=0)``."""
-    return _disk_pass(_disk_pass(mask, True), False)
+    return _inside(_open_framed(_framed(mask)))
 
 
 def _close_disk(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_closing(mask, structure=_DISK, border_value=0)``."""
-    return _disk_pass(_disk_pass(mask, False), True)
+    return _inside(_close_framed(_framed(mask)))
+
+
+def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The smallest window (rows, columns) that holds every True pixel of ``mask``; None when there is none."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label(mask)`` (4-connected): the same labels, in uint16 where they fit (less memory to write, a
+    faster label). They fit below 2 x 65535 pixels: one pixel of each region gives pixels no two of which are
+    4-neighbours, and a grid holds at most half its pixels (rounded up) so (a checkerboard); scipy raises rather
+    than wrap if they did not."""
+    return ndimage.label(mask, output=np.uint16 if mask.size < 2 * 65535 else np.int32)
+
+
+def _fill_holes_framed(framed: np.ndarray) -> np.ndarray:
+    """The holes filled in a window of a larger mask that is False everywhere outside the window, the window
+    given inside a frame of False pixels (any width): the background regions not joined to the frame are the
+    larger mask's holes. Returns the framed array, filled.
+
+    A background region that touches the window's edge touches either the image's edge or background outside
+    the window, and every background pixel outside the window reaches the image's edge in a straight line away
+    from it (outside a rectangle that holds the mask, the mask is False). So the regions joined to the frame are
+    exactly those that reach the image's edge, as ``ndimage.binary_fill_holes`` finds them on the whole image."""
+    labels, n = _label(~framed)
+    if n == 1:  # only the frame's region: no holes
+        return framed
+    return labels != labels[0, 0]  # (label 0 is the mask's own pixels: True either way)
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """``ndimage.binary_fill_holes(mask)``: the background's 4-connected regions that do not reach the image's
-    edge are holes."""
-    labels, n = ndimage.label(~mask)
+    edge are holes, found inside the mask's bounding box only (:func:`_fill_holes_framed`)."""
+    window = _bbox(mask)
+    if window is None:
+        return mask
+    out = mask.copy()
+    out[window] = _inside(_fill_holes_framed(_framed(mask[window])))
+    return out
+
+
+def _head_region(mask: np.ndarray) -> np.ndarray:
+    """The head in a thresholded mask: the largest 4-connected region of its opening by :data:`_DISK`, closed,
+    holes filled (``ndimage.binary_opening``, ``label``, ``binary_closing`` and ``binary_fill_holes``, outside the
+    image False).
+
+    All of it in one window that holds the mask, grown by the disk's radius (the closing reaches that far past
+    its input) and framed: outside the window the mask is False, as beyond the image's edge, so every step gives
+    what it gives on the whole image (the holes: :func:`_fill_holes_framed`; the regions are numbered in the same
+    raster order, so a tie for the largest picks the same one)."""
+    h, w = mask.shape
+    window = _bbox(mask)
+    if window is None:
+        return np.zeros((h, w), bool)
+    rows, cols = window
+    rows = slice(max(rows.start - _FRAME, 0), min(rows.stop + _FRAME, h))
+    cols = slice(max(cols.start - _FRAME, 0), min(cols.stop + _FRAME, w))
+    # opening drops thin bright structures (a frame line, a ruler, text) that could touch the head
+    opened = _open_framed(_framed(mask[rows, cols]))
+    labels, n = _label(opened)
     if n == 0:
-        return mask
-    outside = np.zeros(n + 1, bool)
-    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        outside[edge] = True
-    if outside[1:].all():
-        return mask
-    return mask | ~outside[labels]  # (label 0 is the mask's own pixels: True either way)
+        return np.zeros((h, w), bool)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        opened = labels == int(sizes.argmax())
+    out = np.zeros((h, w), bool)
+    out[rows, cols] = _inside(_fill_holes_framed(_close_framed(opened)))
+    return out
+
+
+# np.percentile (method "linear") selects the order statistics next to each quantile's position by partitioning a
+# copy of the whole array; head_mask needs four of ~50,000 values and _find_head two. _order_statistics finds them
+# among few candidates (a threshold from a sample, checked by counting: exact whatever the sample), and
+# _percentile interpolates between them with numpy's own arithmetic and dtypes.
+
+_SAMPLE_SIZE = 1500  # values in the sample that places the candidates' threshold
+
+
+def _select(values: np.ndarray, ranks: list[int]) -> np.ndarray:
+    """``np.partition(values, ranks)[ranks]``, always with two ranks or more: numpy's path for a single rank
+    can be ~30x slower on an array with many equal values (a black background), its path for several is not."""
+    kth = ranks
+    if len(ranks) == 1 and values.size > 1:
+        kth = [ranks[0], ranks[0] + 1 if ranks[0] + 1 < values.size else ranks[0] - 1]
+    return np.partition(values, kth)[ranks]
+
+
+def _order_statistics(values: np.ndarray, ranks: list[int]) -> np.ndarray:
+    """``np.sort(values)[ranks]`` of a 1-D array without NaN, for a few distinct ranks in ascending order.
+
+    Ranks in the lower half are read among the values ``<= t`` and ranks in the upper half among those ``>= t``,
+    each ``t`` an order statistic of a strided sample with a margin. That is exact once the count of candidates
+    covers the rank (in the sorted array the values ``<= t``, ties included, are the first ones and those ``>= t``
+    the last ones), which is checked; when it is not (an unlucky sample), the whole array is partitioned."""
+    n = values.size
+    step = n // _SAMPLE_SIZE
+    if step < 4:
+        return _select(values, ranks)
+    low = [r for r in ranks if 2 * r < n]
+    high = [r for r in ranks if 2 * r >= n]
+    sample = values[::step]
+    m = sample.size
+    # the sample ranks past the expected places of the highest low rank and of the lowest high rank, by ~4
+    # standard deviations of a sample's count (placeholders where a side has no rank; with the ends, never one
+    # rank: see _select)
+    p = ((low[-1] if low else 0) + 1) / n * m
+    pick_low = min(m - 1, int(p + 4.0 * p ** 0.5) + 4)
+    p = (n - (high[0] if high else n - 1)) / n * m
+    pick_high = max(0, m - 1 - int(p + 4.0 * p ** 0.5) - 4)
+    sample = np.partition(sample, sorted({0, pick_low, pick_high, m - 1}))
+    out = []
+    if low:
+        below = values[values <= sample[pick_low]]
+        if below.size <= low[-1]:
+            return _select(values, ranks)
+        smallest = below.min()
+        if smallest == below.max():  # all equal (an exactly black background)
+            out.extend([smallest] * len(low))
+        else:
+            out.extend(_select(below, low))
+    if high:
+        above = values[values >= sample[pick_high]]
+        first = n - above.size  # the rank of above's smallest value in the whole array
+        if first > high[0]:
+            return _select(values, ranks)
+        out.extend(_select(above, [r - first for r in high]))
+    return np.array(out, values.dtype)
+
+
+def _median(values: np.ndarray) -> float:
+    """``float(np.median(values))`` of a float32 array: numpy's own mean of the one or two middle values, selected
+    as in :func:`_order_statistics` (an array that is not float32 or not finite goes to numpy)."""
+    values = values.ravel()
+    n = values.size
+    if values.dtype != np.float32 or n == 0 or not np.isfinite(values.sum()):
+        return float(np.median(values))
+    middle = [n // 2 - 1, n // 2] if n % 2 == 0 else [n // 2]
+    return float(np.mean(_select(values, middle)))
+
+
+def _percentile(values: np.ndarray, q: float | list[float]) -> float | list[float]:
+    """``np.percentile(values, q)`` (method "linear") bit for bit, for a float32 array: for a Python scalar
+    ``q`` numpy interpolates in float32 (a float32 result, given here as a float), for a list in float64.
+
+    numpy's ``_quantile`` step by step, in scalars: the virtual index ``(n - 1) * q`` (float64), its floor and the
+    next rank (the last value when the index reaches the end, where numpy's gamma is taken from index -1), and
+    ``_lerp``: ``a + (b - a) * gamma``, or ``b - (b - a) * (1 - gamma)`` when gamma >= 0.5, with ``b - a`` in
+    float32. The order statistics come from :func:`_order_statistics`; an array that is not float32, is empty,
+    or holds a NaN or an infinity goes to numpy itself."""
+    flat = values.ravel()
+    if flat.dtype != np.float32 or flat.size == 0 or not np.isfinite(flat.sum()):
+        result = np.percentile(values, q)
+        return float(result) if np.ndim(result) == 0 else [float(v) for v in result]
+    n = flat.size
+    weak = type(q) in (int, float)
+    places = []  # (previous rank, next rank, gamma) per quantile
+    for quantile in ([q] if weak else q):
+        virtual = (n - 1) * (quantile / 100)
+        if virtual >= n - 1:
+            places.append((n - 1, n - 1, virtual + 1))
+        else:
+            previous = math.floor(virtual)
+            places.append((previous, previous + 1, virtual - previous))
+    ranks = sorted({r for place in places for r in place[:2]})
+    stats = dict(zip(ranks, _order_statistics(flat, ranks), strict=True))  # np.float32 values
+    out = []
+    for previous, following, gamma in places:
+        a, b = stats[previous], stats[following]
+        diff = b - a  # float32
+        if weak:  # a Python float meets float32 scalars: cast to float32 first (NEP 50), float32 arithmetic
+            value = b - diff * np.float32(1 - gamma) if gamma >= 0.5 else a + diff * np.float32(gamma)
+        else:  # float64 gamma: float64 arithmetic
+            value = float(b) - float(diff) * (1 - gamma) if gamma >= 0.5 else float(a) + float(diff) * gamma
+        out.append(float(value))
+    return out[0] if weak else out
 
 
 def head_mask(gray: np.ndarray) -> np.ndarray:
@@ -154,22 +369,15 @@ def head_mask(gray: np.ndarray) -> np.ndarray:
         sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
         small = np.asarray(Image.fromarray(gray.astype(np.float32), "F").resize((sw, sh), Image.BILINEAR))
     smooth = _smooth(np.asarray(small, np.float32))
-    low, bright = (float(v) for v in np.percentile(smooth, [10, 99.5]))
+    low, bright = _percentile(smooth, [10, 99.5])
     # the background's own level (noise in a magnitude image is positive): the threshold is a fraction of the
     # way from it to the head, so the head's edge stays where it is whatever the noise
     border = np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]])
-    background = min(float(np.median(border)), low)
+    background = min(_median(border), low)
     if not np.isfinite(bright) or bright <= background:
         return np.zeros((h, w), bool)
     mask = smooth > background + THRESHOLD * (bright - background)
-    # opening drops thin bright structures (a frame line, a ruler, text) that could touch the head
-    mask = _open_disk(mask)
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return np.zeros((h, w), bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    mask = _fill_holes(_close_disk(labels == int(sizes.argmax())))
+    mask = _head_region(mask)
     if mask.shape != (h, w):
         mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255, "L").resize((w, h), Image.BILINEAR)) >= 128
     return mask
@@ -214,7 +422,7 @@ def _find_head(gray: np.ndarray) -> tuple[np.ndarray, HeadBox, float]:
     box = head_box(mask)
     factor = 1.0
     if box.found:
-        level = float(np.percentile(gray[mask], 99))
+        level = _percentile(gray[mask], 99)
         factor = TARGET_LEVEL / level if level > 0 else 1.0
     return mask, box, factor
 

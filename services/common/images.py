@@ -20,8 +20,9 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
+from diseaseid.data.head import head_crop
 from diseaseid.data.preprocess import IMAGE_SIZE, to_uint8_rgb
 from services.common.dicom import read_dicom
 from services.common.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
@@ -123,10 +124,22 @@ def _decode_raster(data: bytes, fmt: str, settings: ServiceSettings) -> tuple[np
             factor = min(img.width, img.height) // DECODE_TARGET
             if factor >= 2 and img.mode in _REDUCIBLE:
                 img = img.reduce(factor)  # box average; the full-size pixels are freed with the original
-            array = to_uint8_rgb(img)
+            array = _model_input(img)
     except Exception:  # ImageDecodeError, and whatever a corrupt EXIF block or odd mode raises
         raise InvalidImage(f"cannot decode the {fmt.upper()} image: it is corrupt or truncated") from None
     return array, width, height
+
+
+def _model_input(img: Image.Image) -> np.ndarray:
+    """:func:`~diseaseid.data.preprocess.to_uint8_rgb` of a decoded image, the same bytes. A grey image (most MRI
+    JPEGs) goes to the head crop as its one channel: ``pil_to_rgb`` would turn it upright (EXIF) and copy it into
+    three equal channels, which the head crop checks and reads back as that one channel; here it is only turned
+    upright (tests/services/test_decode_fast.py pins the two against each other)."""
+    if img.mode == "L":
+        upright = ImageOps.exif_transpose(img) or img
+        if upright.mode == "L" and upright.width >= 1 and upright.height >= 1:
+            return head_crop(np.asarray(upright), IMAGE_SIZE)
+    return to_uint8_rgb(img)
 
 
 def _known_format(data: bytes, content_type: str | None, filename: str | None) -> str:
