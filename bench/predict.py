@@ -152,6 +152,7 @@ def _predict_in_process_ms(model: str, image: bytes, threads: int, repeats: int,
     import torch
 
     from diseaseid.serving import Predictor
+    from diseaseid.serving import predictor as predictor_module
     from diseaseid.serving.runtime import set_lone_budget, set_thread_budget
     from services.common.images import decode_image_bytes
     from services.common.settings import ServiceSettings
@@ -159,6 +160,9 @@ def _predict_in_process_ms(model: str, image: bytes, threads: int, repeats: int,
     previous = torch.get_num_threads()
     set_thread_budget(threads)
     set_lone_budget(lone)
+    # the teacher's OOD detector (the student) is cached per process: made anew under these budgets, not reused
+    # from a measurement under others (the server has one budget for all)
+    predictor_module._detectors.clear()
     try:
         predictor = Predictor.from_shipped("tumor", model, "cpu", ServiceSettings().runtime)
         array = decode_image_bytes(image, ServiceSettings()).array[None]
@@ -338,6 +342,15 @@ def run(quick: bool = False, env: dict[str, str] | None = None, parts: tuple[str
     image = image_path.read_bytes()
     rows, study, loaded, in_process = [], None, None, {}
     explain_workers = int(os.environ.get("BENCH_EXPLAIN_WORKERS", "1"))  # make up's default
+    if "load" in parts:
+        # per core (the requests/s formula: one pass per core at a time) and as a lone request runs (the p50 at
+        # one client, whose pass has the idle cores); before the server starts: measured after the load, with the
+        # server's processes winding down, the lone figures were 2-3 ms above a script's run alone
+        # (/tmp/lone_inproc.py, quiet machine: 4.5 and 10.5 ms)
+        in_process = {model: {"per_core": _predict_in_process_ms(model, image, int(threads), 50 if quick else 200),
+                              "lone": _predict_in_process_ms(model, image, int(threads), 50 if quick else 200,
+                                                             lone)}
+                      for model in ("student", "teacher")}
     # keep-alive past uvicorn's 5 s: a client that waits for the others to warm up (slow while explain jobs
     # run) must find its connection still open
     # up to 10 minutes to start: a fresh checkout exports the served graphs first
@@ -358,13 +371,6 @@ def run(quick: bool = False, env: dict[str, str] | None = None, parts: tuple[str
         if "busy" in parts:
             loaded = under_explain_load(port, _request_bytes(port, image, "tumor", "student"), n_multi // 2,
                                         explain_workers)
-    if "load" in parts:
-        # per core (the requests/s formula: one pass per core at a time) and as a lone request runs (the p50 at
-        # one client, whose pass has the idle cores)
-        in_process = {model: {"per_core": _predict_in_process_ms(model, image, int(threads), 50 if quick else 200),
-                              "lone": _predict_in_process_ms(model, image, int(threads), 50 if quick else 200,
-                                                             lone)}
-                      for model in ("student", "teacher")}
     print(f"POST /predict, tumor, {len(image):,}-byte JPEG {image_path.name}; torch threads {threads} "
           f"({lone} for a lone pass), inference workers {workers}, {os.cpu_count()} CPUs; parts: {', '.join(parts)}")
     if rows:
