@@ -61,3 +61,31 @@ def test_lrp_puts_no_relevance_far_from_the_head():
     with torch.enable_grad():
         plain, _ = explain_maps(_model(False), x.clone(), ("lrp",))
     assert np.abs(plain["lrp"][0][far]).max() > 0
+
+
+def test_the_exported_gate_marks_the_same_cells():
+    """The served graph's gate (``diseaseid.serving.export._head_cells_by_windows``: window sums by two matrix
+    products, the channel test as the OR of the three channels) marks the cells ``head_cells`` marks: on images
+    whose pixels are zero in some channels only, single head pixels on window edges, and every byte value in each
+    channel, normalised as the services and as the served graph do."""
+    from diseaseid.serving.export import ServedGraph, _head_cells_by_windows
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 3, (6, 224, 224, 3), dtype=np.uint8) * rng.integers(0, 2, (6, 224, 224, 1),
+                                                                                   dtype=np.uint8)
+    images[:3] *= (rng.random((3, 224, 224, 1)) < 0.002).astype(np.uint8)  # sparse head pixels
+    images[3] = 0
+    images[3, 18, 18] = (0, 0, 1)  # one byte of one channel, on the edge of a window of 224 -> 12
+    images[4] = 0  # every byte value, in each channel, on a black image
+    images[4, 100, :, 0] = np.arange(224)
+    images[4, 150, :32, 1] = np.arange(224, 256)
+    images[4, 200, :, 2] = np.arange(224)[::-1]
+    images[5] = np.arange(224, dtype=np.uint8)[:, None, None] * np.array([0, 1, 0], np.uint8)
+    graph = ServedGraph(torch.nn.Identity())
+    for x in (normalize(images), (torch.from_numpy(images).permute(0, 3, 1, 2).float() - graph.mean) * graph.scale):
+        for size in ((12, 12), (5, 5), (7, 9)):
+            want, got = head_cells(x, size), _head_cells_by_windows(x, size)
+            assert torch.equal(got, want), size
+    # a pixel is head exactly where a byte of it is not zero
+    assert torch.equal(head_cells(normalize(images), (224, 224))[:, 0].bool(),
+                       torch.from_numpy(images.max(axis=3) > 0))
