@@ -1,0 +1,96 @@
+"""Does averaging over small rotations and gamma at test time steady the dementia student's slice answers?
+
+    .venv/bin/python -m dev.dementia_tta        # about 8 minutes on 2 cores
+
+On the robustness sample (``diseaseid robustness``: 300 validation slices, seed 0; each realistic perturbation at
+its level and seed as in the benchmark) the student's slice head is fitted as shipped (every slice and three
+perturbed copies, ``ship-dementia --augmented 3``) without the sample's subjects, and each slice's features are
+averaged over copies of the head-cropped slice rotated by -3 / +3 degrees and under gamma 0.85 / 1.15 before the
+linear head. Printed: clean slice-balanced accuracy and the share of answers each perturbation changes, as
+``dev.dementia_head_copies`` prints them (its "three copies" row is this script's "none" row).
+
+2026-12-05: none 53.3% clean, mean changed 8.8%, worst 21.3%, 9 changes above 10%; all five copies 53.3%, 7.9%,
+19.3%, 7; rotations alone worst 21.0%, gamma alone 21.7%: far from issue 24's 10%, at five times the compute, so
+not served (docs/robustness.md).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PIL import Image
+
+
+def _rotated(image: np.ndarray, degrees: float) -> np.ndarray:
+    """Each channel rotated about the centre (bilinear), the corners filled with the zero background."""
+    return np.stack([np.asarray(Image.fromarray(image[..., c]).rotate(degrees, Image.BILINEAR))
+                     for c in range(image.shape[-1])], -1)
+
+
+def _gamma(image: np.ndarray, gamma: float) -> np.ndarray:
+    """Bytes through ``255 (x / 255) ** gamma`` (zero stays zero)."""
+    return np.round(255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)[image]
+
+
+VARIANTS = {"none": lambda a: a, "rotate -3": lambda a: _rotated(a, -3), "rotate +3": lambda a: _rotated(a, 3),
+            "gamma 0.85": lambda a: _gamma(a, 0.85), "gamma 1.15": lambda a: _gamma(a, 1.15)}
+
+
+def main() -> None:
+    from diseaseid.data.dataset import ImageFolder
+    from diseaseid.models import load_model
+    from diseaseid.paths import task_data_dir, weights_dir
+    from diseaseid.robustness.evaluate import _u8, decode, held_out_scores, load_sample
+    from diseaseid.robustness.perturbations import PERTURBATIONS
+    from diseaseid.tasks import get_task
+    from diseaseid.train.embeddings import (
+        PERTURBED_SEEDS,
+        cached_model_embeddings,
+        cached_perturbed_model_embeddings,
+        model_features,
+    )
+    from diseaseid.train.subject_heads import LinearHead
+
+    start = time.time()
+    task = get_task("dementia")
+    ds = ImageFolder.scan(task_data_dir(task), task)
+    path = weights_dir() / "dementia" / "student.safetensors"
+    model, card = load_model(path)
+    model.eval()
+    x_all = cached_model_embeddings(ds, path)
+    copies = [cached_perturbed_model_embeddings(ds, path, seed=s) for s in PERTURBED_SEEDS]
+    sample = load_sample("dementia", 300, 0)
+    position = {f: i for i, f in enumerate(ds.files)}
+    held = {ds.subjects[position[f]] for f in sample.files}
+    train = np.array([s not in held for s in ds.subjects])
+    head = LinearHead(l2=float(card["training"]["l2"])).fit(
+        np.concatenate([x_all[train]] + [c[train] for c in copies]), np.tile(ds.labels[train], 1 + len(copies)))
+    images = {"clean": np.stack([decode(_u8(r)) for r in sample.raws])}
+    for k, pert in enumerate(PERTURBATIONS):
+        if pert.realistic:  # the benchmark's seed for the k-th perturbation
+            rng = np.random.default_rng(k)
+            images[pert.name] = np.stack([decode(pert.apply(r, rng)) for r in sample.raws])
+    feats = {name: {v: model_features(model, np.stack([f(a) for a in stack])) for v, f in VARIANTS.items()}
+             for name, stack in images.items()}
+    print(f"features ready in {time.time() - start:.0f} s", flush=True)
+
+    def report(label: str, use: list[str]) -> None:
+        mean = {name: np.mean([by[v] for v in use], 0) for name, by in feats.items()}
+        clean = np.argmax(mean["clean"] @ head.weight.T + head.bias, 1)
+        changed = {k: held_out_scores(sample.labels, np.argmax(f @ head.weight.T + head.bias, 1), clean)["changed"]
+                   for k, f in mean.items() if k != "clean"}
+        balanced = held_out_scores(sample.labels, clean, None)["balanced_accuracy"]
+        worst = sorted(changed.items(), key=lambda kv: -kv[1])[:5]
+        print(f"{label}: clean balanced {balanced:.3f}, mean changed {np.mean(list(changed.values())):.3f}, worst "
+              f"{max(changed.values()):.3f}, changes above 10%: {sum(v > 0.10 for v in changed.values())}, "
+              f"{[(k, round(v, 3)) for k, v in worst]}", flush=True)
+
+    report("none", ["none"])
+    report("rotations", ["none", "rotate -3", "rotate +3"])
+    report("gamma", ["none", "gamma 0.85", "gamma 1.15"])
+    report("all five", list(VARIANTS))
+    print(f"done in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
