@@ -19,8 +19,8 @@ cores to itself, requests side by side keep one budget each. On the 2-core devel
 from a thread pool 4 ms apart, /tmp script, 150 of each): tumor student 6.73 ms with 1 thread, 4.28 ms with 2;
 tumor teacher 9.12 and 5.80 ms; the dementia student 4.17 and 4.04 ms. The gain is for passes that follow each
 other closely (a series sent slice after slice): after 20 ms or more of idle cores, the second thread's wake-ups
-cost what it saves (both about 7-8 ms for the tumor student; docs/deploy.md, "A lone request gets the idle
-cores").
+cost what it saves (both about 7-8 ms for the tumor student; ``python -m dev.lone_pass_gaps``; docs/deploy.md,
+"A lone request gets the idle cores").
 
 Torch is imported only by what needs it (the PyTorch runtime, a graph's first export, a fallback): a process
 serving exported graphs whose graphs are cached never imports it (the inference service's torch-free image).
