@@ -152,7 +152,6 @@ def _predict_in_process_ms(model: str, image: bytes, threads: int, repeats: int,
     import torch
 
     from diseaseid.serving import Predictor
-    from diseaseid.serving import predictor as predictor_module
     from diseaseid.serving.runtime import set_lone_budget, set_thread_budget
     from services.common.images import decode_image_bytes
     from services.common.settings import ServiceSettings
@@ -160,9 +159,6 @@ def _predict_in_process_ms(model: str, image: bytes, threads: int, repeats: int,
     previous = torch.get_num_threads()
     set_thread_budget(threads)
     set_lone_budget(lone)
-    # the teacher's OOD detector (the student) is cached per process: made anew under these budgets, not reused
-    # from a measurement under others (the server has one budget for all)
-    predictor_module._detectors.clear()
     try:
         predictor = Predictor.from_shipped("tumor", model, "cpu", ServiceSettings().runtime)
         array = decode_image_bytes(image, ServiceSettings()).array[None]

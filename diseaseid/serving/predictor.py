@@ -40,7 +40,16 @@ from diseaseid.outcomes import (
     WRONG_TASK_DISPLAY,
 )
 from diseaseid.paths import ROLES, weights_dir
-from diseaseid.serving.runtime import Runtime, TorchRuntime, device_type, load_runtime, resolve, torch_module
+from diseaseid.serving.runtime import (
+    Runtime,
+    TorchRuntime,
+    device_type,
+    load_runtime,
+    lone_budget,
+    resolve,
+    thread_budget,
+    torch_module,
+)
 from diseaseid.tasks import TASKS, Task, get_task
 
 log = logging.getLogger(__name__)
@@ -107,7 +116,8 @@ def shipped_detector(task: str, device="cpu", runtime: str | None = None) -> Pre
     except FileNotFoundError as exc:
         log.warning("no OOD detector for %s (%s); each model's own energy score decides", task, exc)
         return None
-    key = (str(path), path.stat().st_mtime_ns, str(device), runtime)
+    # the thread budgets too: a detector's sessions keep the budgets in force when it was made
+    key = (str(path), path.stat().st_mtime_ns, str(device), runtime, thread_budget(), lone_budget())
     with _detectors_lock:
         detector = _detectors.get(key)
         if detector is None:

@@ -112,13 +112,18 @@ class _Passes:
 PASSES = _Passes()
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def thread_budget() -> int:
     """The budget set by ``set_thread_budget``, else torch's thread count where torch is loaded, else the CPUs."""
     if _budget is not None:
         return _budget
     if "torch" in sys.modules:
         return sys.modules["torch"].get_num_threads()
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cpus()
 
 
 def torch_module():

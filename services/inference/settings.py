@@ -18,6 +18,7 @@ from functools import lru_cache
 from pydantic import Field
 
 from diseaseid.serving import ROLES, DefaultModel, default_model
+from diseaseid.serving.runtime import usable_cpus
 from services.common.settings import MB, ServiceSettings
 
 # Measured on 2 cores only (diseaseid.serving.runtime); more threads than this for one small network's pass are
@@ -40,8 +41,7 @@ class InferenceSettings(ServiceSettings):
         :data:`LONE_THREADS_MAX`."""
         if self.lone_threads:
             return self.lone_threads
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return min(cpus, LONE_THREADS_MAX)
+        return min(usable_cpus(), LONE_THREADS_MAX)
 
     def default_model_for(self, task: str) -> str:
         return self.default_choice(task).role

@@ -186,3 +186,16 @@ with TestClient(app) as client:
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["threads"] == 1 and got["lone"] == 2
     assert got["served"]["threads"] == 1 and got["served"]["lone_threads"] == 2
+
+
+def test_the_shared_ood_detector_follows_the_thread_budgets(budgets):
+    """The process-wide detector (the tumor student, shared by every predictor) is made under the budgets in
+    force: one made under other budgets is not handed out."""
+    from diseaseid.serving.predictor import shipped_detector
+
+    wide = shipped_detector("tumor", runtime="onnxruntime")
+    assert wide.runtime.lone_threads == 2 and wide.runtime.threads == 1
+    assert shipped_detector("tumor", runtime="onnxruntime") is wide
+    rt.set_lone_budget(None)
+    narrow = shipped_detector("tumor", runtime="onnxruntime")
+    assert narrow is not wide and narrow.runtime.lone_session is None
