@@ -17,56 +17,88 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 
-def main(role: str = "student", quick: bool = False) -> None:
-    from sklearn.utils.extmath import randomized_svd
+@dataclass
+class HeldOut:
+    """The robustness sample's split for a dementia slice model: the model, every slice's embeddings and their
+    perturbed copies (``ship-dementia --augmented``'s seeds), and which slices are fit on (``train``: every
+    subject but the sample's)."""
 
+    ds: object
+    model: object
+    card: dict
+    x_all: np.ndarray
+    copies: list[np.ndarray]
+    sample: object
+    train: np.ndarray
+
+
+def held_out(path: Path) -> HeldOut:
+    """:class:`HeldOut` for the weights at ``path`` (embeddings cached by ``diseaseid.train.embeddings``)."""
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.models import load_model
-    from diseaseid.paths import task_data_dir, weights_dir
-    from diseaseid.robustness.evaluate import _u8, decode, held_out_scores, load_sample
-    from diseaseid.robustness.perturbations import PERTURBATIONS
+    from diseaseid.paths import task_data_dir
+    from diseaseid.robustness.evaluate import load_sample
     from diseaseid.tasks import get_task
-    from diseaseid.train.embeddings import (
-        PERTURBED_SEEDS,
-        cached_model_embeddings,
-        cached_perturbed_model_embeddings,
-        model_features,
-    )
-    from diseaseid.train.subject_heads import LinearHead
+    from diseaseid.train.embeddings import PERTURBED_SEEDS, cached_model_embeddings, cached_perturbed_model_embeddings
 
-    start = time.time()
-    out = Path("runs/dem-exp")
-    out.mkdir(parents=True, exist_ok=True)
     task = get_task("dementia")
     ds = ImageFolder.scan(task_data_dir(task), task)
-    path = Path(role) if role.endswith(".safetensors") else weights_dir() / "dementia" / f"{role}.safetensors"
     model, card = load_model(path)
-    role = card["role"]
     model.eval()
-    # A candidate not shipped yet has no fitted head: its role's shipped head strength.
-    l2 = float(card["training"].get("l2") or load_model(weights_dir() / "dementia" / f"{role}.safetensors")[1]
-               ["training"]["l2"])
     x_all = cached_model_embeddings(ds, path)
     copies = [cached_perturbed_model_embeddings(ds, path, seed=s) for s in PERTURBED_SEEDS]
     sample = load_sample("dementia", 300, 0)
     position = {f: i for i, f in enumerate(ds.files)}
     held = {ds.subjects[position[f]] for f in sample.files}
     train = np.array([s not in held for s in ds.subjects])
+    return HeldOut(ds, model, card, x_all, copies, sample, train)
+
+
+def sample_images(sample) -> dict[str, np.ndarray]:
+    """The sample's slices decoded as served: clean, and under each realistic perturbation at its level and the
+    benchmark's seed (the k-th perturbation's)."""
+    from diseaseid.robustness.evaluate import _u8, decode
+    from diseaseid.robustness.perturbations import PERTURBATIONS
+
+    images = {"clean": np.stack([decode(_u8(r)) for r in sample.raws])}
+    for k, pert in enumerate(PERTURBATIONS):
+        if pert.realistic:
+            rng = np.random.default_rng(k)
+            images[pert.name] = np.stack([decode(pert.apply(r, rng)) for r in sample.raws])
+    return images
+
+
+def main(role: str = "student", quick: bool = False) -> None:
+    from sklearn.utils.extmath import randomized_svd
+
+    from diseaseid.models import load_model
+    from diseaseid.paths import weights_dir
+    from diseaseid.robustness.evaluate import held_out_scores
+    from diseaseid.train.embeddings import model_features
+    from diseaseid.train.subject_heads import LinearHead
+
+    start = time.time()
+    out = Path("runs/dem-exp")
+    out.mkdir(parents=True, exist_ok=True)
+    path = Path(role) if role.endswith(".safetensors") else weights_dir() / "dementia" / f"{role}.safetensors"
+    h = held_out(path)
+    ds, model, card, x_all, copies, sample, train = h.ds, h.model, h.card, h.x_all, h.copies, h.sample, h.train
+    role = card["role"]
+    # A candidate not shipped yet has no fitted head: its role's shipped head strength.
+    l2 = float(card["training"].get("l2") or load_model(weights_dir() / "dementia" / f"{role}.safetensors")[1]
+               ["training"]["l2"])
     cache = out / f"sample-{role}-{card['version']}.npz"
     if cache.exists():
         with np.load(cache) as z:
             feats = {k: z[k] for k in z.files}
     else:
-        feats = {"clean": model_features(model, np.stack([decode(_u8(r)) for r in sample.raws]))}
-        for k, pert in enumerate(PERTURBATIONS):
-            if pert.realistic:  # the benchmark's seed for the k-th perturbation
-                rng = np.random.default_rng(k)
-                feats[pert.name] = model_features(model, np.stack([decode(pert.apply(r, rng)) for r in sample.raws]))
+        feats = {name: model_features(model, stack) for name, stack in sample_images(sample).items()}
         np.savez(cache, **feats)
     print(f"features ready in {time.time() - start:.0f} s", flush=True)
     y = ds.labels[train]

@@ -37,41 +37,20 @@ VARIANTS = {"none": lambda a: a, "rotate -3": lambda a: _rotated(a, -3), "rotate
 
 
 def main() -> None:
-    from diseaseid.data.dataset import ImageFolder
-    from diseaseid.models import load_model
-    from diseaseid.paths import task_data_dir, weights_dir
-    from diseaseid.robustness.evaluate import _u8, decode, held_out_scores, load_sample
-    from diseaseid.robustness.perturbations import PERTURBATIONS
-    from diseaseid.tasks import get_task
-    from diseaseid.train.embeddings import (
-        PERTURBED_SEEDS,
-        cached_model_embeddings,
-        cached_perturbed_model_embeddings,
-        model_features,
-    )
+    from dev.dementia_head_copies import held_out, sample_images
+    from diseaseid.paths import weights_dir
+    from diseaseid.robustness.evaluate import held_out_scores
+    from diseaseid.train.embeddings import model_features
     from diseaseid.train.subject_heads import LinearHead
 
     start = time.time()
-    task = get_task("dementia")
-    ds = ImageFolder.scan(task_data_dir(task), task)
-    path = weights_dir() / "dementia" / "student.safetensors"
-    model, card = load_model(path)
-    model.eval()
-    x_all = cached_model_embeddings(ds, path)
-    copies = [cached_perturbed_model_embeddings(ds, path, seed=s) for s in PERTURBED_SEEDS]
-    sample = load_sample("dementia", 300, 0)
-    position = {f: i for i, f in enumerate(ds.files)}
-    held = {ds.subjects[position[f]] for f in sample.files}
-    train = np.array([s not in held for s in ds.subjects])
-    head = LinearHead(l2=float(card["training"]["l2"])).fit(
-        np.concatenate([x_all[train]] + [c[train] for c in copies]), np.tile(ds.labels[train], 1 + len(copies)))
-    images = {"clean": np.stack([decode(_u8(r)) for r in sample.raws])}
-    for k, pert in enumerate(PERTURBATIONS):
-        if pert.realistic:  # the benchmark's seed for the k-th perturbation
-            rng = np.random.default_rng(k)
-            images[pert.name] = np.stack([decode(pert.apply(r, rng)) for r in sample.raws])
-    feats = {name: {v: model_features(model, np.stack([f(a) for a in stack])) for v, f in VARIANTS.items()}
-             for name, stack in images.items()}
+    h = held_out(weights_dir() / "dementia" / "student.safetensors")
+    sample = h.sample
+    head = LinearHead(l2=float(h.card["training"]["l2"])).fit(
+        np.concatenate([h.x_all[h.train]] + [c[h.train] for c in h.copies]),
+        np.tile(h.ds.labels[h.train], 1 + len(h.copies)))
+    feats = {name: {v: model_features(h.model, np.stack([f(a) for a in stack])) for v, f in VARIANTS.items()}
+             for name, stack in sample_images(sample).items()}
     print(f"features ready in {time.time() - start:.0f} s", flush=True)
 
     def report(label: str, use: list[str]) -> None:
