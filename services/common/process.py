@@ -40,14 +40,14 @@ def parse_cpus(spec: str) -> set[int]:
 def apply_process_settings(settings, default_nice: int = 0) -> dict:
     """Lower this process's priority by ``settings.nice`` (else ``default_nice``; relative to how it was started,
     so ``nice -n 5 make up`` keeps the same order between the processes), set its CPU affinity (``settings.cpus``;
-    empty: every CPU) and the threads of each forward pass (``DISEASEID_TORCH_THREADS``: every runtime's, and
-    torch's); returns what is in force, for the log.
+    empty: every CPU) and the threads of each forward pass (``DISEASEID_TORCH_THREADS``: every runtime's, torch's,
+    numpy's BLAS and OpenCV's); returns what is in force, for the log.
 
     Torch is imported here only where it is loaded already or may serve: a process serving exported graphs
     (``DISEASEID_RUNTIME=onnxruntime`` or ``openvino``) does not import it, and should it need torch later (a
     graph that fails to load falls back to PyTorch) ``diseaseid.serving.runtime.torch_module`` applies the same
     budget then."""
-    from diseaseid.serving.runtime import set_thread_budget, thread_budget
+    from diseaseid.serving.runtime import opencv_threads, set_thread_budget, thread_budget
 
     step = settings.nice if settings.nice is not None else default_nice
     if step > 0:
@@ -69,8 +69,11 @@ def apply_process_settings(settings, default_nice: int = 0) -> dict:
 
     threadpool_limits(limits=settings.torch_threads, user_api="blas")
     blas = sorted({pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"})
+    # OpenCV (the explain worker's picture resizing) keeps to it too: set_thread_budget sets it where loaded, and
+    # diseaseid.serving.runtime.opencv_module on its import, which is left to the first picture (not every process
+    # draws one)
     state = {"nice": os.getpriority(os.PRIO_PROCESS, 0), "cpus": sorted(os.sched_getaffinity(0)),
-             "torch_threads": thread_budget(), "blas_threads": blas}
+             "torch_threads": thread_budget(), "blas_threads": blas, "opencv_threads": opencv_threads()}
     log.info("process: nice %(nice)d, CPUs %(cpus)s, %(torch_threads)d thread(s) per forward pass, BLAS threads "
-             "%(blas_threads)s", state)
+             "%(blas_threads)s, OpenCV threads %(opencv_threads)d", state)
     return state

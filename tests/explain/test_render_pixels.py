@@ -2,8 +2,9 @@
 looked up in the blend table by two indices and drawn twice, once alone and once for the panel; the panel composed
 by PIL under its title and captions): the faster rendering (packed lookup, each overlay drawn once, the panel
 composed as arrays, its captions deflated once) must draw the same pixels, on the fixture slices with the shipped
-student's own maps. And the PNG writer's two paths (one stream; rows followed by a pre-deflated tail) decode to
-the pictures they were given, with ISA-L and with plain zlib."""
+student's own maps (both upscaled by OpenCV's bicubic, which replaced PIL's: test_render_resize.py). And the PNG
+writer's two paths (one stream; rows followed by a pre-deflated tail) decode to the pictures they were given, with
+ISA-L and with plain zlib."""
 from __future__ import annotations
 
 import io
@@ -11,6 +12,7 @@ import struct
 import textwrap
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -52,8 +54,11 @@ def old_lrp_rgb(image, relevance):
 
 
 def old_resized(rgb, side):
-    img = Image.fromarray(rgb)
-    return img if img.size == (side, side) else img.resize((side, side), Image.BICUBIC)
+    """The resampler the renderer uses, OpenCV's bicubic (tests/explain/test_render_resize.py holds it to PIL's,
+    which drew these pictures before), so that everything else is checked here pixel for pixel."""
+    rgb = np.ascontiguousarray(rgb)
+    return Image.fromarray(rgb if rgb.shape[:2] == (side, side)
+                           else cv2.resize(rgb, (side, side), interpolation=cv2.INTER_CUBIC))
 
 
 def old_panel(image, cam, relevance, title, original) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import textwrap
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -64,7 +65,8 @@ def old_png(img: Image.Image) -> bytes:
 
 
 def old_resized(rgb, side):
-    return Image.fromarray(rgb).resize((side, side), Image.BICUBIC)
+    """The renderer's resampler, OpenCV's bicubic, which replaced PIL's (test_render_resize.py holds them together)."""
+    return Image.fromarray(cv2.resize(np.ascontiguousarray(rgb), (side, side), interpolation=cv2.INTER_CUBIC))
 
 
 def old_panel(image, cam, relevance, title, original="MRI slice") -> bytes:
