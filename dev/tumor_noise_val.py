@@ -1,0 +1,121 @@
+"""The tumor models under scanner noise on the whole validation split, several noise draws each.
+
+    .venv/bin/python -m dev.tumor_noise_val                     # both shipped models, about 6 minutes on 2 cores
+    .venv/bin/python -m dev.tumor_noise_val --roles student --mix runs/x/checkpoint.pt@0.5
+
+``diseaseid robustness`` scores 300 slices under one noise draw per level: 1 point there is 3 slices, about what
+one draw against another moves. This measures all 1,144 validation slices (no near-duplicate group shared with
+training) under ``--draws`` independent Rician draws per level, each applied to the raw slice and decoded by the
+serving path, as the benchmark does. Printed per model: clean accuracy of the network's label, and per level the
+accuracy averaged over draws, its drop from clean, and the share of answers changed from the clean answer.
+
+``--mix PATH@A[,A...]``: also the shipped weights averaged with another checkpoint of the same architecture (a
+training checkpoint's ``model``, or ``PATH.pt:best_state``, or a ``.safetensors``) at each weight A (1: that
+checkpoint alone), to see whether a fine-tune's robustness and the shipped clean accuracy combine.
+
+2026-12-05 (2 draws, the models shipped that day; the rows after the teacher's from ``--roles student --mix
+runs/tumor-student-kdnoise2/checkpoint.pt@1,0.5,0.3``, a run not shipped and not committed):
+
+    student clean 98.86 | sigma 4: 97.73 (-1.14), 1.31% changed | 8: 96.98 (-1.88), 2.14% | 12: 96.46 (-2.40), 2.58%
+    teacher clean 98.69 | sigma 4: 98.08 (-0.61), 1.35% changed | 8: 96.77 (-1.92), 2.80% | 12: 95.67 (-3.02), 3.58%
+    kdnoise2 alone        98.34 | 97.33 (-1.01) 1.09% | 96.72 (-1.62) 1.79% | 95.89 (-2.45) 2.62%
+    averaged 0.5          98.60 | 97.47 (-1.14) 1.14% | 96.72 (-1.88) 2.05% | 96.07 (-2.53) 2.62%
+    averaged 0.3          98.60 | 97.60 (-1.01) 1.01% | 96.85 (-1.75) 1.92% | 96.24 (-2.36) 2.53%
+
+So on the whole split the shipped student misses issue 24's 1-point goal at sigma 4 as well (the 300-slice sample
+said -0.4), both models miss the 2%-changed goal at sigma 8 and 12, and neither the stronger-noise fine-tune nor
+averaging it with the shipped weights gets closer without losing clean accuracy.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def views(raws: list[np.ndarray], levels: list[int], draws: int) -> dict[str, np.ndarray]:
+    """The clean slices and each level's draws, decoded as served (224 x 224 x 3 uint8)."""
+    from diseaseid.robustness.evaluate import _u8, decode
+    from diseaseid.robustness.perturbations import rician
+
+    out = {"clean": np.stack([decode(_u8(r)) for r in raws])}
+    for sigma in levels:
+        for d in range(draws):
+            rng = np.random.default_rng(100 * sigma + d)
+            out[f"{sigma}.{d}"] = np.stack([decode(rician(sigma)(r, rng)) for r in raws])
+    return out
+
+
+def labels(predictor, images: np.ndarray, batch: int = 128) -> np.ndarray:
+    return np.concatenate([predictor.logits(images[i:i + batch]).numpy().argmax(1)
+                           for i in range(0, len(images), batch)])
+
+
+def line(name: str, predictor, seen: dict[str, np.ndarray], truth: np.ndarray, levels: list[int],
+         draws: int) -> str:
+    got = {k: labels(predictor, v) for k, v in seen.items()}
+    clean = got["clean"]
+    acc = 100 * (clean == truth).mean()
+    parts = [f"clean {acc:.2f}"]
+    for sigma in levels:
+        a = 100 * np.mean([(got[f"{sigma}.{d}"] == truth).mean() for d in range(draws)])
+        changed = 100 * np.mean([(got[f"{sigma}.{d}"] != clean).mean() for d in range(draws)])
+        parts.append(f"sigma {sigma}: {a:.2f} ({a - acc:+.2f}), {changed:.2f}% changed")
+    return f"{name:28s} " + " | ".join(parts)
+
+
+def _state(spec: str):
+    import torch
+
+    if spec.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(spec)
+    path, _, key = spec.partition(".pt:")
+    path = path if path.endswith(".pt") else path + ".pt"
+    return torch.load(path, map_location="cpu", weights_only=False)[key or "model"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--roles", nargs="+", default=["student", "teacher"], choices=["student", "teacher"])
+    parser.add_argument("--levels", nargs="+", type=int, default=[4, 8, 12])
+    parser.add_argument("--draws", type=int, default=2)
+    parser.add_argument("--mix", nargs="*", default=[], help="PATH@A[,A...]: shipped weights averaged with PATH")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    import torch
+    from PIL import Image
+
+    from diseaseid.serving.predictor import Predictor, shipped_weights
+    from diseaseid.train.data import load_task_data
+
+    torch.set_num_threads(args.threads)
+    _, val, _ = load_task_data("tumor")
+    raws = [np.asarray(Image.open(val.root / f).convert("L"), dtype=np.float32) for f in val.files]
+    truth = np.asarray(val.labels)
+    start = time.perf_counter()
+    seen = views(raws, args.levels, args.draws)
+    print(f"{len(raws)} validation slices, {args.draws} draws per level, decoded in "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
+    for role in args.roles:
+        predictor = Predictor.from_weights(shipped_weights("tumor", role), runtime="torch")
+        model = predictor.model.eval()
+        shipped = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        with torch.inference_mode():
+            print(line(f"{role} ({predictor.version})", predictor, seen, truth, args.levels, args.draws), flush=True)
+            for spec in args.mix:
+                path, _, weights = spec.partition("@")
+                other = _state(path)
+                for a in map(float, (weights or "1").split(",")):
+                    model.load_state_dict({k: (v.float() * (1 - a) + other[k].float() * a).to(v.dtype)
+                                           if v.is_floating_point() else other[k] for k, v in shipped.items()})
+                    print(line(f"  {path.split('/')[-2] if '/' in path else path} x{a}", predictor, seen, truth,
+                               args.levels, args.draws), flush=True)
+                model.load_state_dict(shipped)
+
+
+if __name__ == "__main__":
+    main()
