@@ -48,6 +48,9 @@ def register(sub) -> None:
                         "(0: off)")
     p.add_argument("--mask-background", action="store_true",
                    help="convnets: the head gate (feature cells without a head pixel zeroed)")
+    p.add_argument("--input-median", action="store_true",
+                   help="Lite0 models: the stem convolution reads the 3 x 3 median of the input (scanner noise "
+                        "filtered inside the model)")
     p.add_argument("--balanced", action="store_true", help="class-weighted loss")
     p.add_argument("--init", default=None,
                    help="start from these weights (.safetensors of the same architecture), e.g. to train a "

@@ -16,7 +16,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from diseaseid.explain.ops import Activation, Add, AvgPool, Flatten, Gate, Linear, MaxPool, Op
+from diseaseid.explain.ops import Activation, Add, AvgPool, Flatten, Gate, Linear, MaxPool, Median, Op
 from diseaseid.memory import keep_freed_memory
 
 Tensor = torch.Tensor
@@ -95,10 +95,12 @@ class Graph:
 
 class _Tracer(fx.Tracer):
     """BatchNorm subclasses (timm's BatchNormAct2d: BN, then dropout, then activation) stay whole, and so do
-    gates (modules with a ``gate_mask``, such as the convnets' head gate)."""
+    gates (modules with a ``gate_mask``, such as the convnets' head gate) and convolutions that filter their input
+    (``input_median``)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return (isinstance(m, nn.modules.batchnorm._BatchNorm) or hasattr(m, "gate_mask")
+                or getattr(m, "input_median", False) is True and isinstance(m, nn.Conv2d)
                 or super().is_leaf_module(m, qualname))
 
 
@@ -143,8 +145,11 @@ def _module_op(m: nn.Module, name: str) -> list[Op | str]:
         if m.padding_mode != "zeros" or isinstance(m.padding, str):
             raise UnsupportedModelError(f"{name}: only explicit zero padding is supported")
         bias = None if m.bias is None else m.bias.detach()
-        return [Linear("conv", m.weight.detach(), bias, _pair(m.stride), _pair(m.padding), _pair(m.dilation),
-                       m.groups)]
+        conv = Linear("conv", m.weight.detach(), bias, _pair(m.stride), _pair(m.padding), _pair(m.dilation),
+                      m.groups)
+        # a convolution that reads the median of its input (diseaseid.models.median.MedianConv2d): the filter,
+        # then the convolution
+        return [Median(), conv] if getattr(m, "input_median", False) else [conv]
     if isinstance(m, nn.Linear):
         return [Linear("dense", m.weight.detach(), None if m.bias is None else m.bias.detach())]
     if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from diseaseid.models.median import median3
+
 Tensor = torch.Tensor
 
 # Stabiliser of the proportional rules (sum, average pooling), as Zennit's default.
@@ -130,6 +132,25 @@ class Activation(Op):
 
     def relevance(self, r, inputs, output, ctx):
         # Pass rule: relevance goes through unchanged (also where relu6 saturates and the gradient is zero).
+        return [r]
+
+
+@dataclass(eq=False)
+class Median(Op):
+    """The 3 x 3 median filter a model applies to its input (``diseaseid.models.median``). The gradient is the
+    filter's own (each output pixel's gradient goes to the input pixel that was its median); relevance passes
+    through to the same pixel, as for an activation: the maps describe the filtered slice, which has the
+    input's geometry."""
+
+    def forward(self, a):
+        return median3(a), None
+
+    def gradient(self, grad, inputs, output, ctx):
+        with torch.enable_grad():
+            a = inputs[0].detach().requires_grad_(True)
+            return [torch.autograd.grad(median3(a), a, grad)[0]]
+
+    def relevance(self, r, inputs, output, ctx):
         return [r]
 
 

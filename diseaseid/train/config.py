@@ -30,6 +30,8 @@ class TrainConfig:
     consistency: float = 0.0
     # The convnets' head gate (ConvNet mask_background: feature cells without a head pixel zeroed).
     mask_background: bool = False
+    # Lite0 models: the stem convolution reads the 3 x 3 median of the input (diseaseid.models.median).
+    input_median: bool = False
     balanced: bool = False  # class-weighted loss, for unbalanced tasks
     patience: int = 6  # early stopping, in epochs without improvement of `select`
     select: str = "macro_f1"  # validation metric that picks the best epoch
@@ -79,6 +81,8 @@ class TrainConfig:
             args["dropout" if self.model.startswith("convnet") else "drop_rate"] = self.dropout
         if self.mask_background:
             args["mask_background"] = True
+        if self.input_median:
+            args["input_median"] = True
         return args
 
     def to_dict(self) -> dict:

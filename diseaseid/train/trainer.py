@@ -224,7 +224,7 @@ def _config_key(cfg: TrainConfig) -> dict:
     return d
 
 
-_LATER_OPTIONS = ("aug_blur", "consistency", "mask_background")
+_LATER_OPTIONS = ("aug_blur", "consistency", "mask_background", "input_median")
 
 
 @dataclass

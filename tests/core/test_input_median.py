@@ -1,0 +1,126 @@
+"""The 3 x 3 median in front of a Lite0's stem (``--input-median``): an exact median, weights that load with or
+without it, explanations of the filtered slice, and a served graph with the filter in it."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from diseaseid.models._registry import create_model
+from diseaseid.models.median import MedianConv2d, median3
+
+
+def reference_median(x: torch.Tensor) -> torch.Tensor:
+    """Each pixel's 3 x 3 window sorted, its fifth value; the border replicated."""
+    n, c, h, w = x.shape
+    windows = F.pad(x, (1, 1, 1, 1), mode="replicate").unfold(2, 3, 1).unfold(3, 3, 1).reshape(n, c, h, w, 9)
+    return windows.sort(dim=-1).values[..., 4]
+
+
+def test_median_of_every_zero_one_window():
+    # A network of minima and maxima that picks the median of every 0/1 window picks it of any values (the
+    # 0-1 principle): all 512 windows, at the centre of a 3 x 3 image.
+    windows = torch.tensor(list(itertools.product([0.0, 1.0], repeat=9))).view(512, 1, 3, 3)
+    assert torch.equal(median3(windows)[:, 0, 1, 1], windows.view(512, 9).sort(dim=1).values[:, 4])
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 1, 1, 5), (1, 2, 2, 2)])
+def test_median_equals_sorting_each_window_border_included(shape):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(median3(x), reference_median(x))
+
+
+def test_median_equals_opencv_on_a_noisy_slice():
+    import cv2
+
+    from diseaseid.data.preprocess import decode_image
+    from tests.conftest import FIXTURES
+
+    image = decode_image(next(iter(sorted((FIXTURES / "tumor" / "glioma").glob("*.jpg")))))
+    noisy = np.clip(image.astype(np.float32) + np.random.default_rng(0).normal(0, 12, image.shape), 0, 255)
+    noisy = noisy.astype(np.uint8)
+    ours = median3(torch.from_numpy(noisy).permute(2, 0, 1)[None].float())[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(ours.astype(np.uint8), cv2.medianBlur(noisy, 3))
+    assert not np.array_equal(noisy, cv2.medianBlur(noisy, 3))  # the check is not vacuous
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The shipped tumor student, without and with the filter (its weights load into both: the same names)."""
+    from diseaseid.models.checkpoint import load_model
+    from diseaseid.serving.predictor import shipped_weights
+
+    plain, card = load_model(shipped_weights("tumor", "student"))
+    filtered = create_model(card["arch"], pretrained=False, input_median=True, **card.get("arch_args", {}))
+    filtered.load_state_dict(plain.state_dict())
+    return plain.eval(), filtered.eval()
+
+
+def noisy_slices() -> torch.Tensor:
+    """Two tumor fixture slices under Rician noise (sigma 10 of 255), normalised as the models read them."""
+    from diseaseid.data.preprocess import decode_image
+    from diseaseid.data.tensors import normalize
+    from tests.conftest import FIXTURES
+
+    images = np.stack([decode_image(next(iter(sorted((FIXTURES / "tumor" / c).glob("*.jpg")))))
+                       for c in ("glioma", "pituitary")]).astype(np.float32)
+    rng = np.random.default_rng(4)
+    noisy = np.hypot(images + rng.normal(0, 10, images.shape), rng.normal(0, 10, images.shape))
+    return normalize(np.clip(np.round(noisy), 0, 255).astype(np.uint8), "cpu")
+
+
+def test_weights_keep_their_names_and_the_model_reads_the_filtered_input(models):
+    plain, filtered = models
+    assert list(plain.state_dict()) == list(filtered.state_dict())
+    assert isinstance(filtered.conv_stem, MedianConv2d) and not isinstance(plain.conv_stem, MedianConv2d)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(filtered(x), plain(median3(x)), atol=1e-6)
+        assert not torch.allclose(filtered(x), plain(x), atol=1e-3)
+
+
+def test_explanations_are_those_of_the_filtered_slice(models):
+    from diseaseid.explain.maps import explain_maps
+
+    plain, filtered = models
+    x = noisy_slices()
+    target = torch.tensor([0, 3])
+    ours, _ = explain_maps(filtered, x, ("lrp", "gradcam"), target=target)
+    theirs, _ = explain_maps(plain, median3(x), ("lrp", "gradcam"), target=target)
+    unfiltered, _ = explain_maps(plain, x, ("lrp", "gradcam"), target=target)
+    for method in ("lrp", "gradcam"):
+        scale = np.abs(theirs[method]).max()
+        np.testing.assert_allclose(ours[method], theirs[method], rtol=1e-4, atol=1e-4 * scale)
+        assert np.abs(unfiltered[method] - theirs[method]).max() > 1e-2 * scale  # the filter matters here
+    # The gradient map goes through the filter: each output pixel's gradient lands on its median's pixel.
+    grad, _ = explain_maps(filtered, x, ("gradient",), target=target)
+    xr = x.clone().requires_grad_(True)
+    filtered(xr).gather(1, target[:, None]).sum().backward()
+    np.testing.assert_allclose(grad["gradient"], xr.grad.abs().amax(dim=1).numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_served_graph_keeps_the_filter(tmp_path, models):
+    import onnxruntime as ort
+
+    from diseaseid.data.tensors import normalize
+    from diseaseid.models.checkpoint import save_model
+    from diseaseid.serving.export import export_graph
+
+    _, filtered = models
+    card = {"task": "tumor", "role": "student", "arch": "lite0_stage5", "arch_args": {"input_median": True},
+            "classes": ["glioma", "meningioma", "notumor", "pituitary"]}
+    weights = save_model(filtered, tmp_path / "student.safetensors", card, dtype=torch.float32)
+    graph = export_graph(weights, tmp_path / "student.onnx")  # refuses logits further than its tolerance
+    session = ort.InferenceSession(str(graph.path), providers=["CPUExecutionProvider"])
+    images = np.random.default_rng(3).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    logits = session.run(["logits"], {session.get_inputs()[0].name: images})[0]
+    with torch.no_grad():
+        expected = filtered(normalize(images, "cpu")).numpy()
+        unfiltered = create_model("lite0_stage5", pretrained=False).eval()
+        unfiltered.load_state_dict(filtered.state_dict())
+        without = unfiltered(normalize(images, "cpu")).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    assert np.abs(logits - without).max() > 1e-2  # the filter is in the graph
