@@ -49,13 +49,16 @@ def test_median_equals_opencv_on_a_noisy_slice():
 
 @pytest.fixture(scope="module")
 def models() -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The shipped tumor student, without and with the filter (its weights load into both: the same names)."""
+    """The shipped tumor student's weights without and with the filter (they load into both: the same names)."""
     from diseaseid.models.checkpoint import load_model
     from diseaseid.serving.predictor import shipped_weights
 
-    plain, card = load_model(shipped_weights("tumor", "student"))
-    filtered = create_model(card["arch"], pretrained=False, input_median=True, **card.get("arch_args", {}))
-    filtered.load_state_dict(plain.state_dict())
+    shipped, card = load_model(shipped_weights("tumor", "student"))
+    args = {k: v for k, v in card.get("arch_args", {}).items() if k != "input_median"}
+    plain = create_model(card["arch"], pretrained=False, **args)
+    filtered = create_model(card["arch"], pretrained=False, input_median=True, **args)
+    plain.load_state_dict(shipped.state_dict())
+    filtered.load_state_dict(shipped.state_dict())
     return plain.eval(), filtered.eval()
 
 
@@ -95,11 +98,17 @@ def test_explanations_are_those_of_the_filtered_slice(models):
         scale = np.abs(theirs[method]).max()
         np.testing.assert_allclose(ours[method], theirs[method], rtol=1e-4, atol=1e-4 * scale)
         assert np.abs(unfiltered[method] - theirs[method]).max() > 1e-2 * scale  # the filter matters here
-    # The gradient map goes through the filter: each output pixel's gradient lands on its median's pixel.
+    # The gradient map goes through the filter: each output pixel's gradient lands on its median's pixel. The
+    # explainers' graph folds BatchNorm, so a few pre-activations on a ReLU6 boundary round the other way than in
+    # the model itself (0.4% of these pixels differed beyond rtol 1e-4 in one run); passing the gradient straight
+    # through the filter moved 87% of them.
     grad, _ = explain_maps(filtered, x, ("gradient",), target=target)
     xr = x.clone().requires_grad_(True)
     filtered(xr).gather(1, target[:, None]).sum().backward()
-    np.testing.assert_allclose(grad["gradient"], xr.grad.abs().amax(dim=1).numpy(), rtol=1e-4, atol=1e-7)
+    reference = xr.grad.abs().amax(dim=1).numpy()
+    off = np.abs(grad["gradient"] - reference) > 1e-3 * reference.max()
+    assert off.mean() < 0.02, off.mean()
+    assert np.corrcoef(grad["gradient"].ravel(), reference.ravel())[0, 1] > 0.99
 
 
 def test_served_graph_keeps_the_filter(tmp_path, models):
