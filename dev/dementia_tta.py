@@ -37,9 +37,8 @@ VARIANTS = {"none": lambda a: a, "rotate -3": lambda a: _rotated(a, -3), "rotate
 
 
 def main() -> None:
-    from dev.dementia_head_copies import held_out, sample_images
+    from dev.dementia_head_copies import change_report, held_out, sample_images
     from diseaseid.paths import weights_dir
-    from diseaseid.robustness.evaluate import held_out_scores
     from diseaseid.train.embeddings import model_features
     from diseaseid.train.subject_heads import LinearHead
 
@@ -55,14 +54,7 @@ def main() -> None:
 
     def report(label: str, use: list[str]) -> None:
         mean = {name: np.mean([by[v] for v in use], 0) for name, by in feats.items()}
-        clean = np.argmax(mean["clean"] @ head.weight.T + head.bias, 1)
-        changed = {k: held_out_scores(sample.labels, np.argmax(f @ head.weight.T + head.bias, 1), clean)["changed"]
-                   for k, f in mean.items() if k != "clean"}
-        balanced = held_out_scores(sample.labels, clean, None)["balanced_accuracy"]
-        worst = sorted(changed.items(), key=lambda kv: -kv[1])[:5]
-        print(f"{label}: clean balanced {balanced:.3f}, mean changed {np.mean(list(changed.values())):.3f}, worst "
-              f"{max(changed.values()):.3f}, changes above 10%: {sum(v > 0.10 for v in changed.values())}, "
-              f"{[(k, round(v, 3)) for k, v in worst]}", flush=True)
+        change_report(label, mean, head.weight, head.bias, sample.labels)
 
     report("none", ["none"])
     report("rotations", ["none", "rotate -3", "rotate +3"])
