@@ -61,5 +61,4 @@ class MedianConv2d(nn.Conv2d):
 def with_input_median(model: nn.Module, stem: str = "conv_stem") -> nn.Module:
     """``model`` with its first convolution (the module named ``stem``) reading the median-filtered input."""
     setattr(model, stem, MedianConv2d.of(getattr(model, stem)))
-    model.input_median = True
     return model
