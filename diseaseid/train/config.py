@@ -82,6 +82,8 @@ class TrainConfig:
         if self.mask_background:
             args["mask_background"] = True
         if self.input_median:
+            if not self.model.startswith("lite0"):
+                raise ValueError(f"--input-median filters a Lite0's stem (lite0, lite0_stage5), not {self.model}")
             args["input_median"] = True
         return args
 

@@ -133,3 +133,11 @@ def test_served_graph_keeps_the_filter(tmp_path, models):
         without = unfiltered(normalize(images, "cpu")).numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4)
     assert np.abs(logits - without).max() > 1e-2  # the filter is in the graph
+
+
+def test_the_filter_is_refused_for_a_model_without_a_lite0_stem():
+    from diseaseid.train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="--input-median filters a Lite0's stem"):
+        TrainConfig(task="dementia", model="convnet1", input_median=True).model_args()
+    assert TrainConfig(task="tumor", model="lite0_stage5", input_median=True).model_args() == {"input_median": True}
