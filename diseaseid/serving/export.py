@@ -46,8 +46,9 @@ from diseaseid.paths import graphs_dir
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # the graph's contract (inputs, outputs, what is inside); bump to invalidate every cached graph
-# (2: the head gate's channel test written without a ReduceSum, _head_cells_by_windows)
+FORMAT = 3  # the graph's contract (inputs, outputs, what is inside); bump to invalidate every cached graph
+# (2: the head gate's channel test written without a ReduceSum, _head_cells_by_windows; 3: a median-filtered
+# model's filter on the uint8 pixels, ServedGraph)
 OPSET = 18
 # How far an export's logits may be from PyTorch's: 1e-4 of the batch's largest |logit| (at least 1, so small
 # logits are held to 1e-4 absolute), or, where PyTorch's float32 logits are themselves further than that from the
@@ -118,16 +119,28 @@ def _served_graph_class():
 
         def __init__(self, model: nn.Module):
             super().__init__()
-            self.model = model
+            from diseaseid.models.median import without_input_median
+
+            self.model = model  # what the graph is checked against (``_differences``)
+            # a model with a median filter in front of its stem: the graph filters the uint8 pixels, the network
+            # (the same parameters) reads them plain; the same logits to the bit (``without_input_median``)
+            plain = without_input_median(model)
+            self.pixel_median = plain is not None
+            self.network = plain if plain is not None else model
             # normalize's (x / 255 - mean) / std folded into one subtraction and one multiplication
             self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0)
             self.register_buffer("scale", 1.0 / (torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0))
 
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            x = (images.permute(0, 3, 1, 2).float() - self.mean) * self.scale
-            fmap = self.model.forward_features(x)
+            pixels = images.permute(0, 3, 1, 2)
+            if self.pixel_median:
+                from diseaseid.models.median import median3
+
+                pixels = median3(pixels)
+            x = (pixels.float() - self.mean) * self.scale
+            fmap = self.network.forward_features(x)
             # as diseaseid.models.mil.slice_features and diseaseid.ood.features read them
-            return self.model.forward_head(fmap), self.model.forward_head(fmap, pre_logits=True)
+            return self.network.forward_head(fmap), self.network.forward_head(fmap, pre_logits=True)
 
     _served_graph = ServedGraph
     return ServedGraph

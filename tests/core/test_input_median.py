@@ -47,6 +47,37 @@ def test_median_equals_opencv_on_a_noisy_slice():
     assert not np.array_equal(noisy, cv2.medianBlur(noisy, 3))  # the check is not vacuous
 
 
+def test_median_of_bytes_is_opencvs_and_commutes_with_normalisation():
+    # The served graph filters the uint8 pixels, the model the normalised ones: the same values to the bit,
+    # since normalisation is increasing in each channel (``without_input_median``).
+    import cv2
+
+    from diseaseid.data.tensors import normalize
+
+    images = np.random.default_rng(5).integers(0, 256, (2, 31, 37, 3), dtype=np.uint8)
+    filtered_bytes = median3(torch.from_numpy(images).permute(0, 3, 1, 2))
+    assert filtered_bytes.dtype == torch.uint8
+    for image, ours in zip(images, filtered_bytes, strict=True):
+        assert np.array_equal(ours.permute(1, 2, 0).numpy(), cv2.medianBlur(image, 3))
+    filtered = filtered_bytes.permute(0, 2, 3, 1).numpy()
+    assert torch.equal(median3(normalize(images, "cpu")), normalize(filtered, "cpu"))
+
+
+def test_without_input_median_shares_the_parameters_and_leaves_the_model_alone():
+    from diseaseid.models.median import without_input_median
+
+    filtered = create_model("lite0_stage5", pretrained=False, input_median=True).eval()
+    plain = without_input_median(filtered)
+    assert isinstance(filtered.conv_stem, MedianConv2d)  # the model itself keeps its filter
+    assert type(plain.conv_stem) is torch.nn.Conv2d and plain.conv_stem.weight is filtered.conv_stem.weight
+    assert plain.blocks is filtered.blocks
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(plain(median3(x)), filtered(x))
+        assert not torch.allclose(plain(x), filtered(x), atol=1e-3)
+    assert without_input_median(create_model("lite0_stage5", pretrained=False)) is None
+
+
 @pytest.fixture(scope="module")
 def models() -> tuple[torch.nn.Module, torch.nn.Module]:
     """The shipped tumor student's weights without and with the filter (they load into both: the same names)."""
@@ -133,6 +164,13 @@ def test_served_graph_keeps_the_filter(tmp_path, models):
         without = unfiltered(normalize(images, "cpu")).numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4)
     assert np.abs(logits - without).max() > 1e-2  # the filter is in the graph
+    import onnx
+
+    # ... and runs on the bytes, before the cast to float
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(graph.path)))
+    types = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.value_info, *model.graph.input)}
+    ops = [(node.op_type, types.get(node.input[0])) for node in model.graph.node if node.op_type in ("Min", "Max")]
+    assert len(ops) == 18 and {t for _, t in ops} == {onnx.TensorProto.UINT8}, ops
 
 
 def test_the_filter_is_refused_for_a_model_without_a_lite0_stem():
