@@ -173,6 +173,9 @@ def test_a_worker_reads_the_image_from_the_jobs_hash_and_keeps_it_for_a_retry(qu
     result = done.return_value()
     assert set(result["methods"]) == {"gradcam", "lrp"} and result["timing_ms"]["total"] > 0
     assert ExplainStore(queue.connection, 30, process_sealer()).get_result(job.id, "panel.png").startswith(b"\x89PNG")
+    # The worker put the job's stage durations into the histograms (once, after its outcome; not the failed job's).
+    total = ExplainStore(queue.connection, 30).durations()["total"]
+    assert total["+Inf"] == 1 and total["sum"] == pytest.approx(result["timing_ms"]["total"] / 1000, abs=1e-4)
     assert queue.connection.hget(done.key, ExplainStore.PAYLOAD_FIELD) == slice_.tobytes()
     assert 0 < queue.connection.pttl(done.key) <= 30_000  # with the job, the image expires
     failed = Job.fetch(lost.id, connection=queue.connection)

@@ -14,6 +14,7 @@ from diseaseid.serving import Predictor
 from services.explain.redis_store import ExplainStore
 from services.explain.sealing import PAYLOAD, Sealer, SealError, process_sealer
 from services.explain.settings import get_settings
+from services.explain.worker import durations
 from services.explain.worker.models import model_pool
 
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
@@ -76,7 +77,8 @@ def explain_job(pixels: bytes | None, task: str, role: str, methods: list[str], 
                              else settings.ttl_s, process_sealer())
         store.put_results(job.id, report.files)
         timing["total"] = time.perf_counter() - started
-        store.record_durations(timing)
+        # Into the histograms by the worker once this job's outcome is stored (services.explain.worker.durations).
+        durations.hand_over(job.id, timing)
 
     t = predictor.task
     prediction = report.prediction

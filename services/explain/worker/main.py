@@ -4,10 +4,12 @@ A thin subclass of RQ's ``SimpleWorker``: jobs run in the worker process itself,
 start (on CUDA when present) serve every job without a fork, and a GPU context is never inherited across
 ``fork()``. What the subclass adds is recovery:
 
-* While a job runs, a heartbeat thread keeps the job's entry in RQ's StartedJobRegistry alive for
-  ``heartbeat_interval_s + abandoned_grace_s``. A worker that is SIGKILLed stops beating; when the entry
-  expires, the next registry cleanup (every idle worker runs one each ``maintenance_interval_s``) finds the
-  job abandoned and, while it has retries left, puts it back on the queue for another worker.
+* While a job runs, a heartbeat thread (one for the worker's life, :class:`JobHeartbeat`: starting a thread per
+  job cost ~0.5 ms before every job and joining it as much after) keeps the job's entry in RQ's
+  StartedJobRegistry alive for ``heartbeat_interval_s + abandoned_grace_s``. A worker that is SIGKILLed stops
+  beating; when the entry expires, the next registry cleanup (every idle worker runs one each
+  ``maintenance_interval_s``) finds the job abandoned and, while it has retries left, puts it back on the queue
+  for another worker.
 * Faster than any of that: every connection of the worker carries its name (``connect``), so when the process
   dies Redis sees them close, and the explain API hands the job back within a second
   (services.explain.recovery).
@@ -38,6 +40,7 @@ from services.common.process import WORKER_NICE, apply_process_settings
 from services.explain.recovery import ABANDONED_MESSAGE, CONNECTION_NAME_FIELD, record_failure
 from services.explain.redis_store import ExplainStore
 from services.explain.settings import ExplainSettings, get_settings
+from services.explain.worker import durations
 from services.explain.worker.models import model_pool, parse_preload
 
 log = logging.getLogger("services.explain.worker")
@@ -57,6 +60,72 @@ def failure_message(exc_type: type[BaseException], exc_value: BaseException | No
     return f"{exc_type.__name__}: {text}" if text else exc_type.__name__
 
 
+class JobHeartbeat:
+    """Beats for the job the worker is running, every ``interval_s`` from its start, from one thread that lives as
+    long as the worker (started with its first job, ended by :meth:`close`).
+
+    ``beat(job, execution)`` sends one beat (``ExplainWorker.maintain_heartbeats``). A job past ``limit_s(job)``
+    (hung past its timeout, say) gets no more beats, so that it stops looking alive. Beats are sent holding the
+    lock that :meth:`end` takes: once ``end()`` returns, the finished job gets no beat (which would put it back
+    in the StartedJobRegistry).
+    """
+
+    def __init__(self, interval_s: float, limit_s, beat):
+        self.interval_s = interval_s
+        self.limit_s = limit_s
+        self.beat = beat
+        self._cond = threading.Condition()
+        self._current: list | None = None  # [job, execution, started, next beat] (monotonic seconds)
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def begin(self, job, execution) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+                self._thread.start()
+            started = time.monotonic()
+            self._current = [job, execution, started, started + self.interval_s]
+            self._cond.notify()
+
+    def end(self) -> None:
+        with self._cond:
+            self._current = None
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._current = None
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                current = self._current
+                if current is None:
+                    self._cond.wait()
+                    continue
+                job, execution, started, due = current
+                now = time.monotonic()
+                if now < due:
+                    self._cond.wait(due - now)  # or until the job ends
+                    continue
+                if now - started > self.limit_s(job):
+                    self._current = None  # no more beats for this job; the next one's begin() wakes us
+                    continue
+                try:
+                    self.beat(job, execution)
+                except redis.RedisError as exc:
+                    log.warning("heartbeat for job %s failed: %s", job.id, exc)
+                except Exception:  # noqa: BLE001 - one bad beat must not end the beats of every later job
+                    log.exception("heartbeat for job %s failed", job.id)
+                current[3] = time.monotonic() + self.interval_s  # as before: a late beat does not bunch the next
+
+
 class ExplainWorker(SimpleWorker):
     def __init__(self, *args, store: ExplainStore | None = None, heartbeat_interval_s: float = 10.0,
                  abandoned_grace_s: float = 20.0, idle_poll_s: int = 5, **kwargs):
@@ -66,6 +135,7 @@ class ExplainWorker(SimpleWorker):
         self.idle_poll_s = idle_poll_s
         super().__init__(*args, **kwargs)
         self.store = store
+        self.job_heartbeat = JobHeartbeat(heartbeat_interval_s, self._beat_limit_s, self.maintain_heartbeats)
         # Set by SIGINT/SIGTERM (through RQ's warm-shutdown hook): main() must not start a new worker then.
         self.stop_signalled = False
         self.push_exc_handler(self._on_failure)
@@ -115,26 +185,27 @@ class ExplainWorker(SimpleWorker):
         return max(1, math.ceil(interval + self.abandoned_grace_s))
 
     def perform_job(self, job, queue, execution) -> bool:
-        stop = threading.Event()
-        beat = threading.Thread(target=self._beat, args=(job, execution, stop), name="heartbeat", daemon=True)
-        beat.start()
+        self.job_heartbeat.begin(job, execution)
         try:
-            return super().perform_job(job, queue, execution)
+            finished = super().perform_job(job, queue, execution)
         finally:
-            stop.set()
-            beat.join()
-
-    def _beat(self, job, execution, stop: threading.Event) -> None:
-        started = time.monotonic()
-        limit = (job.timeout + self.abandoned_grace_s) if job.timeout and job.timeout > 0 else math.inf
-        while not stop.wait(self.heartbeat_interval_s):
-            # A job stuck past its timeout (hung in native code, say) must stop looking alive.
-            if time.monotonic() - started > limit:
-                return
+            self.job_heartbeat.end()
+        # Only now, with the job's outcome stored (a waiting client may have it already): the statistics.
+        seconds_by_stage = durations.take(job.id)
+        if finished and seconds_by_stage is not None and self.store is not None:
             try:
-                self.maintain_heartbeats(job, execution)
-            except redis.RedisError as exc:
-                log.warning("heartbeat for job %s failed: %s", job.id, exc)
+                self.store.record_durations(seconds_by_stage)
+            except redis.RedisError as exc:  # the job is done; only /metrics misses it
+                log.warning("could not record the durations of job %s: %s", job.id, exc)
+        return finished
+
+    def _beat_limit_s(self, job) -> float:
+        # A job stuck past its timeout (hung in native code, say) must stop looking alive.
+        return (job.timeout + self.abandoned_grace_s) if job.timeout and job.timeout > 0 else math.inf
+
+    def teardown(self) -> None:
+        self.job_heartbeat.close()
+        super().teardown()
 
     def _on_failure(self, job, exc_type, exc_value, tb) -> bool:
         permanent = issubclass(exc_type, PERMANENT_ERRORS)
