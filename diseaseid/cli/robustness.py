@@ -16,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--task", nargs="+", default=sorted(TASKS), choices=sorted(TASKS))
     p.add_argument("--role", nargs="+", default=["teacher", "student"], choices=["teacher", "student"])
     p.add_argument("--n", type=int, default=300, help="validation slices per task (class-stratified, seeded)")
-    p.add_argument("--relevance-n", type=int, default=48, help="slices per model for the relevance share; 0: skip")
+    p.add_argument("--relevance-n", type=int, default=300, help="slices per model for the relevance share; 0: skip")
     p.add_argument("--only", nargs="*", default=None, help="perturbation families or names (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
