@@ -108,12 +108,12 @@ class Stack:
         self.web_login = ("compose-test", secrets.token_urlsafe(12))
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        name, tag = image.rsplit(":", 1) if ":" in image.split("/")[-1] else (image, "latest")
+        name, tag = split_image(image)
         self.bot_token = f"{secrets.randbelow(10**9)}:compose-test-{secrets.token_hex(8)}"
         self.telegram_url = "http://127.0.0.1:9"  # set before the bot starts
         self.env = {
             **os.environ,
-            "DISEASEID_IMAGE": name, "DISEASEID_TAG": tag,
+            "DISEASEID_IMAGE": name, "DISEASEID_TAG": tag, "DISEASEID_INFERENCE_IMAGE": f"{name}-inference",
             "PUBLISH_HOST": "127.0.0.1",
             "INFERENCE_PUBLISH": str(self.inference_port), "EXPLAIN_PUBLISH": str(self.explain_port),
             "WEB_PUBLISH": str(self.web_port), "ORTHANC_PUBLISH": str(self.orthanc_port),
@@ -289,24 +289,47 @@ class Run:
         return True
 
 
+def split_image(image: str) -> tuple[str, str]:
+    """NAME:TAG -> (NAME, TAG); TAG "latest" where none is given."""
+    return tuple(image.rsplit(":", 1)) if ":" in image.split("/")[-1] else (image, "latest")
+
+
+def inference_image(image: str) -> str:
+    """The inference service's image beside ``image`` (docker-compose.yml: ``<name>-inference:<tag>``)."""
+    name, tag = split_image(image)
+    return f"{name}-inference:{tag}"
+
+
+# Where Dockerfile.inference's export stage gets torch, per variant: the CPU wheels, or PyPI (the CUDA build).
+TORCH_INDEX = {"cpu": "https://download.pytorch.org/whl/cpu", "cuda": "https://pypi.org/simple"}
+
+
 def build(args: argparse.Namespace) -> str:
+    """The full image and the inference service's image without torch."""
     env = dict(os.environ)
     if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
         env["DOCKER_BUILDKIT"] = "0"  # no buildx plugin: the legacy builder
-    argv = ["docker", "build", "--build-arg", f"TORCH_VARIANT={args.torch_variant}", "-t", args.image, "."]
-    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
-    if result.returncode != 0:
-        raise CheckFailed(f"`{' '.join(argv)}` exited {result.returncode}:\n{result.stdout[-2000:]}"
-                          f"{result.stderr[-2000:]}")
-    cached = result.stdout.count("Using cache") + result.stdout.count("CACHED")
-    return f"{' '.join(argv)}; {cached} cached steps"
+    done = []
+    for argv in (["docker", "build", "--build-arg", f"TORCH_VARIANT={args.torch_variant}", "-t", args.image, "."],
+                 ["docker", "build", "-f", "Dockerfile.inference", "--build-arg",
+                  f"TORCH_INDEX_URL={TORCH_INDEX[args.torch_variant]}", "-t", inference_image(args.image), "."]):
+        result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
+        if result.returncode != 0:
+            raise CheckFailed(f"`{' '.join(argv)}` exited {result.returncode}:\n{result.stdout[-2000:]}"
+                              f"{result.stderr[-2000:]}")
+        cached = result.stdout.count("Using cache") + result.stdout.count("CACHED")
+        done.append(f"{' '.join(argv)}; {cached} cached steps")
+    return "; ".join(done)
 
 
 def image_facts(image: str) -> str:
     size = int(run(["docker", "image", "inspect", "-f", "{{.Size}}", image]).stdout.strip())
     variant = run(["docker", "image", "inspect", "-f",
                    '{{index .Config.Labels "io.diseaseid.torch-variant"}}', image]).stdout.strip()
-    return f"{image}: {size / 1e9:.2f} GB, torch variant {variant or '?'}"
+    slim = inference_image(image)
+    slim_size = int(run(["docker", "image", "inspect", "-f", "{{.Size}}", slim]).stdout.strip())
+    return (f"{image}: {size / 1e9:.2f} GB, torch variant {variant or '?'}; {slim} (the inference service, "
+            f"without torch): {slim_size / 1e9:.2f} GB")
 
 
 def wait_healthy(stack: Stack, expected: dict[str, int], timeout: float) -> str:
@@ -372,6 +395,20 @@ def predict(client: Client) -> str:
     if (body["outcome"], body["label"]) != ("diagnosis", "glioma"):
         raise CheckFailed(f"{path.name}: {body['outcome']} {body['label']} ({body.get('ood')}), not a glioma")
     return f"{path.name}: {body['outcome']} {body['label']} in {body['timing_ms']['total']:.0f} ms"
+
+
+def inference_without_torch(stack: Stack) -> str:
+    """The inference container runs its own image, and that image has no torch (docker-compose.yml)."""
+    container = stack.containers("inference")[0]
+    image = stack.inspect(container, "{{.Config.Image}}")
+    probe = stack.compose("exec", "-T", "inference", "python", "-c",
+                          "import importlib.util as u, sys; sys.exit(3 if u.find_spec('torch') else 0)",
+                          check=False, quiet=True)
+    if probe.returncode != 0:
+        raise CheckFailed(f"{image}: torch is installed in the inference container (exit {probe.returncode})")
+    if image != stack.env["DISEASEID_INFERENCE_IMAGE"] + ":" + stack.env["DISEASEID_TAG"]:
+        raise CheckFailed(f"the inference container runs {image}, not the image without torch")
+    return f"{image}: no torch installed"
 
 
 def ood_statistics_in_use(stack: Stack) -> str:
@@ -808,6 +845,7 @@ def main(argv: list[str] | None = None) -> int:
             result.check("start: all services healthy, both /readyz 200", lambda: start(stack, client),
                          critical=True)
             result.check("OOD statistics fitted on the shipped models", lambda: ood_statistics_in_use(stack))
+            result.check("inference runs the image without torch", lambda: inference_without_torch(stack))
             result.check("POST /predict", lambda: predict(client))
             result.check("POST /predict/study", lambda: predict_study(client))
             result.check("POST /explain -> finished -> panel.png", lambda: explain(client, state))

@@ -28,6 +28,7 @@ COMPOSE_CPU = REPO / "docker-compose.cpu.yml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 ENV_EXAMPLE = REPO / ".env.example"
+DOCKERFILE_INFERENCE = REPO / "Dockerfile.inference"
 PROCFILE = REPO / "Procfile"
 
 PYTHON_SERVICES = ("inference", "explain-api", "explain-worker", "web", "bot", "pacs")
@@ -199,8 +200,11 @@ def test_redis_is_the_official_image_with_a_ping_health_check(services) -> None:
 @pytest.mark.parametrize("name", PYTHON_SERVICES)
 def test_python_services_share_the_image_settings_and_restart_policy(services, name) -> None:
     service = services[name]
-    assert service["build"]["context"] == "." and (REPO / service["build"]["dockerfile"]) == DOCKERFILE
-    assert service["build"]["args"]["TORCH_VARIANT"] in ("cpu", "cuda")
+    if name == "inference":  # its own image, without torch (test_inference_runs_the_torch_free_image)
+        assert (REPO / service["build"]["dockerfile"]) == DOCKERFILE_INFERENCE
+    else:
+        assert service["build"]["context"] == "." and (REPO / service["build"]["dockerfile"]) == DOCKERFILE
+        assert service["build"]["args"]["TORCH_VARIANT"] in ("cpu", "cuda")
     assert service["env_file"] == [{"path": ".env", "required": False}]
     assert service["restart"] in ("always", "unless-stopped", "on-failure")
     assert "container_name" not in service  # a fixed name would forbid replicas and --scale
@@ -320,7 +324,21 @@ def test_dockerfile_is_multi_stage_with_a_torch_variant_argument(services) -> No
     # Every build argument compose passes is declared.
     declared = {m for line in DOCKERFILE.read_text().splitlines() for m in re.findall(r"^ARG\s+(\w+)", line)}
     for name in PYTHON_SERVICES:
-        assert set(services[name]["build"]["args"]) <= declared
+        if name != "inference":  # Dockerfile.inference's: test_inference_runs_the_torch_free_image
+            assert set(services[name]["build"]["args"]) <= declared
+
+
+def test_inference_runs_the_torch_free_image(services) -> None:
+    inference = services["inference"]
+    assert inference["image"] == "${DISEASEID_INFERENCE_IMAGE:-diseaseid-inference}:${DISEASEID_TAG:-latest}"
+    assert inference["build"]["context"] == "." and inference["build"]["dockerfile"] == "Dockerfile.inference"
+    text = DOCKERFILE_INFERENCE.read_text()
+    declared = set(re.findall(r"^ARG\s+(\w+)", text, flags=re.MULTILINE))
+    assert set(inference["build"]["args"]) == {"TORCH_INDEX_URL"} <= declared
+    assert "DISEASEID_RUNTIME=onnxruntime" in text  # graphs only: the image has no torch to fall back to
+    # the image's own command is the service's (compose repeats it)
+    cmd = next(line for line in reversed(text.splitlines()) if line.startswith("CMD"))
+    assert yaml.safe_load(cmd[len("CMD"):].strip()) == argv_of(inference["command"])
 
 
 def test_dockerfile_default_command_is_a_real_entry_point() -> None:
