@@ -113,7 +113,8 @@ class Stack:
         self.telegram_url = "http://127.0.0.1:9"  # set before the bot starts
         self.env = {
             **os.environ,
-            "DISEASEID_IMAGE": name, "DISEASEID_TAG": tag, "DISEASEID_INFERENCE_IMAGE": f"{name}-inference",
+            "DISEASEID_IMAGE": name, "DISEASEID_TAG": tag,
+            "DISEASEID_INFERENCE_IMAGE": split_image(inference_image(image))[0],
             "PUBLISH_HOST": "127.0.0.1",
             "INFERENCE_PUBLISH": str(self.inference_port), "EXPLAIN_PUBLISH": str(self.explain_port),
             "WEB_PUBLISH": str(self.web_port), "ORTHANC_PUBLISH": str(self.orthanc_port),
@@ -406,7 +407,7 @@ def inference_without_torch(stack: Stack) -> str:
                           check=False, quiet=True)
     if probe.returncode != 0:
         raise CheckFailed(f"{image}: torch is installed in the inference container (exit {probe.returncode})")
-    if image != stack.env["DISEASEID_INFERENCE_IMAGE"] + ":" + stack.env["DISEASEID_TAG"]:
+    if image != inference_image(stack.env["DISEASEID_IMAGE"] + ":" + stack.env["DISEASEID_TAG"]):
         raise CheckFailed(f"the inference container runs {image}, not the image without torch")
     return f"{image}: no torch installed"
 

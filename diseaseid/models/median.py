@@ -13,6 +13,8 @@ column maximum), 18 operations in all.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 
@@ -73,11 +75,9 @@ def without_input_median(model: nn.Module) -> nn.Module | None:
             plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
                               child.dilation, child.groups, child.bias is not None, child.padding_mode)
             plain.weight, plain.bias = child.weight, child.bias  # the same parameters, not copies
-            copy = nn.Module.__new__(type(model))
-            copy.__dict__.update(model.__dict__)
-            copy._modules = dict(model._modules)
-            copy._modules[name] = plain
-            return copy
+            shallow = copy.copy(model)  # shares every attribute, the dict of submodules too: replace that one
+            shallow._modules = {**model._modules, name: plain}
+            return shallow
     return None
 
 

@@ -113,14 +113,14 @@ def _served_graph_class():
     import torch
     import torch.nn as nn
 
+    from diseaseid.models.median import median3, without_input_median
+
     class ServedGraph(nn.Module):
         """uint8 N x H x W x 3 -> (logits, pooled features): ``diseaseid.data.tensors.normalize`` and the model's
         ``forward_features`` / ``forward_head`` (timm's interface, which every registered model answers)."""
 
         def __init__(self, model: nn.Module):
             super().__init__()
-            from diseaseid.models.median import without_input_median
-
             self.model = model  # what the graph is checked against (``_differences``)
             # a model with a median filter in front of its stem: the graph filters the uint8 pixels, the network
             # (the same parameters) reads them plain; the same logits to the bit (``without_input_median``)
@@ -134,8 +134,6 @@ def _served_graph_class():
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             pixels = images.permute(0, 3, 1, 2)
             if self.pixel_median:
-                from diseaseid.models.median import median3
-
                 pixels = median3(pixels)
             x = (pixels.float() - self.mean) * self.scale
             fmap = self.network.forward_features(x)
