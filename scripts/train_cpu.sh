@@ -193,6 +193,14 @@ for s in $stages; do
         --teacher weights/tumor/teacher.safetensors --kd-temperature 2.5 --w-soft 0.6 --w-ce 0.4 \
         --aug-noise 0.08 --aug-noise-p 0.9 --select accuracy --threads $T --out runs/tumor-teacher-median --resume \
         --ship teacher ;;
+    tumor-teacher-scan)  # the shipped median teacher fine-tuned with scanner noise added to the raw slice before the
+      # head crop (--aug-scan-noise: noisy copies decoded as served, diseaseid/data/scan_noise.py), distilled from
+      # its own logits on the clean slice
+      $PY -m diseaseid train --task tumor --model lite0 --input-median --init weights/tumor/teacher.safetensors \
+        --epochs 3 --batch-size 32 --lr 1e-4 --weight-decay 0.01 --warmup-epochs 0.3 --patience 3 \
+        --teacher weights/tumor/teacher.safetensors --kd-temperature 2.5 --w-soft 0.6 --w-ce 0.4 \
+        --aug-noise 0.06 --aug-noise-p 0.5 --aug-scan-noise 16 --aug-scan-copies 2 --aug-scan-p 0.6 \
+        --select accuracy --threads $T --out runs/tumor-teacher-scan --resume ;;
     tumor-teacher-kdnoise)  # the same for the teacher, distilled from its own logits on the clean slices. Tried
       # 2026-12-05 and not shipped: validation 98.69% as before, but on the robustness sample clean 99.3% (was
       # 99.7%) and 3.0% of answers changed at noise sigma 12 (was 2.0%); its --ship was undone

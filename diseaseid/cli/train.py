@@ -40,6 +40,13 @@ def register(sub) -> None:
                    help="largest Rician noise sigma of the augmentation, as a fraction of the intensity range")
     p.add_argument("--aug-noise-p", type=float, default=d.aug_noise_p,
                    help="share of training images that get noise at all")
+    p.add_argument("--aug-scan-noise", type=float, default=d.aug_scan_noise,
+                   help="scanner noise in the raw slice, before the head crop: Rician up to this sigma (of 255) in "
+                        "noisy copies of every training slice computed once (0: off)")
+    p.add_argument("--aug-scan-copies", type=int, default=d.aug_scan_copies,
+                   help="noisy copies per training slice for --aug-scan-noise")
+    p.add_argument("--aug-scan-p", type=float, default=d.aug_scan_p,
+                   help="share of each batch taken from a noisy copy (--aug-scan-noise)")
     p.add_argument("--aug-blur", type=float, default=d.aug_blur,
                    help="resolution augmentation: half the images down-sampled to a scale in [1 - X, 1] and "
                         "resized back (0: off)")

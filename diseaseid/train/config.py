@@ -21,6 +21,12 @@ class TrainConfig:
     # `aug_noise` (fraction of the intensity range) for a share `aug_noise_p` of the images.
     aug_noise: float = 0.04
     aug_noise_p: float = 0.7
+    # Scanner noise in the raw slice (diseaseid.data.scan_noise): `aug_scan_copies` noisy copies of every training
+    # slice, Rician up to sigma `aug_scan_noise` (of 255) added before the head crop, computed once; a share
+    # `aug_scan_p` of each batch is taken from a random copy instead of the clean slice. 0: off.
+    aug_scan_noise: float = 0.0
+    aug_scan_copies: int = 2
+    aug_scan_p: float = 0.5
     # Resolution augmentation (AugmentConfig.blur): half the images down-sampled to a scale in [1 - aug_blur, 1]
     # and resized back; 0: off.
     aug_blur: float = 0.0

@@ -40,9 +40,17 @@ class DeviceImages:
     """uint8 NHWC images on a device, served as normalised float NCHW batches (optionally augmented)."""
 
     def __init__(self, images: np.ndarray, device: torch.device, channels_last: bool | None = None,
-                 augment_config: AugmentConfig | None = None):
+                 augment_config: AugmentConfig | None = None, copies: np.ndarray | None = None,
+                 copies_p: float = 0.0):
         self.augment_config = augment_config or AugmentConfig()
         self.data = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+        # other decodes of the same slices (K x N x H x W x C: diseaseid.data.scan_noise); an augmented batch
+        # takes a share ``copies_p`` of its images from a random one of them
+        self.copies = None if copies is None else torch.from_numpy(np.ascontiguousarray(copies)).to(device)
+        if self.copies is not None and self.copies.shape[1:] != self.data.shape:
+            raise ValueError(f"copies of shape {tuple(self.copies.shape)} do not match images "
+                             f"{tuple(self.data.shape)}")
+        self.copies_p = copies_p
         self.device = device
         self.channels_last = device.type == "cuda" if channels_last is None else channels_last
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
@@ -55,7 +63,8 @@ class DeviceImages:
               size: int | None = None) -> torch.Tensor:
         """Normalised float batch of ``index``; ``views`` (rows of :func:`sample_params`) applies those
         views, else ``train_augment`` draws random ones; ``size`` resizes (progressive resizing)."""
-        x = self.data[index].permute(0, 3, 1, 2).float().div_(255)
+        x = self._pick(index) if train_augment and views is None else self.data[index]
+        x = x.permute(0, 3, 1, 2).float().div_(255)
         if views is not None:
             x = apply_params(x, views)
         elif train_augment:
@@ -66,6 +75,19 @@ class DeviceImages:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def _pick(self, index: torch.Tensor) -> torch.Tensor:
+        """The uint8 images of ``index``, a share :attr:`copies_p` of them from a random copy (drawn on the CPU
+        from torch's global generator, which checkpoints save)."""
+        if self.copies is None or self.copies_p <= 0:
+            return self.data[index]
+        n = len(index)
+        use = (torch.rand(n) < self.copies_p).to(self.device)
+        which = torch.randint(0, len(self.copies), (n,)).to(self.device)
+        out = self.data[index]
+        rows = use.nonzero().flatten()
+        out[rows] = self.copies[which[rows], index[rows]]
+        return out
 
 
 def autocast(device: torch.device, precision: str = "auto"):
@@ -224,7 +246,8 @@ def _config_key(cfg: TrainConfig) -> dict:
     return d
 
 
-_LATER_OPTIONS = ("aug_blur", "consistency", "mask_background", "input_median")
+_LATER_OPTIONS = ("aug_blur", "consistency", "mask_background", "input_median", "aug_scan_noise", "aug_scan_copies",
+                  "aug_scan_p")
 
 
 @dataclass
@@ -462,8 +485,15 @@ def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
     gen = _seed_everything(cfg.seed)
     channels_last = use_channels_last(cfg, device)
     model = build_model(cfg, task.num_classes, device, channels_last)
+    copies = None
+    if cfg.aug_scan_noise > 0:
+        from diseaseid.data.scan_noise import scan_noise_copies
+
+        copies = scan_noise_copies(train.root, train.files, train.images_key(), cfg.aug_scan_noise,
+                                   cfg.aug_scan_copies, cfg.seed)
     tr_images = DeviceImages(train.images, device, channels_last,
-                             AugmentConfig(noise=cfg.aug_noise, noise_p=cfg.aug_noise_p, blur=cfg.aug_blur))
+                             AugmentConfig(noise=cfg.aug_noise, noise_p=cfg.aug_noise_p, blur=cfg.aug_blur),
+                             copies, cfg.aug_scan_p)
     va_images = DeviceImages(val.images, device, channels_last)
     y_train = torch.from_numpy(train.labels).to(device)
     checkpoint = Path(checkpoint) if checkpoint else None

@@ -16,7 +16,8 @@ from diseaseid.serving import ROLES
 # into diseaseid/cli/: scripts and the training recipes (scripts/train_*.sh) call them so. In --help order.
 COMMANDS = {
     "train": [
-        "--aug-blur", "--aug-noise", "--aug-noise-p", "--balanced", "--batch-size", "--channels-last",
+        "--aug-blur", "--aug-noise", "--aug-noise-p", "--aug-scan-copies", "--aug-scan-noise",
+        "--aug-scan-p", "--balanced", "--batch-size", "--channels-last",
         "--consistency", "--data", "--device", "--dropout", "--epochs", "--help", "--init", "--init-partial",
         "--input-median", "--kd-online", "--kd-temperature", "--kd-views", "--label-smoothing", "--low-res",
         "--low-res-epochs", "--lr", "--mask-background", "--model", "--no-augment",
