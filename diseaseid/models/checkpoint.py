@@ -45,7 +45,7 @@ def save_model(model: nn.Module, path: str | Path, card: dict[str, Any], dtype=t
     card = dict(card)
     card.setdefault("date", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     card.setdefault("git_commit", git_commit())
-    card.setdefault("preprocess", _preprocess_card())
+    card.setdefault("preprocess", preprocess_card())
     card["parameters"] = count_parameters(model)
     card["weights_file"] = weights.name
     card["weights_sha256"] = file_sha256(weights)
@@ -54,13 +54,17 @@ def save_model(model: nn.Module, path: str | Path, card: dict[str, Any], dtype=t
     return weights
 
 
-def _preprocess_card() -> dict:
+def preprocess_card(augmentation: dict | None = None) -> dict:
+    """The card's pre-processing steps and the training augmentation (``augmentation``: the run's, see
+    ``TrainConfig.augmentation_card``; None: the default acquisition augmentation)."""
     from dataclasses import asdict
 
     from diseaseid.data.augment import AugmentConfig
     from diseaseid.data.preprocess import PREPROCESS
 
-    return {**PREPROCESS, "augmentation (training)": asdict(AugmentConfig())}
+    if augmentation is None:
+        augmentation = asdict(AugmentConfig())
+    return {**PREPROCESS, "augmentation (training)": augmentation}
 
 
 def update_card(path: str | Path, **fields) -> dict[str, Any]:

@@ -93,5 +93,23 @@ class TrainConfig:
             args["input_median"] = True
         return args
 
+    def augment_config(self):
+        """The acquisition augmentation this run trains with (the defaults but for noise and resolution)."""
+        from diseaseid.data.augment import AugmentConfig
+
+        return AugmentConfig(noise=self.aug_noise, noise_p=self.aug_noise_p, blur=self.aug_blur)
+
+    def augmentation_card(self) -> dict:
+        """What the model card records as the run's training augmentation: none, or the acquisition
+        augmentation's parameters and, when on, the scanner noise added to the raw slice."""
+        if not self.augment:
+            return {}
+        card = asdict(self.augment_config())
+        if self.aug_scan_noise > 0:
+            card["scan_noise"] = {"sigma_of_255": self.aug_scan_noise, "copies": self.aug_scan_copies,
+                                  "share_of_batch": self.aug_scan_p,
+                                  "where": "Rician, on the raw slice before the head crop"}
+        return card
+
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,7 +11,7 @@ import torch
 
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.models import save_model
-from diseaseid.models.checkpoint import file_sha256, read_card
+from diseaseid.models.checkpoint import file_sha256, preprocess_card, read_card
 from diseaseid.ood.fit import energy_summary
 from diseaseid.paths import REPO_ROOT, weights_dir
 from diseaseid.train.calibration import calibration_summary
@@ -49,6 +49,7 @@ def package(result: FitResult, cfg: TrainConfig, train: ImageFolder, val: ImageF
                   "sha256": file_sha256(split_path) if split_path and Path(split_path).exists() else None,
                   "groups": split.get("groups"), "seed": split.get("seed")},
         "data_fingerprint": split.get("data_fingerprint"),
+        "preprocess": preprocess_card(cfg.augmentation_card()),
         "metrics": {"validation": metrics},
         "calibration": calib,
         "ood": ood,

@@ -77,3 +77,15 @@ def test_a_run_with_the_options_trains_a_gated_convnet(tmp_path, fixtures_dir):
     assert card["arch_args"]["mask_background"] is True
     assert card["training"]["aug_blur"] == 0.4 and card["training"]["consistency"] == 1.0
     assert card["history"][0]["train_loss"] > 0
+    # the card's augmentation is the run's, not the defaults: resolution on, default noise, no scan noise
+    aug = card["preprocess"]["augmentation (training)"]
+    assert aug["blur"] == 0.4 and aug["noise"] == 0.04 and aug["noise_p"] == 0.7 and "scan_noise" not in aug
+
+
+def test_the_card_records_the_runs_augmentation():
+    aug = TrainConfig(aug_noise=0.06, aug_noise_p=0.5, aug_scan_noise=16, aug_scan_copies=2,
+                      aug_scan_p=0.6).augmentation_card()
+    assert (aug["noise"], aug["noise_p"], aug["blur"], aug["rotate_deg"]) == (0.06, 0.5, 0.0, 10.0)
+    assert aug["scan_noise"]["sigma_of_255"] == 16 and aug["scan_noise"]["copies"] == 2
+    assert aug["scan_noise"]["share_of_batch"] == 0.6
+    assert TrainConfig(augment=False, aug_scan_noise=16).augmentation_card() == {}
