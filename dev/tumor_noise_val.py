@@ -36,6 +36,16 @@ teacher`` once shipped):
 
     teacher median        98.60 | 97.68 (-0.92) 0.92% | 97.42 (-1.18) 1.18% | 96.90 (-1.70) 2.10%
 
+and the teacher then trained with scanner noise on the raw slice (``tumor-teacher-scan``, shipped as
+``77a1520bb23d``; ``--roles teacher --weights runs/tumor-teacher-scan/student.safetensors`` before it shipped):
+
+    teacher scan          99.04 | 98.08 (-0.96) 1.40% | 98.03 (-1.01) 1.35% | 97.38 (-1.66) 2.10%
+
+and the student with the same recipe, distilled from that teacher (``tumor-student-scan``, shipped as
+``3e4c8c6bc001``; ``--roles student --weights runs/tumor-student-scan/student.safetensors``):
+
+    student scan          99.13 | 98.56 (-0.57) 0.57% | 98.25 (-0.87) 0.96% | 97.64 (-1.49) 1.66%
+
 Before the median filters, on the whole split the shipped student missed issue 24's 1-point goal at sigma 4 as
 well (the 300-slice sample said -0.4), both models missed the 2%-changed goal at sigma 8 and 12, and neither more
 epochs of the shipped recipe, nor the stronger-noise fine-tune, nor averaging either with the shipped weights got
