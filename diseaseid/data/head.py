@@ -61,7 +61,7 @@ def preprocess_hash() -> str:
     return PREPROCESS_REVISION
 
 
-def _gray(arr: np.ndarray) -> np.ndarray:
+def grey(arr: np.ndarray) -> np.ndarray:
     """H x W, or H x W x C with its first three channels averaged -> H x W float32."""
     if arr.ndim == 3:
         if arr.dtype == np.uint8 and arr.shape[2] == 3:
@@ -437,7 +437,7 @@ def head_crop_with_box(image: np.ndarray, size: int = 224) -> tuple[np.ndarray, 
     if arr.dtype == np.uint8 and (arr.ndim == 2 or arr.shape[2] == 3):
         return _head_crop_bytes(arr, size)
     arr = arr.astype(np.float32)
-    mask, box, factor = _find_head(_gray(arr))
+    mask, box, factor = _find_head(grey(arr))
     if box.found:
         arr = arr * (mask[..., None] if arr.ndim == 3 else mask) * factor
     crop = _crop_square(np.clip(arr, 0, 255), box)
@@ -454,7 +454,7 @@ def _head_crop_bytes(arr: np.ndarray, size: int) -> tuple[np.ndarray, HeadBox]:
     channel) and replicated at the end, and the intensity scaling is a table of each byte's float32 result."""
     if arr.ndim == 3 and (arr[..., 0] == arr[..., 1]).all() and (arr[..., 0] == arr[..., 2]).all():
         arr = arr[..., 0]
-    mask, box, factor = _find_head(_gray(arr))
+    mask, box, factor = _find_head(grey(arr))
     if box.found:
         # the float path's product (float32), clipping and rounding, once per byte value
         table = np.round(np.clip(np.arange(256, dtype=np.float32) * factor, 0, 255)).astype(np.uint8)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diseaseid.data.head import _gray, head_crop
+from diseaseid.data.head import grey, head_crop
 from diseaseid.data.preprocess import IMAGE_SIZE, as_uint8_rgb, open_image
 from diseaseid.paths import cache_dir
 
@@ -46,7 +46,7 @@ def noisy_copy(raw: np.ndarray, index: int, copy: int, copies: int, sigma_max: f
 
 def raw_grey(path: str | Path) -> np.ndarray:
     """A stored slice's grey values (H x W float32), as :func:`open_image` and the serving path read them."""
-    return _gray(as_uint8_rgb(open_image(path)))
+    return grey(as_uint8_rgb(open_image(path)))
 
 
 def scan_noise_copies(root: Path, files: list[str], images_key: str, sigma_max: float, copies: int,

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from diseaseid.data.augment import AugmentConfig
 
 
 @dataclass
@@ -93,7 +97,7 @@ class TrainConfig:
             args["input_median"] = True
         return args
 
-    def augment_config(self):
+    def augment_config(self) -> AugmentConfig:
         """The acquisition augmentation this run trains with (the defaults but for noise and resolution)."""
         from diseaseid.data.augment import AugmentConfig
 

@@ -491,9 +491,7 @@ def fit(cfg: TrainConfig, train: ImageFolder, val: ImageFolder,
 
         copies = scan_noise_copies(train.root, train.files, train.images_key(), cfg.aug_scan_noise,
                                    cfg.aug_scan_copies, cfg.seed)
-    tr_images = DeviceImages(train.images, device, channels_last,
-                             cfg.augment_config(),
-                             copies, cfg.aug_scan_p)
+    tr_images = DeviceImages(train.images, device, channels_last, cfg.augment_config(), copies, cfg.aug_scan_p)
     va_images = DeviceImages(val.images, device, channels_last)
     y_train = torch.from_numpy(train.labels).to(device)
     checkpoint = Path(checkpoint) if checkpoint else None

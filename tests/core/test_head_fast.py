@@ -206,10 +206,10 @@ def test_gray_of_bytes_equals_the_float_mean():
     r = np.minimum(s, 255)
     g = np.minimum(s - r, 255)
     rgb = np.stack([r, g, s - r - g], axis=1).astype(np.uint8)[None]
-    assert np.array_equal(head._gray(rgb), _reference_gray(rgb.astype(np.float32)))
+    assert np.array_equal(head.grey(rgb), _reference_gray(rgb.astype(np.float32)))
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 256, (50, 60, 3)).astype(np.uint8)
-    assert np.array_equal(head._gray(rgb), _reference_gray(rgb.astype(np.float32)))
+    assert np.array_equal(head.grey(rgb), _reference_gray(rgb.astype(np.float32)))
 
 
 # --- whole crops ---------------------------------------------------------------------------------------------------
