@@ -46,6 +46,14 @@ and the student with the same recipe, distilled from that teacher (``tumor-stude
 
     student scan          99.13 | 98.56 (-0.57) 0.57% | 98.25 (-0.87) 0.96% | 97.64 (-1.49) 1.66%
 
+then the teacher fine-tuned once more from ``77a1520bb23d`` with more of each batch from the noisy copies
+(``tumor-teacher-scan2``, 2026-12-06; ``--roles teacher --mix runs/tumor-teacher-scan2/checkpoint.pt@1,0.5 --weights
+runs/tumor-teacher-scan2/student.safetensors``, 14 min): its best epoch, 1 of 3, was shipped as ``daca1805fa04``:
+
+    scan2 epoch 3         99.13 | 98.30 (-0.83) 0.83% | 98.30 (-0.83) 1.09% | 97.60 (-1.53) 1.88%
+    averaged 0.5          99.13 | 98.21 (-0.92) 1.01% | 98.08 (-1.05) 1.31% | 97.64 (-1.49) 1.84%
+    scan2 epoch 1         99.13 | 98.30 (-0.83) 0.87% | 98.30 (-0.83) 1.01% | 97.77 (-1.35) 1.62%
+
 Before the median filters, on the whole split the shipped student missed issue 24's 1-point goal at sigma 4 as
 well (the 300-slice sample said -0.4), both models missed the 2%-changed goal at sigma 8 and 12, and neither more
 epochs of the shipped recipe, nor the stronger-noise fine-tune, nor averaging either with the shipped weights got
