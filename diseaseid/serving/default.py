@@ -1,8 +1,9 @@
 """Which shipped model answers a request that names none.
 
 The rule: the most accurate shipped model on its validation split, unless the student is within
-``STUDENT_MARGIN`` of it, since then its speed is worth the difference. Accuracy is read from the model cards
-(``metrics.validation.accuracy``), so shipping a new model changes the default without a code change.
+``STUDENT_MARGIN`` of it, since then its speed is worth the difference; a tie goes to the student. Accuracy is
+read from the model cards (``metrics.validation.accuracy``), so shipping a new model changes the default without
+a code change.
 
 The speed is real only when answering with the student skips the better model. Where that model is also the
 task's OOD detector (``detector_of``: a task's detector model runs for every answer of that task), a
@@ -44,6 +45,10 @@ def choose_default(accuracies: dict[str, float | None], margin: float = STUDENT_
     if within and always_runs != best:
         return DefaultModel("student", f"the student ({student:.1%}) is within {margin:.1%} of the {best} "
                                        f"({known[best]:.1%}) and faster")
+    tied = sorted(role for role, acc in known.items() if role != best and acc == known[best])
+    if best == "student" and tied:  # a tie goes to the student, the smaller network
+        return DefaultModel("student", f"as accurate on validation as the {' and the '.join(tied)} "
+                                       f"({known[best]:.1%}) and smaller")
     others = ", ".join(f"{role} {acc:.1%}" for role, acc in sorted(known.items()) if role != best)
     reason = f"the most accurate on validation ({known[best]:.1%}" + (f"; {others}" if others else "") + ")"
     if within:

@@ -29,8 +29,9 @@ class StudyModelInfo(AggregationModel):
 
 class DefaultModelInfo(BaseModel):
     role: str = Field(description="The model that answers requests naming none")
-    reason: str = Field(description="Why: the most accurate on validation, unless the student is within 0.5 "
-                                    "points of it and faster to serve, or an operator's setting")
+    reason: str = Field(description="Why: the most accurate on validation (a tie goes to the student), unless "
+                                    "the student is within 0.5 points of it and faster to serve, or an operator's "
+                                    "setting")
 
 
 class TaskInfo(BaseModel):

@@ -14,6 +14,15 @@ def test_the_student_answers_within_half_a_point_and_not_beyond():
     assert choose_default({"student": 0.990, "teacher": 0.979}).role == "student"
 
 
+def test_a_tie_goes_to_the_student_and_says_so():
+    choice = choose_default({"student": 0.99125, "teacher": 0.99125})
+    assert choice.role == "student"
+    assert choice.reason == "as accurate on validation as the teacher (99.1%) and smaller"
+    # a tie of the student with the better model only: the best still answers, and says it is the best
+    choice = choose_default({"student": 0.97, "teacher": 0.99, "other": 0.99})
+    assert choice.role == "teacher" and choice.reason.startswith("the most accurate on validation (99.0%")
+
+
 def test_missing_cards_fall_back_to_what_is_known():
     assert choose_default({"student": None, "teacher": 0.5}).role == "teacher"
     assert choose_default({"student": 0.4, "teacher": None}).role == "student"
@@ -43,8 +52,11 @@ def test_shipped_tumor_default_is_the_student_within_the_margin_and_itself_the_o
                         for role in ("student", "teacher"))
     assert detector_of("tumor") == ("tumor", "student")
     choice = default_model("tumor")
-    # what the shipped cards say since the distilled noise fine-tuning of the student: student 99.0%, teacher
-    # 98.7%; the student is the most accurate, and it runs for every answer anyway (the OOD detector)
-    assert student > teacher
+    # what the shipped cards say since the scanner-noise fine-tunes: student and teacher 99.13% (1,134 of 1,144);
+    # the student is at least as accurate, and it runs for every answer anyway (the OOD detector)
+    assert student >= teacher
     assert choice.role == "student"
-    assert choice.reason == f"the most accurate on validation ({student:.1%}; teacher {teacher:.1%})"
+    if student == teacher:
+        assert choice.reason == f"as accurate on validation as the teacher ({student:.1%}) and smaller"
+    else:
+        assert choice.reason == f"the most accurate on validation ({student:.1%}; teacher {teacher:.1%})"
