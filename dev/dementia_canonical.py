@@ -96,6 +96,25 @@ def blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return np.repeat(out[..., None], 3, axis=2)
 
 
+def canonical_steps(ref: np.ndarray, target: float) -> dict:
+    """The single steps by name (``align``, ``match``, ``blur1``, ``blur1.5``) for a reference quantile function
+    ``ref`` and a target head angle ``target``."""
+    return {"align": lambda im: align(im, target), "match": lambda im: match(im, ref),
+            "blur1": lambda im: blur(im, 1.0), "blur1.5": lambda im: blur(im, 1.5)}
+
+
+def canonical(name: str, steps: dict):
+    """The transform ``name`` (``none``, or steps joined by ``+``, applied left to right) of one image."""
+    chain = [] if name == "none" else [steps[step] for step in name.split("+")]
+
+    def apply(im: np.ndarray) -> np.ndarray:
+        for step in chain:
+            im = step(im)
+        return im
+
+    return apply
+
+
 def main(which: list[str]) -> None:
     from dev.dementia_head_copies import change_report, held_out, sample_images
     from diseaseid.paths import weights_dir
@@ -118,17 +137,10 @@ def main(which: list[str]) -> None:
     print(f"clean angles: median {target:.2f}, IQR {np.percentile(angles, 25):.2f}..{np.percentile(angles, 75):.2f},"
           f" 5-95% {np.percentile(angles, 5):.2f}..{np.percentile(angles, 95):.2f}", flush=True)
 
-    transforms = {
-        "none": lambda im: im,
-        "match": lambda im: match(im, ref),
-        "align": lambda im: align(im, target),
-        "blur1.5": lambda im: blur(im, 1.5),
-        "align+match": lambda im: match(align(im, target), ref),
-        "align+match+blur1.5": lambda im: blur(match(align(im, target), ref), 1.5),
-    }
-    for name in which or list(transforms):
+    steps = canonical_steps(ref, target)
+    for name in which or ["none", "match", "align", "blur1.5", "align+match", "align+match+blur1.5"]:
         t0 = time.time()
-        f = transforms[name]
+        f = canonical(name, steps)
 
         def feats(stack: np.ndarray, f=f) -> np.ndarray:
             return model_features(model, np.stack([f(im) for im in stack]))

@@ -31,7 +31,7 @@ import numpy as np
 
 
 def main(name: str = "align+match+blur1", epochs: int = 10) -> None:
-    from dev.dementia_canonical import align, angle, blur, head_quantiles, match
+    from dev.dementia_canonical import angle, canonical, canonical_steps, head_quantiles
     from dev.dementia_head_copies import change_report, held_out, sample_images
     from diseaseid.models import load_model
     from diseaseid.paths import weights_dir
@@ -46,18 +46,12 @@ def main(name: str = "align+match+blur1", epochs: int = 10) -> None:
     train, val, split = load_task_data("dementia")
     ref = np.mean([q for q in (head_quantiles(im) for im in train.images) if q is not None], axis=0)
     target = float(np.median([angle(im[..., 0] > 0) for im in train.images[::7]]))
-    steps = {"align": lambda im: align(im, target), "match": lambda im: match(im, ref),
-             "blur1": lambda im: blur(im, 1.0), "blur1.5": lambda im: blur(im, 1.5)}
+    one = canonical(name, canonical_steps(ref, target))
 
-    def canonical(stack: np.ndarray) -> np.ndarray:
-        out = []
-        for im in stack:
-            for step in name.split("+"):
-                im = steps[step](im)
-            out.append(im)
-        return np.stack(out)
+    def transformed(stack: np.ndarray) -> np.ndarray:
+        return np.stack([one(im) for im in stack])
 
-    train._images, val._images = canonical(train.images), canonical(val.images)
+    train._images, val._images = transformed(train.images), transformed(val.images)
     print(f"canonical images in {time.time() - start:.0f} s", flush=True)
     out = Path(f"runs/dementia-canonical-{name}")
     cfg = TrainConfig(task="dementia", model="convnet1", epochs=epochs, batch_size=32, lr=2e-3, weight_decay=0.1,
@@ -68,10 +62,10 @@ def main(name: str = "align+match+blur1", epochs: int = 10) -> None:
     h = held_out(weights_dir() / "dementia" / "student.safetensors")  # the split and the sample
     model, _ = load_model(weights)
     model.eval()
-    clean = canonical(h.ds.images)
+    clean = transformed(h.ds.images)
     x = [model_features(model, clean)[h.train]]
-    x += [model_features(model, canonical(perturbed_images(h.ds, s)[0]))[h.train] for s in PERTURBED_SEEDS]
-    fs = {k: model_features(model, canonical(v)) for k, v in sample_images(h.sample).items()}
+    x += [model_features(model, transformed(perturbed_images(h.ds, s)[0]))[h.train] for s in PERTURBED_SEEDS]
+    fs = {k: model_features(model, transformed(v)) for k, v in sample_images(h.sample).items()}
     for factor in (0.3, 1.0, 3.0):
         head = LinearHead(l2=float(h.card["training"]["l2"]) * factor).fit(np.concatenate(x),
                                                                            np.tile(h.ds.labels[h.train], len(x)))
