@@ -87,6 +87,43 @@ def align(img: np.ndarray, target: float, limit: float = 15.0) -> np.ndarray:
     return np.repeat(out[..., None], 3, axis=2)
 
 
+def moments(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The head mask's centroid (x, y), its principal axes' standard deviations (major first) and the axes as the
+    columns of a rotation (the minor axis the major turned by +90 degrees: no reflection)."""
+    ys, xs = np.nonzero(mask)
+    centre = np.array([xs.mean(), ys.mean()])
+    vals, vecs = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(np.float64)))
+    major = vecs[:, 1]
+    if major[1] < 0:  # the training heads' major axis is vertical: point it down, as the target's
+        major = -major
+    axes = np.stack([major, np.array([-major[1], major[0]])], axis=1)
+    return centre, np.sqrt(vals[::-1]), axes
+
+
+def norm(img: np.ndarray, target_axes: np.ndarray, target_sd: np.ndarray, limit: float = 15.0,
+         stretch: float = 0.2) -> np.ndarray:
+    """The head mapped by rotation and scaling along its principal axes onto the training heads' median shape
+    (axes ``target_axes``, standard deviations ``target_sd``, centred): undoes a rotation, a shift and an
+    anisotropic scaling (another pixel aspect, padding to another aspect ratio, resized back). Left alone when
+    the rotation exceeds ``limit`` degrees or a scale ``1 +- stretch``."""
+    g = img[..., 0]
+    mask = g > 0
+    if mask.sum() < 100:
+        return img
+    centre, sd, axes = moments(mask)
+    scale = target_sd / sd
+    turn = target_axes @ axes.T
+    if abs(np.degrees(np.arctan2(turn[1, 0], turn[0, 0]))) > limit or np.any(np.abs(scale - 1) > stretch):
+        return img
+    a = target_axes @ np.diag(scale) @ axes.T  # input offsets from the centroid -> output offsets
+    h, w = g.shape
+    m = np.concatenate([a, (np.array([w / 2, h / 2]) - a @ centre)[:, None]], axis=1)
+    out = cv2.warpAffine(g, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    inside = cv2.warpAffine(mask.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+    out[inside == 0] = 0
+    return np.repeat(out[..., None], 3, axis=2)
+
+
 def blur(img: np.ndarray, sigma: float) -> np.ndarray:
     g = img[..., 0]
     head = g > 0
@@ -96,11 +133,24 @@ def blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return np.repeat(out[..., None], 3, axis=2)
 
 
-def canonical_steps(ref: np.ndarray, target: float) -> dict:
-    """The single steps by name (``align``, ``match``, ``blur1``, ``blur1.5``) for a reference quantile function
-    ``ref`` and a target head angle ``target``."""
-    return {"align": lambda im: align(im, target), "match": lambda im: match(im, ref),
-            "blur1": lambda im: blur(im, 1.0), "blur1.5": lambda im: blur(im, 1.5)}
+def target_shape(images) -> tuple[np.ndarray, np.ndarray]:
+    """The median head's principal axes (as a rotation) and standard deviations over ``images``."""
+    shapes = [moments(im[..., 0] > 0) for im in images if (im[..., 0] > 0).sum() >= 100]
+    sd = np.median([s[1] for s in shapes], axis=0)
+    major = np.median([s[2][:, 0] for s in shapes], axis=0)
+    major /= np.linalg.norm(major)
+    return np.stack([major, np.array([-major[1], major[0]])], axis=1), sd
+
+
+def canonical_steps(ref: np.ndarray, target: float, shape: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """The single steps by name (``align``, ``match``, ``blur1``, ``blur1.5``, and ``norm`` where ``shape``, from
+    :func:`target_shape`, is given) for a reference quantile function ``ref`` and a target head angle
+    ``target``."""
+    steps = {"align": lambda im: align(im, target), "match": lambda im: match(im, ref),
+             "blur1": lambda im: blur(im, 1.0), "blur1.5": lambda im: blur(im, 1.5)}
+    if shape is not None:
+        steps["norm"] = lambda im: norm(im, *shape)
+    return steps
 
 
 def canonical(name: str, steps: dict):

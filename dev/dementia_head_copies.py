@@ -77,14 +77,16 @@ def sample_images(sample) -> dict[str, np.ndarray]:
 def change_report(label: str, feats: dict[str, np.ndarray], w: np.ndarray, b: np.ndarray,
                   truth: np.ndarray) -> None:
     """Print a linear head's (``w``, ``b``) clean balanced accuracy on ``feats["clean"]`` and the share of its
-    answers each other entry of ``feats`` (a perturbation's features) changes: mean, worst, how many above 10%."""
+    answers each other entry of ``feats`` (a perturbation's features) changes: mean, worst, how many above 10%,
+    and which (every change above 10%, or the three largest when none is)."""
     from diseaseid.robustness.evaluate import held_out_scores
 
     clean = np.argmax(feats["clean"] @ w.T + b, 1)
     changed = {k: held_out_scores(truth, np.argmax(f @ w.T + b, 1), clean)["changed"]
                for k, f in feats.items() if k != "clean"}
     balanced = held_out_scores(truth, clean, None)["balanced_accuracy"]
-    worst = sorted(changed.items(), key=lambda kv: -kv[1])[:5]
+    worst = [kv for kv in sorted(changed.items(), key=lambda kv: -kv[1]) if kv[1] > 0.10] or \
+        sorted(changed.items(), key=lambda kv: -kv[1])[:3]
     print(f"{label}: clean balanced {balanced:.3f}, mean changed {np.mean(list(changed.values())):.3f}, worst "
           f"{max(changed.values()):.3f}, changes above 10%: {sum(v > 0.10 for v in changed.values())}, "
           f"{[(k, round(v, 3)) for k, v in worst]}", flush=True)

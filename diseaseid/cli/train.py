@@ -55,6 +55,8 @@ def register(sub) -> None:
                         "(0: off)")
     p.add_argument("--mask-background", action="store_true",
                    help="convnets: the head gate (feature cells without a head pixel zeroed)")
+    p.add_argument("--input-pool", type=int, default=d.input_pool,
+                   help="convnets: the input averaged over N x N pixels before the first block (1: off)")
     p.add_argument("--input-median", action="store_true",
                    help="Lite0 models: the stem convolution reads the 3 x 3 median of the input (scanner noise "
                         "filtered inside the model)")
@@ -133,6 +135,8 @@ def cmd_train(args) -> int:
     set_threads(args)
     fields = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    if problems := cfg.problems():
+        raise SystemExit("train: " + "; ".join(problems))
     if cfg.teacher and len(cfg.teacher) == 1:
         cfg.teacher = cfg.teacher[0]  # one teacher stays a path, as in earlier runs' cards and checkpoints
     train, val, split = load_task_data(args.task, args.data, args.split, args.per_class, args.seed)

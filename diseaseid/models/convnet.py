@@ -8,6 +8,11 @@ head crop sets to zero) those positions still carry a constant activation, which
 evidence that depends on where the head is not, and LRP rightly puts relevance there. With
 ``mask_background`` the feature positions whose cell holds no head pixel are set to zero, so the answer (and
 its explanation) comes from the head only.
+
+With ``input_pool`` k > 1 the blocks read the input averaged over k x k pixels (an ``AvgPool2d`` first): the
+network sees no detail finer than k pixels, so a slice acquired at a coarser matrix or with a wider field of
+view (its head resampled to fewer pixels, then back) gives nearly the same input. The gate still reads the
+full-resolution input.
 """
 from __future__ import annotations
 
@@ -65,14 +70,18 @@ class ConvNet(nn.Module):
     get_classifier / reset_classifier, plus ``gradcam_layer`` naming the last convolutional block."""
 
     def __init__(self, widths: Sequence[int], num_classes: int = 4, dropout: float = 0.2,
-                 in_chans: int = 3, image_size: int = IMAGE_SIZE, mask_background: bool = False):
+                 in_chans: int = 3, image_size: int = IMAGE_SIZE, mask_background: bool = False,
+                 input_pool: int = 1):
         super().__init__()
+        if input_pool < 1:
+            raise ValueError(f"input_pool must be at least 1, not {input_pool}")
         self.widths = list(widths)
         self.mask_background = mask_background
+        self.input_pool = nn.AvgPool2d(input_pool) if input_pool > 1 else None
         self.num_classes = num_classes
         chs = [in_chans, *self.widths]
         self.features = nn.Sequential(*[ConvBlock(chs[i], chs[i + 1]) for i in range(len(self.widths))])
-        self.final_size = feature_sizes(len(self.widths), image_size)[-1]
+        self.final_size = feature_sizes(len(self.widths), image_size // input_pool)[-1]
         self.num_features = self.widths[-1] * self.final_size ** 2
         self.drop = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.num_features, num_classes)
@@ -80,7 +89,7 @@ class ConvNet(nn.Module):
         self.gradcam_layer = "gate" if mask_background else f"features.{len(self.widths) - 1}"
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(x)
+        f = self.features(self.input_pool(x) if self.input_pool is not None else x)
         return self.gate(f, x) if self.gate is not None else f
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

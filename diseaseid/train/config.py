@@ -40,6 +40,9 @@ class TrainConfig:
     consistency: float = 0.0
     # The convnets' head gate (ConvNet mask_background: feature cells without a head pixel zeroed).
     mask_background: bool = False
+    # The convnets' input averaged over input_pool x input_pool pixels before the first block (ConvNet
+    # input_pool): no detail finer than the coarsest realistic matrix; 1: off.
+    input_pool: int = 1
     # Lite0 models: the stem convolution reads the 3 x 3 median of the input (diseaseid.models.median).
     input_median: bool = False
     balanced: bool = False  # class-weighted loss, for unbalanced tasks
@@ -83,6 +86,30 @@ class TrainConfig:
             return []
         return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
 
+    def problems(self) -> list[str]:
+        """What is wrong with these settings before a run starts (empty: nothing): a share outside [0, 1], a
+        count below 1, a negative strength, an option the architecture does not have."""
+        found = [f"--{name.replace('_', '-')} must lie in [0, 1], not {value:g}"
+                 for name, value in (("aug_noise_p", self.aug_noise_p), ("aug_scan_p", self.aug_scan_p))
+                 if not 0.0 <= value <= 1.0]
+        if not 0.0 <= self.aug_blur < 1.0:
+            found.append(f"--aug-blur must lie in [0, 1), not {self.aug_blur:g}")
+        found += [f"--{name.replace('_', '-')} must be at least 1, not {value}"
+                  for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size),
+                                      ("aug_scan_copies", self.aug_scan_copies), ("input_pool", self.input_pool))
+                  if value < 1]
+        found += [f"--{name.replace('_', '-')} must not be negative, not {value:g}"
+                  for name, value in (("aug_noise", self.aug_noise), ("aug_scan_noise", self.aug_scan_noise),
+                                      ("consistency", self.consistency), ("weight_decay", self.weight_decay))
+                  if value < 0]
+        if not self.lr > 0:
+            found.append(f"--lr must be above 0, not {self.lr:g}")
+        try:
+            self.model_args()
+        except ValueError as exc:
+            found.append(str(exc))
+        return found
+
     def model_args(self) -> dict:
         args = {}
         if self.widths is not None:
@@ -91,6 +118,10 @@ class TrainConfig:
             args["dropout" if self.model.startswith("convnet") else "drop_rate"] = self.dropout
         if self.mask_background:
             args["mask_background"] = True
+        if self.input_pool != 1:
+            if not self.model.startswith("convnet"):
+                raise ValueError(f"--input-pool pools a convnet's input, not {self.model}'s")
+            args["input_pool"] = int(self.input_pool)
         if self.input_median:
             if not self.model.startswith("lite0"):
                 raise ValueError(f"--input-median filters a Lite0's stem (lite0, lite0_stage5), not {self.model}")

@@ -61,8 +61,9 @@ def test_consistency_loss_values():
 
 def test_options_left_out_of_old_checkpoints_keys():
     key = _config_key(TrainConfig())
-    for k in ("aug_blur", "consistency", "mask_background"):
+    for k in ("aug_blur", "consistency", "mask_background", "input_pool"):
         assert k not in key  # at their defaults: a checkpoint written before them still resumes
+    assert _config_key(TrainConfig(input_pool=2))["input_pool"] == 2
     assert _config_key(TrainConfig(consistency=0.5))["consistency"] == 0.5
     assert TrainConfig(model="convnet1", mask_background=True).model_args() == {"mask_background": True}
 
