@@ -88,7 +88,7 @@ class TrainConfig:
 
     def problems(self) -> list[str]:
         """What is wrong with these settings before a run starts (empty: nothing): a share outside [0, 1], a
-        count below 1, a negative strength, an option the architecture does not have."""
+        count below 1, a negative rate or strength, an option the architecture does not have."""
         found = [f"--{name.replace('_', '-')} must lie in [0, 1], not {value:g}"
                  for name, value in (("aug_noise_p", self.aug_noise_p), ("aug_scan_p", self.aug_scan_p))
                  if not 0.0 <= value <= 1.0]
@@ -98,12 +98,12 @@ class TrainConfig:
                   for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size),
                                       ("aug_scan_copies", self.aug_scan_copies), ("input_pool", self.input_pool))
                   if value < 1]
+        # a learning rate of 0 is allowed: it packages --init's weights unchanged, with a fresh card
         found += [f"--{name.replace('_', '-')} must not be negative, not {value:g}"
-                  for name, value in (("aug_noise", self.aug_noise), ("aug_scan_noise", self.aug_scan_noise),
-                                      ("consistency", self.consistency), ("weight_decay", self.weight_decay))
-                  if value < 0]
-        if not self.lr > 0:
-            found.append(f"--lr must be above 0, not {self.lr:g}")
+                  for name, value in (("lr", self.lr), ("aug_noise", self.aug_noise),
+                                      ("aug_scan_noise", self.aug_scan_noise), ("consistency", self.consistency),
+                                      ("weight_decay", self.weight_decay))
+                  if not value >= 0]
         try:
             self.model_args()
         except ValueError as exc:

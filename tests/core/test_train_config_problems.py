@@ -22,7 +22,7 @@ def test_the_defaults_have_no_problem():
     ({"input_pool": 0}, "--input-pool must be at least 1, not 0"),
     ({"aug_scan_noise": -4.0}, "--aug-scan-noise must not be negative, not -4"),
     ({"consistency": -1.0}, "--consistency must not be negative, not -1"),
-    ({"lr": 0.0}, "--lr must be above 0, not 0"),
+    ({"lr": -1e-3}, "--lr must not be negative, not -0.001"),
     ({"model": "lite0", "input_pool": 2}, "--input-pool pools a convnet's input, not lite0's"),
     ({"model": "convnet1", "input_median": True}, "--input-median filters a Lite0's stem"),
 ])
@@ -33,6 +33,10 @@ def test_each_problem_is_named(settings, message):
 
 def test_every_problem_is_reported_at_once():
     assert len(TrainConfig(aug_scan_p=2.0, epochs=0, lr=-1.0).problems()) == 3
+
+
+def test_a_zero_learning_rate_is_allowed():  # it packages --init's weights unchanged (test_training)
+    assert TrainConfig(lr=0.0).problems() == []
 
 
 def test_the_command_refuses_before_reading_any_data(tmp_path):
