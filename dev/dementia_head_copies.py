@@ -60,6 +60,17 @@ def held_out(path: Path) -> HeldOut:
     return HeldOut(ds, model, card, x_all, copies, sample, train)
 
 
+def cached_arrays(path: Path, compute) -> dict[str, np.ndarray]:
+    """The named arrays saved at ``path`` (``.npz``), or ``compute()``'s, saved there first."""
+    if path.exists():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = compute()
+    np.savez(path, **arrays)
+    return arrays
+
+
 def sample_images(sample) -> dict[str, np.ndarray]:
     """The sample's slices decoded as served: clean, and under each realistic perturbation at its level and the
     benchmark's seed (the k-th perturbation's)."""
@@ -110,13 +121,8 @@ def main(role: str = "student", quick: bool = False) -> None:
     # A candidate not shipped yet has no fitted head: its role's shipped head strength.
     l2 = float(card["training"].get("l2") or load_model(weights_dir() / "dementia" / f"{role}.safetensors")[1]
                ["training"]["l2"])
-    cache = out / f"sample-{role}-{card['version']}.npz"
-    if cache.exists():
-        with np.load(cache) as z:
-            feats = {k: z[k] for k in z.files}
-    else:
-        feats = {name: model_features(model, stack) for name, stack in sample_images(sample).items()}
-        np.savez(cache, **feats)
+    feats = cached_arrays(out / f"sample-{role}-{card['version']}.npz", lambda: {
+        name: model_features(model, stack) for name, stack in sample_images(sample).items()})
     print(f"features ready in {time.time() - start:.0f} s", flush=True)
     y = ds.labels[train]
     x = x_all[train]

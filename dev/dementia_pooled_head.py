@@ -40,21 +40,15 @@ def pooled(feats: np.ndarray, grid: int, channels: int = 54, side: int = 12) -> 
 
 
 def main() -> None:
-    from dev.dementia_head_copies import change_report, held_out, sample_images
+    from dev.dementia_head_copies import cached_arrays, change_report, held_out, sample_images
     from diseaseid.paths import weights_dir
     from diseaseid.train.embeddings import model_features
     from diseaseid.train.subject_heads import LinearHead
 
     start = time.time()
     h = held_out(weights_dir() / "dementia" / "student.safetensors")
-    cache = Path("runs/dem-exp") / f"sample-student-{h.card['version']}.npz"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    if cache.exists():
-        with np.load(cache) as z:
-            feats = {k: z[k] for k in z.files}
-    else:
-        feats = {name: model_features(h.model, stack) for name, stack in sample_images(h.sample).items()}
-        np.savez(cache, **feats)
+    feats = cached_arrays(Path("runs/dem-exp") / f"sample-student-{h.card['version']}.npz", lambda: {
+        name: model_features(h.model, stack) for name, stack in sample_images(h.sample).items()})
     print(f"features ready in {time.time() - start:.0f} s", flush=True)
     y = h.ds.labels[h.train]
     three = [h.x_all[h.train]] + [c[h.train] for c in h.copies]

@@ -102,7 +102,7 @@ def relevance(model, weight: np.ndarray, bias: np.ndarray, images: np.ndarray) -
 def main() -> None:
     import torch
 
-    from dev.dementia_head_copies import change_report, held_out, sample_images
+    from dev.dementia_head_copies import cached_arrays, change_report, held_out, sample_images
     from diseaseid.paths import weights_dir
     from diseaseid.robustness.evaluate import _u8, decode, perturbed_images
     from diseaseid.train.embeddings import PERTURBED_SEEDS
@@ -111,22 +111,17 @@ def main() -> None:
     torch.set_num_threads(2)
     start = time.time()
     h = held_out(weights_dir() / "dementia" / "teacher.safetensors")
-    cache = Path("runs/dem-exp") / f"teacher-gate-{h.card['version']}.npz"
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    if cache.exists():
-        with np.load(cache) as z:
-            saved = {k: z[k] for k in z.files}
-    else:
-        saved = {}
+    def compute() -> dict[str, np.ndarray]:
+        out = {}
         for name, stack in [("train", h.ds.images)] + [(f"copy{s}", perturbed_images(h.ds, s)[0])
                                                         for s in PERTURBED_SEEDS]:
-            for v, x in pooled_variants(h.model, stack).items():
-                saved[f"{name}/{v}"] = x
+            out.update({f"{name}/{v}": x for v, x in pooled_variants(h.model, stack).items()})
             print(f"{name} in {time.time() - start:.0f} s", flush=True)
         for name, stack in sample_images(h.sample).items():
-            for v, x in pooled_variants(h.model, stack).items():
-                saved[f"sample:{name}/{v}"] = x
-        np.savez(cache, **saved)
+            out.update({f"sample:{name}/{v}": x for v, x in pooled_variants(h.model, stack).items()})
+        return out
+
+    saved = cached_arrays(Path("runs/dem-exp") / f"teacher-gate-{h.card['version']}.npz", compute)
     print(f"features ready in {time.time() - start:.0f} s; shipped features equal 'all' to "
           f"{np.abs(saved['train/all'] - h.x_all).max():.2e}", flush=True)
     y = h.ds.labels[h.train]
