@@ -60,6 +60,8 @@ def register(sub) -> None:
     p.add_argument("--input-median", action="store_true",
                    help="Lite0 models: the stem convolution reads the 3 x 3 median of the input (scanner noise "
                         "filtered inside the model)")
+    p.add_argument("--input-smooth", type=float, default=d.input_smooth,
+                   help="with --input-median: a Gaussian of this many pixels after the median (0: off)")
     p.add_argument("--balanced", action="store_true", help="class-weighted loss")
     p.add_argument("--init", default=None,
                    help="start from these weights (.safetensors of the same architecture), e.g. to train a "

@@ -149,7 +149,9 @@ def _module_op(m: nn.Module, name: str) -> list[Op | str]:
                       m.groups)
         # a convolution that reads the median of its input (diseaseid.models.median.MedianConv2d): the filter,
         # then the convolution
-        return [Median(), conv] if getattr(m, "input_median", False) else [conv]
+        if getattr(m, "input_median", False):
+            return [Median(float(getattr(m, "input_smooth", 0.0))), conv]
+        return [conv]
     if isinstance(m, nn.Linear):
         return [Linear("dense", m.weight.detach(), None if m.bias is None else m.bias.detach())]
     if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -135,24 +135,27 @@ class Activation(Op):
 
 @dataclass(eq=False)
 class Median(Op):
-    """The 3 x 3 median filter a model applies to its input (``diseaseid.models.median``). The gradient is the
-    filter's own (each output pixel's gradient goes to the input pixel that was its median); relevance passes
-    through to the same pixel, as for an activation: the maps describe the filtered slice, which has the
-    input's geometry."""
+    """The 3 x 3 median filter a model applies to its input (``diseaseid.models.median``), and the Gaussian of
+    ``smooth`` pixels after it where that is above 0. The gradient is the filter's own (each output pixel's
+    gradient goes to the input pixel that was its median, spread by the Gaussian); relevance passes through to
+    the same pixel, as for an activation: the maps describe the filtered slice, which has the input's
+    geometry."""
+
+    smooth: float = 0.0
 
     # Only a traced model with the filter makes this op, and its module has loaded diseaseid.models by then; a
     # module-level import would load the whole model zoo (timm) with the explainers: 1.4 -> 2.9 s.
     def forward(self, a):
-        from diseaseid.models.median import median3
+        from diseaseid.models.median import input_filter
 
-        return median3(a), None
+        return input_filter(a, self.smooth), None
 
     def gradient(self, grad, inputs, output, ctx):
-        from diseaseid.models.median import median3
+        from diseaseid.models.median import input_filter
 
         with torch.enable_grad():
             a = inputs[0].detach().requires_grad_(True)
-            return [torch.autograd.grad(median3(a), a, grad)[0]]
+            return [torch.autograd.grad(input_filter(a, self.smooth), a, grad)[0]]
 
     def relevance(self, r, inputs, output, ctx):
         return [r]

@@ -37,16 +37,19 @@ def load_imagenet_weights(model: nn.Module) -> None:
 
 @register_model
 def lite0(num_classes: int = 4, pretrained: bool = True, drop_rate: float = 0.2, input_median: bool = False,
-          **kwargs) -> nn.Module:
-    """``input_median``: the stem convolution reads the 3 x 3 median of the input (``diseaseid.models.median``)."""
+          input_smooth: float = 0.0, **kwargs) -> nn.Module:
+    """``input_median``: the stem convolution reads the 3 x 3 median of the input (``diseaseid.models.median``),
+    smoothed after it by a Gaussian of ``input_smooth`` pixels where that is above 0."""
     model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000, drop_rate=drop_rate,
                               **kwargs)
     if pretrained:
         load_imagenet_weights(model)
     if num_classes != 1000:
         model.reset_classifier(num_classes)
+    if input_smooth and not input_median:
+        raise ValueError("input_smooth smooths the input median: it needs input_median")
     if input_median:
-        with_input_median(model)
+        with_input_median(model, smooth=input_smooth)
     # The last feature map before global pooling (after conv_head -> bn2 -> ReLU6).
     model.gradcam_layer = "bn2"
     return model
@@ -54,14 +57,14 @@ def lite0(num_classes: int = 4, pretrained: bool = True, drop_rate: float = 0.2,
 
 @register_model
 def lite0_stage5(num_classes: int = 4, pretrained: bool = True, drop_rate: float = 0.2, head_features: int = 1024,
-                 input_median: bool = False, **kwargs) -> nn.Module:
+                 input_median: bool = False, input_smooth: float = 0.0, **kwargs) -> nn.Module:
     """Lite0 cut after its fifth stage (112 channels at stride 16), then a new 1x1 head conv -> BN -> ReLU6,
     global pooling and a linear classifier: 0.82M parameters (Lite0: 3.4M), about 2/3 of its training cost
     and latency. The kept layers start from the ImageNet weights, or from a fine-tuned teacher's with
     ``--init ... --init-partial`` (the head's shapes differ from Lite0's, so only the stem and the five stages are
     copied); the last two stages (192 and 320 channels, 2.6M parameters) are dropped."""
     model = lite0(num_classes=num_classes, pretrained=pretrained, drop_rate=drop_rate, input_median=input_median,
-                  **kwargs)
+                  input_smooth=input_smooth, **kwargs)
     model.blocks = model.blocks[:5]
     model.conv_head = nn.Conv2d(model.blocks[-1][-1].conv_pwl.out_channels, head_features, 1, bias=False)
     model.bn2 = BatchNormAct2d(head_features, act_layer=nn.ReLU6)

@@ -6,6 +6,14 @@ Measured before any fine-tune (the shipped tumor models, all 1,144 validation sl
 noise sigma 4 / 8 / 12 went from -1.14 / -1.88 / -2.40 to -0.09 / -0.48 / -1.27 points of its own clean accuracy,
 which itself fell 0.43 points; hence a fine-tune with the filter in place (``--input-median``).
 
+With ``input_smooth`` sigma > 0 the median is followed by a Gaussian smoothing of sigma pixels (separable,
+per channel, edges replicated, as ``scipy.ndimage.gaussian_filter(mode="nearest")``): noise the median leaves
+(it is built for isolated outliers, Rician noise is dense) is averaged over neighbours. The kernel sums to 1 and
+the border is replicated, so the smoothing commutes with the per-channel normalisation: the served graph
+smooths after normalising (``diseaseid.serving.export``). Tried for the tumor student (2026-12-06, stage
+``tumor-student-smooth``: a slice or two better or worse per noise level, docs/robustness.md); no shipped model
+uses it.
+
 The median is exact (per channel, edges replicated, as OpenCV's) and made of elementwise minima and maxima only,
 so it exports to ONNX and OpenVINO as they are: each column of three is sorted once for the whole image, then a
 window's median is the median of (the largest column minimum, the median of the column medians, the smallest
@@ -17,6 +25,7 @@ import copy
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def _median_of_three(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -46,27 +55,73 @@ def median3(x: torch.Tensor) -> torch.Tensor:
     return _median_of_three(lows, _median_of_three(m0, m1, m2), highs)
 
 
+def gaussian_weights(sigma: float) -> torch.Tensor:
+    """The 1-D Gaussian kernel of ``sigma`` pixels, radius ``int(4 sigma + 0.5)`` (scipy's default truncation),
+    normalised to sum 1."""
+    radius = max(1, int(4.0 * sigma + 0.5))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (w / w.sum()).float()
+
+
+def gaussian_kernels(sigma: float, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The depthwise row and column kernels of :func:`smooth` (``channels`` x 1 x 1 x k, ``channels`` x 1 x k x 1),
+    for a caller that keeps them (an exported graph needs kernels of a fixed shape)."""
+    w = gaussian_weights(sigma)
+    return w.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), w.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+
+
+def smooth(x: torch.Tensor, sigma: float, kernels: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Each channel of the float batch ``x`` (N x C x H x W) smoothed by a Gaussian of ``sigma`` pixels, the
+    border replicated; ``x`` itself where ``sigma`` is 0. ``kernels``: :func:`gaussian_kernels` of ``sigma``."""
+    if not sigma > 0:
+        return x
+    rows, columns = kernels if kernels is not None else gaussian_kernels(sigma, x.shape[1])
+    rows, columns = rows.to(x.device, x.dtype), columns.to(x.device, x.dtype)
+    radius = (rows.shape[-1] - 1) // 2
+    p = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    p = F.conv2d(p, rows, groups=rows.shape[0])
+    return F.conv2d(p, columns, groups=columns.shape[0])
+
+
+def input_filter(x: torch.Tensor, sigma: float = 0.0) -> torch.Tensor:
+    """What a filtering stem reads: the 3 x 3 median of ``x``, then (``sigma`` > 0) its Gaussian smoothing."""
+    return smooth(median3(x), sigma)
+
+
 class MedianConv2d(nn.Conv2d):
     """A convolution that reads the 3 x 3 median of its input. Its parameters keep a plain convolution's names,
     so a model's weights load with or without the filter (``--init`` of a shipped model); the explainers read it
     as the filter, then the convolution (``diseaseid.explain.graph``)."""
 
     input_median = True
+    input_smooth = 0.0  # sigma of the Gaussian after the median, pixels (0: none); not a parameter
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(median3(x))
+        return super().forward(input_filter(x, self.input_smooth))
 
     @classmethod
-    def of(cls, conv: nn.Conv2d) -> MedianConv2d:
+    def of(cls, conv: nn.Conv2d, smooth: float = 0.0) -> MedianConv2d:
         out = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                   conv.groups, conv.bias is not None, conv.padding_mode)
         out.load_state_dict(conv.state_dict())
+        if smooth:
+            out.input_smooth = float(smooth)
         return out.to(conv.weight.device, conv.weight.dtype)
+
+
+def input_smooth_of(model: nn.Module) -> float:
+    """The sigma of the Gaussian after ``model``'s input median (0.0 without either)."""
+    for child in model.children():
+        if getattr(child, "input_median", False):
+            return float(getattr(child, "input_smooth", 0.0))
+    return 0.0
 
 
 def without_input_median(model: nn.Module) -> nn.Module | None:
     """A shallow copy of ``model`` whose filtering convolution is a plain one with the same parameters, or None
-    where ``model`` has no filter. The served graph filters the uint8 pixels itself (``diseaseid.serving.export``):
+    where ``model`` has no filter (its smoothing, if any, is left out too: the caller applies
+    :func:`input_smooth_of`). The served graph filters the uint8 pixels itself (``diseaseid.serving.export``):
     normalisation is increasing in each channel, so the median of the normalised pixels is the normalised median
     of the raw ones, to the bit, and the filter runs on a quarter of the bytes (ONNX Runtime: 0.90 -> 0.27 ms per
     224 px slice, OpenVINO 0.37 -> 0.31 ms; two threads, a /tmp script, 2026-12-05)."""
@@ -81,7 +136,8 @@ def without_input_median(model: nn.Module) -> nn.Module | None:
     return None
 
 
-def with_input_median(model: nn.Module, stem: str = "conv_stem") -> nn.Module:
-    """``model`` with its first convolution (the module named ``stem``) reading the median-filtered input."""
-    setattr(model, stem, MedianConv2d.of(getattr(model, stem)))
+def with_input_median(model: nn.Module, stem: str = "conv_stem", smooth: float = 0.0) -> nn.Module:
+    """``model`` with its first convolution (the module named ``stem``) reading the median-filtered input, then
+    (``smooth`` > 0) its Gaussian smoothing of that many pixels."""
+    setattr(model, stem, MedianConv2d.of(getattr(model, stem), smooth))
     return model

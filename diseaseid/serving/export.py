@@ -113,7 +113,7 @@ def _served_graph_class():
     import torch
     import torch.nn as nn
 
-    from diseaseid.models.median import median3, without_input_median
+    from diseaseid.models.median import gaussian_kernels, input_smooth_of, median3, smooth, without_input_median
 
     class ServedGraph(nn.Module):
         """uint8 N x H x W x 3 -> (logits, pooled features): ``diseaseid.data.tensors.normalize`` and the model's
@@ -126,6 +126,12 @@ def _served_graph_class():
             # (the same parameters) reads them plain; the same logits to the bit (``without_input_median``)
             plain = without_input_median(model)
             self.pixel_median = plain is not None
+            # its Gaussian after the median, if any, on the normalised pixels (the two commute: a kernel of sum 1)
+            self.smooth = input_smooth_of(model)
+            if self.smooth:  # kernels of a fixed shape, as the exporter needs them
+                rows, columns = gaussian_kernels(self.smooth, 3)
+                self.register_buffer("smooth_rows", rows)
+                self.register_buffer("smooth_columns", columns)
             self.network = plain if plain is not None else model
             # normalize's (x / 255 - mean) / std folded into one subtraction and one multiplication
             self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0)
@@ -136,6 +142,8 @@ def _served_graph_class():
             if self.pixel_median:
                 pixels = median3(pixels)
             x = (pixels.float() - self.mean) * self.scale
+            if self.smooth:
+                x = smooth(x, self.smooth, (self.smooth_rows, self.smooth_columns))
             fmap = self.network.forward_features(x)
             # as diseaseid.models.mil.slice_features and diseaseid.ood.features read them
             return self.network.forward_head(fmap), self.network.forward_head(fmap, pre_logits=True)

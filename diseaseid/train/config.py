@@ -45,6 +45,8 @@ class TrainConfig:
     input_pool: int = 1
     # Lite0 models: the stem convolution reads the 3 x 3 median of the input (diseaseid.models.median).
     input_median: bool = False
+    # With input_median: a Gaussian of this many pixels after the median (MedianConv2d input_smooth); 0: off.
+    input_smooth: float = 0.0
     balanced: bool = False  # class-weighted loss, for unbalanced tasks
     patience: int = 6  # early stopping, in epochs without improvement of `select`
     select: str = "macro_f1"  # validation metric that picks the best epoch
@@ -102,7 +104,7 @@ class TrainConfig:
         found += [f"--{name.replace('_', '-')} must not be negative, not {value:g}"
                   for name, value in (("lr", self.lr), ("aug_noise", self.aug_noise),
                                       ("aug_scan_noise", self.aug_scan_noise), ("consistency", self.consistency),
-                                      ("weight_decay", self.weight_decay))
+                                      ("weight_decay", self.weight_decay), ("input_smooth", self.input_smooth))
                   if not value >= 0]
         try:
             self.model_args()
@@ -126,6 +128,10 @@ class TrainConfig:
             if not self.model.startswith("lite0"):
                 raise ValueError(f"--input-median filters a Lite0's stem (lite0, lite0_stage5), not {self.model}")
             args["input_median"] = True
+        if self.input_smooth:
+            if not self.input_median:
+                raise ValueError("--input-smooth smooths the input median: it needs --input-median")
+            args["input_smooth"] = float(self.input_smooth)
         return args
 
     def augment_config(self) -> AugmentConfig:

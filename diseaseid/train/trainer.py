@@ -246,7 +246,8 @@ def _config_key(cfg: TrainConfig) -> dict:
     return d
 
 
-_LATER_OPTIONS = ("aug_blur", "consistency", "mask_background", "input_pool", "input_median", "aug_scan_noise",
+_LATER_OPTIONS = ("aug_blur", "consistency", "mask_background", "input_pool", "input_median", "input_smooth",
+                  "aug_scan_noise",
                   "aug_scan_copies", "aug_scan_p")
 
 

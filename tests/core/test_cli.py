@@ -19,8 +19,8 @@ COMMANDS = {
         "--aug-blur", "--aug-noise", "--aug-noise-p", "--aug-scan-copies", "--aug-scan-noise",
         "--aug-scan-p", "--balanced", "--batch-size", "--channels-last",
         "--consistency", "--data", "--device", "--dropout", "--epochs", "--help", "--init", "--init-partial",
-        "--input-median", "--input-pool", "--kd-online", "--kd-temperature", "--kd-views", "--label-smoothing",
-        "--low-res", "--low-res-epochs", "--lr", "--mask-background", "--model", "--no-augment",
+        "--input-median", "--input-pool", "--input-smooth", "--kd-online", "--kd-temperature", "--kd-views",
+        "--label-smoothing", "--low-res", "--low-res-epochs", "--lr", "--mask-background", "--model", "--no-augment",
         "--no-channels-last", "--out", "--patience", "--per-class", "--precision", "--quiet", "--resume",
         "--seed", "--select", "--ship", "--split", "--stop-after", "--task", "--teacher", "--threads",
         "--w-ce", "--w-soft", "--warmup-epochs", "--weight-decay", "--widths", "-h"
