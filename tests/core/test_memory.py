@@ -46,3 +46,14 @@ def test_compiling_an_explanation_graph_keeps_freed_memory():
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
                          env={**os.environ, "DISEASEID_KEEP_FREED_MEMORY": "1"}, timeout=600, check=True).stdout
     assert json.loads(out) == [True, False]
+
+
+def test_every_command_keeps_freed_memory(tmp_path):
+    """A ``python -m diseaseid`` command is a batch job (training, embeddings, fits): the CLI applies the policy
+    before the command runs (here ``ood-fit --table``, which only reads the shipped fits)."""
+    script = ("import json, sys; from diseaseid import memory; from diseaseid.cli import main; "
+              "before = memory._kept; main(['ood-fit', '--table']); "
+              "print(json.dumps([before, memory._kept, memory.release_freed_memory()]), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={**os.environ, "DISEASEID_KEEP_FREED_MEMORY": "1"}, timeout=600, check=True)
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == [None, True, False]
