@@ -167,12 +167,16 @@ def graph_key(head: bool = False) -> str:
 
 
 def graph_path(weights: str | Path, weights_sha256: str | None = None, head: bool = False) -> Path:
-    """Where the graph of ``weights`` is (or will be) cached."""
+    """Where the graph of ``weights`` is (or will be) cached: named by the weights' hash and, with the graph's
+    contract, the architecture their card builds (``arch``, ``arch_args``: the same weights read through an input
+    filter are another graph)."""
     weights = Path(weights)
     card = read_card(weights)
     sha = weights_sha256 or file_sha256(weights.with_suffix(".safetensors"))
     role = card.get("role", card.get("arch", "model"))
-    name = f"{card.get('task', 'model')}-{role}-{sha[:16]}-{graph_key(head)}"
+    built = json.dumps({"arch": card.get("arch"), "arch_args": card.get("arch_args", {})}, sort_keys=True)
+    key = hashlib.sha256(f"{graph_key(head)}|{built}".encode()).hexdigest()[:8]
+    name = f"{card.get('task', 'model')}-{role}-{sha[:16]}-{key}"
     return graphs_dir() / f"{name}.onnx"
 
 

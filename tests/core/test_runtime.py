@@ -108,6 +108,11 @@ def test_graph_is_cached_by_the_weights_hash_with_its_sidecar(tmp_path, monkeypa
     assert graph_path(weights) != first.path
     retrained = cached_graph(weights)
     assert retrained.path != first.path and retrained.info["weights_sha256"] == file_sha256(weights)
+    # the same weights built another way by their card (an input filter added by hand): another graph
+    card_path = weights.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "arch_args": {**card.get("arch_args", {}), "input_smooth": 0.5}}))
+    assert graph_path(weights) != retrained.path
 
 
 def test_an_export_that_differs_from_pytorch_is_refused(tmp_path, monkeypatch):
