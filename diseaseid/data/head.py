@@ -74,7 +74,7 @@ def grey(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _gaussian_weights(sigma: float) -> np.ndarray:
+def gaussian_weights(sigma: float) -> np.ndarray:
     """The 1-D kernel that ``ndimage.gaussian_filter`` correlates with, read back as its response to an impulse
     (each weight passes through unchanged: 1 x w, and 0 + w)."""
     radius = int(4.0 * sigma + 0.5)  # gaussian_filter's default truncate=4.0
@@ -83,7 +83,7 @@ def _gaussian_weights(sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter1d(impulse, sigma, mode="constant")
 
 
-_SMOOTH_WEIGHTS = _gaussian_weights(SMOOTH_SIGMA)
+_SMOOTH_WEIGHTS = gaussian_weights(SMOOTH_SIGMA)
 
 
 def _smooth(small: np.ndarray) -> np.ndarray:

@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from diseaseid.data.head import gaussian_weights
+
 
 def _median_of_three(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
@@ -55,19 +57,11 @@ def median3(x: torch.Tensor) -> torch.Tensor:
     return _median_of_three(lows, _median_of_three(m0, m1, m2), highs)
 
 
-def gaussian_weights(sigma: float) -> torch.Tensor:
-    """The 1-D Gaussian kernel of ``sigma`` pixels, radius ``int(4 sigma + 0.5)`` (scipy's default truncation),
-    normalised to sum 1."""
-    radius = max(1, int(4.0 * sigma + 0.5))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    w = torch.exp(-0.5 * (x / sigma) ** 2)
-    return (w / w.sum()).float()
-
-
 def gaussian_kernels(sigma: float, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The depthwise row and column kernels of :func:`smooth` (``channels`` x 1 x 1 x k, ``channels`` x 1 x k x 1),
-    for a caller that keeps them (an exported graph needs kernels of a fixed shape)."""
-    w = gaussian_weights(sigma)
+    """The depthwise row and column kernels of :func:`smooth` (``channels`` x 1 x 1 x k, ``channels`` x 1 x k x 1):
+    scipy's own weights (``diseaseid.data.head.gaussian_weights``), for a caller that keeps them (an exported graph
+    needs kernels of a fixed shape)."""
+    w = torch.from_numpy(gaussian_weights(sigma)).float()
     return w.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), w.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
 
 

@@ -142,21 +142,28 @@ def test_explanations_are_those_of_the_filtered_slice(models):
     assert np.corrcoef(grad["gradient"].ravel(), reference.ravel())[0, 1] > 0.99
 
 
-def test_served_graph_keeps_the_filter(tmp_path, models):
+def exported_logits(model: torch.nn.Module, arch_args: dict, folder, images: np.ndarray):
+    """``model`` (a tumor lite0_stage5) saved with ``arch_args`` in its card and exported as served (the export
+    refuses logits further from PyTorch's than its tolerance): (the graph's path, its logits of ``images``)."""
     import onnxruntime as ort
 
-    from diseaseid.data.tensors import normalize
     from diseaseid.models.checkpoint import save_model
     from diseaseid.serving.export import export_graph
 
-    _, filtered = models
-    card = {"task": "tumor", "role": "student", "arch": "lite0_stage5", "arch_args": {"input_median": True},
+    card = {"task": "tumor", "role": "student", "arch": "lite0_stage5", "arch_args": arch_args,
             "classes": ["glioma", "meningioma", "notumor", "pituitary"]}
-    weights = save_model(filtered, tmp_path / "student.safetensors", card, dtype=torch.float32)
-    graph = export_graph(weights, tmp_path / "student.onnx")  # refuses logits further than its tolerance
+    weights = save_model(model, folder / "student.safetensors", card, dtype=torch.float32)
+    graph = export_graph(weights, folder / "student.onnx")
     session = ort.InferenceSession(str(graph.path), providers=["CPUExecutionProvider"])
+    return graph.path, session.run(["logits"], {session.get_inputs()[0].name: images})[0]
+
+
+def test_served_graph_keeps_the_filter(tmp_path, models):
+    from diseaseid.data.tensors import normalize
+
+    _, filtered = models
     images = np.random.default_rng(3).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-    logits = session.run(["logits"], {session.get_inputs()[0].name: images})[0]
+    path, logits = exported_logits(filtered, {"input_median": True}, tmp_path, images)
     with torch.no_grad():
         expected = filtered(normalize(images, "cpu")).numpy()
         unfiltered = create_model("lite0_stage5", pretrained=False).eval()
@@ -167,7 +174,7 @@ def test_served_graph_keeps_the_filter(tmp_path, models):
     import onnx
 
     # ... and runs on the bytes, before the cast to float
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(graph.path)))
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     types = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.value_info, *model.graph.input)}
     ops = [(node.op_type, types.get(node.input[0])) for node in model.graph.node if node.op_type in ("Min", "Max")]
     assert len(ops) == 18 and {t for _, t in ops} == {onnx.TensorProto.UINT8}, ops

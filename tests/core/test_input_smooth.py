@@ -76,21 +76,12 @@ def test_explanations_are_those_of_the_filtered_slice(models):
 
 
 def test_served_graph_keeps_the_smoothing(tmp_path, models):
-    import onnxruntime as ort
-
     from diseaseid.data.tensors import normalize
-    from diseaseid.models.checkpoint import save_model
-    from diseaseid.serving.export import export_graph
+    from tests.core.test_input_median import exported_logits
 
     median_only, smoothed = models
-    card = {"task": "tumor", "role": "student", "arch": "lite0_stage5",
-            "arch_args": {"input_median": True, "input_smooth": 0.5},
-            "classes": ["glioma", "meningioma", "notumor", "pituitary"]}
-    weights = save_model(smoothed, tmp_path / "student.safetensors", card, dtype=torch.float32)
-    graph = export_graph(weights, tmp_path / "student.onnx")  # refuses logits further than its tolerance
-    session = ort.InferenceSession(str(graph.path), providers=["CPUExecutionProvider"])
     images = np.random.default_rng(3).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-    logits = session.run(["logits"], {session.get_inputs()[0].name: images})[0]
+    _, logits = exported_logits(smoothed, {"input_median": True, "input_smooth": 0.5}, tmp_path, images)
     with torch.no_grad():
         expected = smoothed(normalize(images, "cpu")).numpy()
         without = median_only(normalize(images, "cpu")).numpy()
