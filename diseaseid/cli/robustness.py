@@ -18,6 +18,11 @@ def register(sub) -> None:
     p.add_argument("--n", type=int, default=300, help="validation slices per task (class-stratified, seeded)")
     p.add_argument("--relevance-n", type=int, default=300, help="slices per model for the relevance share; 0: skip")
     p.add_argument("--only", nargs="*", default=None, help="perturbation families or names (default: all)")
+    p.add_argument("--studies", type=int, default=0, metavar="SUBJECTS",
+                   help="also whole studies of this many subjects (class-stratified; -1: every subject) under each "
+                        "change, answered by the study head and the student's mean, held out by subject folds "
+                        "(tasks with a study head; ~20 s per change for 64 subjects on 2 cores); 0: skip")
+    p.add_argument("--study-folds", type=int, default=4, help="subject folds for the held-out study heads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="docs/robustness", help="folder for <task>.json and table.md")
@@ -48,6 +53,15 @@ def cmd_robustness(args: argparse.Namespace) -> int:
                 result["relevance_inside_head"][role] = rel
                 print(f"{task} {role}: positive relevance inside the head: "
                       + ", ".join(f"{m} {v['mean']:.1%} (min {v['min']:.1%})" for m, v in rel.items()), flush=True)
+        if args.studies:
+            from diseaseid.robustness.studies import evaluate_studies
+            from diseaseid.serving.study import shipped_mil
+
+            if shipped_mil(task) is None:
+                print(f"{task}: no study-level head shipped; whole studies skipped", flush=True)
+            else:
+                result["studies"] = evaluate_studies(task, max(args.studies, 0), args.study_folds, args.seed,
+                                                     by_name(args.only))
         (out / f"{task}.json").write_text(json.dumps(result, indent=1) + "\n")
         results[task] = result
     table = markdown(results)

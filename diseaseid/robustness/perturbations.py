@@ -45,6 +45,9 @@ class Perturbation:
     level: str
     apply: Callable[[Raw, np.random.Generator], Upload]
     realistic: bool = True  # within the levels a clinical export shows (the goals apply to these)
+    # The random draw describes the acquisition (a rotation's direction, a shift's, the bias field): every slice of
+    # one series shares it (diseaseid.robustness.studies). Otherwise each image draws its own (noise).
+    series: bool = False
 
     @property
     def name(self) -> str:
@@ -186,11 +189,11 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
     Perturbation("gamma", "0.8", gamma(0.8)),
     Perturbation("gamma", "1.25", gamma(1.25)),
     Perturbation("window", "5%/10% clipped", window(0.05, 0.10)),
-    Perturbation("bias", "+-10%", bias_field(0.10)),
-    Perturbation("bias", "+-20%", bias_field(0.20)),
-    Perturbation("shift", "6 px", shift(6)),
-    Perturbation("rotate", "5 deg", rotate(5.0)),
-    Perturbation("rotate", "10 deg", rotate(10.0), realistic=False),
+    Perturbation("bias", "+-10%", bias_field(0.10), series=True),
+    Perturbation("bias", "+-20%", bias_field(0.20), series=True),
+    Perturbation("shift", "6 px", shift(6), series=True),
+    Perturbation("rotate", "5 deg", rotate(5.0), series=True),
+    Perturbation("rotate", "10 deg", rotate(10.0), realistic=False, series=True),
     Perturbation("jpeg", "quality 75", jpeg(75)),
     Perturbation("jpeg", "quality 50", jpeg(50)),
     Perturbation("dicom16", "own range", dicom16(False)),

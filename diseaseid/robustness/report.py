@@ -55,6 +55,8 @@ def markdown(results: dict[str, dict]) -> str:
                 star = "" if row["realistic"] else " *"
                 lines.append(f"| {row['family']}{star} | {row['level']} | " + " | ".join(cells) + " |")
             lines.append("")
+        if "studies" in r:
+            lines += studies_markdown(r["studies"])
         s = r["summary"]
         lines += ["Summary over the realistic rows: " + "; ".join(
             f"{role}: clean {_pct(v['clean'])}%, worst drop {_pct(v['worst_drop'])} pt ({v['worst_drop_at']}), "
@@ -64,3 +66,32 @@ def markdown(results: dict[str, dict]) -> str:
                f"{_pct(v['held_out']['worst_changed'])}% ({v['held_out']['worst_changed_at']})"
                if "held_out" in v else "") for role, v in s.items()) + ".", ""]
     return "\n".join(lines)
+
+
+def studies_markdown(st: dict) -> list[str]:
+    """The whole-study table (``diseaseid.robustness.studies``): per reader, subject-level balanced accuracy,
+    subjects whose answer changed, subjects left without a diagnosis, and the share of slice answers changed."""
+    readers = list(st["readers"])
+    counts = ", ".join(f"{n} {c}" for c, n in st["class_counts"].items())
+    lines = [f"Whole studies: {st['subjects']} subjects ({counts}; {st['slices']} slices), every slice of a series "
+             f"under the same change, each reader's classifier refitted without the subject ({st['folds']} subject "
+             "folds): subject-level balanced accuracy % / subjects whose answer changed (count) / subjects without a "
+             "diagnosis % / slice answers changed %.", "",
+             "| change | level | " + " | ".join(f"{name} | changed | undiagnosed | slices changed" for name in readers)
+             + " |", "|---|---|" + "---:|---:|---:|---:|" * len(readers)]
+    for row in st["rows"]:
+        cells = []
+        for name in readers:
+            m = row["readers"][name]
+            s = m["subjects"]
+            cells += [_pct(s["balanced_accuracy"]),
+                      f"{_pct(s['changed'])} ({s['changed_n']})" if "changed" in s else "-",
+                      _pct(s["no_diagnosis"]),
+                      _pct(m["slices"]["changed"]) if "changed" in m["slices"] else "-"]
+        star = "" if row["realistic"] else " *"
+        lines.append(f"| {row['family']}{star} | {row['level']} | " + " | ".join(cells) + " |")
+    lines += ["", "Whole studies, over the realistic rows: " + "; ".join(
+        f"{name}: clean {_pct(v['clean_balanced_accuracy'])}%, most changed {_pct(v['worst_changed'])}% "
+        f"({v['worst_changed_at']}), changes above 10%: {', '.join(v['over_10_percent']) or 'none'}"
+        for name, v in st["summary"].items()) + ".", ""]
+    return lines
