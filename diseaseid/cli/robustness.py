@@ -15,7 +15,8 @@ def register(sub) -> None:
                                           "changed, OOD flags; and the share of relevance inside the head")
     p.add_argument("--task", nargs="+", default=sorted(TASKS), choices=sorted(TASKS))
     p.add_argument("--role", nargs="+", default=["teacher", "student"], choices=["teacher", "student"])
-    p.add_argument("--n", type=int, default=300, help="validation slices per task (class-stratified, seeded)")
+    p.add_argument("--n", type=int, default=300, help="validation slices per task (class-stratified, seeded); 0: "
+                                                      "none (with --studies: the whole studies alone)")
     p.add_argument("--relevance-n", type=int, default=300, help="slices per model for the relevance share; 0: skip")
     p.add_argument("--only", nargs="*", default=None, help="perturbation families or names (default: all)")
     p.add_argument("--studies", type=int, default=0, metavar="SUBJECTS",
@@ -43,8 +44,10 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for task in args.task:
-        result = evaluate_task(task, tuple(args.role), args.n, args.seed, by_name(args.only))
-        if args.relevance_n:
+        if args.n <= 0 and not args.studies:
+            raise SystemExit("--n 0 leaves nothing to measure without --studies")
+        result = evaluate_task(task, tuple(args.role), args.n, args.seed, by_name(args.only)) if args.n > 0 else {}
+        if args.relevance_n and result:
             sample = load_sample(task, args.relevance_n, args.seed + 1)
             images = np.stack([decode(np.clip(np.round(r), 0, 255).astype(np.uint8)) for r in sample.raws])
             result["relevance_inside_head"] = {}

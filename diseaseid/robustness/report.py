@@ -9,6 +9,9 @@ def _pct(x: float) -> str:
 def markdown(results: dict[str, dict]) -> str:
     lines = []
     for task, r in results.items():
+        if "rows" not in r:  # whole studies alone (``--n 0``)
+            lines += [f"### {task}: whole studies", ""] + (studies_markdown(r["studies"]) if "studies" in r else [])
+            continue
         roles = list(r["models"])
         metric = "balanced accuracy (slices)" if task == "dementia" else "accuracy"
         key = "balanced_accuracy" if task == "dementia" else "accuracy"
@@ -75,7 +78,8 @@ def studies_markdown(st: dict) -> list[str]:
     counts = ", ".join(f"{n} {c}" for c, n in st["class_counts"].items())
     lines = [f"Whole studies: {st['subjects']} subjects ({counts}; {st['slices']} slices), every slice of a series "
              f"under the same change, each reader's classifier refitted without the subject ({st['folds']} subject "
-             "folds): subject-level balanced accuracy % / subjects whose answer changed (count) / subjects without a "
+             "folds): subject-level balanced accuracy % (over the classes the cards score, where they name them) / "
+             "subjects whose answer changed (count) / subjects without a "
              "diagnosis % / slice answers changed %.", "",
              "| change | level | " + " | ".join(f"{name} | changed | undiagnosed | slices changed" for name in readers)
              + " |", "|---|---|" + "---:|---:|---:|---:|" * len(readers)]
@@ -84,14 +88,15 @@ def studies_markdown(st: dict) -> list[str]:
         for name in readers:
             m = row["readers"][name]
             s = m["subjects"]
-            cells += [_pct(s["balanced_accuracy"]),
+            cells += [_pct(s.get("balanced_accuracy_scored", s["balanced_accuracy"])),
                       f"{_pct(s['changed'])} ({s['changed_n']})" if "changed" in s else "-",
                       _pct(s["no_diagnosis"]),
                       _pct(m["slices"]["changed"]) if "changed" in m["slices"] else "-"]
         star = "" if row["realistic"] else " *"
         lines.append(f"| {row['family']}{star} | {row['level']} | " + " | ".join(cells) + " |")
     lines += ["", "Whole studies, over the realistic rows: " + "; ".join(
-        f"{name}: clean {_pct(v['clean_balanced_accuracy'])}%, most changed {_pct(v['worst_changed'])}% "
+        f"{name}: clean {_pct(v.get('clean_balanced_accuracy_scored') or v['clean_balanced_accuracy'])}%, "
+        f"most changed {_pct(v['worst_changed'])}% "
         f"({v['worst_changed_at']}), changes above 10%: {', '.join(v['over_10_percent']) or 'none'}"
         for name, v in st["summary"].items()) + ".", ""]
     return lines

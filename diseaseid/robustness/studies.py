@@ -158,12 +158,17 @@ def answer_series(predictor, weight: np.ndarray, bias: np.ndarray, images: np.nd
     return subject_answer(logits, ~flags, aggregate, predictor.temperature), logits.argmax(axis=1), flags
 
 
-def subject_scores(truth: np.ndarray, answers: np.ndarray, clean: np.ndarray | None) -> dict:
-    """Balanced accuracy over the classes present (no diagnosis is a miss), share changed, share undiagnosed."""
+def subject_scores(truth: np.ndarray, answers: np.ndarray, clean: np.ndarray | None,
+                   scored: tuple[int, ...] | None = None) -> dict:
+    """Balanced accuracy over the classes present (no diagnosis is a miss) and, with ``scored``, over those classes
+    only (``balanced_accuracy_scored``: the dementia cards' 3-class figure leaves out the class of 2 subjects);
+    share changed, share undiagnosed; the answers themselves."""
     classes = np.unique(truth)
-    recall = [float((answers[truth == c] == c).mean()) for c in classes]
-    out = {"balanced_accuracy": float(np.mean(recall)), "accuracy": float((answers == truth).mean()),
-           "no_diagnosis": float((answers == NO_DIAGNOSIS).mean())}
+    recall = {int(c): float((answers[truth == c] == c).mean()) for c in classes}
+    out = {"balanced_accuracy": float(np.mean(list(recall.values()))), "accuracy": float((answers == truth).mean()),
+           "no_diagnosis": float((answers == NO_DIAGNOSIS).mean()), "answers": [int(a) for a in answers]}
+    if scored is not None:
+        out["balanced_accuracy_scored"] = float(np.mean([recall[c] for c in scored if c in recall]))
     if clean is not None:
         out["changed"] = float((answers != clean).mean())
         out["changed_n"] = int((answers != clean).sum())
@@ -179,6 +184,7 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
     from diseaseid.robustness.held_out import held_out_heads
     from diseaseid.serving.predictor import Predictor, shipped_weights
     from diseaseid.serving.study import shipped_mil
+    from diseaseid.train.cv import SCORED
 
     study_path = shipped_mil(task)
     if study_path is None:
@@ -200,6 +206,7 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
         if missing:
             raise ValueError(f"no frozen-feature head to refit for {sorted(missing)}")
     predictors = {role: Predictor.from_shipped(task, role) for role in roles}
+    scored = SCORED if task == "dementia" else None
     rows, clean = [], {}
     for c, pert in enumerate([None, *perturbations]):
         t0 = time.perf_counter()
@@ -223,7 +230,7 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
             subjects, labels, flags = answers[reader.name]
             subjects, labels, flags = np.array(subjects), np.concatenate(labels), np.concatenate(flags)
             base = clean.get(reader.name)
-            out = {"subjects": subject_scores(studies.labels, subjects, None if base is None else base[0]),
+            out = {"subjects": subject_scores(studies.labels, subjects, None if base is None else base[0], scored),
                    "slices": {"flagged": float(flags.mean())}}
             if base is None:
                 clean[reader.name] = (subjects, labels)
@@ -232,7 +239,8 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
             row["readers"][reader.name] = out
         rows.append(row)
         log(_row_text(task, row, time.perf_counter() - t0))
-    result = {"task": task, "subjects": len(studies.subjects), "slices": int(sum(len(f) for f in studies.files)),
+    result = {"task": task, "subject_ids": studies.subjects, "truth": [int(y) for y in studies.labels],
+              "subjects": len(studies.subjects), "slices": int(sum(len(f) for f in studies.files)),
               "folds": folds, "seed": seed, "study_head": {"name": card["arch"], "version": card.get("version")},
               "readers": {r.name: {"role": r.role, "aggregate": r.aggregate, "version": predictors[r.role].version,
                                    "model": predictors[r.role].name} for r in readers},
@@ -243,8 +251,10 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
     for reader in readers:
         realistic = [r for r in rows[1:] if r["realistic"]]
         worst = max(realistic, key=lambda r: r["readers"][reader.name]["subjects"]["changed"])
+        clean_scores = rows[0]["readers"][reader.name]["subjects"]
         result["summary"][reader.name] = {
-            "clean_balanced_accuracy": rows[0]["readers"][reader.name]["subjects"]["balanced_accuracy"],
+            "clean_balanced_accuracy": clean_scores["balanced_accuracy"],
+            "clean_balanced_accuracy_scored": clean_scores.get("balanced_accuracy_scored"),
             "worst_changed": worst["readers"][reader.name]["subjects"]["changed"],
             "worst_changed_at": f"{worst['family']}:{worst['level']}",
             "over_10_percent": [f"{r['family']}:{r['level']}" for r in realistic
@@ -261,6 +271,8 @@ def _row_text(task: str, row: dict, seconds: float) -> str:
     for name, r in row["readers"].items():
         s = r["subjects"]
         text = f"{name}: subjects bal {s['balanced_accuracy']:.3f}"
+        if "balanced_accuracy_scored" in s:
+            text += f" (scored classes {s['balanced_accuracy_scored']:.3f})"
         if "changed" in s:
             text += f" changed {s['changed']:.3f} ({s['changed_n']})"
         text += f" undiagnosed {s['no_diagnosis']:.3f}, slices flagged {r['slices']['flagged']:.3f}"

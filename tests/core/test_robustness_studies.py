@@ -89,6 +89,9 @@ def test_subject_scores_count_no_diagnosis_as_a_miss_and_a_change():
     assert s["balanced_accuracy"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
     assert s["changed"] == pytest.approx(2 / 5) and s["changed_n"] == 2
     assert s["no_diagnosis"] == pytest.approx(1 / 5)
+    assert s["answers"] == [0, NO_DIAGNOSIS, 1, 0, 2] and "balanced_accuracy_scored" not in s
+    # the cards' 3-class figure: the class of 2 subjects (here class 2) left out of the mean of recalls
+    assert subject_scores(truth, answers, None, scored=(0, 1))["balanced_accuracy_scored"] == pytest.approx(0.5)
 
 
 def _fixture_studies() -> dict[str, np.ndarray]:
