@@ -148,13 +148,19 @@ class Reader:
         return f"{self.role} ({'study head' if self.aggregate == 'mil' else 'mean of slices'})"
 
 
-def answer_series(predictor, weight: np.ndarray, bias: np.ndarray, images: np.ndarray, aggregate: str = "mil"
-                  ) -> tuple[int, np.ndarray, np.ndarray]:
-    """One subject's series (N x 224 x 224 x 3 uint8, as served) -> (subject answer, slice labels, OOD flags) from
-    the predictor's features and OOD verdicts and the head ``weight`` / ``bias``."""
+def series_logits(predictor, weight: np.ndarray, bias: np.ndarray, images: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """One subject's series (N x 224 x 224 x 3 uint8, as served) -> (N x C logits of the head ``weight`` /
+    ``bias`` on the predictor's features, N OOD flags as served)."""
     predictions, feats = predictor.predict_with_features(images, keep_features=True)
     flags = np.array([p.ood for p in predictions])
-    logits = feats.astype(np.float64) @ weight.T.astype(np.float64) + bias.astype(np.float64)
+    return feats.astype(np.float64) @ weight.T.astype(np.float64) + bias.astype(np.float64), flags
+
+
+def answer_series(predictor, weight: np.ndarray, bias: np.ndarray, images: np.ndarray, aggregate: str = "mil"
+                  ) -> tuple[int, np.ndarray, np.ndarray]:
+    """(subject answer, slice labels, OOD flags) of one series (:func:`series_logits`, :func:`subject_answer`)."""
+    logits, flags = series_logits(predictor, weight, bias, images)
     return subject_answer(logits, ~flags, aggregate, predictor.temperature), logits.argmax(axis=1), flags
 
 
@@ -193,8 +199,8 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
     backbone = Path(card["backbone"]["file"]).stem
     check_study_head(study_path, shipped_weights(task, backbone))
     readers = [Reader(backbone, "mil")]
-    if student_mean and backbone != "student":
-        readers.append(Reader("student", "mean"))
+    if student_mean and backbone != "student":  # what aggregate=mean answers, and the same head over the student
+        readers += [Reader("student", "mean"), Reader("student", "mil")]
     roles = tuple(dict.fromkeys(r.role for r in readers))
     studies = load_studies(task, n_subjects, seed)
     fold = assign_folds(dict(zip(studies.subjects, studies.labels.tolist())), studies.subjects, folds, seed)
@@ -218,11 +224,14 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
                 rngs = series_rngs(seed, c, i, len(raws), pert.series)
                 uploads = [pert.apply(r, rng) for r, rng in zip(raws, rngs)]
             images = np.stack([decode(u) for u in uploads])
+            by_role = {}  # one forward pass per model, whichever readers share it
+            for role in roles:
+                head = heads[fold[subject]][role]
+                by_role[role] = series_logits(predictors[role], head.weight, head.bias, images)
             for reader in readers:
-                head = heads[fold[subject]][reader.role]
-                answer, labels, flags = answer_series(predictors[reader.role], head.weight, head.bias, images,
-                                                      reader.aggregate)
-                for part, value in zip(answers[reader.name], (answer, labels, flags)):
+                logits, flags = by_role[reader.role]
+                answer = subject_answer(logits, ~flags, reader.aggregate, predictors[reader.role].temperature)
+                for part, value in zip(answers[reader.name], (answer, logits.argmax(axis=1), flags)):
                     part.append(value)
         row = {"family": "clean" if pert is None else pert.family, "level": "none" if pert is None else pert.level,
                "realistic": True if pert is None else pert.realistic, "readers": {}}
