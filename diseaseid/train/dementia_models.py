@@ -150,10 +150,11 @@ def fit_teacher(ds, bags, out: Path, copies: int = 0, folds: int = 5, repeats: i
     return save_model(teacher, out / "teacher", card, dtype=torch.float32), teacher, result
 
 
-def fit_student(ds, bags, out: Path, copies: int = 0, folds: int = 5, repeats: int = 3) -> Path | None:
+def fit_student(ds, bags, out: Path, copies: int = 0, folds: int = 5, repeats: int = 3
+                ) -> tuple[Path, torch.nn.Module, dict] | None:
     """The shipped ConvNet1's convolutions + a classifier refitted on every slice (and on ``copies`` perturbed
-    copies of each), written to ``out/student.*``; None where the bags hold no student embeddings (no shipped
-    student)."""
+    copies of each), written to ``out/student.*``: (its weights, the model, its cross-validation result); None
+    where the bags hold no student embeddings (no shipped student)."""
     from diseaseid.models import load_model, save_model
     from diseaseid.paths import weights_dir
 
@@ -172,51 +173,62 @@ def fit_student(ds, bags, out: Path, copies: int = 0, folds: int = 5, repeats: i
                              "classifier refitted by logistic regression on every slice" + _copies_text(copies),
                              1000.0, copies)
     card["arch_args"] = old.get("arch_args", {})
-    return save_model(student, out / "student", card)
+    return save_model(student, out / "student", card), student, result
 
 
-def _study_recipe(study_head: str, kind: str, teacher_card: dict) -> str:
-    """The study head's recipe: for ``slices`` the teacher's own slice classifier (fitted as its card says)."""
+def _study_recipe(study_head: str, kind: str, backbone_card: dict) -> str:
+    """The study head's recipe: for ``slices`` the backbone's own slice classifier (fitted as its card says)."""
     from diseaseid.train.subject_heads import HEADS
 
     if kind == "slices":
-        return f"the teacher's slice classifier ({teacher_card['training']['recipe']}); subject = geometric mean of " \
-               "its slices"
+        return f"the {backbone_card['role']}'s slice classifier ({backbone_card['training']['recipe']}); subject = " \
+               "geometric mean of its slices"
     return HEADS[study_head][0]
 
 
-def fit_study_head(ds, bags, out: Path, study_head: str, teacher: torch.nn.Module, teacher_path: Path,
-                   teacher_result: dict, folds: int = 5, repeats: int = 3) -> Path:
-    """The study head (``STUDY_HEADS[study_head]``) over the teacher's slice embeddings, written to
-    ``out/mil.*``; ``slice-linear`` reuses the teacher's own classifier and its cross-validation result."""
+STUDY_BACKBONES = ("teacher", "student")
+
+
+def fit_study_head(ds, bags, out: Path, study_head: str, backbone: torch.nn.Module, backbone_path: Path,
+                   backbone_result: dict, folds: int = 5, repeats: int = 3) -> Path:
+    """The study head (``STUDY_HEADS[study_head]``) over a slice model's embeddings (``backbone``, written at
+    ``backbone_path``: the teacher or the student), written to ``out/mil.*``; ``slice-linear`` reuses that model's
+    own classifier and its cross-validation result (``backbone_result``). The pooled heads other than
+    ``slice-linear`` read the teacher's embeddings only."""
     from diseaseid.models import create_model, save_model
     from diseaseid.train.calibration import calibration_summary
     from diseaseid.train.subject_heads import LinearHead, OrdinalHead, slab_means
 
     task = ds.task
     kind, slabs, l2 = STUDY_HEADS[study_head]
-    result = teacher_result if study_head == "slice-linear" else _cross_validated(bags, study_head, task.classes,
-                                                                                  folds, repeats)
-    bag_x = np.stack([slab_means(b["final"], slabs) for b in bags.bags])
-    head_model = create_model("pooled_head", num_classes=task.num_classes, in_features=1280, slabs=slabs, kind=kind)
+    backbone_card = json.loads(backbone_path.with_suffix(".json").read_text())
+    if kind != "slices" and backbone_card["role"] != "teacher":
+        raise ValueError(f"the {study_head} study head reads the teacher's embeddings; over the "
+                         f"{backbone_card['role']} only slice-linear is fitted")
+    result = backbone_result if study_head == "slice-linear" else _cross_validated(bags, study_head, task.classes,
+                                                                                   folds, repeats)
+    in_features = backbone.classifier.in_features if kind == "slices" else 1280
+    head_model = create_model("pooled_head", num_classes=task.num_classes, in_features=in_features, slabs=slabs,
+                              kind=kind)
     with torch.no_grad():
-        if kind == "slices":  # the teacher's own slice classifier, geometric mean over the stack
-            head_model.linear.weight.copy_(teacher.classifier.weight)
-            head_model.linear.bias.copy_(teacher.classifier.bias)
+        if kind == "slices":  # the backbone's own slice classifier, geometric mean over the stack
+            head_model.linear.weight.copy_(backbone.classifier.weight)
+            head_model.linear.bias.copy_(backbone.classifier.bias)
         elif kind == "linear":
+            bag_x = np.stack([slab_means(b["final"], slabs) for b in bags.bags])
             fit = LinearHead(l2=l2).fit(bag_x, bags.labels)
             head_model.linear.weight.copy_(torch.from_numpy(fit.weight).float())
             head_model.linear.bias.copy_(torch.from_numpy(fit.bias).float())
         else:
+            bag_x = np.stack([slab_means(b["final"], slabs) for b in bags.bags])
             fit = OrdinalHead(l2=l2).fit(bag_x, bags.labels)
             head_model.weight.copy_(torch.from_numpy(fit.weight).float())
             head_model.thresholds.copy_(torch.from_numpy(fit.thresholds).float())
-    teacher_card = json.loads(teacher_path.with_suffix(".json").read_text())
     card = {"task": "dementia", "role": "mil", "arch": "pooled_head",
-            "arch_args": {"in_features": 1280, "slabs": slabs, "kind": kind}, "classes": list(task.classes),
-            "backbone": {"file": "teacher.safetensors", "version": teacher_card["version"],
-                         "sha256": teacher_card["weights_sha256"]},
-            "training": {"recipe": _study_recipe(study_head, kind, teacher_card), "l2": l2,
+            "arch_args": {"in_features": in_features, "slabs": slabs, "kind": kind}, "classes": list(task.classes),
+            "backbone": {"file": f"{backbone_card['role']}.safetensors", "version": backbone_card["version"],
+                         "sha256": backbone_card["weights_sha256"]},
+            "training": {"recipe": _study_recipe(study_head, kind, backbone_card), "l2": l2,
                          "subjects": len(bags.subjects)},
             "metrics": {"validation": {"balanced_accuracy": result["balanced_accuracy_3"]["mean"],
                                        "note": "3-class subject-level balanced accuracy, out-of-fold CV"},
@@ -225,29 +237,57 @@ def fit_study_head(ds, bags, out: Path, study_head: str, teacher: torch.nn.Modul
                                                   bags.labels),
                             "fitted_on": "out-of-fold subject predictions"},
             "split": cv_split(result),
-            "data_fingerprint": ds.fingerprint(), "command": f"python -m diseaseid ship-dementia --study-head "
-                                                            f"{study_head} --ship"}
+            "data_fingerprint": ds.fingerprint(),
+            "command": f"python -m diseaseid ship-dementia --study-head {study_head} --study-backbone "
+                       f"{backbone_card['role']} --ship"}
     return save_model(head_model, out / "mil", card, dtype=torch.float32)
 
 
 def fit_dementia_models(out: str | Path, study_head: str = "slice-linear", copies: int = 0, folds: int = 5,
-                        repeats: int = 3) -> dict[str, Path]:
+                        repeats: int = 3, study_backbone: str = "teacher") -> dict[str, Path]:
     """Fit the teacher, the student (where one is shipped) and the study head on every subject, with their
     cross-validated cards, into ``out``: role -> weights written. ``copies``: perturbed copies of every slice
-    the slice classifiers are fitted beside (0, 1 or 3)."""
+    the slice classifiers are fitted beside (0, 1 or 3); ``study_backbone``: the slice model whose embeddings the
+    study head reads (``STUDY_BACKBONES``)."""
     from diseaseid.train.cv import load_bags
 
+    if study_backbone not in STUDY_BACKBONES:
+        raise ValueError(f"study_backbone must be one of {STUDY_BACKBONES}, not {study_backbone!r}")
     ds, bags = load_bags("dementia", copies=copies)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = {}
-    written["teacher"], teacher, teacher_result = fit_teacher(ds, bags, out, copies, folds, repeats)
+    fitted = {"teacher": fit_teacher(ds, bags, out, copies, folds, repeats)}
     student = fit_student(ds, bags, out, copies, folds, repeats)
     if student is not None:
-        written["student"] = student
-    written["mil"] = fit_study_head(ds, bags, out, study_head, teacher, written["teacher"], teacher_result, folds,
-                                    repeats)
+        fitted["student"] = student
+    if study_backbone not in fitted:
+        raise ValueError(f"no {study_backbone} to read: the dementia task ships none")
+    written = {role: path for role, (path, _, _) in fitted.items()}
+    path, model, result = fitted[study_backbone]
+    written["mil"] = fit_study_head(ds, bags, out, study_head, model, path, result, folds, repeats)
     return written
+
+
+def fit_study_head_only(out: str | Path, study_head: str = "slice-linear", study_backbone: str = "teacher",
+                        folds: int = 5, repeats: int = 3) -> dict[str, Path]:
+    """The study head alone, over the *shipped* slice model ``study_backbone`` (its weights as they are, so the
+    head's backbone hash is theirs), with that model's recipe cross-validated again for the head's card and
+    calibration; written to ``out/mil.*``."""
+    from diseaseid.models import load_model
+    from diseaseid.paths import weights_dir
+    from diseaseid.train.cv import load_bags
+
+    if study_backbone not in STUDY_BACKBONES:
+        raise ValueError(f"study_backbone must be one of {STUDY_BACKBONES}, not {study_backbone!r}")
+    path = weights_dir() / "dementia" / f"{study_backbone}.safetensors"
+    model, card = load_model(path)
+    copies = int(card.get("training", {}).get("perturbed_copies", 0))
+    ds, bags = load_bags("dementia", copies=copies)
+    name = "slice-linear" if study_backbone == "teacher" else "student-slice-linear"
+    result = _cross_validated(bags, _augmented_head(name, copies), ds.task.classes, folds, repeats)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return {"mil": fit_study_head(ds, bags, out, study_head, model.eval(), path, result, folds, repeats)}
 
 
 def ship(written: dict[str, Path]) -> Path:

@@ -49,7 +49,8 @@ COMMANDS = {
         "--data", "--folds", "--heads", "--help", "--out", "--repeats", "--seed", "--task", "--threads", "-h"
     ],
     "ship-dementia": [
-        "--augmented", "--folds", "--help", "--out", "--repeats", "--ship", "--study-head", "--threads", "-h"
+        "--augmented", "--folds", "--help", "--out", "--repeats", "--ship", "--study-backbone", "--study-head",
+        "--study-only", "--threads", "-h"
     ],
     "predict": [
         "--help", "--json", "--model", "--runtime", "--task", "--threads", "--weights", "-h", "image"
