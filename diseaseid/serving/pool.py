@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from diseaseid.serving.predictor import ROLES, Predictor
-from diseaseid.serving.study import StudyModel, shipped_mil
+from diseaseid.serving.study import StudyModel, shipped_mil, study_backbone_role
 from diseaseid.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ class ModelPool:
         self.device = device
         self.runtime = runtime  # what runs the predictions (diseaseid.serving.runtime); None: $DISEASEID_RUNTIME
         self.predictors: dict[Key, Predictor] = {}
-        # Subject-level heads (over the teacher's slice embeddings), for the tasks that ship one.
+        # Subject-level heads (over their slice model's embeddings, ``study_backbone_role``), for the tasks that ship
+        # one.
         self.study_models: dict[str, StudyModel] = {}
         # What failed to load in ``preload(..., keep_going=True)``: (task, role) or (task, "mil") -> reason.
         self.failures: dict[Key, str] = {}
@@ -58,14 +59,14 @@ class ModelPool:
         return predictor
 
     def get_study_model(self, task: str) -> StudyModel | None:
-        """The task's subject-level head bound to its teacher, loading both on first use; None where the task
-        ships none."""
+        """The task's subject-level head bound to the slice model it reads (its card's backbone), loading both on
+        first use; None where the task ships none."""
         study = self.study_models.get(task)
         if study is None and shipped_mil(task) is not None:
             with self._lock:
                 study = self.study_models.get(task)
                 if study is None:
-                    study = StudyModel.from_shipped(task, self.get(task, "teacher"))
+                    study = StudyModel.from_shipped(task, self.get(task, study_backbone_role(task)))
                     if study is not None:
                         self.study_models[task] = study
                         log.info("loaded %s version %s", study.name, study.version)
@@ -75,10 +76,11 @@ class ModelPool:
                 study_models: bool = False, keep_going: bool = False,
                 on_loaded: Callable[[Key, Predictor, float], None] | None = None) -> list[Predictor]:
         """Load each (task, role) now, warming it up with ``warm_up``; with ``study_models`` also each task's
-        subject-level head (after that task's models, since it reads the teacher's embeddings).
+        subject-level head (after that task's models, since it reads one's embeddings).
 
         A failure raises, or with ``keep_going`` is kept in :attr:`failures` (a subject-level head
-        whose teacher failed fails too). ``on_loaded((task, role), predictor, seconds)`` is told of each loaded model.
+        whose slice model failed fails too). ``on_loaded((task, role), predictor, seconds)`` is told of each loaded
+        model.
         """
         pairs = list(pairs)
         done: list[Predictor] = []
@@ -106,8 +108,9 @@ class ModelPool:
         if shipped_mil(task) is None:
             return
         try:
-            if (task, "teacher") in self.failures:
-                raise RuntimeError("its backbone, the teacher, did not load")
+            backbone = study_backbone_role(task)
+            if (task, backbone) in self.failures:
+                raise RuntimeError(f"its backbone, the {backbone}, did not load")
             study = self.get_study_model(task)
             if study is not None:
                 study.predict(_blank(2))

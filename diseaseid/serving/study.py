@@ -1,5 +1,6 @@
-"""Subject-level answers from all of a subject's slices: the attention-MIL head (``weights/<task>/mil.*``)
-over the slice teacher's embeddings, where a task ships one.
+"""Subject-level answers from all of a subject's slices: the subject-level head (``weights/<task>/mil.*``: an
+attention-MIL head or a pooled head) over the embeddings of the slice model its card names (``backbone``), where a
+task ships one.
 
 The head was trained on stacks of consecutive axial slices, lowest first, with each slice's relative height
 (0 = lowest, 1 = highest) as an input. A study is read in the order its slices are given: that order is the
@@ -8,7 +9,7 @@ stack order. The head is meant for whole stacks (32 slices in training); fewer s
 ``answer_study`` is the whole study path: per-slice predictions, then the subject-level result from the slices
 not flagged as out-of-distribution only (each flagged slice is reported and left out; when all are, the
 subject gets no diagnosis). Every slice goes through each network it needs once, in batches (one, or one per
-inference thread, side by side), and when the answering model is the head's backbone (the teacher) its pass
+inference thread, side by side), and when the answering model is the head's backbone its pass
 gives the head its embeddings too: no slice is run twice, decoded twice or calibrated twice. The inference
 service answers a study's slices with the head's backbone unless asked for another model, so that a study
 costs one network (and the OOD detector every answer runs) per slice, as a single-slice request does.
@@ -38,6 +39,15 @@ def shipped_mil(task: str) -> Path | None:
     """``weights/<task>/mil.safetensors`` where the task ships a subject-level head, else None."""
     path = weights_dir() / task / "mil.safetensors"
     return path if path.exists() else None
+
+
+def study_backbone_role(task: str) -> str | None:
+    """The role of the slice model whose embeddings the task's shipped study head reads (its card's
+    ``backbone.file``: ``teacher.safetensors`` -> ``teacher``), or None where the task ships no head."""
+    path = shipped_mil(task)
+    if path is None:
+        return None
+    return Path(read_card(path)["backbone"]["file"]).stem
 
 
 @dataclass

@@ -181,11 +181,19 @@ def test_missing_weights_keep_the_service_unready_but_serving_the_rest(tmp_path)
 
 
 def test_a_subject_level_head_that_cannot_load_is_reported_and_never_used_silently(tmp_path):
-    """The dementia MIL head ships without its backbone (the teacher): readiness names it, `aggregate=mil`
-    is a 503, and the default answers by the mean of slices, saying so in the response."""
+    """The dementia study head ships without its backbone (the slice model it reads): readiness names it,
+    `aggregate=mil` is a 503, and the other slice model answers by the mean of slices, saying so in the
+    response."""
+    from diseaseid.paths import weights_dir
+    from diseaseid.serving.study import study_backbone_role
     from tests.services.conftest import run_server
 
-    env = students_only(tmp_path, ("dementia", "mil"))
+    backbone = study_backbone_role("dementia")
+    other = "student" if backbone == "teacher" else "teacher"
+    env = students_only(tmp_path, ("dementia", "mil"), ("dementia", other))
+    for suffix in (".safetensors", ".json"):
+        (tmp_path / "dementia" / f"{backbone}{suffix}").unlink(missing_ok=True)
+    assert (weights_dir() / "dementia" / f"{backbone}.safetensors").exists()  # only the copy lacks it
     with run_server("services.inference.main:app", env, ready_path="/healthz") as server:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             assert "dementia/mil" in readiness_after_loading(client)["message"]
@@ -193,7 +201,7 @@ def test_a_subject_level_head_that_cannot_load_is_reported_and_never_used_silent
             err = error_of(client.post("/predict/study", files=files, data={"task": "dementia", "aggregate": "mil"}),
                            503)
             assert err["code"] == "not_ready" and "subject-level model of dementia" in err["message"]
-            auto = client.post("/predict/study", files=files, data={"task": "dementia"})
+            auto = client.post("/predict/study", files=files, data={"task": "dementia", "role": other})
             assert auto.status_code == 200 and auto.json()["aggregation"]["method"] == "mean"
             study = {t["name"]: t["study_model"] for t in client.get("/models").json()["tasks"]}["dementia"]
             assert study is not None and study["loaded"] is False

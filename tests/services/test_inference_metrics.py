@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from diseaseid.serving.study import study_backbone_role
 from diseaseid.tasks import TASKS
 from tests.services.conftest import fixture_bytes
 
@@ -39,13 +40,15 @@ def test_metrics_count_calls_by_task_model_and_status(inference_client):
     assert delta("diseaseid_predictions_total", **ok_teacher) == 3
     assert delta("diseaseid_predictions_total", endpoint="predict", task="dementia", model="student",
                  status="415") == 1
-    # a study naming no model is answered by the subject-level head's backbone, the teacher (one pass per slice)
-    assert delta("diseaseid_predictions_total", endpoint="predict_study", task="dementia", model="teacher",
+    # a study naming no model is answered by the subject-level head's backbone (one pass per slice)
+    backbone = study_backbone_role("dementia")
+    assert delta("diseaseid_predictions_total", endpoint="predict_study", task="dementia", model=backbone,
                  status="200") == 1
     assert delta("diseaseid_prediction_duration_seconds_count", endpoint="predict", task="dementia",
                  model="teacher") == 3
-    assert delta("diseaseid_predicted_slices_total", task="dementia", model="teacher") == 3 + 2
-    assert delta("diseaseid_predicted_slices_total", task="dementia", model="student") == 0
+    study_slices = {"teacher": 0, "student": 0, backbone: 2}
+    assert delta("diseaseid_predicted_slices_total", task="dementia", model="teacher") == 3 + study_slices["teacher"]
+    assert delta("diseaseid_predicted_slices_total", task="dementia", model="student") == study_slices["student"]
     assert delta("diseaseid_http_requests_total", method="POST", route="/predict", status="200") == 3
     assert delta("diseaseid_http_requests_total", method="POST", route="/predict", status="415") == 1
     assert delta("diseaseid_http_request_duration_seconds_count", method="POST", route="/predict") == 4

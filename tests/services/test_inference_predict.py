@@ -11,6 +11,7 @@ from PIL import Image
 
 from diseaseid.models.checkpoint import read_card
 from diseaseid.serving import shipped_mil, shipped_weights
+from diseaseid.serving.study import study_backbone_role
 from diseaseid.tasks import TASKS
 from tests.helpers import PATIENT_ID, PATIENT_NAME, make_dicom, png_bytes
 from tests.services.conftest import FIXTURES, fixture_bytes
@@ -152,7 +153,7 @@ def test_study_returns_every_slice_and_their_mean(inference_client):
 
 
 def test_dementia_study_is_answered_by_the_shipped_mil_head(inference_client):
-    """By default a dementia study goes through the shipped subject-level head over the teacher's embeddings,
+    """By default a dementia study goes through the shipped subject-level head over its slice model's embeddings,
     in the order the slices were sent; the answer equals the ML core's on the same decoded slices."""
     from diseaseid.serving import Predictor, StudyModel
     from services.common.images import decode_image_bytes
@@ -167,7 +168,8 @@ def test_dementia_study_is_answered_by_the_shipped_mil_head(inference_client):
     body = inference_client.post("/predict/study", files=files, data={"task": "dementia"}).json()
     assert body["excluded"] == [] and body["n_used"] == len(paths) >= 2
     agg = body["aggregation"]
-    study = StudyModel.from_shipped("dementia", Predictor.from_shipped("dementia", "teacher"))
+    study = StudyModel.from_shipped("dementia", Predictor.from_shipped("dementia", study_backbone_role("dementia")))
+    assert body["slice_model"]["role"] == study_backbone_role("dementia")
     assert agg["method"] == study.method and agg["model"]["name"] == study.name
     assert agg["method"] in ("attention_mil", "pooled_linear", "pooled_ordinal", "pooled_slices")
     listed = {t["name"]: t["study_model"] for t in inference_client.get("/models").json()["tasks"]}
@@ -315,10 +317,10 @@ def test_a_study_answer_names_what_produced_the_subject_answer(inference_client)
     body = inference_client.post("/predict/study", files=files, data={"task": "dementia", "model": "student"}).json()
     assert body["slice_model"] == one["model"] and body["slice_model"]["role"] == "student"
     assert body["n_used"] > 0  # the head answered (it reads the slices the OOD check passes)
-    teacher = Predictor.from_shipped("dementia", "teacher")
-    study = StudyModel.from_shipped("dementia", teacher)
+    backbone = Predictor.from_shipped("dementia", study_backbone_role("dementia"))
+    study = StudyModel.from_shipped("dementia", backbone)
     assert body["model"] == {"role": "mil", "name": study.name, "arch": study.card["arch"], "version": study.version,
-                             "reads": teacher.name}
+                             "reads": backbone.name}
     assert body["aggregation"]["model"] == {"name": study.name, "version": study.version}
     # the mean of the slices' probabilities: the slice model answered the subject too
     mean = inference_client.post("/predict/study", files=files[:3],

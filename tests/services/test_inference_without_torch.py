@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 
 from diseaseid.serving import Predictor, StudyModel, answer_study, shipped_mil, shipped_weights
 from diseaseid.serving.export import cached_graph
+from diseaseid.serving.study import study_backbone_role
 from services.common.images import decode_image_bytes
 from services.common.settings import ServiceSettings
 from tests.dicom_series import mr_series
@@ -148,15 +149,16 @@ def test_onnx_serving_never_imports_torch_and_answers_as_pytorch(tmp_path):
 
     status, many = result["study"]
     assert status == 200, many
-    teacher = Predictor.from_shipped("dementia", "teacher", runtime="torch")
+    role = study_backbone_role("dementia") or "student"
+    backbone = Predictor.from_shipped("dementia", role, runtime="torch")
     images = np.stack([decode_image_bytes(p.read_bytes(), settings).array for p in study])
-    head_model = StudyModel.from_shipped("dementia", teacher)
-    answer = answer_study(teacher, images, head_model)
+    head_model = StudyModel.from_shipped("dementia", backbone)
+    answer = answer_study(backbone, images, head_model)
     # no model named: the slices are answered by the head's backbone, whose one pass gives the head its input
-    assert many["slice_model"]["role"] == ("teacher" if head_model is not None else many["slice_model"]["role"])
+    assert many["slice_model"]["role"] == role
     assert [s["label"] for s in many["slices"]] == [p.label for p in answer.slices]
     assert many["excluded"] == answer.excluded
-    classes = teacher.task.classes
+    classes = backbone.task.classes
     np.testing.assert_allclose(_probs(many["subject"], classes), [answer.subject.probabilities[c] for c in classes],
                                atol=1e-4)
     if answer.attention is not None:

@@ -21,7 +21,7 @@ import pytest
 
 from bench import predict as bench_predict
 from diseaseid.serving import StudyModel, answer_study
-from diseaseid.serving.study import CPU_STUDY_BATCH, study_batch_size, study_batches
+from diseaseid.serving.study import CPU_STUDY_BATCH, study_backbone_role, study_batch_size, study_batches
 from services.inference.metrics import InferenceMetrics
 from services.inference.model_runner import ModelRunner
 from services.inference.routers.predict import _predict_study
@@ -69,24 +69,24 @@ def test_concurrent_study_answers_exactly_as_sequential_and_as_single_requests(s
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.tasks import get_task
 
-    teacher = shipped("dementia", "teacher")
-    study = StudyModel.from_shipped("dementia", teacher)
-    if study is None:
+    if study_backbone_role("dementia") is None:
         pytest.skip("dementia ships no subject-level head")
+    backbone = shipped("dementia", study_backbone_role("dementia"))  # the slice model the head reads
+    study = StudyModel.from_shipped("dementia", backbone)
     images = ImageFolder.scan(fixtures_dir / "dementia", get_task("dementia")).images
-    sequential = answer_study(teacher, images, study)  # one pass, no threads
-    runtime = teacher.runtime
-    teacher.runtime = Counting(runtime)
+    sequential = answer_study(backbone, images, study)  # one pass, no threads
+    runtime = backbone.runtime
+    backbone.runtime = Counting(runtime)
     try:
         with ThreadPoolExecutor(2, thread_name_prefix="pool") as pool:
-            concurrent, aggregation = _predict_study(teacher, [Decoded(a) for a in images], study, pool.map, 2)
-        counted = teacher.runtime
+            concurrent, aggregation = _predict_study(backbone, [Decoded(a) for a in images], study, pool.map, 2)
+        counted = backbone.runtime
     finally:
-        teacher.runtime = runtime
+        backbone.runtime = runtime
     assert sorted(counted.batches) == [1] + [2] * (len(images) // 2)  # 33 fixture slices: 16 pairs and one
     assert len(counted.threads) == 2
     assert [p.to_dict() for p in concurrent.slices] == [p.to_dict() for p in sequential.slices]
-    assert [p.to_dict() for p in concurrent.slices] == [teacher.predict(a[None])[0].to_dict() for a in images]
+    assert [p.to_dict() for p in concurrent.slices] == [backbone.predict(a[None])[0].to_dict() for a in images]
     assert concurrent.subject.to_dict() == sequential.subject.to_dict()
     np.testing.assert_array_equal(concurrent.attention, sequential.attention)
     assert (concurrent.used, concurrent.excluded) == (sequential.used, sequential.excluded)
@@ -97,20 +97,20 @@ def test_batches_side_by_side_answer_as_one_pass(shipped, fixtures_dir):
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.tasks import get_task
 
-    teacher = shipped("dementia", "teacher")
-    study = StudyModel.from_shipped("dementia", teacher)
-    if study is None:
+    if study_backbone_role("dementia") is None:
         pytest.skip("dementia ships no subject-level head")
+    backbone = shipped("dementia", study_backbone_role("dementia"))  # the slice model the head reads
+    study = StudyModel.from_shipped("dementia", backbone)
     images = ImageFolder.scan(fixtures_dir / "dementia", get_task("dementia")).images[:10]
-    one = answer_study(teacher, images, study)
-    runtime, detector_runtime = teacher.runtime, teacher.detector.runtime
-    teacher.runtime, teacher.detector.runtime = Counting(runtime), Counting(detector_runtime)
+    one = answer_study(backbone, images, study)
+    runtime, detector_runtime = backbone.runtime, backbone.detector.runtime
+    backbone.runtime, backbone.detector.runtime = Counting(runtime), Counting(detector_runtime)
     try:
         with ThreadPoolExecutor(3, thread_name_prefix="pool") as pool:
-            split = answer_study(teacher, images, study, batch_size=study_batches(10, 3), map_batches=pool.map)
-        counted, counted_detector = teacher.runtime, teacher.detector.runtime
+            split = answer_study(backbone, images, study, batch_size=study_batches(10, 3), map_batches=pool.map)
+        counted, counted_detector = backbone.runtime, backbone.detector.runtime
     finally:
-        teacher.runtime, teacher.detector.runtime = runtime, detector_runtime
+        backbone.runtime, backbone.detector.runtime = runtime, detector_runtime
     assert sorted(counted.batches) == [2, 4, 4] and sorted(counted_detector.batches) == [2, 4, 4]  # each slice once
     assert len(counted.threads) >= 2 and all(t.startswith("pool") for t in counted.threads)  # side by side
     assert [p.to_dict() for p in split.slices] == [p.to_dict() for p in one.slices]
@@ -142,8 +142,11 @@ def test_a_study_naming_no_model_is_answered_by_the_heads_backbone_and_timed_aga
     result = bench_predict.study_vs_slices(port, inference_server.proc.pid, rounds=1)
     head = result["model"] != result["slice_model"]
     if head:  # dementia ships a head: its backbone answered the slices, and the singles went to it
-        assert result["model"].startswith("dementia/mil:") and result["slice_model"] == "dementia/teacher:lite0"
-        assert result["networks_per_slice"] == ["dementia/teacher:lite0"]
+        from diseaseid.serving import Predictor
+
+        backbone = Predictor.from_shipped("dementia", study_backbone_role("dementia")).name
+        assert result["model"].startswith("dementia/mil:") and result["slice_model"] == backbone
+        assert result["networks_per_slice"] == [backbone]
     assert result["compared_with"] == f"4 x POST /predict role={result['slice_model'].split('/')[1].split(':')[0]} " \
                                       f"({result['slice_model']})"
     assert len(result["ratios"]) == 1 and result["ratio"] == pytest.approx(
