@@ -190,11 +190,12 @@ STUDY_BACKBONES = ("teacher", "student")
 
 
 def fit_study_head(ds, bags, out: Path, study_head: str, backbone: torch.nn.Module, backbone_path: Path,
-                   backbone_result: dict, folds: int = 5, repeats: int = 3) -> Path:
+                   backbone_result: dict, folds: int = 5, repeats: int = 3, command: str | None = None) -> Path:
     """The study head (``STUDY_HEADS[study_head]``) over a slice model's embeddings (``backbone``, written at
     ``backbone_path``: the teacher or the student), written to ``out/mil.*``; ``slice-linear`` reuses that model's
     own classifier and its cross-validation result (``backbone_result``). The pooled heads other than
-    ``slice-linear`` read the teacher's embeddings only."""
+    ``slice-linear`` read the teacher's embeddings only. ``command``: what the card records as its command (default:
+    the ``ship-dementia`` that fits every model)."""
     from diseaseid.models import create_model, save_model
     from diseaseid.train.calibration import calibration_summary
     from diseaseid.train.subject_heads import LinearHead, OrdinalHead, slab_means
@@ -228,7 +229,9 @@ def fit_study_head(ds, bags, out: Path, study_head: str, backbone: torch.nn.Modu
             "arch_args": {"in_features": in_features, "slabs": slabs, "kind": kind}, "classes": list(task.classes),
             "backbone": {"file": f"{backbone_card['role']}.safetensors", "version": backbone_card["version"],
                          "sha256": backbone_card["weights_sha256"]},
-            "training": {"recipe": _study_recipe(study_head, kind, backbone_card), "l2": l2,
+            # slice-linear is the backbone's own classifier: its L2 strength is the backbone's
+            "training": {"recipe": _study_recipe(study_head, kind, backbone_card),
+                         "l2": backbone_card["training"]["l2"] if kind == "slices" else l2,
                          "subjects": len(bags.subjects)},
             "metrics": {"validation": {"balanced_accuracy": result["balanced_accuracy_3"]["mean"],
                                        "note": "3-class subject-level balanced accuracy, out-of-fold CV"},
@@ -238,8 +241,8 @@ def fit_study_head(ds, bags, out: Path, study_head: str, backbone: torch.nn.Modu
                             "fitted_on": "out-of-fold subject predictions"},
             "split": cv_split(result),
             "data_fingerprint": ds.fingerprint(),
-            "command": f"python -m diseaseid ship-dementia --study-head {study_head} --study-backbone "
-                       f"{backbone_card['role']} --ship"}
+            "command": command or f"python -m diseaseid ship-dementia --study-head {study_head} --study-backbone "
+                                  f"{backbone_card['role']} --ship"}
     return save_model(head_model, out / "mil", card, dtype=torch.float32)
 
 
@@ -287,7 +290,9 @@ def fit_study_head_only(out: str | Path, study_head: str = "slice-linear", study
     result = _cross_validated(bags, _augmented_head(name, copies), ds.task.classes, folds, repeats)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return {"mil": fit_study_head(ds, bags, out, study_head, model.eval(), path, result, folds, repeats)}
+    command = (f"python -m diseaseid ship-dementia --study-only --study-head {study_head} --study-backbone "
+               f"{study_backbone} --ship")
+    return {"mil": fit_study_head(ds, bags, out, study_head, model.eval(), path, result, folds, repeats, command)}
 
 
 def ship(written: dict[str, Path]) -> Path:

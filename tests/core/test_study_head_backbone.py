@@ -46,6 +46,7 @@ def test_slice_linear_over_the_student_is_its_classifier_bound_to_the_shipped_st
                                      "sha256": card["weights_sha256"]}
     assert head_card["training"]["recipe"].startswith("the student's slice classifier (")
     assert "--study-backbone student" in head_card["command"]
+    assert head_card["training"]["l2"] == card["training"]["l2"] == 1000.0  # the student's own fit
     assert head_card["calibration"]["temperature"] == pytest.approx(
         fit_temperature(np.log(np.clip(result["oof_probabilities"], 1e-9, 1)), bags.labels))
 
