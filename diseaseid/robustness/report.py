@@ -81,8 +81,9 @@ def studies_markdown(st: dict) -> list[str]:
              "folds): subject-level balanced accuracy % (over the classes the cards score, where they name them) / "
              "subjects whose answer changed (count) / subjects without a "
              "diagnosis % / slice answers changed %.", "",
-             "| change | level | " + " | ".join(f"{name} | changed | undiagnosed | slices changed" for name in readers)
-             + " |", "|---|---|" + "---:|---:|---:|---:|" * len(readers)]
+             "| change | level | " + " | ".join(
+                 f"{name}{' (served)' if name == st.get('shipped') else ''} | changed | undiagnosed | slices changed"
+                 for name in readers) + " |", "|---|---|" + "---:|---:|---:|---:|" * len(readers)]
     for row in st["rows"]:
         cells = []
         for name in readers:

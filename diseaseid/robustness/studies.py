@@ -182,11 +182,13 @@ def subject_scores(truth: np.ndarray, answers: np.ndarray, clean: np.ndarray | N
 
 
 def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 4, seed: int = 0,
-                     perturbations: tuple[Perturbation, ...] = PERTURBATIONS, student_mean: bool = True,
+                     perturbations: tuple[Perturbation, ...] = PERTURBATIONS, compare: bool = True,
                      log=print) -> dict:
     """Every perturbation applied to whole series of ``n_subjects`` subjects (0: all), answered by the shipped study
-    head (its slice model, OOD check and classifier refitted without each fold's subjects) and, with
-    ``student_mean``, by the task's student with ``aggregate=mean`` (refitted the same way)."""
+    head (its slice model, OOD check and classifier refitted without each fold's subjects) and, with ``compare``,
+    by the same recipe over the task's other slice model and by the student with ``aggregate=mean`` (each
+    refitted the same way). A reader named "(study head)" is the study head's recipe over that slice model; the
+    result's ``shipped`` names the one served."""
     from diseaseid.robustness.held_out import held_out_heads
     from diseaseid.serving.predictor import Predictor, shipped_weights
     from diseaseid.serving.study import shipped_mil
@@ -199,8 +201,9 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
     backbone = Path(card["backbone"]["file"]).stem
     check_study_head(study_path, shipped_weights(task, backbone))
     readers = [Reader(backbone, "mil")]
-    if student_mean and backbone != "student":  # what aggregate=mean answers, and the same head over the student
-        readers += [Reader("student", "mean"), Reader("student", "mil")]
+    if compare:  # the head's recipe over the other slice model, and what aggregate=mean answers
+        readers += [Reader(role, "mil") for role in ("teacher", "student") if role != backbone]
+        readers.append(Reader("student", "mean"))
     roles = tuple(dict.fromkeys(r.role for r in readers))
     studies = load_studies(task, n_subjects, seed)
     fold = assign_folds(dict(zip(studies.subjects, studies.labels.tolist())), studies.subjects, folds, seed)
@@ -251,6 +254,7 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
     result = {"task": task, "subject_ids": studies.subjects, "truth": [int(y) for y in studies.labels],
               "subjects": len(studies.subjects), "slices": int(sum(len(f) for f in studies.files)),
               "folds": folds, "seed": seed, "study_head": {"name": card["arch"], "version": card.get("version")},
+              "shipped": readers[0].name,
               "readers": {r.name: {"role": r.role, "aggregate": r.aggregate, "version": predictors[r.role].version,
                                    "model": predictors[r.role].name} for r in readers},
               "class_counts": {predictors[backbone].task.classes[c]: int((studies.labels == c).sum())
