@@ -52,25 +52,26 @@ def test_class_weighting_modes():
         class_weights(y, 3, "bogus")
 
 
-def test_shipped_study_model_binds_to_its_teacher_and_reads_slices_in_order(shipped):
+def test_shipped_study_model_binds_to_its_backbone_and_reads_slices_in_order(shipped):
     from diseaseid.serving import BackboneMismatch, StudyModel, shipped_mil
+    from diseaseid.serving.study import study_backbone_role
 
-    teacher = shipped("dementia", "teacher")
-    study = StudyModel.from_shipped("dementia", teacher)
+    role = study_backbone_role("dementia")
+    study = StudyModel.from_shipped("dementia", shipped("dementia", role))
     assert shipped_mil("dementia") is not None and shipped_mil("tumor") is None
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (4, 224, 224, 3), dtype=np.uint8)
     result = study.predict(images)
     assert result.probabilities.shape == (4,) and abs(result.probabilities.sum() - 1) < 1e-5
     assert result.attention.shape == (4,) and abs(result.attention.sum() - 1) < 1e-5
-    # Embeddings are the teacher's pooled features, one per slice, independent of the batch. In float32 a batch
+    # Embeddings are the backbone's pooled features, one per slice, independent of the batch. In float32 a batch
     # of 4 and a batch of 1 may take other kernels, which round differently by CPU (8.5e-4 relative on an Intel
     # Xeon with AMX); mixing slices (BatchNorm in training mode) moves them by far more.
     together, alone = study.embed(images)[1:2], study.embed(images[1:2])
     assert float((together - alone).norm() / alone.norm()) <= 1e-2
     with pytest.raises(ValueError, match="at least one slice"):
         study.predict(images[:0])
-    # A head refuses a slice model it was not trained on (the student here).
-    student = shipped("dementia", "student")
+    # A head refuses a slice model it was not trained on (the other one here).
+    other = shipped("dementia", "teacher" if role == "student" else "student")
     with pytest.raises(BackboneMismatch, match="train-mil"):
-        StudyModel(study.head, study.card, student)
+        StudyModel(study.head, study.card, other)

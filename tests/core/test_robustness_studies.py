@@ -114,21 +114,22 @@ def _classifier(role: str) -> tuple[np.ndarray, np.ndarray]:
 
 def test_answers_are_those_served_for_the_same_slices():
     """With the shipped classifiers as the heads, a subject's answer is what /predict/study answers: the study head
-    (the teacher's) for ``mil``, the student's mean of calibrated probabilities for ``mean``."""
+    (over the slice model it reads) for ``mil``, the student's mean of calibrated probabilities for ``mean``."""
     from diseaseid.serving.predictor import Predictor
-    from diseaseid.serving.study import StudyModel, answer_study
+    from diseaseid.serving.study import StudyModel, answer_study, study_backbone_role
 
-    teacher, student = Predictor.from_shipped("dementia", "teacher"), Predictor.from_shipped("dementia", "student")
-    study = StudyModel.from_shipped("dementia", teacher)
+    role = study_backbone_role("dementia")
+    backbone, student = Predictor.from_shipped("dementia", role), Predictor.from_shipped("dementia", "student")
+    study = StudyModel.from_shipped("dementia", backbone)
     studies = _fixture_studies()
     assert len(studies) == 11
     seen = Counter()
     for subject, images in studies.items():
-        served = answer_study(teacher, images, study).subject
-        answer, labels, flags = answer_series(teacher, *_classifier("teacher"), images, "mil")
+        served = answer_study(backbone, images, study).subject
+        answer, labels, flags = answer_series(backbone, *_classifier(role), images, "mil")
         assert answer == served.top_index, subject
         assert not flags.any()
-        assert list(labels) == [p.top_index for p in answer_study(teacher, images).slices]
+        assert list(labels) == [p.top_index for p in answer_study(backbone, images).slices]
         served_mean = answer_study(student, images).subject
         assert answer_series(student, *_classifier("student"), images, "mean")[0] == served_mean.top_index, subject
         seen[answer] += 1
@@ -137,11 +138,13 @@ def test_answers_are_those_served_for_the_same_slices():
 
 def test_the_study_head_must_be_the_backbone_classifier():
     from diseaseid.serving.predictor import shipped_weights
-    from diseaseid.serving.study import shipped_mil
+    from diseaseid.serving.study import shipped_mil, study_backbone_role
 
-    check_study_head(shipped_mil("dementia"), shipped_weights("dementia", "teacher"))
+    role = study_backbone_role("dementia")
+    check_study_head(shipped_mil("dementia"), shipped_weights("dementia", role))
     with pytest.raises(ValueError, match="not the slice classifier"):
-        check_study_head(shipped_mil("dementia"), shipped_weights("dementia", "student"))
+        check_study_head(shipped_mil("dementia"), shipped_weights("dementia", "teacher" if role == "student"
+                                                                    else "student"))
 
 
 def test_a_task_without_a_study_head_is_refused():
