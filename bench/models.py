@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from bench.goals import describe, goal
-from diseaseid.serving import ROLES, Predictor, StudyModel, shipped_mil
+from diseaseid.serving import ROLES, Predictor, StudyModel
+from diseaseid.serving.study import study_backbone_role
 from diseaseid.tasks import TASKS
 
 # a serving goal: predict() within 1.5 ms of the networks it runs
@@ -104,12 +105,13 @@ def run(quick: bool = False) -> dict:
     results["studies"] = []
     stack = rng.integers(0, 255, (32, 224, 224, 3), dtype=np.uint8)
     for task in TASKS:
-        if shipped_mil(task) is None or (task, "teacher") not in loaded:
+        role = study_backbone_role(task)
+        if role is None or (task, role) not in loaded:
             continue
-        study = StudyModel.from_shipped(task, loaded[(task, "teacher")])
+        study = StudyModel.from_shipped(task, loaded[(task, role)])
         times = _time(lambda s=study: s.predict(stack), max(3, repeats // 10))
         results["studies"].append({"task": task, "model": study.name, "slices": len(stack),
-                                   "latency_ms_p50": float(np.median(times))})
+                                   "backbone": study.backbone.name, "latency_ms_p50": float(np.median(times))})
     print(f"\nModel CPU latency ({results['threads']} torch threads, predict() incl. pre-processing of a 224x224 "
           f"uint8 image; runtime {next(iter(loaded.values())).runtime.name if loaded else '-'}):")
     print(f"{'task':<9} {'role':<8} {'arch':<13} {'params':>9} {'p50 ms':>8} {'p95 ms':>8} {'img/s@16':>9} "
@@ -120,7 +122,7 @@ def run(quick: bool = False) -> dict:
               f"{r['networks_ms_p50']:>12.2f}  "
               f"{r['ood_detector'] or 'itself'}")
     for r in results["studies"]:
-        print(f"study: {r['model']} over {r['slices']} slices (teacher embeddings + MIL head): "
+        print(f"study: {r['model']} over {r['slices']} slices ({r.get('backbone', 'teacher')} embeddings + the head): "
               f"p50 {r['latency_ms_p50']:.0f} ms")
     # a serving goal: what predict() adds to its networks (pre- and post-processing, the OOD check) stays small
     results["goals"] = {

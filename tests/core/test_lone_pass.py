@@ -15,6 +15,7 @@ import pytest
 from diseaseid.serving import Predictor, StudyModel, shipped_mil, shipped_weights
 from diseaseid.serving import runtime as rt
 from diseaseid.serving.export import HEAD_OUTPUTS, cached_graph
+from diseaseid.serving.study import study_backbone_role
 from services.inference.settings import LONE_THREADS_MAX, InferenceSettings
 
 pytest.importorskip("onnxruntime")
@@ -135,7 +136,8 @@ def test_openvino_serves_the_subject_head_beside_an_openvino_backbone(fixtures_d
     images = ImageFolder.scan(fixtures_dir / "dementia", get_task("dementia")).images[:6]
     answers = {}
     for name in ("onnxruntime", "openvino"):
-        study = StudyModel.from_shipped("dementia", Predictor.from_shipped("dementia", "teacher", runtime=name))
+        backbone = Predictor.from_shipped("dementia", study_backbone_role("dementia"), runtime=name)
+        study = StudyModel.from_shipped("dementia", backbone)
         assert study.graph and study.head.name == name
         answers[name] = study.predict(images)
     np.testing.assert_allclose(answers["openvino"].probabilities, answers["onnxruntime"].probabilities, atol=1e-5)

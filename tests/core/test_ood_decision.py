@@ -28,6 +28,7 @@ from diseaseid.ood.images import cat_on_black, text_on_black
 from diseaseid.outcomes import NOT_A_BRAIN_MRI_DISPLAY
 from diseaseid.paths import weights_dir
 from diseaseid.serving import NOT_A_BRAIN_MRI, ROLES, WRONG_TASK, StudyModel, answer_study
+from diseaseid.serving.study import study_backbone_role
 from diseaseid.tasks import TASKS
 from tests.shipped import shipped_predictor
 
@@ -277,7 +278,7 @@ def test_a_cat_among_tumor_slices_is_left_out_of_the_subject(fixtures_dir):
 
 def test_a_cat_among_dementia_slices_is_left_out_of_the_head(fixtures_dir):
     """The subject-level head reads the unflagged slices only, in their order; the cat weighs nothing."""
-    teacher = shipped("dementia", "teacher")
+    teacher = shipped("dementia", study_backbone_role("dementia") or "teacher")  # the model the head reads
     study = StudyModel.from_shipped("dementia", teacher)
     if study is None:
         pytest.skip("no subject-level head shipped")
@@ -296,7 +297,7 @@ def test_a_cat_among_dementia_slices_is_left_out_of_the_head(fixtures_dir):
 
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_a_study_of_non_mri_only_gets_no_diagnosis(task):
-    teacher = shipped(task, "teacher")
+    teacher = shipped(task, study_backbone_role(task) or "teacher")  # the model the head reads, where there is one
     study = StudyModel.from_shipped(task, teacher)
     answer = answer_study(teacher, [cat_on_black(), text_on_black()], study)
     assert (answer.used, answer.excluded, answer.attention) == ([], [0, 1], None)

@@ -22,6 +22,7 @@ from diseaseid.serving import ROLES, Predictor, StudyModel, answer_study, shippe
 from diseaseid.serving import export as export_mod
 from diseaseid.serving.export import ExportMismatch, cached_graph, export_graph, float64_logits, graph_path
 from diseaseid.serving.runtime import CPU_RUNTIME, OnnxRuntime, TorchRuntime, load_runtime, resolve
+from diseaseid.serving.study import study_backbone_role
 from diseaseid.tasks import TASKS, get_task
 
 pytest.importorskip("onnxruntime")
@@ -163,9 +164,9 @@ class Counting:
 
 
 def test_a_study_is_one_pass_per_network_and_answers_as_two_did(fixtures, served_and_torch):
-    """The teacher answers and its pass gives the MIL head its embeddings: teacher and detector run once each
-    over all slices (they used to run in chunks of 16, and the teacher a second time for the head)."""
-    teacher = served_and_torch[("dementia", "teacher")][0]
+    """The head's slice model answers and its pass gives the head its embeddings: it and the detector run once
+    each over all slices (they used to run in chunks of 16, and the slice model a second time for the head)."""
+    teacher = served_and_torch[("dementia", study_backbone_role("dementia") or "teacher")][0]
     study = StudyModel.from_shipped("dementia", teacher)
     if study is None:
         pytest.skip("dementia ships no subject-level head")
