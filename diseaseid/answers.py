@@ -136,7 +136,7 @@ class AggregationModel(BaseModel):
 
 
 class Aggregation(BaseModel):
-    method: str = Field(description="the subject-level head over the teacher's slice embeddings "
+    method: str = Field(description="the subject-level head over its slice model's embeddings "
                                     "(`pooled_slices`, `pooled_linear`, `pooled_ordinal` or `attention_mil`; "
                                     "see its card) or `mean` (mean of the slices' probabilities)")
     model: AggregationModel | None = None

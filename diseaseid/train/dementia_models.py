@@ -4,8 +4,10 @@
   regression classifier fitted on every training slice (no class weights: served probabilities carry the
   training prior, so the 2-subject ModerateDemented class is rarely said).
 - student: the shipped ConvNet1's convolutions, frozen, with its classifier refitted the same way.
-- study head (``/predict/study``): a pooled head over the teacher's slice embeddings (mean over the stack, or
-  slab means), linear or ordinal, as chosen by ``--study-head``.
+- study head (``/predict/study``): a pooled head over a slice model's embeddings, as chosen by ``--study-head``
+  and ``--study-backbone``: ``slice-linear`` is that model's own classifier read over the stack (the teacher's
+  until 2026-12-06, the student's since); the others (mean over the stack, or slab means, linear or ordinal) read
+  the teacher's.
 
 Every figure in their cards is cross-validated (subject-grouped, stratified, ``diseaseid cv``): out-of-fold
 predictions of the same recipe, never of the shipped fit itself. Temperature scaling is fitted on those

@@ -52,9 +52,9 @@ ModelForm = Annotated[str | None, Form(
                 "`role` is not sent", deprecated=True)]
 
 AggregateForm = Annotated[str | None, Form(
-    description="How slices become one subject-level answer: `mil` (the task's attention-MIL head over the "
-                "teacher's slice embeddings; slices in stack order, lowest first), `mean` (mean of the slices' "
-                "probabilities), or `auto` (default: `mil` where the task ships one, else `mean`)",
+    description="How slices become one subject-level answer: `mil` (the task's subject-level head over the "
+                "embeddings of the slice model its card names; slices in stack order, lowest first), `mean` (mean of "
+                "the slices' probabilities), or `auto` (default: `mil` where the task ships one, else `mean`)",
     examples=["auto"])]
 
 
