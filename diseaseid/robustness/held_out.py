@@ -50,6 +50,13 @@ def perturbed_copies(card: dict) -> int:
 def held_out_heads(task: str, roles: tuple[str, ...], sample_files: list[str]) -> dict[str, HeldOutHead]:
     """For each role whose shipped model is a frozen-feature linear head: that head refitted on every subject of
     the task's data set except those of ``sample_files``."""
+    return held_out_heads_per_group(task, roles, [sample_files])[0]
+
+
+def held_out_heads_per_group(task: str, roles: tuple[str, ...], groups: list[list[str]]
+                             ) -> list[dict[str, HeldOutHead]]:
+    """:func:`held_out_heads` for each group of held-out files (the folds of a cross-fitting), each model and its
+    cached embeddings loaded once for all groups."""
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.models import load_model
     from diseaseid.paths import task_data_dir, weights_dir
@@ -60,11 +67,13 @@ def held_out_heads(task: str, roles: tuple[str, ...], sample_files: list[str]) -
     t = get_task(task)
     ds = ImageFolder.scan(task_data_dir(t), t)
     position = {f: i for i, f in enumerate(ds.files)}
-    held = {ds.subjects[position[f]] for f in sample_files}
-    if None in held:
-        raise ValueError("held-out heads need a subject for every sample slice")
-    train = np.array([s not in held for s in ds.subjects])
-    heads = {}
+    trains = []
+    for files in groups:
+        held = {ds.subjects[position[f]] for f in files}
+        if None in held:
+            raise ValueError("held-out heads need a subject for every sample slice")
+        trains.append(np.array([s not in held for s in ds.subjects]))
+    out: list[dict[str, HeldOutHead]] = [{} for _ in groups]
     for role in roles:
         path = weights_dir() / task / f"{role}.safetensors"
         model, card = load_model(path)
@@ -72,9 +81,11 @@ def held_out_heads(task: str, roles: tuple[str, ...], sample_files: list[str]) -
         if l2 is None:
             continue
         copies = perturbed_copies(card)
-        x = [cached_model_embeddings(ds, path)[train]]
-        x += [cached_perturbed_model_embeddings(ds, path, seed=PERTURBED_SEEDS[i])[train] for i in range(copies)]
-        fit = LinearHead(l2=l2).fit(np.concatenate(x), np.tile(ds.labels[train], copies + 1))
-        heads[role] = HeldOutHead(model.eval(), fit.weight, fit.bias, len({s for s, k in zip(ds.subjects, train)
-                                                                            if k}))
-    return heads
+        x = [cached_model_embeddings(ds, path)]
+        x += [cached_perturbed_model_embeddings(ds, path, seed=PERTURBED_SEEDS[i]) for i in range(copies)]
+        for heads, train in zip(out, trains):
+            fit = LinearHead(l2=l2).fit(np.concatenate([part[train] for part in x]),
+                                        np.tile(ds.labels[train], copies + 1))
+            heads[role] = HeldOutHead(model.eval(), fit.weight, fit.bias,
+                                      len({s for s, k in zip(ds.subjects, train) if k}))
+    return out

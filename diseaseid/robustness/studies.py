@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diseaseid.cards import read_card
 from diseaseid.robustness.evaluate import decode
 from diseaseid.robustness.perturbations import PERTURBATIONS, Perturbation
 
@@ -88,18 +89,12 @@ def assign_folds(labels: dict[str, int], subjects: list[str], folds: int, seed: 
     return out
 
 
-def _card(path: Path) -> dict:
-    import json
-
-    return json.loads(path.with_suffix(".json").read_text())
-
-
 def check_study_head(study_path: Path, backbone_path: Path) -> None:
     """ValueError unless the study head is the backbone's own slice classifier read over the slices (what the
     held-out refit reproduces): a ``pooled_head`` of kind ``slices`` whose weights are one of the backbone's."""
     from safetensors.numpy import load_file
 
-    card = _card(study_path)
+    card = read_card(study_path)
     kind = card.get("arch_args", {}).get("kind")
     if card.get("arch") != "pooled_head" or kind != "slices":
         raise ValueError(f"study-level robustness refits a slice classifier; {study_path} is a {card.get('arch')} "
@@ -157,13 +152,6 @@ def series_logits(predictor, weight: np.ndarray, bias: np.ndarray, images: np.nd
     return feats.astype(np.float64) @ weight.T.astype(np.float64) + bias.astype(np.float64), flags
 
 
-def answer_series(predictor, weight: np.ndarray, bias: np.ndarray, images: np.ndarray, aggregate: str = "mil"
-                  ) -> tuple[int, np.ndarray, np.ndarray]:
-    """(subject answer, slice labels, OOD flags) of one series (:func:`series_logits`, :func:`subject_answer`)."""
-    logits, flags = series_logits(predictor, weight, bias, images)
-    return subject_answer(logits, ~flags, aggregate, predictor.temperature), logits.argmax(axis=1), flags
-
-
 def subject_scores(truth: np.ndarray, answers: np.ndarray, clean: np.ndarray | None,
                    scored: tuple[int, ...] | None = None) -> dict:
     """Balanced accuracy over the classes present (no diagnosis is a miss) and, with ``scored``, over those classes
@@ -189,7 +177,7 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
     by the same recipe over the task's other slice model and by the student with ``aggregate=mean`` (each
     refitted the same way). A reader named "(study head)" is the study head's recipe over that slice model; the
     result's ``shipped`` names the one served."""
-    from diseaseid.robustness.held_out import held_out_heads
+    from diseaseid.robustness.held_out import held_out_heads_per_group
     from diseaseid.serving.predictor import Predictor, shipped_weights
     from diseaseid.serving.study import shipped_mil
     from diseaseid.train.cv import SCORED
@@ -197,7 +185,7 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
     study_path = shipped_mil(task)
     if study_path is None:
         raise ValueError(f"the {task} task ships no study-level head")
-    card = _card(study_path)
+    card = read_card(study_path)
     backbone = Path(card["backbone"]["file"]).stem
     check_study_head(study_path, shipped_weights(task, backbone))
     readers = [Reader(backbone, "mil")]
@@ -207,13 +195,11 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
     roles = tuple(dict.fromkeys(r.role for r in readers))
     studies = load_studies(task, n_subjects, seed)
     fold = assign_folds(dict(zip(studies.subjects, studies.labels.tolist())), studies.subjects, folds, seed)
-    heads = {}
-    for k in range(folds):
-        held = [f for s, fs in zip(studies.subjects, studies.files) if fold[s] == k for f in fs]
-        heads[k] = held_out_heads(task, roles, held)
-        missing = set(roles) - set(heads[k])
-        if missing:
-            raise ValueError(f"no frozen-feature head to refit for {sorted(missing)}")
+    groups = [[f for s, fs in zip(studies.subjects, studies.files) if fold[s] == k for f in fs] for k in range(folds)]
+    heads = dict(enumerate(held_out_heads_per_group(task, roles, groups)))
+    missing = set(roles) - set(heads[0])
+    if missing:
+        raise ValueError(f"no frozen-feature head to refit for {sorted(missing)}")
     predictors = {role: Predictor.from_shipped(task, role) for role in roles}
     scored = SCORED if task == "dementia" else None
     rows, clean = [], {}

@@ -13,10 +13,10 @@ from diseaseid.robustness.evaluate import decode
 from diseaseid.robustness.perturbations import PERTURBATIONS, by_name
 from diseaseid.robustness.studies import (
     NO_DIAGNOSIS,
-    answer_series,
     assign_folds,
     check_study_head,
     choose_subjects,
+    series_logits,
     series_rngs,
     subject_answer,
     subject_scores,
@@ -126,12 +126,14 @@ def test_answers_are_those_served_for_the_same_slices():
     seen = Counter()
     for subject, images in studies.items():
         served = answer_study(backbone, images, study).subject
-        answer, labels, flags = answer_series(backbone, *_classifier(role), images, "mil")
+        logits, flags = series_logits(backbone, *_classifier(role), images)
+        answer, labels = subject_answer(logits, ~flags, "mil"), logits.argmax(axis=1)
         assert answer == served.top_index, subject
         assert not flags.any()
         assert list(labels) == [p.top_index for p in answer_study(backbone, images).slices]
         served_mean = answer_study(student, images).subject
-        assert answer_series(student, *_classifier("student"), images, "mean")[0] == served_mean.top_index, subject
+        logits, flags = series_logits(student, *_classifier("student"), images)
+        assert subject_answer(logits, ~flags, "mean", student.temperature) == served_mean.top_index, subject
         seen[answer] += 1
     assert len(seen) >= 2  # the fixture subjects do not all get one answer: the check has teeth
 
@@ -180,3 +182,12 @@ def test_the_study_table_shows_each_reader_s_figures():
     assert "| clean | none | 50.0 | - | 0.0 | - | 45.0 | - | 0.0 | - |" in text
     assert "teacher (study head): clean 50.0%, most changed 12.5% (gamma:0.8), changes above 10%: gamma:0.8" in text
     assert "student (mean of slices): clean 45.0%, most changed 2.5% (gamma:0.8), changes above 10%: none" in text
+
+
+def test_no_slices_and_no_studies_is_refused_before_any_work(tmp_path):
+    from diseaseid.cli import build_parser
+
+    args = build_parser().parse_args(["robustness", "--task", "dementia", "--n", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--n 0 leaves nothing to measure without --studies"):
+        args.func(args)
+    assert not (tmp_path / "dementia.json").exists()
