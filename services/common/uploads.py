@@ -14,8 +14,9 @@ After each large decode the freed memory is handed back to the OS (``diseaseid.m
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import UploadFile
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from services.common.images import DecodedImage
 
 Runner = Callable[..., Awaitable[Any]]
+T = TypeVar("T")
 
 
 def _images() -> ModuleType:
@@ -81,6 +83,17 @@ def _decode_unless_large(data: bytes, settings: ServiceSettings, content_type: s
     return images.decode_image_bytes(data, settings, content_type=content_type, filename=filename)
 
 
+def _decode_then(data: bytes, settings: ServiceSettings, content_type: str | None, filename: str | None,
+                 then: Callable[[DecodedImage], T]) -> tuple[DecodedImage, float, T] | None:
+    """:func:`_decode_unless_large`, then ``then`` on the image in the same thread: (image, decode seconds,
+    its result), or None for a large image (it waits for the gate)."""
+    start = time.perf_counter()
+    decoded = _decode_unless_large(data, settings, content_type, filename)
+    if decoded is None:
+        return None
+    return decoded, time.perf_counter() - start, then(decoded)
+
+
 class DecodeGate:
     """At most ``settings.max_heavy_decodes`` large images decoding at once in this process."""
 
@@ -88,6 +101,22 @@ class DecodeGate:
         self.settings = settings
         self._slots = asyncio.Semaphore(settings.max_heavy_decodes)
         self.refused = 0  # large decodes turned away as busy, for tests and benchmarks
+
+    async def decode_then(self, data: bytes, then: Callable[[DecodedImage], T], *,
+                          content_type: str | None = None, filename: str | None = None,
+                          run: Runner = run_in_threadpool) -> tuple[DecodedImage, float, T]:
+        """:meth:`decode`, then ``then`` (a forward pass) on the image: (image, decode seconds, its result). A
+        slice that is not large takes one trip to the pool for both (a trip costs a lone request a few tenths
+        of a millisecond); a large one is decoded through the gate first, then ``then`` runs in a trip of its
+        own. Raises what :meth:`decode` and ``then`` raise."""
+        _images().refuse_oversized_png(data, self.settings)
+        done = await run(_decode_then, data, self.settings, content_type, filename, then)
+        if done is not None:
+            return done
+        start = time.perf_counter()
+        image = await self._decode_large(data, content_type, filename, run)
+        decode_s = time.perf_counter() - start
+        return image, decode_s, await run(then, image)
 
     async def decode(self, data: bytes, *, content_type: str | None = None, filename: str | None = None,
                      run: Runner = run_in_threadpool) -> DecodedImage:
@@ -101,6 +130,12 @@ class DecodeGate:
         decoded = await run(_decode_unless_large, data, settings, content_type, filename)
         if decoded is not None:
             return decoded
+        return await self._decode_large(data, content_type, filename, run)
+
+    async def _decode_large(self, data: bytes, content_type: str | None, filename: str | None,
+                            run: Runner) -> DecodedImage:
+        """A large image: wait for a slot (:class:`Busy` when none frees up in time), then decode it."""
+        settings = self.settings
         try:
             await asyncio.wait_for(self._slots.acquire(), settings.decode_wait_s or 0.001)
         except TimeoutError:

@@ -110,6 +110,40 @@ def test_waiting_briefly_is_enough_when_the_slot_frees_up():
     assert all(r.array.shape == (224, 224, 3) for r in asyncio.run(scenario()))
 
 
+def test_decode_then_runs_the_pass_in_the_decodes_trip_and_large_images_through_the_gate():
+    small = encode(gradient(64), "PNG")
+    large = encode(gradient(200), "PNG")  # heavy for these settings
+
+    async def scenario(data: bytes):
+        gate, trips, seen = DecodeGate(heavy_settings(decode_wait_s=5)), [], []
+
+        async def counting_run(fn, *args, **kwargs):
+            trips.append(fn.__name__)
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+        def then(image):
+            seen.append(image)
+            return int(image.array.sum())
+
+        image, decode_s, result = await gate.decode_then(data, then, run=counting_run)
+        return image, decode_s, result, trips, seen
+
+    for data, trips_expected in ((small, ["_decode_then"]), (large, ["_decode_then", "_decode_heavy", "then"])):
+        image, decode_s, result, trips, seen = asyncio.run(scenario(data))
+        assert trips == trips_expected
+        assert seen == [image] and result == int(decode_image_bytes(data, SETTINGS).array.sum())
+        assert np.array_equal(image.array, decode_image_bytes(data, SETTINGS).array) and 0 < decode_s < 5
+
+    def refuse(image):
+        raise Busy("no")
+
+    async def refused():
+        return await DecodeGate(SETTINGS).decode_then(small, refuse)
+
+    with pytest.raises(Busy):
+        asyncio.run(refused())
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
