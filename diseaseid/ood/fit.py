@@ -50,12 +50,21 @@ RANK = 64
 # tumor teacher's features (2026-12-03). 0 fits no image statistics: the features alone decide (the tumor task
 # since 2026-12-05: the noise-tuned student's features alone flag more calibration images, docs/ood.md).
 IMAGE_WEIGHT = 0.5
+# The threshold is also the lowest at which no realistic acquisition change (diseaseid.robustness.perturbations)
+# has more than MAX_CHANGE_FLAGGED of its slices flagged, measured on CHANGE_SAMPLE training slices the statistics
+# were not fitted on (not the validation slices, which the robustness benchmark measures). One perturbed copy per
+# slice gives each of the 24 changes 1/24 of the clean-and-perturbed budget, so a change that moves a few slices
+# far (dementia, gamma 1.25: 14.7% flagged by the old rule) stayed invisible to it. 0 turns the rule off.
+MAX_CHANGE_FLAGGED = 0.01
+CHANGE_SAMPLE = 300
 # Group splits of the validation set behind ``cross_fitted_rates``: one split moves the estimate by a few
 # slices either way (tumor, one split: 0.35-0.70% for scores whose 20-split mean is 0.35%).
 CROSS_FIT_SPLITS = 20
 
 # (image folder, seed) -> (the perturbed slices, N x 224 x 224 x 3 uint8; the name of each one's change)
 Perturb = Callable[..., tuple[np.ndarray, list[str]]]
+# change name -> (image folder, seed) -> every slice under that change, decoded as served (N x 224 x 224 x 3 uint8)
+Changes = dict[str, Callable[..., np.ndarray]]
 
 
 def fit_statistics(features: np.ndarray, labels: np.ndarray, rank: int = RANK) -> dict:
@@ -82,6 +91,18 @@ def flag_threshold(scores: np.ndarray, checked: np.ndarray, max_flagged: float) 
     if len(passed) == 0:
         return float(scores.max())
     return float(passed[min(max(allowed, 0), len(passed) - 1)])
+
+
+def change_threshold(by_change: dict[str, tuple[np.ndarray, np.ndarray]], max_flagged: float
+                     ) -> tuple[float, str | None, dict[str, float]]:
+    """The lowest threshold at which no change flags more than ``max_flagged`` of its slices (image checks
+    included): ``by_change`` maps a change to its slices' (scores, checked). Returns the threshold (-inf for no
+    change), the change that sets it, and each change's own threshold."""
+    own = {name: flag_threshold(scores, checked, max_flagged) for name, (scores, checked) in by_change.items()}
+    if not own:
+        return -np.inf, None, {}
+    binding = max(own, key=own.get)
+    return own[binding], binding, own
 
 
 def energy_threshold(energy: np.ndarray, checked: np.ndarray, max_flagged: float) -> float:
@@ -123,38 +144,45 @@ def energy_summary(val_images: np.ndarray, val_logits: np.ndarray, logits_of: Ca
 
 
 def cross_fitted_rate(scores: np.ndarray, checked: np.ndarray, groups: list[str], max_flagged: float,
-                      seed: int = 0) -> float:
+                      seed: int = 0, floor: float = -np.inf) -> float:
     """The share of MRI slices flagged when the threshold comes from the *other* half of the validation groups
-    (subjects, or near-copy groups): an estimate for slices the threshold never saw."""
+    (subjects, or near-copy groups): an estimate for slices the threshold never saw. ``floor``: the threshold is
+    at least this (the change rule's, which does not depend on the validation slices)."""
     names = sorted(set(groups))
     rng = np.random.default_rng(seed)
     half = set(rng.permutation(names)[: len(names) // 2].tolist())
     a = np.array([g in half for g in groups])
     rates = []
     for fit, test in ((a, ~a), (~a, a)):
-        t = flag_threshold(scores[fit], checked[fit], max_flagged)
+        t = max(flag_threshold(scores[fit], checked[fit], max_flagged), floor)
         rates.append(float((checked[test] | (scores[test] > t)).mean()))
     return float(np.mean(rates))
 
 
 def cross_fitted_rates(scores: np.ndarray, checked: np.ndarray, perturbed_scores: np.ndarray,
                        perturbed_checked: np.ndarray, groups: list[str], max_flagged: float,
-                       splits: int = CROSS_FIT_SPLITS) -> tuple[float, float]:
+                       splits: int = CROSS_FIT_SPLITS, floor: float = -np.inf) -> tuple[float, float]:
     """(clean, perturbed) share of validation slices flagged when the threshold is fitted as ``fit_task`` fits it
     (clean and perturbed slices together, at most ``max_flagged``) on one half of the groups and measured on the
     other half, both ways, averaged over ``splits`` seeded random halvings: the shipped rule's rates on slices its
-    threshold never saw. ``perturbed_*``: the perturbed copy of each validation slice, in the same order."""
+    threshold never saw. ``perturbed_*``: the perturbed copy of each validation slice, in the same order;
+    ``floor``: the threshold is at least this (the change rule's, fitted on other slices)."""
     names = sorted(set(groups))
     g = np.asarray(groups)
     clean, perturbed = [], []
     for seed in range(splits):
         half = np.isin(g, np.random.default_rng(seed).permutation(names)[: len(names) // 2])
         for fit, test in ((half, ~half), (~half, half)):
-            t = flag_threshold(np.concatenate([scores[fit], perturbed_scores[fit]]),
-                               np.concatenate([checked[fit], perturbed_checked[fit]]), max_flagged)
+            t = max(flag_threshold(np.concatenate([scores[fit], perturbed_scores[fit]]),
+                                   np.concatenate([checked[fit], perturbed_checked[fit]]), max_flagged), floor)
             clean.append(float((checked[test] | (scores[test] > t)).mean()))
             perturbed.append(float((perturbed_checked[test] | (perturbed_scores[test] > t)).mean()))
     return float(np.mean(clean)), float(np.mean(perturbed))
+
+
+def _slug(name: str) -> str:
+    """A change's name as a cache-key part: ``gamma:1.25`` -> ``gamma-1.25``, ``noise:sigma 4`` -> ``noise-sigma4``."""
+    return "".join(c if c.isalnum() or c in ".-" else "-" if c == ":" else "" for c in name)
 
 
 def _sha(images: np.ndarray) -> str:
@@ -163,13 +191,18 @@ def _sha(images: np.ndarray) -> str:
 
 def fit_task(task_name: str, perturb: Perturb, train_sample: int = TRAIN_SAMPLE, max_flagged: float = MAX_MRI_FLAGGED,
              rank: int = RANK, seed: int = 0, out_dir: Path | None = None,
-             detector_model: tuple[str, str] | None = None, image_weight: float = IMAGE_WEIGHT) -> FeatureDetector:
+             detector_model: tuple[str, str] | None = None, image_weight: float = IMAGE_WEIGHT,
+             changes: Changes | None = None, max_change_flagged: float = MAX_CHANGE_FLAGGED,
+             change_sample: int = CHANGE_SAMPLE) -> FeatureDetector:
     """``perturb(ds, seed)``: each slice of the image folder ``ds`` under one random realistic acquisition change,
     decoded as served, and each change's name (``diseaseid.robustness.evaluate.perturbed_images``, which the
     command passes). ``detector_model``: (task, role) of the shipped model whose features to fit on; default the task's
     detector (``detector_of``). Another one is for comparing detectors (``--detector``, with ``--out``): the
     service uses statistics only where their model is the task's detector. ``image_weight``: the image statistics'
-    weight relative to the features (``IMAGE_WEIGHT``); 0 fits none, and the features alone decide."""
+    weight relative to the features (``IMAGE_WEIGHT``); 0 fits none, and the features alone decide. ``changes``:
+    the realistic acquisition changes (``diseaseid.robustness.evaluate.change_images`` per change, which the command
+    passes); with ``max_change_flagged`` the threshold is raised until none of them flags more than that share of
+    ``change_sample`` training slices left out of the fit (``change_threshold``)."""
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.data.preprocess import to_uint8_rgb
     from diseaseid.ood.features import cached_features_and_logits
@@ -227,8 +260,26 @@ def fit_task(task_name: str, perturb: Perturb, train_sample: int = TRAIN_SAMPLE,
         lambda: val_perturbed)[0]
     pert_scores = probe.score(pert_feats, val_perturbed)
     pert_checked = np.array([bool(image_checks(x)) for x in val_perturbed])
-    threshold = flag_threshold(np.concatenate([val_scores, pert_scores]),
-                               np.concatenate([val_checked, pert_checked]), max_flagged)
+    clean_rule = flag_threshold(np.concatenate([val_scores, pert_scores]),
+                                np.concatenate([val_checked, pert_checked]), max_flagged)
+    spare_files = sorted(set(split["train"]) - set(train_files))
+    if change_sample and len(spare_files) > change_sample:
+        spare_files = sorted(np.random.default_rng(seed + 2).choice(spare_files, change_sample, replace=False).tolist())
+    change_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if changes and max_change_flagged and spare_files:
+        spare = data.select(spare_files)
+        for k, (name, change) in enumerate(changes.items()):
+            draw = seed * 1000 + k
+            images = change(spare, draw)
+            feats = cached_features_and_logits(detector.model, version,
+                                               f"{task_name}-spare-{_slug(name)}-{draw}-{spare.images_key()}",
+                                               lambda images=images: images)[0]
+            change_scores[name] = (probe.score(feats, images), np.array([bool(image_checks(x)) for x in images]))
+    elif changes and max_change_flagged:
+        print(f"{task_name}: every training slice is fitted on (--train-sample 0): no slices left for the change "
+              "rule, which is off", flush=True)
+    floor, binding, own = change_threshold(change_scores, max_change_flagged)
+    threshold = max(clean_rule, floor)
     pert_flagged = pert_checked | (pert_scores > threshold)
     by_change: dict[str, list[int]] = {}
     by_family: dict[str, list[int]] = {}
@@ -240,7 +291,7 @@ def fit_task(task_name: str, perturb: Perturb, train_sample: int = TRAIN_SAMPLE,
     groups = [str(split["group_of"][f]) for f in split["val"]] if isinstance(split.get("group_of"), dict) \
         else list(val.subjects)
     cross_clean, cross_perturbed = cross_fitted_rates(val_scores, val_checked, pert_scores, pert_checked, groups,
-                                                      max_flagged)
+                                                      max_flagged, floor=floor)
     fixtures = ImageFolder.scan(fixtures_dir() / task_name, task)
     fixture_scores = probe.score(detector.features_and_logits(fixtures.images)[0], fixtures.images)
     fixture_flags = np.array([bool(image_checks(x)) for x in fixtures.images]) | (fixture_scores > threshold)
@@ -270,7 +321,9 @@ def fit_task(task_name: str, perturb: Perturb, train_sample: int = TRAIN_SAMPLE,
                + (f" --max-mri-flagged {max_flagged}" if max_flagged != MAX_MRI_FLAGGED else "")
                + (f" --rank {rank}" if rank != RANK else "")
                + (f" --image-weight {image_weight:g}" if image_weight != IMAGE_WEIGHT else "")
-               + (f" --detector {det_task}/{det_role}" if (det_task, det_role) != detector_of(task_name) else ""))
+               + (f" --detector {det_task}/{det_role}" if (det_task, det_role) != detector_of(task_name) else "")
+               + (f" --max-change-flagged {max_change_flagged:g}" if max_change_flagged != MAX_CHANGE_FLAGGED else "")
+               + (f" --change-sample {change_sample}" if change_sample != CHANGE_SAMPLE else ""))
     feature_part = ("the Mahalanobis distance of the detector's pooled penultimate features to the nearest class "
                     "mean of the task's training slices and their perturbed copies (shared within-class covariance "
                     f"in PPCA form, rank {stats['basis'].shape[1]})")
@@ -286,12 +339,22 @@ def fit_task(task_name: str, perturb: Perturb, train_sample: int = TRAIN_SAMPLE,
                       "train_sample_seed": seed,
                       "train_fingerprint": train.fingerprint(), "val_slices": len(val),
                       "val_fingerprint": val.fingerprint(), "max_mri_flagged": max_flagged},
+        "threshold_rule": {
+            "clean_and_perturbed_validation": clean_rule,
+            "changes": None if not change_scores else {
+                "max_flagged": max_change_flagged, "slices": len(spare_files),
+                "slices_from": "training slices the statistics were not fitted on (seeded sample)",
+                "threshold": floor, "set_by": binding,
+                "per_change": {name: float(t) for name, t in own.items()},
+                "flagged_at_threshold": {name: f"{int((c | (sc > threshold)).sum())}/{len(sc)}"
+                                         for name, (sc, c) in change_scores.items()}},
+            "binding": "changes" if floor > clean_rule else "clean_and_perturbed_validation"},
         "val_mri_flagged": float((val_checked | (val_scores > threshold)).mean()),
         "val_mri_flagged_by_image_checks": float(val_checked.mean()),
         "val_perturbed_mri_flagged": float(pert_flagged.mean()),
         "val_perturbed_mri_flagged_by_change": {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_change.items())},
         "val_perturbed_mri_flagged_by_family": {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_family.items())},
-        "val_mri_flagged_cross_fitted": cross_fitted_rate(val_scores, val_checked, groups, max_flagged, seed),
+        "val_mri_flagged_cross_fitted": cross_fitted_rate(val_scores, val_checked, groups, max_flagged, seed, floor),
         # the shipped rule (threshold on clean + perturbed slices) cross-fitted over CROSS_FIT_SPLITS halvings
         "val_mri_flagged_cross_fitted_splits": cross_clean,
         "val_perturbed_mri_flagged_cross_fitted_splits": cross_perturbed,
@@ -330,7 +393,8 @@ def table(weights: Path) -> str:
             cross += f" / {c['val_mri_flagged_cross_fitted_splits']:.2%} of {c['cross_fit_splits']}"
         families = c.get("val_perturbed_mri_flagged_by_family", {})
         worst = max(families, key=lambda k: _share(families[k]), default=None)
-        worst_text = f" ({worst} {families[worst]})" if worst else ""
+        worst_text = (f" ({worst} {families[worst]})" if worst and _share(families[worst]) > 0
+                      else " (none)" if worst else "")
         rows.append(
             f"| {task} | {c['detector']['name']} ({c['detector']['version']}) | {c['threshold']:.1f} | "
             f"{c['val_mri_flagged']:.1%} of {c['fitted_on']['val_slices']} ({cross}) | "

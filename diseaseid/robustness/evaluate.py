@@ -188,6 +188,16 @@ def _row_text(task: str, row: dict, seconds: float) -> str:
     return f"{task} {row['family']}:{row['level']}: " + "; ".join(parts) + f" ({seconds:.0f} s)"
 
 
+def change_images(ds, seed: int = 0, *, perturbation: Perturbation) -> np.ndarray:
+    """Every slice of the image folder ``ds`` under ``perturbation`` (its random draws seeded), decoded as served:
+    N x 224 x 224 x 3 uint8. Not cached: the OOD fit caches the features it takes from them."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return np.stack([decode(perturbation.apply(np.asarray(Image.open(ds.root / f).convert("L"), dtype=np.float32),
+                                               rng)) for f in ds.files])
+
+
 def perturbed_images(ds, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """Each slice of the image folder ``ds`` under one random realistic perturbation, decoded as served
     (N x 224 x 224 x 3 uint8), and the perturbation's name per slice; cached by the data's fingerprint, the

@@ -62,8 +62,8 @@ COMMANDS = {
         "--force", "--help", "-h", "weights"
     ],
     "ood-fit": [
-        "--detector", "--help", "--image-weight", "--max-mri-flagged", "--out", "--rank", "--table", "--task",
-        "--threads", "--train-sample", "-h"
+        "--change-sample", "--detector", "--help", "--image-weight", "--max-change-flagged", "--max-mri-flagged",
+        "--out", "--rank", "--table", "--task", "--threads", "--train-sample", "-h"
     ],
     "explain": [
         "--compact", "--composite", "--device", "--help", "--method", "--model", "--out", "--target",

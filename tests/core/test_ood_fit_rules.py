@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from diseaseid.ood.fit import cross_fitted_rates, table
+from diseaseid.ood.fit import change_threshold, cross_fitted_rate, cross_fitted_rates, table
 
 GROUPS = [f"g{i}" for i in range(8) for _ in range(5)]  # 8 groups of 5 slices
 N = len(GROUPS)
@@ -70,6 +70,35 @@ def test_the_splits_are_seeded():
     assert 0 < first[0] < 0.5
 
 
+def test_a_floor_from_the_change_rule_holds_in_every_half():
+    """The change rule's threshold (fitted on other slices) is a floor under each half's threshold: above the
+    unusual slice's 50 it is never flagged; below it, the half's own threshold decides as before."""
+    args = (*case(clean_outlier=12), GROUPS)
+    assert cross_fitted_rates(*args, max_flagged=0.0, splits=3, floor=60.0) == (0.0, 0.0)
+    assert cross_fitted_rates(*args, max_flagged=0.0, splits=3, floor=10.0) == (pytest.approx(1 / N), 0.0)
+    clean, checked = case(clean_outlier=12)[:2]
+    assert cross_fitted_rate(clean, checked, GROUPS, 0.0, floor=60.0) == 0.0
+    assert cross_fitted_rate(clean, checked, GROUPS, 0.0) == pytest.approx(1 / N)
+
+
+def test_the_change_rule_takes_the_change_that_needs_the_highest_threshold():
+    """At most 2% of 100 slices per change: change A (scores 1..100) needs 98 (flags 100 and 99), change B (one
+    far tail of 5 slices) 52 (flags 54 and 53), change C's two slices the image checks flag use its whole budget
+    (its threshold is its highest score, 7, flagging only those two)."""
+    a = np.arange(1.0, 101.0)
+    b = np.ones(100)
+    b[:5] = [50.0, 51.0, 52.0, 53.0, 54.0]
+    c = np.linspace(0.0, 7.0, 100)
+    c_checked = np.zeros(100, bool)
+    c_checked[:2] = True
+    none = np.zeros(100, bool)
+    threshold, binding, own = change_threshold({"A": (a, none), "B": (b, none), "C": (c, c_checked)}, 0.02)
+    assert (threshold, binding) == (98.0, "A")
+    assert own == {"A": 98.0, "B": 52.0, "C": 7.0}
+    assert int((a > threshold).sum()) == 2 and int((b > own["B"]).sum()) == 2
+    assert change_threshold({}, 0.02) == (-np.inf, None, {})
+
+
 def write_card(folder, task: str, **extra) -> None:
     card = {"detector": {"name": "tumor/student:lite0_stage5", "version": "308083816571"}, "threshold": 50.57,
             "val_mri_flagged": 0.00349, "fitted_on": {"val_slices": 1144}, "val_mri_flagged_cross_fitted": 0.00349,
@@ -91,3 +120,11 @@ def test_the_table_names_the_cross_fitted_rates_and_the_worst_family(tmp_path):
     assert rows[3] == ("| tumor | tumor/student:lite0_stage5 (308083816571) | 50.6 | "
                        "0.3% of 1144 (0.3% / 0.35% of 20) | 0.4% (fov 1/57) | 0/16 | 99.0% of 103 | 98.0% of 152 | "
                        "b:1, c |")
+
+
+def test_the_table_names_no_worst_family_when_none_is_flagged(tmp_path):
+    """A fit that flags no perturbed slice says so, rather than naming an arbitrary family as the worst."""
+    write_card(tmp_path, "dementia", val_perturbed_mri_flagged=0.0, val_mri_flagged_cross_fitted_splits=0.0,
+               cross_fit_splits=20, val_perturbed_mri_flagged_by_family={"aspect": "0/51", "gamma": "0/79"})
+    row = table(tmp_path).splitlines()[2]
+    assert "| 0.0% (none) |" in row and "aspect" not in row

@@ -30,9 +30,9 @@ SCORE_RTOL = 1e-3
 EXPECTED = {
     "dementia": {
         "detector_version": "da1477548050",
-        "ood.json": "4c39afae5e87392c9c173a290b0a297fe584b61f61916c441ce448dadc0dc812",
+        "ood.json": "ce1317f062a08339f86d776da78e85df96391eeca126459f33eb8f4a788351d2",
         "ood.safetensors": "2654bf1587878e4ed26d904fed35b53e17d2d682237ec70cfa69348084568f50",
-        "threshold": 73.63999946228138,
+        "threshold": 94.87024007723473,
         "answers": {
             "dementia/NonDemented/NonDemented-003_r08.jpg": (False, 35.2865, 'diagnosis'),
             "dementia/NonDemented/NonDemented-003_r16.jpg": (False, 36.0078, 'diagnosis'),
