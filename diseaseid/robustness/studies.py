@@ -246,19 +246,26 @@ def evaluate_studies(task: str = "dementia", n_subjects: int = 64, folds: int = 
               "class_counts": {predictors[backbone].task.classes[c]: int((studies.labels == c).sum())
                                for c in np.unique(studies.labels)},
               "rows": rows}
-    result["summary"] = {}
-    for reader in readers:
-        realistic = [r for r in rows[1:] if r["realistic"]]
-        worst = max(realistic, key=lambda r: r["readers"][reader.name]["subjects"]["changed"])
-        clean_scores = rows[0]["readers"][reader.name]["subjects"]
-        result["summary"][reader.name] = {
+    result["summary"] = summarize(rows, [r.name for r in readers])
+    return result
+
+
+def summarize(rows: list[dict], readers: list[str]) -> dict:
+    """Per reader, over the realistic rows (``rows[0]`` is the clean one): clean balanced accuracy, the most
+    subjects changed and where, and the changes above 10%."""
+    summary = {}
+    realistic = [r for r in rows[1:] if r["realistic"]]
+    for name in readers:
+        worst = max(realistic, key=lambda r: r["readers"][name]["subjects"]["changed"])
+        clean_scores = rows[0]["readers"][name]["subjects"]
+        summary[name] = {
             "clean_balanced_accuracy": clean_scores["balanced_accuracy"],
             "clean_balanced_accuracy_scored": clean_scores.get("balanced_accuracy_scored"),
-            "worst_changed": worst["readers"][reader.name]["subjects"]["changed"],
+            "worst_changed": worst["readers"][name]["subjects"]["changed"],
             "worst_changed_at": f"{worst['family']}:{worst['level']}",
             "over_10_percent": [f"{r['family']}:{r['level']}" for r in realistic
-                                if r["readers"][reader.name]["subjects"]["changed"] > 0.10]}
-    return result
+                                if r["readers"][name]["subjects"]["changed"] > 0.10]}
+    return summary
 
 
 def _u8(raw: np.ndarray) -> np.ndarray:

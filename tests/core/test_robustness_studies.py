@@ -191,3 +191,54 @@ def test_no_slices_and_no_studies_is_refused_before_any_work(tmp_path):
     with pytest.raises(SystemExit, match="--n 0 leaves nothing to measure without --studies"):
         args.func(args)
     assert not (tmp_path / "dementia.json").exists()
+
+
+def test_the_summary_takes_the_realistic_rows_only():
+    """The worst change and the changes above 10% come from the realistic rows (a 10-degree rotation is not);
+    the clean figures from the first row."""
+    from diseaseid.robustness.studies import summarize
+
+    def row(family, level, changed, realistic=True, bal=0.5):
+        subjects = {"balanced_accuracy": bal, "balanced_accuracy_scored": bal + 0.1, "changed": changed}
+        return {"family": family, "level": level, "realistic": realistic, "readers": {"r": {"subjects": subjects}}}
+
+    rows = [row("clean", "none", None, bal=0.4), row("gamma", "1.25", 0.15), row("noise", "sigma 4", 0.1),
+            row("rotate", "10 deg", 0.45, realistic=False), row("bias", "+-20%", 0.11)]
+    assert summarize(rows, ["r"]) == {"r": {
+        "clean_balanced_accuracy": 0.4, "clean_balanced_accuracy_scored": pytest.approx(0.5),
+        "worst_changed": 0.15, "worst_changed_at": "gamma:1.25", "over_10_percent": ["gamma:1.25", "bias:+-20%"]}}
+
+
+def _merge_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "merge_study_rows.py"
+    spec = importlib.util.spec_from_file_location("merge_study_rows", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_partial_rerun_replaces_its_rows_and_the_summary_follows():
+    merge = _merge_module().merge
+
+    def row(family, level, changed, bal=0.5):
+        return {"family": family, "level": level, "realistic": True,
+                "readers": {"r": {"subjects": {"balanced_accuracy": bal, "changed": changed}}}}
+
+    same = {"task": "dementia", "subject_ids": ["a", "b"], "truth": [0, 1], "folds": 4, "seed": 0,
+            "study_head": {"version": "v"}, "readers": {"r": {}}}
+    full = {**same, "rows": [row("clean", "none", None), row("gamma", "1.25", 0.15), row("jpeg", "quality 50", 0.05)]}
+    rerun = {**same, "rows": [row("clean", "none", None), row("gamma", "1.25", 0.08, bal=0.55)]}
+    merged, replaced = merge(full, rerun)
+    assert replaced == ["gamma:1.25"]
+    assert [r["readers"]["r"]["subjects"]["changed"] for r in merged["rows"]] == [None, 0.08, 0.05]
+    assert merged["summary"]["r"]["worst_changed"] == 0.08 and merged["summary"]["r"]["over_10_percent"] == []
+    assert full["rows"][1]["readers"]["r"]["subjects"]["changed"] == 0.15  # the input is left as it was
+    with pytest.raises(ValueError, match="'seed'"):
+        merge(full, {**rerun, "seed": 1})
+    with pytest.raises(ValueError, match="clean row differs"):
+        merge(full, {**rerun, "rows": [row("clean", "none", None, bal=0.6), *rerun["rows"][1:]]})
+    with pytest.raises(ValueError, match="lacks"):
+        merge(full, {**rerun, "rows": [rerun["rows"][0], row("blur", "2 px", 0.2)]})
