@@ -83,8 +83,9 @@ def test_a_floor_from_the_change_rule_holds_in_every_half():
 
 def test_the_change_rule_takes_the_change_that_needs_the_highest_threshold():
     """At most 2% of 100 slices per change: change A (scores 1..100) needs 98 (flags 100 and 99), change B (one
-    far tail of 5 slices) 52 (flags 54 and 53), change C's two slices the image checks flag use its whole budget
-    (its threshold is its highest score, 7, flagging only those two)."""
+    far tail of 5 slices) 52 (flags 54 and 53). Change C's two slices the image checks flag (scores 0 and 0.07)
+    are left out: of its other 98 (up to 7.0), at most 1 may be flagged, so its threshold is its second highest.
+    A change whose every slice the checks flag sets nothing."""
     a = np.arange(1.0, 101.0)
     b = np.ones(100)
     b[:5] = [50.0, 51.0, 52.0, 53.0, 54.0]
@@ -92,9 +93,11 @@ def test_the_change_rule_takes_the_change_that_needs_the_highest_threshold():
     c_checked = np.zeros(100, bool)
     c_checked[:2] = True
     none = np.zeros(100, bool)
-    threshold, binding, own = change_threshold({"A": (a, none), "B": (b, none), "C": (c, c_checked)}, 0.02)
+    every = np.ones(100, bool)
+    threshold, binding, own = change_threshold({"A": (a, none), "B": (b, none), "C": (c, c_checked),
+                                                "D": (np.full(100, 500.0), every)}, 0.02)
     assert (threshold, binding) == (98.0, "A")
-    assert own == {"A": 98.0, "B": 52.0, "C": 7.0}
+    assert own == {"A": 98.0, "B": 52.0, "C": pytest.approx(np.sort(c)[-2])}
     assert int((a > threshold).sum()) == 2 and int((b > own["B"]).sum()) == 2
     assert change_threshold({}, 0.02) == (-np.inf, None, {})
 

@@ -30,7 +30,7 @@ SCORE_RTOL = 1e-3
 EXPECTED = {
     "dementia": {
         "detector_version": "da1477548050",
-        "ood.json": "ce1317f062a08339f86d776da78e85df96391eeca126459f33eb8f4a788351d2",
+        "ood.json": "66befb60f4fb8440dc3248f79d24280b0f2fb47d6a81684c46a1f6e22da85e05",
         "ood.safetensors": "2654bf1587878e4ed26d904fed35b53e17d2d682237ec70cfa69348084568f50",
         "threshold": 94.87024007723473,
         "answers": {
