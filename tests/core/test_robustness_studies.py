@@ -223,22 +223,31 @@ def _merge_module():
 def test_a_partial_rerun_replaces_its_rows_and_the_summary_follows():
     merge = _merge_module().merge
 
-    def row(family, level, changed, bal=0.5):
+    def row(family, level, changed, bal=0.5, flagged=0.0):
         return {"family": family, "level": level, "realistic": True,
-                "readers": {"r": {"subjects": {"balanced_accuracy": bal, "changed": changed}}}}
+                "readers": {"r": {"subjects": {"balanced_accuracy": bal, "changed": changed},
+                                  "slices": {"flagged": flagged}}}}
 
     same = {"task": "dementia", "subject_ids": ["a", "b"], "truth": [0, 1], "folds": 4, "seed": 0,
-            "study_head": {"version": "v"}, "readers": {"r": {}}}
-    full = {**same, "rows": [row("clean", "none", None), row("gamma", "1.25", 0.15), row("jpeg", "quality 50", 0.05)]}
-    rerun = {**same, "rows": [row("clean", "none", None), row("gamma", "1.25", 0.08, bal=0.55)]}
+            "readers": {"r": {"version": "v1"}}}
+    module = _merge_module()
+    full = {**same, "rows": [row("clean", "none", None, flagged=0.01), row("gamma", "1.25", 0.15, flagged=0.08),
+                             row("jpeg", "quality 50", 0.05, flagged=0.002), row("shift", "6 px", 0.04)]}
+    rerun = {**same, "rows": [row("clean", "none", None), row("gamma", "1.25", 0.08, bal=0.55, flagged=0.02)]}
     merged, replaced = merge(full, rerun)
     assert replaced == ["gamma:1.25"]
-    assert [r["readers"]["r"]["subjects"]["changed"] for r in merged["rows"]] == [None, 0.08, 0.05]
+    assert [r["readers"]["r"]["subjects"]["changed"] for r in merged["rows"]] == [None, 0.08, 0.05, 0.04]
+    assert merged["rows"][0]["readers"]["r"]["slices"]["flagged"] == 0.0  # the rerun's clean row
+    assert module.kept_with_flags(merged, replaced) == {"jpeg:quality 50": 0.002}
     assert merged["summary"]["r"]["worst_changed"] == 0.08 and merged["summary"]["r"]["over_10_percent"] == []
     assert full["rows"][1]["readers"]["r"]["subjects"]["changed"] == 0.15  # the input is left as it was
     with pytest.raises(ValueError, match="'seed'"):
         merge(full, {**rerun, "seed": 1})
-    with pytest.raises(ValueError, match="clean row differs"):
+    with pytest.raises(ValueError, match="'readers'"):
+        merge(full, {**rerun, "readers": {"r": {"version": "v2"}}})
+    shipped = merge(full, {**rerun, "study_head": {"version": "new"}, "shipped": "r"})[0]
+    assert (shipped["study_head"], shipped["shipped"]) == ({"version": "new"}, "r")
+    with pytest.raises(ValueError, match="clean subject answers differ"):
         merge(full, {**rerun, "rows": [row("clean", "none", None, bal=0.6), *rerun["rows"][1:]]})
     with pytest.raises(ValueError, match="lacks"):
         merge(full, {**rerun, "rows": [rerun["rows"][0], row("blur", "2 px", 0.2)]})
