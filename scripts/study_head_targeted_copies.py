@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from diseaseid.data.dataset import ImageFolder
 from diseaseid.models import load_model
 from diseaseid.paths import task_data_dir
 from diseaseid.robustness.evaluate import decode
-from diseaseid.robustness.perturbations import PERTURBATIONS, bias_field, gamma, matrix, rotate
+from diseaseid.robustness.perturbations import PERTURBATIONS, bias_field, gamma, matrix, read_raw, rotate
 from diseaseid.robustness.studies import _u8, assign_folds, load_studies, series_rngs, subject_answer, subject_scores
 from diseaseid.serving.predictor import Predictor, shipped_weights
 from diseaseid.tasks import get_task
@@ -63,7 +62,7 @@ for seed in TARGET_SEEDS:
     f = OUT / f"student-{card['version']}-targeted-{seed}.npy"
     if not f.exists():
         if raws is None:
-            raws = [np.asarray(Image.open(ds.root / p).convert("L"), dtype=np.float32) for p in ds.files]
+            raws = [read_raw(ds.root / p) for p in ds.files]
         t0 = time.time()
         rng = np.random.default_rng(seed)
         images = np.stack([decode(targeted(r, rng)) for r in raws])

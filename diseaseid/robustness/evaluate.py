@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diseaseid.robustness.perturbations import PERTURBATIONS, Perturbation, Upload
+from diseaseid.robustness.perturbations import PERTURBATIONS, Perturbation, Upload, read_raw
 
 
 @dataclass
@@ -31,7 +31,6 @@ class Sample:
 
 def load_sample(task: str, n: int, seed: int = 0) -> Sample:
     """``n`` validation slices of ``task`` (as equal a share per class as the split allows), raw."""
-    from PIL import Image
 
     from diseaseid.train.data import load_task_data
 
@@ -42,7 +41,7 @@ def load_sample(task: str, n: int, seed: int = 0) -> Sample:
     index = np.concatenate([rng.permutation(np.flatnonzero(val.labels == c))[:per_class] for c in classes])
     index = np.sort(rng.permutation(index)[:n])
     files = [val.files[i] for i in index]
-    raws = [np.asarray(Image.open(val.root / f).convert("L"), dtype=np.float32) for f in files]
+    raws = [read_raw(val.root / f) for f in files]
     in_sample = task == "dementia"  # the shipped dementia models are fitted on all 160 subjects (their cards)
     return Sample(task, files, val.labels[index], raws, in_sample)
 
@@ -191,11 +190,9 @@ def _row_text(task: str, row: dict, seconds: float) -> str:
 def change_images(ds, seed: int = 0, *, perturbation: Perturbation) -> np.ndarray:
     """Every slice of the image folder ``ds`` under ``perturbation`` (its random draws seeded), decoded as served:
     N x 224 x 224 x 3 uint8. Not cached: the OOD fit caches the features it takes from them."""
-    from PIL import Image
 
     rng = np.random.default_rng(seed)
-    return np.stack([decode(perturbation.apply(np.asarray(Image.open(ds.root / f).convert("L"), dtype=np.float32),
-                                               rng)) for f in ds.files])
+    return np.stack([decode(perturbation.apply(read_raw(ds.root / f), rng)) for f in ds.files])
 
 
 def perturbed_images(ds, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -204,8 +201,6 @@ def perturbed_images(ds, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     pre-processing's hash and the seed."""
     import json
 
-    from PIL import Image
-
     from diseaseid.paths import cache_dir
     from diseaseid.robustness.perturbations import perturbed_views
 
@@ -213,7 +208,7 @@ def perturbed_images(ds, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     if path.exists():
         with np.load(path) as z:
             return z["images"], json.loads(str(z["names"]))
-    raws = [np.asarray(Image.open(ds.root / f).convert("L"), dtype=np.float32) for f in ds.files]
+    raws = [read_raw(ds.root / f) for f in ds.files]
     uploads, names = perturbed_views(raws, seed)
     images = np.stack([decode(u) for u in uploads])
     tmp = path.with_suffix(".tmp.npz")

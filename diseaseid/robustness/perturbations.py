@@ -54,6 +54,11 @@ class Perturbation:
         return f"{self.family}:{self.level}"
 
 
+def read_raw(path) -> Raw:
+    """A stored slice as the perturbations take it: grey, float32 intensities in 0..255, at its native size."""
+    return np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+
+
 def _u8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from diseaseid.cards import read_card
 from diseaseid.robustness.evaluate import decode
-from diseaseid.robustness.perturbations import PERTURBATIONS, Perturbation
+from diseaseid.robustness.perturbations import PERTURBATIONS, Perturbation, read_raw
 
 NO_DIAGNOSIS = -1  # a subject whose every slice was flagged as not a brain MRI slice
 
@@ -115,7 +115,6 @@ class Studies:
 
 def load_studies(task: str, n_subjects: int, seed: int = 0) -> Studies:
     """``n_subjects`` subjects of the task's data set (class-stratified, seeded; 0: all), every slice raw."""
-    from PIL import Image
 
     from diseaseid.data.dataset import ImageFolder
     from diseaseid.paths import task_data_dir
@@ -127,7 +126,7 @@ def load_studies(task: str, n_subjects: int, seed: int = 0) -> Studies:
     labels = {s: ds.subject_label(idx) for s, idx in by_subject.items()}
     subjects = choose_subjects(labels, n_subjects, seed)
     files = [[ds.files[i] for i in by_subject[s]] for s in subjects]
-    raws = [[np.asarray(Image.open(ds.root / f).convert("L"), dtype=np.float32) for f in fs] for fs in files]
+    raws = [[read_raw(ds.root / f) for f in fs] for fs in files]
     return Studies(task, subjects, np.array([labels[s] for s in subjects]), files, raws)
 
 

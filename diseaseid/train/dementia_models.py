@@ -16,7 +16,6 @@ out-of-fold predictions too.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 from pathlib import Path
 
@@ -191,6 +190,11 @@ def _study_recipe(study_head: str, kind: str, backbone_card: dict) -> str:
 STUDY_BACKBONES = ("teacher", "student")
 
 
+def _check_backbone(study_backbone: str) -> None:
+    if study_backbone not in STUDY_BACKBONES:
+        raise ValueError(f"study_backbone must be one of {STUDY_BACKBONES}, not {study_backbone!r}")
+
+
 def fit_study_head(ds, bags, out: Path, study_head: str, backbone: torch.nn.Module, backbone_path: Path,
                    backbone_result: dict, folds: int = 5, repeats: int = 3, command: str | None = None) -> Path:
     """The study head (``STUDY_HEADS[study_head]``) over a slice model's embeddings (``backbone``, written at
@@ -198,13 +202,14 @@ def fit_study_head(ds, bags, out: Path, study_head: str, backbone: torch.nn.Modu
     own classifier and its cross-validation result (``backbone_result``). The pooled heads other than
     ``slice-linear`` read the teacher's embeddings only. ``command``: what the card records as its command (default:
     the ``ship-dementia`` that fits every model)."""
+    from diseaseid.cards import read_card
     from diseaseid.models import create_model, save_model
     from diseaseid.train.calibration import calibration_summary
     from diseaseid.train.subject_heads import LinearHead, OrdinalHead, slab_means
 
     task = ds.task
     kind, slabs, l2 = STUDY_HEADS[study_head]
-    backbone_card = json.loads(backbone_path.with_suffix(".json").read_text())
+    backbone_card = read_card(backbone_path)
     if kind != "slices" and backbone_card["role"] != "teacher":
         raise ValueError(f"the {study_head} study head reads the teacher's embeddings; over the "
                          f"{backbone_card['role']} only slice-linear is fitted")
@@ -213,17 +218,17 @@ def fit_study_head(ds, bags, out: Path, study_head: str, backbone: torch.nn.Modu
     in_features = backbone.classifier.in_features if kind == "slices" else 1280
     head_model = create_model("pooled_head", num_classes=task.num_classes, in_features=in_features, slabs=slabs,
                               kind=kind)
+    # the pooled heads read the teacher's embeddings, as means over the stack (or its slabs)
+    bag_x = None if kind == "slices" else np.stack([slab_means(b["final"], slabs) for b in bags.bags])
     with torch.no_grad():
         if kind == "slices":  # the backbone's own slice classifier, geometric mean over the stack
             head_model.linear.weight.copy_(backbone.classifier.weight)
             head_model.linear.bias.copy_(backbone.classifier.bias)
         elif kind == "linear":
-            bag_x = np.stack([slab_means(b["final"], slabs) for b in bags.bags])
             fit = LinearHead(l2=l2).fit(bag_x, bags.labels)
             head_model.linear.weight.copy_(torch.from_numpy(fit.weight).float())
             head_model.linear.bias.copy_(torch.from_numpy(fit.bias).float())
         else:
-            bag_x = np.stack([slab_means(b["final"], slabs) for b in bags.bags])
             fit = OrdinalHead(l2=l2).fit(bag_x, bags.labels)
             head_model.weight.copy_(torch.from_numpy(fit.weight).float())
             head_model.thresholds.copy_(torch.from_numpy(fit.thresholds).float())
@@ -256,8 +261,7 @@ def fit_dementia_models(out: str | Path, study_head: str = "slice-linear", copie
     study head reads (``STUDY_BACKBONES``)."""
     from diseaseid.train.cv import load_bags
 
-    if study_backbone not in STUDY_BACKBONES:
-        raise ValueError(f"study_backbone must be one of {STUDY_BACKBONES}, not {study_backbone!r}")
+    _check_backbone(study_backbone)
     ds, bags = load_bags("dementia", copies=copies)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,8 +286,7 @@ def fit_study_head_only(out: str | Path, study_head: str = "slice-linear", study
     from diseaseid.paths import weights_dir
     from diseaseid.train.cv import load_bags
 
-    if study_backbone not in STUDY_BACKBONES:
-        raise ValueError(f"study_backbone must be one of {STUDY_BACKBONES}, not {study_backbone!r}")
+    _check_backbone(study_backbone)
     path = weights_dir() / "dementia" / f"{study_backbone}.safetensors"
     model, card = load_model(path)
     copies = int(card.get("training", {}).get("perturbed_copies", 0))
