@@ -8,6 +8,8 @@ from pathlib import Path
 from diseaseid.cli.common import set_threads
 from diseaseid.tasks import TASKS
 
+RELEVANCE_METHODS = ("lrp", "gradcam", "gradcam++", "hirescam", "gradient")  # diseaseid.explain.maps.MAP_METHODS
+
 
 def register(sub) -> None:
     p = sub.add_parser("robustness", help="every shipped model under acquisition changes (noise, field of view, "
@@ -18,6 +20,8 @@ def register(sub) -> None:
     p.add_argument("--n", type=int, default=300, help="validation slices per task (class-stratified, seeded); 0: "
                                                       "none (with --studies: the whole studies alone)")
     p.add_argument("--relevance-n", type=int, default=300, help="slices per model for the relevance share; 0: skip")
+    p.add_argument("--relevance-methods", nargs="+", default=["lrp", "gradcam"], choices=RELEVANCE_METHODS,
+                   help="the maps whose share inside the head is measured (the panel's two by default)")
     p.add_argument("--only", nargs="*", default=None, help="perturbation families or names (default: all)")
     p.add_argument("--studies", type=int, default=0, metavar="SUBJECTS",
                    help="also whole studies of this many subjects (class-stratified; -1: every subject) under each "
@@ -52,7 +56,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
             images = np.stack([decode(np.clip(np.round(r), 0, 255).astype(np.uint8)) for r in sample.raws])
             result["relevance_inside_head"] = {}
             for role in args.role:
-                rel = relevance_inside_head(Predictor.from_shipped(task, role), images)
+                rel = relevance_inside_head(Predictor.from_shipped(task, role), images, tuple(args.relevance_methods))
                 result["relevance_inside_head"][role] = rel
                 print(f"{task} {role}: positive relevance inside the head: "
                       + ", ".join(f"{m} {v['mean']:.1%} (min {v['min']:.1%})" for m, v in rel.items()), flush=True)

@@ -134,6 +134,28 @@ def test_inside_share():
     assert share[0] == pytest.approx(0.75) and np.isnan(share[1])
 
 
+def test_relevance_methods_are_the_explainers_and_each_is_measured():
+    """``--relevance-methods`` offers every map the explainers make, and each method asked for is the one measured:
+    on the tumor student (global pooling before its classifier) HiResCAM is Grad-CAM up to a factor, so their shares
+    are equal, and LRP's is another."""
+    from diseaseid.cli.robustness import RELEVANCE_METHODS
+    from diseaseid.explain.maps import MAP_METHODS
+    from diseaseid.robustness.relevance import relevance_inside_head
+    from diseaseid.serving.predictor import Predictor
+    from tests.conftest import FIXTURES
+
+    assert sorted(RELEVANCE_METHODS) == sorted(MAP_METHODS)
+    paths = sorted((FIXTURES / "tumor").glob("*/*.jpg"))[:4]
+    images = np.stack([decode(np.asarray(Image.open(path).convert("L"))) for path in paths])
+    predictor = Predictor.from_shipped("tumor", "student", runtime="torch")
+    out = relevance_inside_head(predictor, images, ("hirescam", "gradcam", "lrp"), batch=2)
+    assert set(out) == {"hirescam", "gradcam", "lrp"} and all(v["n"] == 4 for v in out.values())
+    assert out["hirescam"]["mean"] == pytest.approx(out["gradcam"]["mean"], abs=1e-4)
+    assert out["hirescam"]["min"] == pytest.approx(out["gradcam"]["min"], abs=1e-4)
+    assert abs(out["lrp"]["mean"] - out["gradcam"]["mean"]) > 1e-3
+    assert all(0.5 < v["mean"] <= 1.0 for v in out.values())  # the shipped model looks at the head
+
+
 def test_held_out_scores_summary_and_table():
     from diseaseid.robustness.evaluate import held_out_scores
     from diseaseid.robustness.report import markdown
