@@ -74,8 +74,8 @@ COMMANDS = {
         "--seed", "--steps", "--task", "--threads", "-h"
     ],
     "robustness": [
-        "--help", "--n", "--only", "--out", "--relevance-n", "--role", "--seed", "--studies", "--study-folds", "--task",
-        "--threads", "-h"
+        "--help", "--n", "--only", "--out", "--relevance-methods", "--relevance-n", "--role", "--seed", "--studies",
+        "--study-folds", "--task", "--threads", "-h"
     ],
 }
 
