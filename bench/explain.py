@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
+from datetime import UTC, datetime
 
 import torch
 
@@ -54,22 +55,52 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+OVERHEAD_PARTS = ("to_enqueued", "queued", "job_beyond_total", "ended_to_client")
+
+
+def _stamp(value: str) -> datetime:
+    """A job's ISO time stamp (RQ's are UTC, written without a zone) as an aware datetime."""
+    stamp = datetime.fromisoformat(value)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def overhead_parts(sent: datetime, received: datetime, body: dict) -> dict[str, float]:
+    """Where the time between a POST being sent and its finished job reaching the client went, from the job's own
+    time stamps (RQ writes them on this machine's clock), in ms: ``to_enqueued`` (the POST's way in, its decode
+    and the queueing, up to the job's enqueue stamp), ``queued`` (until a worker started it), ``job_beyond_total``
+    (RQ's start and end stamps around the job, less the worker's own total), ``ended_to_client`` (RQ's success
+    bookkeeping, the API's wake, its read of the job and the answer's way out). They add up to the end-to-end
+    time less the worker's total."""
+    enqueued, started, ended = (_stamp(body[k]) for k in ("enqueued_at", "started_at", "ended_at"))
+    ms = lambda a, b: (b - a).total_seconds() * 1000  # noqa: E731
+    return {"to_enqueued": ms(sent, enqueued), "queued": ms(enqueued, started),
+            "job_beyond_total": ms(started, ended) - body["result"]["timing_ms"]["total"],
+            "ended_to_client": ms(ended, received)}
+
+
 def latency(stack: ExplainStack, model: str, n: int, requests) -> dict:
-    """One job at a time: POST -> finished, both methods, one slice."""
+    """One job at a time: POST -> finished, both methods, one slice; and where the time beyond the worker's total
+    went (``overhead_parts``, medians)."""
     end_to_end, stages = [], {"predict": [], "explain": [], "render": [], "total": []}
+    parts: dict[str, list[float]] = {k: [] for k in OVERHEAD_PARTS}
     with stack.client() as client:
         image, target = next(requests)
         wait_for_job(client, _post(client, image, target, model))  # warm-up (first-call allocations)
         for _ in range(n):
             image, target = next(requests)
+            sent = datetime.now(UTC)
             start = time.perf_counter()
             body = wait_for_job(client, _post(client, image, target, model))
             end_to_end.append((time.perf_counter() - start) * 1000)
+            received = datetime.now(UTC)
             assert body["status"] == "finished", body
             for stage, values in stages.items():
                 values.append(body["result"]["timing_ms"][stage])
+            for k, v in overhead_parts(sent, received, body).items():
+                parts[k].append(v)
     return {"n": n, "p50_ms": statistics.median(end_to_end), "p90_ms": _pct(end_to_end, 0.9),
-            **{f"worker_{stage}_p50_ms": statistics.median(v) for stage, v in stages.items()}}
+            **{f"worker_{stage}_p50_ms": statistics.median(v) for stage, v in stages.items()},
+            "overhead_p50_ms": {k: round(statistics.median(v), 2) for k, v in parts.items()}}
 
 
 def throughput(stack: ExplainStack, jobs: int, requests) -> dict:
@@ -123,6 +154,10 @@ def _print(results: dict) -> None:
     for name, r in results["latency"].items():
         print(f"{name:<14}{r['n']:>4}{r['p50_ms']:>9.1f}{r['p90_ms']:>9.1f}{'':>18}"
               + " ".join(f"{r[f'worker_{s}_p50_ms']:>8.1f}" for s in stages))
+    for name, r in results["latency"].items():
+        if "overhead_p50_ms" in r:
+            print(f"{name} beyond the worker's total (ms, p50 each): "
+                  + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in r["overhead_p50_ms"].items()))
     for name, r in results["throughput"].items():
         print(f"throughput {name}: {r['jobs']} jobs in {r['seconds']:.1f} s = {r['jobs_per_s']:.1f} jobs/s")
 

@@ -172,3 +172,23 @@ def test_model_latency_is_timed_on_fixture_slices_decoded_as_served():
     assert np.array_equal(got[0], decode_image(files[0].read_bytes()))
     assert np.array_equal(got[len(files)], got[0]) and np.array_equal(got[-1], got[1])  # repeated past the end
     assert (got[0] == 0).mean() > 0.05  # a head-cropped slice: its zero background, unlike uniform noise
+
+
+def test_explain_overhead_parts_add_up_from_the_jobs_stamps():
+    """bench.explain.overhead_parts: from the job's RQ stamps (UTC, with or without a zone) to the four parts, in ms,
+    which add up to the end-to-end time less the worker's total."""
+    from datetime import UTC, datetime, timedelta
+
+    from bench.explain import OVERHEAD_PARTS, overhead_parts
+
+    sent = datetime(2026, 12, 6, 16, 0, 0, tzinfo=UTC)
+    at = lambda ms: sent + timedelta(milliseconds=ms)  # noqa: E731
+    body = {"enqueued_at": at(4.0).replace(tzinfo=None).isoformat(),  # RQ's naive UTC
+            "started_at": at(6.5).isoformat(),  # an aware one
+            "ended_at": at(106.5).replace(tzinfo=None).isoformat(),
+            "result": {"timing_ms": {"total": 98.0}}}
+    parts = overhead_parts(sent, at(111.0), body)
+    assert list(parts) == list(OVERHEAD_PARTS)
+    assert parts == pytest.approx({"to_enqueued": 4.0, "queued": 2.5, "job_beyond_total": 2.0,
+                                   "ended_to_client": 4.5}, abs=1e-6)
+    assert sum(parts.values()) == pytest.approx(111.0 - 98.0, abs=1e-6)
