@@ -4,7 +4,9 @@ The run ends with a summary block: every goal of the run as a number against its
 
 Writes bench/results/latest.json and bench/results/latest.txt (with the date, the machine, its load and the
 versions of the shipped models measured); ``scripts/bench_table.py`` turns the JSON into the benchmark table
-(docs/benchmarks.md)."""
+(docs/benchmarks.md). Only a whole run writes them (they are committed, the record of the last full run): a run
+with ``--quick`` writes quick.json / quick.txt, one with ``--only`` or ``--part`` partial.json / partial.txt,
+both left out of git (:func:`report_name`)."""
 from __future__ import annotations
 
 import argparse
@@ -80,6 +82,14 @@ def shipped_versions() -> dict[str, str]:
     return versions
 
 
+def report_name(quick: bool, only: list[str] | None, parts: list[str] | None) -> str:
+    """The report's file name: ``latest`` for a whole run only, so that a smoke run or a run of some suites never
+    replaces the committed record of the last full one."""
+    if quick:
+        return "quick"
+    return "partial" if only or parts else "latest"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run in a minute or two")
@@ -120,7 +130,7 @@ def main(argv=None) -> int:
         if report["models_after"] != report["models"]:
             print("WARNING  the shipped models changed during the run: its numbers mix model versions")
         print("\n".join(report["summary"]))
-    suffix = "quick" if args.quick else "latest"
+    suffix = report_name(args.quick, args.only, args.part)
     (out / f"{suffix}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     (out / f"{suffix}.txt").write_text(text.getvalue())
     print(f"\nwrote {out / (suffix + '.json')} and {out / (suffix + '.txt')}")

@@ -125,9 +125,13 @@ def _measurement_rows(report: dict) -> list[str]:
                     f"{loaded['throughput_rps']:.1f} requests/s |")
     explain = s.get("explain") or {}
     for name, r in explain.get("latency", {}).items():
+        beyond = r.get("overhead_p50_ms")  # runs since 2026-12-06 16:21 (bench.explain.overhead_parts)
+        beyond = ("; beyond it, from the job's stamps: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f}"
+                                                                     for k, v in beyond.items()) + " ms"
+                  if beyond else "")
         rows.append(f"| `POST /explain` to finished, Grad-CAM + LRP, {name} | p50 {r['p50_ms']:.0f} ms (worker: "
                     f"predict {r['worker_predict_p50_ms']:.0f} + maps {r['worker_explain_p50_ms']:.0f} + render "
-                    f"{r['worker_render_p50_ms']:.0f} = {r['worker_total_p50_ms']:.0f} ms) |")
+                    f"{r['worker_render_p50_ms']:.0f} = {r['worker_total_p50_ms']:.0f} ms{beyond}) |")
     for name, r in explain.get("throughput", {}).items():
         rows.append(f"| explain throughput, {name}, {r['jobs']} jobs | {r['jobs_per_s']:.1f} jobs/s |")
     for run in (s.get("explainers") or {}).get("runs", []):

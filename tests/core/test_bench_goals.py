@@ -192,3 +192,11 @@ def test_explain_overhead_parts_add_up_from_the_jobs_stamps():
     assert parts == pytest.approx({"to_enqueued": 4.0, "queued": 2.5, "job_beyond_total": 2.0,
                                    "ended_to_client": 4.5}, abs=1e-6)
     assert sum(parts.values()) == pytest.approx(111.0 - 98.0, abs=1e-6)
+
+
+def test_only_a_whole_run_replaces_the_committed_report():
+    from bench.__main__ import report_name
+
+    assert report_name(False, None, None) == "latest"
+    assert report_name(False, ["explain"], None) == "partial" and report_name(False, None, ["load"]) == "partial"
+    assert report_name(True, None, None) == "quick" and report_name(True, ["predict"], ["study"]) == "quick"
