@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/model_table.py
 
-The latency column comes from the newest bench report under bench/results/ (any folder: a partial run such
-as ``python -m bench --only models --out bench/results/models`` writes its own) that has a ``models`` suite;
+The latency column comes from the newest bench report under bench/results/ (``latest.json`` of a whole run, or
+``partial.json`` of one such as ``python -m bench --only models``, in any folder; never a ``--quick`` one) that
+has a ``models`` suite;
 the robustness column from docs/robustness/<task>.json (``diseaseid robustness``), when it measured the shipped
 version of the model. A task's study head (``mil``) gets a row too: its subject-level figures from its card, the
 32-slice study's latency from the same bench report, and its robustness over whole studies from
@@ -79,7 +80,8 @@ def study_row(task_dir: Path, study_latency: dict) -> str | None:
 
 def main() -> None:
     latency, study_latency = {}, {}
-    reports = [json.loads(p.read_text()) for p in (ROOT / "bench" / "results").rglob("latest.json")]
+    results = ROOT / "bench" / "results"
+    reports = [json.loads(p.read_text()) for name in ("latest.json", "partial.json") for p in results.rglob(name)]
     reports = [r for r in reports if "models" in r.get("suites", {})]
     if reports:
         newest = max(reports, key=lambda r: r["date"])
