@@ -390,6 +390,9 @@ def run(quick: bool = False, env: dict[str, str] | None = None, parts: tuple[str
             print(f"  the server's CPU time: study {cpu['study']:.2f} s, singles {cpu['slices_one_by_one']:.2f} s: "
                   f"{study['cpu_ratio']:.2f}x (the work; the wall-time ratio also has the study's batches side by "
                   f"side on the inference threads)")
+            floor_ms = 1000 * cpu["study"] / (os.cpu_count() or 1)
+            print(f"  the study's least wall time on {os.cpu_count()} cores (its CPU time spread over all of them): "
+                  f"{floor_ms:.0f} ms, {floor_ms / study['slices_one_by_one_ms_p50']:.2f}x its singles' wall time")
     if loaded is not None:
         print(f"/predict student, 16 clients, {loaded['explain_workers']} explain worker(s) busy "
               f"(all busy in {100 * loaded['busy_share']:.0f}% of {loaded['busy_samples']} samples): "
