@@ -200,3 +200,18 @@ def test_only_a_whole_run_replaces_the_committed_report():
     assert report_name(False, None, None) == "latest"
     assert report_name(False, ["explain"], None) == "partial" and report_name(False, None, ["load"]) == "partial"
     assert report_name(True, None, None) == "quick" and report_name(True, ["predict"], ["study"]) == "quick"
+
+
+def test_bench_table_gives_explains_time_beyond_the_worker_where_a_run_measured_it():
+    shipped = bench_table.shipped_versions()
+    report = _report(shipped)
+    row = {"p50_ms": 132.2, "worker_predict_p50_ms": 8.5, "worker_explain_p50_ms": 91.7,
+           "worker_render_p50_ms": 10.4, "worker_total_p50_ms": 115.9}
+    report["suites"]["explain"]["latency"] = {"student/cpu": row}
+    text = bench_table.block(report, "bench/results/latest.json")
+    assert "| `POST /explain` to finished, Grad-CAM + LRP, student/cpu | p50 132 ms (worker: predict 8 + maps 92 " \
+           "+ render 10 = 116 ms) |" in text  # a run from before the parts were measured
+    row["overhead_p50_ms"] = {"to_enqueued": 6.4, "queued": 3.2, "job_beyond_total": 0.5, "ended_to_client": 4.9}
+    text = bench_table.block(report, "bench/results/latest.json")
+    assert ("= 116 ms; beyond it, from the job's stamps: to enqueued 6.4, queued 3.2, job beyond total 0.5, "
+            "ended to client 4.9 ms) |") in text
