@@ -30,11 +30,6 @@ import argparse
 import numpy as np
 
 
-def balanced(truth: np.ndarray, labels: np.ndarray) -> float:
-    """Mean recall over the classes present in ``truth``."""
-    return float(np.mean([(labels[truth == c] == c).mean() for c in np.unique(truth)]))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", help="a .safetensors with its card (.json beside it)")
@@ -44,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from diseaseid.robustness.evaluate import _u8, decode, load_sample
+    from dev.tumor_noise_val import labels
+    from diseaseid.robustness.evaluate import _u8, decode, held_out_scores, load_sample
     from diseaseid.robustness.perturbations import PERTURBATIONS
     from diseaseid.robustness.relevance import relevance_inside_head
     from diseaseid.serving.predictor import Predictor
@@ -58,23 +54,20 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{task} {predictor.version}: relevance inside the head: "
           + ", ".join(f"{m} {v['mean']:.1%} (min {v['min']:.1%})" for m, v in rel.items()), flush=True)
 
-    def labels(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return np.concatenate([predictor.logits(batch[i:i + 64]).numpy().argmax(1)
-                                   for i in range(0, len(batch), 64)])
-
     sample = load_sample(task, args.n, 0)  # the robustness sample (seed 0)
-    clean = labels(np.stack([decode(_u8(r)) for r in sample.raws]))
-    print(f"clean: slice-balanced accuracy {balanced(sample.labels, clean):.1%}", flush=True)
-    changed = []
-    for k, pert in enumerate(PERTURBATIONS):
-        rng = np.random.default_rng(k)  # the benchmark's draw for seed 0 (seed * 1000 + k)
-        got = labels(np.stack([decode(pert.apply(r, rng)) for r in sample.raws]))
-        share = float((got != clean).mean())
-        if pert.realistic:
-            changed.append(share)
-        print(f"{pert.name:24s} balanced {balanced(sample.labels, got):.1%}  changed {share:.1%}"
-              + ("" if pert.realistic else "  (beyond the realistic levels)"), flush=True)
+    with torch.inference_mode():
+        clean = labels(predictor, np.stack([decode(_u8(r)) for r in sample.raws]), batch=64)
+        print(f"clean: slice-balanced accuracy "
+              f"{held_out_scores(sample.labels, clean, None)['balanced_accuracy']:.1%}", flush=True)
+        changed = []
+        for k, pert in enumerate(PERTURBATIONS):
+            rng = np.random.default_rng(k)  # the benchmark's draw for seed 0 (seed * 1000 + k)
+            got = held_out_scores(sample.labels, labels(
+                predictor, np.stack([decode(pert.apply(r, rng)) for r in sample.raws]), batch=64), clean)
+            if pert.realistic:
+                changed.append(got["changed"])
+            print(f"{pert.name:24s} balanced {got['balanced_accuracy']:.1%}  changed {got['changed']:.1%}"
+                  + ("" if pert.realistic else "  (beyond the realistic levels)"), flush=True)
     print(f"realistic changes: mean {np.mean(changed):.1%} of answers changed, worst {max(changed):.1%}, "
           f"{sum(c > 0.10 for c in changed)} of {len(changed)} above 10%")
 
