@@ -36,13 +36,14 @@ def _time(fn, repeats: int) -> list[float]:
     return out
 
 
-def _time_interleaved(fns: dict, repeats: int, block: int = 1) -> dict[str, list[float]]:
+def _time_interleaved(fns: dict, repeats: int, block: int = 1, pause_s: float = 0.0) -> dict[str, list[float]]:
     """Milliseconds per call of each of ``fns``, called in turn (a round calls each ``block`` times in a row, in
     a rotating order), so that a noisy machine slows every contender alike: timings of one model after another
     differed by up to a third between runs on the 2-core development machine. ``block`` > 1 for contenders of
     different runtimes in one process: PyTorch's OpenMP threads spin for a while after each call, and an ONNX
     Runtime call right after one ran at about 1.8x its own time (dementia student, 4.3 against 2.3 ms); the
-    median of a block's calls is the runtime's own. ``repeats`` calls of each in all."""
+    median of a block's calls is the runtime's own. ``pause_s``: a sleep before each block, so that the threads of
+    the contender before it (OpenMP's, TBB's, ONNX Runtime's) have gone idle. ``repeats`` calls of each in all."""
     names = list(fns)
     for name in names:  # warm-up
         fns[name]()
@@ -50,6 +51,8 @@ def _time_interleaved(fns: dict, repeats: int, block: int = 1) -> dict[str, list
     out: dict[str, list[float]] = {name: [] for name in names}
     for i in range(max(1, -(-repeats // block))):
         for name in names[i % len(names):] + names[:i % len(names)]:
+            if pause_s:
+                time.sleep(pause_s)
             for _ in range(block):
                 t = time.perf_counter()
                 fns[name]()

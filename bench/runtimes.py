@@ -72,6 +72,13 @@ def candidates(weights, quick: bool) -> tuple[dict, dict]:
 
     if not quick:
         t = time.perf_counter()
+        # Compiled in this process, not in inductor's pool of compile workers: the pool, started by the first
+        # model's compile, slowed every contender of that model (`python -m bench --only runtimes`, 2026-12-06:
+        # tumor student, batch 1, torch 12.01, ONNX Runtime 6.82, OpenVINO 5.99 ms with the pool; 8.42, 4.13 and
+        # 3.92 ms with TORCHINDUCTOR_COMPILE_THREADS=1, as the same networks read called alone).
+        import torch._inductor.config as inductor_config
+
+        inductor_config.compile_threads = 1
         compiled = torch.compile(channels_last, mode="max-autotune-no-cudagraphs", dynamic=False)
         run = _torch_runner(compiled)
         run(np.zeros((1, 224, 224, 3), np.uint8))  # compiles for batch 1 here; batch 16 on its warm-up
@@ -135,6 +142,13 @@ RUNTIME_BLOCK = 20
 # median of two rounds, one of them slowed by what ran before it; the rounds of the run before: 5.05 ms) while
 # its batch-16 calls took 5.13 ms an image, and failed the served-runtime goal on that alone.
 RUNTIME_ROUNDS = 4
+# Seconds of sleep before each block of calls (and each runtime's throughput run): without it the contender before
+# slowed every call of a 20-call block, not only the first. Dementia student, batch 1, least median of 4 rounds
+# of 20 (/tmp script over ``candidates``, 2026-12-06): called alone, torch 3.66, torch.jit.freeze 2.78, ONNX
+# Runtime 2.13, OpenVINO 2.01 ms; interleaved without a pause 6.35, 4.82, 3.94 and 2.95 ms (ONNX Runtime 1.34x
+# OpenVINO: `make bench` of 17:28 read 1.47x the fastest and failed the served-runtime goal); with 0.3 s before
+# each block 3.58, 2.96, 2.13 and 2.03 ms, each runtime's own time again.
+RUNTIME_PAUSE_S = 0.3
 
 
 def least_round_median(ms: list[float], block: int) -> float:
@@ -204,10 +218,13 @@ def run(quick: bool = False) -> dict:
                                 "labels_differing": int((logits.argmax(1) != reference.argmax(1)).sum()),
                                 "images": len(fixtures)}
             one = _time_interleaved({name: (lambda fn=fn: fn(single)) for name, fn in runs.items()}, repeats,
-                                    block=RUNTIME_BLOCK)
+                                    block=RUNTIME_BLOCK, pause_s=RUNTIME_PAUSE_S)
             sixteen = _time_interleaved({name: (lambda fn=fn: fn(batch)) for name, fn in runs.items()},
-                                        max(3, repeats // 4), block=3)
-            shared = {name: _throughput(lambda fn=fn: fn(single), 0.5 if quick else 1.5) for name, fn in runs.items()}
+                                        max(3, repeats // 4), block=3, pause_s=RUNTIME_PAUSE_S)
+            shared = {}
+            for name, fn in runs.items():
+                time.sleep(RUNTIME_PAUSE_S)
+                shared[name] = _throughput(lambda fn=fn: fn(single), 0.5 if quick else 1.5)
             for name in runs:
                 rows.append({"task": task, "role": role, "runtime": name,
                              "batch1_ms": least_round_median(one[name], RUNTIME_BLOCK),

@@ -161,6 +161,21 @@ def test_interleaved_timing_calls_each_contender_in_blocks_of_rotating_order():
     assert "".join(calls[6:]) == "abc" + "bca"
 
 
+def test_interleaved_timing_pauses_before_each_block(monkeypatch):
+    import bench.models
+
+    events = []
+    monkeypatch.setattr(bench.models.time, "sleep", lambda s: events.append(f"sleep {s}"))
+    fns = {name: (lambda name=name: events.append(name)) for name in "ab"}
+    bench.models._time_interleaved(fns, repeats=4, block=2, pause_s=0.3)
+    assert events == ["a", "a", "b", "b",  # warm-up
+                      "sleep 0.3", "a", "a", "sleep 0.3", "b", "b",
+                      "sleep 0.3", "b", "b", "sleep 0.3", "a", "a"]
+    events.clear()
+    bench.models._time_interleaved(fns, repeats=1)
+    assert "sleep" not in " ".join(events)  # no pause unless asked for
+
+
 def test_a_runtimes_batch1_time_is_its_least_round_median():
     from bench.runtimes import least_round_median
 
