@@ -176,18 +176,6 @@ def test_interleaved_timing_pauses_before_each_block(monkeypatch):
     assert "sleep" not in " ".join(events)  # no pause unless asked for
 
 
-def test_a_runtimes_batch1_time_is_its_least_round_median():
-    from bench.runtimes import least_round_median
-
-    # two rounds of four calls: one disturbed throughout (median 7.5), one quiet with one slow call (median 5.05)
-    ms = [7.0, 8.0, 7.4, 7.6, 5.0, 5.1, 9.0, 5.0]
-    assert least_round_median(ms, 4) == pytest.approx(5.05)
-    assert float(np.median(ms)) == pytest.approx(7.2)  # what the overall median read
-    assert least_round_median(ms, 8) == pytest.approx(7.2)  # one round: its median
-    assert least_round_median([3.0, 1.0, 2.0, 9.0, 4.0], 3) == pytest.approx(2.0)  # rounds 2.0 and 6.5
-    assert least_round_median([3.0, 2.0, 2.5, 1.0], 3) == pytest.approx(1.0)  # a short last round counts too
-
-
 def test_model_latency_is_timed_on_fixture_slices_decoded_as_served():
     from bench.models import slices
     from diseaseid.data.preprocess import decode_image
