@@ -161,6 +161,10 @@ class ExplainWorker(SimpleWorker):
         # between blocking pops, so an idle worker must wake often enough to run it.
         return self.idle_poll_s
 
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        self._job_dequeued = False  # a flag left by a dequeue that raised must not skip the next loop's beat
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
     def reorder_queues(self, reference_queue) -> None:
         # Called by RQ's dequeue_job_and_maintain_ttl only when it took a job, just before its last heartbeat.
         super().reorder_queues(reference_queue)
