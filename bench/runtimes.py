@@ -144,11 +144,11 @@ RUNTIME_BLOCK = 20
 # 4.14 and 4.18 ms).
 RUNTIME_ROUNDS = 4
 # Seconds of sleep before each block of calls (and each runtime's throughput run): without it the contender before
-# slowed every call of a 20-call block, not only the first. Dementia student, batch 1, least median of 4 rounds
-# of 20 (/tmp script over ``candidates``, 2026-12-06): called alone, torch 3.66, torch.jit.freeze 2.78, ONNX
-# Runtime 2.13, OpenVINO 2.01 ms; interleaved without a pause 6.35, 4.82, 3.94 and 2.95 ms (ONNX Runtime 1.34x
-# OpenVINO: `make bench` of 17:28 read 1.47x the fastest and failed the served-runtime goal); with 0.3 s before
-# each block 3.58, 2.96, 2.13 and 2.03 ms, each runtime's own time again.
+# slowed, now and then, every call of a 20-call block, not only the first. Dementia student, batch 1, least median
+# of 4 rounds of 20 (`python -m dev.runtime_interference dementia student --pauses 0 0.3 0`, three runs,
+# 2026-12-06): ONNX Runtime 2.07 / 3.83 / 3.65 ms without a pause (torch 3.29-4.32), 2.07 / 2.08 / 2.07 with 0.3 s
+# before each block (torch 3.26-3.42); an earlier run without it read 3.94 (`make bench` of 17:28: 3.93 ms, 1.47x
+# the fastest, the served-runtime goal failed on it).
 RUNTIME_PAUSE_S = 0.3
 # Callers at once for the throughput column: the inference service runs min(4, cores) requests side by side
 # (DISEASEID_INFERENCE_WORKERS), each pass from its own thread.

@@ -122,12 +122,13 @@ class ExplainStack:
         return Redis.from_url(self.redis.url)
 
     # -- workers ---------------------------------------------------------------------------------------
-    def start_worker(self, timeout: float = 90.0, **env: str) -> WorkerProcess:
-        """``python -m services.explain.worker``; returns once it has registered with Redis (within ``timeout``,
-        or ``$DISEASEID_TEST_READY_S`` where set, as for the servers)."""
+    def start_worker(self, timeout: float = 90.0, module: str = "services.explain.worker", **env: str
+                     ) -> WorkerProcess:
+        """``python -m services.explain.worker`` (or another ``module`` that runs it); returns once it has registered
+        with Redis (within ``timeout``, or ``$DISEASEID_TEST_READY_S`` where set, as for the servers)."""
         timeout = float(os.environ.get("DISEASEID_TEST_READY_S") or timeout)
         log = tempfile.NamedTemporaryFile(prefix="explain-worker-", suffix=".log", delete=False)
-        proc = subprocess.Popen([sys.executable, "-m", "services.explain.worker"], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", module], cwd=REPO,
                                 env={**os.environ, **self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         log.close()

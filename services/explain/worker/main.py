@@ -22,7 +22,7 @@ start (on CUDA when present) serve every job without a fork, and a GPU context i
 * Two round trips fewer on a waiting client's path: RQ beats the worker right after taking a job, just before
   the transaction that starts it beats the worker again, and beats the job once more after it ran, for callbacks
   ours do not have (the outcome's transaction saves that beat's time). Both are skipped
-  (tests/services/test_explain_round_trips.py; 0.2-0.5 ms a job, docs/benchmarks.md).
+  (tests/services/test_explain_round_trips.py; 0.1-0.5 ms a job, `python -m dev.explain_round_trips_ab`).
 """
 from __future__ import annotations
 
